@@ -1,0 +1,423 @@
+"""Capsule layers: squash, dynamic routing, capsule and convolutional capsules.
+
+The pure tensor functions mirror the reference's private helpers (`_squash`,
+`_leaky_routing`, `_update_routing`, `_depthwise_conv3d`, `_margin_loss`) and
+its `evaluate`. The Keras layers own the weights, named and shaped as in the
+reference's TF1 checkpoints, and call those functions.
+
+Capsule tensors keep the reference's layout: atoms on axis 2 after the batch
+and capsule axes (`[batch, capsules, atoms]`, or
+`[batch, capsules, atoms, height, width]` for convolutional capsules).
+Convolutions themselves run channels-last, which every TensorFlow device
+supports.
+"""
+
+import collections
+from typing import Dict, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+from layers import variables
+
+# Added to |s|^2 under the square root so that the gradient of squash at the
+# zero vector is finite; far below float32 resolution for any non-zero norm.
+_SQUASH_EPSILON = 1e-20
+
+Evaluation = collections.namedtuple(
+    'Evaluation', ('total_loss', 'correct', 'almost', 'classification_loss'))
+
+
+def _squash(input_tensor: tf.Tensor) -> tf.Tensor:
+  """Squash nonlinearity `s / |s| * |s|^2 / (1 + |s|^2)` over the atoms axis.
+
+  Args:
+    input_tensor: `[batch, num_capsules, num_atoms]` or
+      `[batch, num_capsules, num_atoms, height, width]`.
+
+  Returns:
+    Tensor of the input's shape whose atom vectors have norm below 1. The zero
+    vector maps to zero with a finite gradient.
+  """
+  norm_squared = tf.reduce_sum(tf.square(input_tensor), axis=2, keepdims=True)
+  norm = tf.sqrt(norm_squared + _SQUASH_EPSILON)
+  return input_tensor * (norm / (1 + norm_squared))
+
+
+def _leaky_routing(logits: tf.Tensor, output_dim: int) -> tf.Tensor:
+  """Softmax over output capsules with an extra all-zero 'leak' logit.
+
+  The leak lets an input capsule route to none of the output capsules.
+
+  Args:
+    logits: `[batch, input_dim, output_dim, ...]` routing logits.
+    output_dim: number of output capsules, `logits.shape[2]`.
+
+  Returns:
+    Routing probabilities of the logits' shape (the leak slot dropped).
+  """
+  leak = tf.zeros_like(logits[:, :, :1])               # [b, in, 1, ...]
+  leaky_logits = tf.concat([leak, logits], axis=2)     # [b, in, 1 + out, ...]
+  leaky_routing = tf.nn.softmax(leaky_logits, axis=2)
+  return tf.split(leaky_routing, [1, output_dim], axis=2)[1]
+
+
+def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
+                    leaky: bool) -> tf.Tensor:
+  """Dynamic routing by agreement (Sabour et al., Procedure 1).
+
+  The reference's `logit_shape`, `num_dims`, `input_dim` and `output_dim`
+  arguments are read off `votes` here. The loop is unrolled; the last
+  iteration skips the logit update, which cannot change the output.
+
+  Args:
+    votes: `[batch, input_dim, output_dim, atoms]` (fully connected) or
+      `[batch, input_dim, output_dim, atoms, height, width]` (convolutional).
+    biases: broadcastable to `[output_dim, atoms, ...]`.
+    num_routing: number of routing iterations, at least 1.
+    leaky: route with `_leaky_routing` instead of a plain softmax.
+
+  Returns:
+    `[batch, output_dim, atoms, ...]` activations of the last iteration.
+  """
+  output_dim = votes.shape[2]
+  logits = tf.zeros_like(votes[:, :, :, 0])                  # [b, in, out, ...]
+  activation = None
+  for i in range(num_routing):
+    if leaky:
+      route = _leaky_routing(logits, output_dim)             # [b, in, out, ...]
+    else:
+      route = tf.nn.softmax(logits, axis=2)                  # [b, in, out, ...]
+    preactivate = tf.reduce_sum(
+        tf.expand_dims(route, 3) * votes, axis=1) + biases   # [b, out, atoms, ...]
+    activation = _squash(preactivate)                        # [b, out, atoms, ...]
+    if i < num_routing - 1:
+      distances = tf.reduce_sum(
+          votes * tf.expand_dims(activation, 1), axis=3)     # [b, in, out, ...]
+      logits += distances
+  return activation
+
+
+def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor,
+                      input_dim: int, output_dim: int, input_atoms: int,
+                      output_atoms: int, stride: int,
+                      padding: str) -> tf.Tensor:
+  """Convolves every input capsule type with one shared kernel.
+
+  The capsule-type axis is folded into the batch, the atoms become channels,
+  and the result is split back into output capsules and atoms.
+
+  Args:
+    input_tensor: `[batch, input_dim, input_atoms, height, width]`.
+    kernel: `[k, k, input_atoms, output_dim * output_atoms]`; output channel c
+      is capsule `c // output_atoms`, atom `c % output_atoms`.
+    input_dim: number of input capsule types.
+    output_dim: number of output capsule types.
+    input_atoms: atoms per input capsule.
+    output_atoms: atoms per output capsule.
+    stride: convolution stride.
+    padding: 'SAME' or 'VALID'.
+
+  Returns:
+    Votes `[batch, input_dim, output_dim, output_atoms, out_height,
+    out_width]`.
+  """
+  height, width = input_tensor.shape[3], input_tensor.shape[4]
+  flat = tf.reshape(input_tensor, [-1, input_atoms, height, width])
+  conv = tf.nn.conv2d(
+      tf.transpose(flat, [0, 2, 3, 1]), kernel, stride,
+      padding)                                       # [b*in, oh, ow, out*atoms]
+  out_height, out_width = conv.shape[1], conv.shape[2]
+  conv = tf.reshape(conv, [-1, input_dim, out_height, out_width, output_dim,
+                           output_atoms])
+  return tf.transpose(conv, [0, 1, 4, 5, 2, 3])
+
+
+def _margin_loss(labels: tf.Tensor, raw_logits: tf.Tensor, margin: float = 0.4,
+                 downweight: float = 0.5) -> tf.Tensor:
+  """Margin loss of each logit (capsule length) against 0.9 / 0.1 targets.
+
+  Args:
+    labels: `[batch, num_classes]` one-hot or two-hot.
+    raw_logits: `[batch, num_classes]` capsule lengths in [0, 1].
+    margin: the margin after subtracting 0.5 from the lengths.
+    downweight: weight of the cost of absent classes.
+
+  Returns:
+    `[batch, num_classes]` cost of every logit (not reduced).
+  """
+  logits = raw_logits - 0.5
+  positive_cost = labels * tf.cast(tf.less(logits, margin),
+                                   tf.float32) * tf.pow(logits - margin, 2)
+  negative_cost = (1 - labels) * tf.cast(
+      tf.greater(logits, -margin), tf.float32) * tf.pow(logits + margin, 2)
+  return 0.5 * positive_cost + downweight * 0.5 * negative_cost
+
+
+def _classification_loss(logits: tf.Tensor, labels: tf.Tensor,
+                         loss_type: str) -> tf.Tensor:
+  """Unreduced classification loss: per class (margin, sigmoid) or example."""
+  if loss_type == 'sigmoid':
+    return tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=labels / 2.0, logits=logits)
+  if loss_type == 'softmax':
+    return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+  if loss_type == 'margin':
+    return _margin_loss(labels=labels, raw_logits=logits)
+  raise ValueError(
+      f'unknown loss_type {loss_type!r}; use margin, softmax or sigmoid')
+
+
+def _count_correct(logits: tf.Tensor, labels: tf.Tensor,
+                   num_targets: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Per-example correct and almost-correct flags.
+
+  Args:
+    logits: `[batch, num_classes]`.
+    labels: `[batch, num_classes]` with num_targets ones.
+    num_targets: k, the number of objects in each image.
+
+  Returns:
+    Two float32 `[batch]` tensors: all k top logits are targets (correct), and
+    at least one of them is (almost).
+  """
+  _, targets = tf.nn.top_k(labels, k=num_targets)           # [b, k]
+  _, predictions = tf.nn.top_k(logits, k=num_targets)       # [b, k]
+  found = tf.reduce_any(
+      tf.equal(targets[:, :, None], predictions[:, None, :]), axis=2)  # [b, k]
+  num_missed = tf.reduce_sum(1 - tf.cast(found, tf.int32), axis=1)     # [b]
+  correct = tf.cast(tf.equal(num_missed, 0), tf.float32)
+  almost = tf.cast(tf.less(num_missed, num_targets), tf.float32)
+  return correct, almost
+
+
+def evaluate(logits: tf.Tensor, labels: tf.Tensor, num_targets: int,
+             loss_type: str,
+             extra_losses: Sequence[tf.Tensor] = ()) -> Evaluation:
+  """Total loss and correct / almost-correct counts of a batch.
+
+  Args:
+    logits: `[batch, num_classes]` model outputs.
+    labels: `[batch, num_classes]` one-hot (or two-hot for two targets).
+    num_targets: number of objects per image (1 or 2).
+    loss_type: 'margin', 'softmax' or 'sigmoid'.
+    extra_losses: scalar losses added to the total, e.g. the balanced
+      reconstruction losses (the reference collected them on the side).
+
+  Returns:
+    `Evaluation(total_loss, correct, almost, classification_loss)`, scalars;
+    correct and almost are batch sums.
+  """
+  classification_loss = tf.reduce_mean(
+      _classification_loss(logits, labels, loss_type))
+  total_loss = tf.add_n(list(extra_losses) + [classification_loss])
+  correct, almost = _count_correct(logits, labels, num_targets)
+  return Evaluation(total_loss, tf.reduce_sum(correct), tf.reduce_sum(almost),
+                    classification_loss)
+
+
+class _Tf1Layer(keras.layers.Layer):
+  """A layer whose weights have TF1 checkpoint names under its scope."""
+
+  def tf1_variables(self) -> Dict[str, keras.Variable]:
+    """Maps names relative to the layer's TF1 scope to its weights."""
+    raise NotImplementedError
+
+
+class Conv(_Tf1Layer):
+  """ReLU 2D convolution with the reference's `weights` and `biases`.
+
+  Takes and returns channels-last tensors `[batch, height, width, channels]`.
+  """
+
+  def __init__(self, filters: int, kernel_size: int, padding: str,
+               stddev: float = 5e-2, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.kernel_size = kernel_size
+    self.padding = padding
+    self.stddev = stddev
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight(
+        name='weights',
+        shape=(self.kernel_size, self.kernel_size, input_shape[-1],
+               self.filters),
+        initializer=variables.weight_initializer(self.stddev))
+    self.biases = self.add_weight(
+        name='biases', shape=(self.filters,),
+        initializer=variables.bias_initializer())
+
+  def call(self, inputs):
+    conv = tf.nn.conv2d(inputs, self.kernel, 1, self.padding)
+    return tf.nn.relu(tf.nn.bias_add(conv, self.biases))
+
+  def tf1_variables(self):
+    return {'weights': self.kernel, 'biases': self.biases}
+
+
+class FullyConnected(_Tf1Layer):
+  """`activation(x @ weights + biases)` with the reference's variable names."""
+
+  def __init__(self, units: int, activation=None, stddev: float = 0.1,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+    self.activation = activation
+    self.stddev = stddev
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight(
+        name='weights', shape=(input_shape[-1], self.units),
+        initializer=variables.weight_initializer(self.stddev))
+    self.biases = self.add_weight(
+        name='biases', shape=(self.units,),
+        initializer=variables.bias_initializer())
+
+  def call(self, inputs):
+    outputs = tf.matmul(inputs, self.kernel) + self.biases
+    return self.activation(outputs) if self.activation else outputs
+
+  def tf1_variables(self):
+    return {'weights': self.kernel, 'biases': self.biases}
+
+
+class Capsule(_Tf1Layer):
+  """Fully connected capsule layer (the reference's `capsule`).
+
+  Input `[batch, input_dim, input_atoms]`, output
+  `[batch, output_dim, output_atoms]`. Weights
+  `[input_dim, input_atoms, output_dim * output_atoms]` (column j is output
+  capsule `j // output_atoms`, atom `j % output_atoms`), biases
+  `[output_dim, output_atoms]`.
+  """
+
+  def __init__(self, output_dim: int, output_atoms: int = 8,
+               num_routing: int = 3, leaky: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.output_dim = output_dim
+    self.output_atoms = output_atoms
+    self.num_routing = num_routing
+    self.leaky = leaky
+
+  def build(self, input_shape):
+    _, self.input_dim, self.input_atoms = input_shape
+    self.kernel = self.add_weight(
+        name='weights',
+        shape=(self.input_dim, self.input_atoms,
+               self.output_dim * self.output_atoms),
+        initializer=variables.weight_initializer())
+    self.biases = self.add_weight(
+        name='biases', shape=(self.output_dim, self.output_atoms),
+        initializer=variables.bias_initializer())
+
+  def call(self, input_tensor):
+    votes = tf.einsum('bia,iaj->bij', input_tensor,
+                      self.kernel)                  # [b, in, out * atoms]
+    votes = tf.reshape(votes, [-1, self.input_dim, self.output_dim,
+                               self.output_atoms])  # [b, in, out, atoms]
+    return _update_routing(votes, self.biases, self.num_routing, self.leaky)
+
+  def tf1_variables(self):
+    return {'weights': self.kernel, 'biases': self.biases}
+
+
+class ConvSlimCapsule(_Tf1Layer):
+  """Convolutional capsule layer (the reference's `conv_slim_capsule`).
+
+  Input `[batch, input_dim, input_atoms, height, width]`, output
+  `[batch, output_dim, output_atoms, out_height, out_width]`. One kernel
+  `[k, k, input_atoms, output_dim * output_atoms]` is shared by all input
+  capsule types and positions; biases `[output_dim, output_atoms, 1, 1]`.
+  """
+
+  def __init__(self, output_dim: int, output_atoms: int = 8, stride: int = 2,
+               kernel_size: int = 5, padding: str = 'SAME',
+               num_routing: int = 3, leaky: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.output_dim = output_dim
+    self.output_atoms = output_atoms
+    self.stride = stride
+    self.kernel_size = kernel_size
+    self.padding = padding
+    self.num_routing = num_routing
+    self.leaky = leaky
+
+  def build(self, input_shape):
+    self.input_dim, self.input_atoms = input_shape[1], input_shape[2]
+    self.kernel = self.add_weight(
+        name='weights',
+        shape=(self.kernel_size, self.kernel_size, self.input_atoms,
+               self.output_dim * self.output_atoms),
+        initializer=variables.weight_initializer())
+    self.biases = self.add_weight(
+        name='biases', shape=(self.output_dim, self.output_atoms, 1, 1),
+        initializer=variables.bias_initializer())
+
+  def call(self, input_tensor):
+    votes = _depthwise_conv3d(input_tensor, self.kernel, self.input_dim,
+                              self.output_dim, self.input_atoms,
+                              self.output_atoms, self.stride, self.padding)
+    return _update_routing(votes, self.biases, self.num_routing, self.leaky)
+
+  def tf1_variables(self):
+    return {'weights': self.kernel, 'biases': self.biases}
+
+
+class Reconstruction(_Tf1Layer):
+  """Decoder from the masked capsule embedding, and its balanced loss.
+
+  Three fully connected layers `recons_1..3` (ReLU, ReLU, sigmoid) turn the
+  capsule embedding, with every capsule but the target zeroed, into an image.
+  Shared between targets by calling the same layer once per target.
+  """
+
+  def __init__(self, layer_sizes: Sequence[int], num_pixels: int,
+               balance_factor: float, **kwargs):
+    super().__init__(**kwargs)
+    first, second = layer_sizes
+    self.balance_factor = balance_factor
+    self.num_pixels = num_pixels
+    self.recons_layers = [
+        FullyConnected(first, tf.nn.relu, name='recons_1'),
+        FullyConnected(second, tf.nn.relu, name='recons_2'),
+        FullyConnected(num_pixels, tf.sigmoid, name='recons_3'),
+    ]
+
+  def call(self, capsule_embedding, capsule_mask, image):
+    """Reconstructs the target capsule's image.
+
+    Args:
+      capsule_embedding: `[batch, num_classes, num_atoms]` capsule outputs.
+      capsule_mask: `[batch, num_classes]` one-hot of the target capsule.
+      image: target image, any shape with `num_pixels` values per example.
+
+    Returns:
+      `(reconstruction, balanced_loss)`: `[batch, num_pixels]` and the scalar
+      `balance_factor * mean over batch of the summed squared error`.
+    """
+    filtered = capsule_embedding * tf.expand_dims(capsule_mask, -1)
+    hidden = tf.reshape(
+        filtered, [-1, filtered.shape[1] * filtered.shape[2]])
+    for layer in self.recons_layers:
+      hidden = layer(hidden)
+    image_2d = tf.reshape(image, [-1, self.num_pixels])
+    loss = tf.reduce_sum(tf.square(hidden - image_2d), axis=-1)
+    return hidden, self.balance_factor * tf.reduce_mean(loss)
+
+  def tf1_variables(self):
+    return {
+        f'{layer.name}/{suffix}': var
+        for layer in self.recons_layers
+        for suffix, var in layer.tf1_variables().items()
+    }
+
+
+def tf1_variable_map(scoped_layers: Dict[str, _Tf1Layer]
+                    ) -> 'collections.OrderedDict[str, keras.Variable]':
+  """Full TF1 names of the weights of layers keyed by their TF1 scope."""
+  return collections.OrderedDict(
+      (f'{scope}/{suffix}', var)
+      for scope, layer in scoped_layers.items()
+      for suffix, var in layer.tf1_variables().items())
+

@@ -1,0 +1,96 @@
+"""CapsNet: a ReLU convolution, primary capsules and routed class capsules."""
+
+from typing import Mapping
+
+import tensorflow as tf
+
+from layers import layers
+from models import model
+
+NUM_PRIME_ATOMS = 8
+NUM_CLASS_ATOMS = 16
+CONV1_CHANNELS = 256
+CONV1_KERNEL = 9
+PRIME_KERNEL = 9
+PRIME_STRIDE = 2
+RECONS_LAYER_SIZES = (512, 1024)
+RECONS_BALANCE_FACTOR = 0.0005
+
+
+class CapsuleModel(model.Model):
+  """The paper's CapsNet with the reference's variable names.
+
+  conv1 (9x9, 256, ReLU) -> conv_capsule1 (9x9 stride 2, num_prime_capsules
+  types of 8 atoms, one routing iteration) -> capsule2 (one 16-atom capsule
+  per class, hparams.routing iterations) -> logits = capsule lengths, and with
+  hparams.remake the shared reconstruction network `recons` per target.
+  """
+
+  def __init__(self, hparams):
+    super().__init__(hparams)
+    self._conv1 = layers.Conv(
+        CONV1_CHANNELS, CONV1_KERNEL, hparams.padding, name='conv1')
+    self._conv_capsule1 = layers.ConvSlimCapsule(
+        output_dim=hparams.num_prime_capsules, output_atoms=NUM_PRIME_ATOMS,
+        stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
+        num_routing=1, leaky=hparams.leaky, name='conv_capsule1')
+    self._capsule2 = None
+    self._recons = None
+
+  def _scoped_layers(self):
+    scoped = {'conv1': self._conv1, 'conv_capsule1': self._conv_capsule1}
+    if self._capsule2 is not None:
+      scoped['capsule2'] = self._capsule2
+    if self._recons is not None:
+      scoped['recons'] = self._recons
+    return scoped
+
+  def _layers_for(self, features: Mapping) -> None:
+    """Creates the layers whose size depends on the data, once."""
+    if self._capsule2 is None:
+      self._capsule2 = layers.Capsule(
+          output_dim=features['num_classes'], output_atoms=NUM_CLASS_ATOMS,
+          num_routing=self._hparams.routing, leaky=self._hparams.leaky,
+          name='capsule2')
+    if self._hparams.remake and self._recons is None:
+      num_pixels = features['depth'] * features['height'] * features['height']
+      self._recons = layers.Reconstruction(
+          RECONS_LAYER_SIZES, num_pixels, RECONS_BALANCE_FACTOR, name='recons')
+
+  def _build_capsule(self, conv1: tf.Tensor) -> tf.Tensor:
+    """Primary capsules and class capsules on the conv1 features.
+
+    Args:
+      conv1: `[batch, height, width, 256]` channels-last ReLU features.
+
+    Returns:
+      `[batch, num_classes, 16]` class capsules.
+    """
+    hidden1 = tf.expand_dims(tf.transpose(conv1, [0, 3, 1, 2]), 1)
+    capsule1 = self._conv_capsule1(hidden1)     # [b, P, 8, h, w]
+    # Input capsules ordered (type, row, column), as capsule2's weights are.
+    capsule1_atom_last = tf.transpose(capsule1, [0, 1, 3, 4, 2])
+    _, types, height, width, atoms = capsule1_atom_last.shape
+    capsule1_3d = tf.reshape(capsule1_atom_last,
+                             [-1, types * height * width, atoms])
+    return self._capsule2(capsule1_3d)
+
+  def forward(self, features):
+    self._layers_for(features)
+    depth, height = features['depth'], features['height']
+    images = tf.reshape(features['images'], [-1, depth, height, height])
+    conv1 = self._conv1(tf.transpose(images, [0, 2, 3, 1]))
+    capsule_output = self._build_capsule(conv1)
+    logits = tf.norm(capsule_output, axis=-1)
+    remakes, losses = None, []
+    if self._hparams.remake:
+      targets = [(features['recons_label'], features['recons_image'])]
+      if features['num_targets'] == 2:
+        targets.append((features['spare_label'], features['spare_image']))
+      remakes = []
+      for label, image in targets:
+        remake, loss = self._recons(
+            capsule_output, tf.one_hot(label, features['num_classes']), image)
+        remakes.append(remake)
+        losses.append(loss)
+    return model.Forward(logits, remakes, capsule_output, losses)

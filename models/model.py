@@ -1,0 +1,281 @@
+"""Base model: optimizer, learning-rate schedule, training and evaluation steps.
+
+Subclasses define `forward` (the inference graph) and `_scoped_layers` (their
+Keras layers keyed by TF1 variable scope). Everything else, the Adam update of
+the reference, the loss, the correct / almost counts and the conversion to and
+from the reference's name-based TF1 checkpoints, lives here once.
+"""
+
+import abc
+import collections
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+from layers import layers
+
+Inferred = collections.namedtuple('Inferred', ('logits', 'remakes'))
+
+# Everything a forward pass produces: `Inferred` plus what the loss needs.
+Forward = collections.namedtuple(
+    'Forward',
+    ('logits', 'remakes', 'capsule_output', 'reconstruction_losses'))
+
+# Everything a loss evaluation produces, for steps and summaries.
+Losses = collections.namedtuple(
+    'Losses', ('total_loss', 'correct', 'almost', 'classification_loss',
+               'reconstruction_losses', 'logits', 'remakes'))
+
+# Reference optimizer constants (tf.compat.v1.train.AdamOptimizer defaults).
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPSILON = 1e-8
+MIN_LEARNING_RATE = 1e-6
+
+GLOBAL_STEP = 'global_step'
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint does not hold the variables this model needs."""
+
+
+class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """`max(lr * rate ** (step / decay_steps), 1e-6)`, continuous decay."""
+
+  def __init__(self, learning_rate: float, decay_steps: int,
+               decay_rate: float):
+    self.learning_rate = learning_rate
+    self.decay_steps = decay_steps
+    self.decay_rate = decay_rate
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    decayed = self.learning_rate * tf.pow(self.decay_rate,
+                                          step / self.decay_steps)
+    return tf.maximum(decayed, MIN_LEARNING_RATE)
+
+  def get_config(self):
+    return dict(learning_rate=self.learning_rate, decay_steps=self.decay_steps,
+                decay_rate=self.decay_rate)
+
+
+class Model(abc.ABC):
+  """A model with the reference's optimizer, steps and checkpoint names."""
+
+  def __init__(self, hparams):
+    """Creates the optimizer; layers are built on the first forward pass.
+
+    Args:
+      hparams: `experiment.default_hparams()`, possibly overridden.
+    """
+    self._hparams = hparams
+    self.optimizer = keras.optimizers.Adam(
+        learning_rate=LearningRateSchedule(
+            hparams.learning_rate, hparams.decay_steps, hparams.decay_rate),
+        beta_1=ADAM_BETA1, beta_2=ADAM_BETA2, epsilon=ADAM_EPSILON)
+
+  @property
+  def hparams(self):
+    return self._hparams
+
+  @property
+  def global_step(self) -> tf.Variable:
+    """Number of optimizer updates so far (the reference's `global_step`)."""
+    return self.optimizer.iterations
+
+  @abc.abstractmethod
+  def _scoped_layers(self) -> Dict[str, 'layers._Tf1Layer']:
+    """The model's layers keyed by TF1 variable scope, in creation order."""
+
+  @abc.abstractmethod
+  def forward(self, features: Mapping) -> Forward:
+    """Builds the inference graph on a feature dict.
+
+    Args:
+      features: the reference's feature dict: `images`
+        `[batch, depth, height, width]`, `labels`, `recons_label`,
+        `recons_image` (and `spare_label`, `spare_image` for two targets),
+        plus the Python ints `height`, `depth`, `num_classes`, `num_targets`.
+
+    Returns:
+      A `Forward` tuple.
+    """
+
+  def inference(self, features: Mapping) -> Inferred:
+    """The reference's `inference`: logits and reconstructions (or None)."""
+    out = self.forward(features)
+    return Inferred(out.logits, out.remakes)
+
+  def build(self, height: int, depth: int, num_classes: int = 10,
+            num_targets: int = 1) -> None:
+    """Creates the variables with a forward pass on one zero image.
+
+    Call it under a `tf.distribute` strategy's scope to get distributed
+    variables, and before restoring a checkpoint.
+    """
+    image = tf.zeros([1, depth, height, height])
+    label = tf.zeros([1], tf.int32)
+    features = dict(
+        images=image, labels=tf.one_hot(label, num_classes),
+        recons_image=image, recons_label=label, spare_image=image,
+        spare_label=label, height=height, depth=depth,
+        num_classes=num_classes, num_targets=num_targets)
+    self.forward(features)
+    self.optimizer.build(self.trainable_variables)
+
+  @property
+  def built(self) -> bool:
+    return all(layer.built for layer in self._scoped_layers().values())
+
+  @property
+  def trainable_variables(self) -> List[keras.Variable]:
+    """Model weights in the reference's creation order."""
+    return list(layers.tf1_variable_map(self._scoped_layers()).values())
+
+  def losses(self, features: Mapping) -> Losses:
+    """Forward pass, total loss and correct / almost counts of a batch."""
+    out = self.forward(features)
+    evaluation = layers.evaluate(
+        logits=out.logits, labels=features['labels'],
+        num_targets=features['num_targets'],
+        loss_type=self._hparams.loss_type,
+        extra_losses=out.reconstruction_losses)
+    return Losses(evaluation.total_loss, evaluation.correct,
+                  evaluation.almost, evaluation.classification_loss,
+                  out.reconstruction_losses, out.logits, out.remakes)
+
+  def compute_loss(self, features: Mapping
+                  ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`(total_loss, correct, almost)` of a batch, the evaluation step."""
+    result = self.losses(features)
+    return result.total_loss, result.correct, result.almost
+
+  def compute_gradients(self, features: Mapping, loss_scale: float = 1.0
+                       ) -> Tuple[List[tf.Tensor], Losses]:
+    """Gradients of `loss_scale * total_loss` for `trainable_variables`.
+
+    Under a `tf.distribute` strategy each replica passes
+    `1 / num_replicas_in_sync`: the optimizer sums gradients over replicas, so
+    the update uses the gradient of the global-batch mean loss.
+    """
+    with tf.GradientTape() as tape:
+      result = self.losses(features)
+      scaled_loss = result.total_loss * loss_scale
+    grads = tape.gradient(scaled_loss, self.trainable_variables)
+    return grads, result
+
+  def apply_gradients(self, grads: Sequence[tf.Tensor]) -> None:
+    """One Adam update at the current global step, which then advances."""
+    self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+
+  def train_step(self, features: Mapping
+                ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One optimizer update on a batch; returns its `(loss, correct, almost)`.
+
+    The returned values are those of the batch before the update.
+    """
+    grads, result = self.compute_gradients(features)
+    self.apply_gradients(grads)
+    return result.total_loss, result.correct, result.almost
+
+  def tf1_variable_map(self) -> Dict[str, tf.Variable]:
+    """Reference checkpoint name to variable, model weights and global step."""
+    variables = layers.tf1_variable_map(self._scoped_layers())
+    variables[GLOBAL_STEP] = self.global_step
+    return variables
+
+  def _slot_map(self) -> Dict[str, tf.Variable]:
+    """Reference names of the Adam slots (`<var>/Adam`, `<var>/Adam_1`)."""
+    optimizer = self.optimizer
+    slots = {}
+    for name, var in layers.tf1_variable_map(self._scoped_layers()).items():
+      index = optimizer._get_variable_index(var)  # pylint: disable=protected-access
+      slots[f'{name}/Adam'] = optimizer._momentums[index]  # pylint: disable=protected-access
+      slots[f'{name}/Adam_1'] = optimizer._velocities[index]  # pylint: disable=protected-access
+    return slots
+
+  def _require_built(self) -> None:
+    if not self.built:
+      raise RuntimeError(
+          'the model has no variables yet: call model.build(height, depth, '
+          '...) or run it on a batch before loading or saving a checkpoint')
+
+  def load_checkpoint(self, path: str, include_optimizer: bool = False) -> int:
+    """Restores weights (and optionally Adam state) from a checkpoint.
+
+    Reads the reference's name-based TF1 checkpoints (the released ones) and
+    this project's, which use the same names. Optimizer slots are skipped
+    unless `include_optimizer` is set; then they are restored when present
+    (a checkpoint without them starts Adam afresh).
+
+    Args:
+      path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
+      include_optimizer: also restore `<var>/Adam`, `<var>/Adam_1`.
+
+    Returns:
+      The restored global step.
+
+    Raises:
+      CheckpointMismatchError: a model variable is missing or has another
+        shape; the message lists each by name.
+    """
+    self._require_built()
+    try:
+      reader = tf.train.load_checkpoint(path)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError,
+            ValueError) as error:
+      raise FileNotFoundError(
+          f'cannot read checkpoint {path!r}: give the prefix of an existing '
+          f'checkpoint (e.g. .../model.ckpt-1500, without .index): '
+          f'{str(error).splitlines()[0]}') from None
+    shapes = reader.get_variable_to_shape_map()
+    wanted = self.tf1_variable_map()
+    problems = []
+    for name, var in wanted.items():
+      if name not in shapes:
+        problems.append(f'{name} missing (model has {list(var.shape)})')
+      elif list(shapes[name]) != list(var.shape):
+        problems.append(f'{name} has shape {shapes[name]}, model needs '
+                        f'{list(var.shape)}')
+    if problems:
+      raise CheckpointMismatchError(
+          f'checkpoint {path} does not fit this {type(self).__name__} '
+          f'(check --model, --dataset and --hparams_override): ' +
+          '; '.join(problems))
+    if include_optimizer:
+      wanted.update({name: var for name, var in self._slot_map().items()
+                     if name in shapes})
+    for name, var in wanted.items():
+      var.assign(tf.cast(reader.get_tensor(name), var.dtype))
+    return int(self.global_step.numpy())
+
+  def save_tf1_checkpoint(self, path: str, include_optimizer: bool = True
+                         ) -> str:
+    """Writes a name-based TF1 checkpoint the reference can restore.
+
+    Args:
+      path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
+      include_optimizer: also write the Adam slots and `beta1_power`,
+        `beta2_power`, so the reference (or this port) can resume training.
+
+    Returns:
+      `path`.
+    """
+    self._require_built()
+    step = int(self.global_step.numpy())
+    tensors = {name: tf.convert_to_tensor(var)
+               for name, var in self.tf1_variable_map().items()}
+    # The reference's global_step is a float32 variable.
+    tensors[GLOBAL_STEP] = tf.constant(step, tf.float32)
+    if include_optimizer:
+      tensors.update({name: tf.convert_to_tensor(var)
+                      for name, var in self._slot_map().items()})
+      tensors['beta1_power'] = tf.constant(ADAM_BETA1**(step + 1), tf.float32)
+      tensors['beta2_power'] = tf.constant(ADAM_BETA2**(step + 1), tf.float32)
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(
+        prefix=path, tensor_names=names, shape_and_slices=[''] * len(names),
+        tensors=[tensors[name] for name in names])
+    return path
+
