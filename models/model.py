@@ -34,6 +34,8 @@ ADAM_EPSILON = 1e-8
 MIN_LEARNING_RATE = 1e-6
 
 GLOBAL_STEP = 'global_step'
+PADDINGS = ('SAME', 'VALID')
+LOSS_TYPES = ('margin', 'softmax', 'sigmoid')
 
 
 class CheckpointMismatchError(ValueError):
@@ -68,7 +70,17 @@ class Model(abc.ABC):
 
     Args:
       hparams: `experiment.default_hparams()`, possibly overridden.
+
+    Raises:
+      ValueError: for a padding, loss_type or routing that cannot work.
     """
+    if hparams.padding not in PADDINGS:
+      raise ValueError(f'hparam padding={hparams.padding!r}: use SAME or VALID')
+    if hparams.loss_type not in LOSS_TYPES:
+      raise ValueError(f'hparam loss_type={hparams.loss_type!r}: use one of '
+                       f'{", ".join(LOSS_TYPES)}')
+    if hparams.routing < 1:
+      raise ValueError(f'hparam routing={hparams.routing}: needs at least 1')
     self._hparams = hparams
     self.optimizer = keras.optimizers.Adam(
         learning_rate=LearningRateSchedule(

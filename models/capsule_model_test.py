@@ -1,0 +1,113 @@
+"""Tests for CapsuleModel: sizes, parameter counts and the feature contract."""
+
+import numpy as np
+import tensorflow as tf
+
+import experiment
+from models import capsule_model
+
+
+def _features(batch, depth, height, num_targets=1, seed=0):
+  rng = np.random.default_rng(seed)
+  images = rng.uniform(size=(batch, depth, height, height)).astype(np.float32)
+  labels = rng.choice(10, size=(batch, num_targets), replace=False)
+  features = dict(
+      images=tf.constant(images),
+      labels=tf.constant(np.eye(10, dtype=np.float32)[labels].sum(axis=1)),
+      recons_image=tf.constant(images),
+      recons_label=tf.constant(labels[:, 0], tf.int32),
+      height=height, depth=depth, num_classes=10, num_targets=num_targets)
+  if num_targets == 2:
+    features.update(spare_image=tf.constant(images[::-1]),
+                    spare_label=tf.constant(labels[:, 1], tf.int32))
+  return features
+
+
+def _num_params(model):
+  return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+class CapsuleModelTest(tf.test.TestCase):
+
+  def testFullMnistParameterCount(self):
+    model = capsule_model.CapsuleModel(experiment.default_hparams())
+    model.build(28, 1)
+    # conv1: 9*9*1*256 + 256 = 20,992.
+    # conv_capsule1: 9*9*256*(32*8) + 32*8 = 5,308,672.
+    # 28 -> 20 (conv1, VALID) -> 6 (9x9 stride 2, VALID): 32*6*6 = 1,152
+    # primary capsules; capsule2: 1152*8*(10*16) + 10*16 = 1,474,720.
+    # recons: (160*512 + 512) + (512*1024 + 1024) + (1024*784 + 784)
+    #   = 1,411,344.
+    self.assertEqual(_num_params(model),
+                     20_992 + 5_308_672 + 1_474_720 + 1_411_344)
+    self.assertEqual(_num_params(model), 8_215_728)
+
+  def testCifarConfigurationShapes(self):
+    hparams = experiment.default_hparams().parse(
+        'num_prime_capsules=64,padding=SAME,leaky=true,remake=false')
+    model = capsule_model.CapsuleModel(hparams)
+    model.build(24, 3)
+    shapes = {name: list(var.shape)
+              for name, var in model.tf1_variable_map().items()}
+    # SAME keeps 24x24 after conv1, stride 2 gives 12x12: 64*12*12 inputs.
+    self.assertEqual(shapes['conv_capsule1/weights'], [9, 9, 256, 512])
+    self.assertEqual(shapes['capsule2/weights'], [64 * 12 * 12, 8, 160])
+    self.assertNotIn('recons/recons_1/weights', shapes)
+
+  def testInferenceContract(self):
+    model = capsule_model.CapsuleModel(
+        experiment.default_hparams().parse('num_prime_capsules=2'))
+    features = _features(batch=3, depth=1, height=20)
+    inferred = model.inference(features)
+    self.assertEqual(inferred.logits.shape, (3, 10))
+    self.assertLen(inferred.remakes, 1)
+    self.assertEqual(inferred.remakes[0].shape, (3, 400))
+    # Logits are capsule lengths, so they lie in [0, 1).
+    self.assertAllInRange(inferred.logits, 0.0, 1.0)
+    total, correct, almost = model.compute_loss(features)
+    self.assertGreater(float(total), 0.0)
+    self.assertBetween(float(correct), 0, 3)
+    self.assertEqual(float(correct), float(almost))
+
+  def testTwoTargetsReconstructBoth(self):
+    model = capsule_model.CapsuleModel(
+        experiment.default_hparams().parse('num_prime_capsules=2'))
+    features = _features(batch=2, depth=1, height=20, num_targets=2)
+    forward = model.forward(features)
+    self.assertLen(forward.remakes, 2)
+    self.assertLen(forward.reconstruction_losses, 2)
+    # One decoder shared between the targets: 6 recons variables only.
+    recons = [n for n in model.tf1_variable_map() if n.startswith('recons/')]
+    self.assertLen(recons, 6)
+
+  def testChannelsFirstImagesMatterInOrder(self):
+    """Swapping two colour planes changes the output: depth is axis 1."""
+    model = capsule_model.CapsuleModel(
+        experiment.default_hparams().parse('num_prime_capsules=2,remake=false'))
+    features = _features(batch=1, depth=3, height=20)
+    swapped = dict(features,
+                   images=tf.gather(features['images'], [2, 1, 0], axis=1))
+    self.assertNotAllClose(model.inference(features).logits,
+                           model.inference(swapped).logits)
+
+  def testTrainStepAdvancesGlobalStepAndLowersLoss(self):
+    model = capsule_model.CapsuleModel(
+        experiment.default_hparams().parse('num_prime_capsules=2'))
+    features = _features(batch=4, depth=1, height=20)
+    first, _, _ = model.train_step(features)
+    for _ in range(4):
+      last, _, _ = model.train_step(features)
+    self.assertEqual(int(model.global_step.numpy()), 5)
+    self.assertLess(float(last), float(first))
+
+  def testTrainStepInTfFunction(self):
+    model = capsule_model.CapsuleModel(
+        experiment.default_hparams().parse('num_prime_capsules=2,routing=1'))
+    features = _features(batch=2, depth=1, height=20)
+    eager = model.compute_loss(features)
+    graph = tf.function(model.compute_loss)(features)
+    self.assertAllClose(eager, graph, rtol=1e-5)
+
+
+if __name__ == '__main__':
+  tf.test.main()

@@ -1,0 +1,202 @@
+"""The models against the reference's golden checkpoints and numbers.
+
+For each case of the goldens: restore `model.ckpt-0` (a TF1 name-based
+checkpoint written by the reference), reproduce the forward values, losses,
+counts and gradients, then take two training steps and compare with the
+reference's `model.ckpt-2` and `step2_logits`.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import experiment
+import golden_utils
+from models import capsule_model
+from models import conv_model
+from models import model as model_lib
+
+CASES = ('capsule_tiny', 'capsule_cifar_tiny', 'capsule_multimnist_tiny',
+         'baseline_small')
+_MODELS = {'capsule': capsule_model.CapsuleModel,
+           'baseline': conv_model.ConvModel}
+
+
+def _require(case, name):
+  path = golden_utils.find(os.path.join(case, name))
+  if path is None:
+    pytest.skip(golden_utils.skip_reason(os.path.join(case, name)))
+  return path
+
+
+def _golden_model(case):
+  """A model of the case's config restored from its ckpt-0, and its batch."""
+  config = golden_utils.load_config(case)
+  golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
+  hparams = experiment.default_hparams().parse(
+      config['hparams_override'] or '')
+  model = _MODELS[config['model']](hparams)
+  model.build(config['height'], config['depth'], config['num_classes'],
+              config['num_targets'])
+  model.load_checkpoint(_require(case, 'model.ckpt-0'))
+  features = {key[len('input/'):]: tf.constant(value)
+              for key, value in golden.items() if key.startswith('input/')}
+  features.update(height=config['height'], depth=config['depth'],
+                  num_classes=config['num_classes'],
+                  num_targets=config['num_targets'])
+  return model, features, golden, config
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_variable_names_match_reference(case):
+  _require(case, 'golden.npz')
+  model, _, _, config = _golden_model(case)
+  names = list(model.tf1_variable_map())
+  assert names == config['trainable_variables'] + ['global_step']
+  shapes = config['checkpoint_variables']
+  for name, var in model.tf1_variable_map().items():
+    assert list(var.shape) == shapes[name], name
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_forward_matches_reference(case):
+  _require(case, 'golden.npz')
+  model, features, golden, _ = _golden_model(case)
+  result = model.losses(features)
+  golden_utils.assert_forward_close(result.logits, golden['logits'], 'logits')
+  forward = model.forward(features)
+  if 'capsule_output' in golden:
+    golden_utils.assert_forward_close(forward.capsule_output,
+                                      golden['capsule_output'], 'capsules')
+  remakes = result.remakes or []
+  assert len(remakes) == sum(k.startswith('remakes_') for k in golden)
+  for i, remake in enumerate(remakes):
+    golden_utils.assert_forward_close(remake, golden[f'remakes_{i}'],
+                                      f'remakes_{i}')
+  # The reference's loss collection: reconstruction losses, then
+  # classification.
+  losses = list(result.reconstruction_losses) + [result.classification_loss]
+  assert len(losses) == sum(k.startswith('losses_') for k in golden)
+  for i, loss in enumerate(losses):
+    golden_utils.assert_forward_close(loss, golden[f'losses_{i}'],
+                                      f'losses_{i}')
+  golden_utils.assert_forward_close(result.total_loss, golden['total_loss'])
+  assert float(result.correct) == float(golden['correct'])
+  assert float(result.almost) == float(golden['almost'])
+
+
+@pytest.mark.parametrize('case', CASES[:3])
+def test_gradients_match_reference(case):
+  _require(case, 'golden.npz')
+  model, features, golden, _ = _golden_model(case)
+  grads, _ = model.compute_gradients(features)
+  names = list(model.tf1_variable_map())[:-1]
+  assert len(names) == len(grads)
+  for name, grad in zip(names, grads):
+    golden_utils.assert_gradient_close(grad, golden[f'grad/{name}'], name)
+
+
+@pytest.mark.parametrize('case', CASES[:3])
+def test_two_train_steps_match_reference(case):
+  reference_path = _require(case, 'model.ckpt-2')
+  model, features, golden, _ = _golden_model(case)
+  for _ in range(2):
+    model.train_step(features)
+  assert int(model.global_step.numpy()) == 2
+  reader = tf.train.load_checkpoint(reference_path)
+  for name, var in model.tf1_variable_map().items():
+    if name != 'global_step':
+      golden_utils.assert_weights_close(var, reader.get_tensor(name), name)
+  golden_utils.assert_forward_close(model.inference(features).logits,
+                                    golden['step2_logits'], 'step2_logits')
+  golden_utils.assert_forward_close(model.compute_loss(features)[0],
+                                    golden['step2_total_loss'])
+
+
+def test_adam_slots_match_reference_training_checkpoint():
+  case = 'capsule_cifar_tiny'
+  reference_path = _require(case, 'model.ckpt-2')
+  model, features, _, _ = _golden_model(case)
+  for _ in range(2):
+    model.train_step(features)
+  reader = tf.train.load_checkpoint(reference_path)
+  for name, slot in model._slot_map().items():
+    golden_utils.assert_weights_close(slot, reader.get_tensor(name), name)
+
+
+def test_tf1_checkpoint_round_trip(tmp_path):
+  """A checkpoint we write has the reference's names, dtypes and values."""
+  case = 'capsule_cifar_tiny'
+  reference_path = _require(case, 'model.ckpt-2')
+  model, features, _, _ = _golden_model(case)
+  for _ in range(2):
+    model.train_step(features)
+  path = model.save_tf1_checkpoint(str(tmp_path / 'model.ckpt-2'))
+  ours = tf.train.load_checkpoint(path)
+  reference = tf.train.load_checkpoint(reference_path)
+  assert (ours.get_variable_to_shape_map() ==
+          reference.get_variable_to_shape_map())
+  assert (ours.get_variable_to_dtype_map() ==
+          reference.get_variable_to_dtype_map())
+  for name in ('beta1_power', 'beta2_power', 'global_step'):
+    np.testing.assert_allclose(ours.get_tensor(name),
+                               reference.get_tensor(name), rtol=1e-6)
+  # Resuming from our checkpoint continues exactly where training was.
+  resumed, _, _, _ = _golden_model(case)
+  assert resumed.load_checkpoint(path, include_optimizer=True) == 2
+  model.train_step(features)
+  resumed.train_step(features)
+  for (name, a), b in zip(model.tf1_variable_map().items(),
+                          resumed.tf1_variable_map().values()):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-7, err_msg=name)
+
+
+def test_loading_skips_optimizer_slots_by_default():
+  case = 'capsule_cifar_tiny'
+  reference_path = _require(case, 'model.ckpt-2')
+  model, _, _, _ = _golden_model(case)
+  assert model.load_checkpoint(reference_path) == 2
+  for slot in model._slot_map().values():
+    assert not np.any(slot.numpy())
+
+
+def test_checkpoint_of_other_architecture_is_rejected_by_name():
+  case = 'capsule_cifar_tiny'
+  path = _require(case, 'model.ckpt-0')
+  # Default hparams: 32 primary capsule types and VALID padding.
+  model = capsule_model.CapsuleModel(experiment.default_hparams())
+  model.build(20, 3)
+  with pytest.raises(model_lib.CheckpointMismatchError) as error:
+    model.load_checkpoint(path)
+  message = str(error.value)
+  assert 'conv_capsule1/weights has shape [9, 9, 256, 16]' in message
+  assert 'recons/recons_1/weights missing' in message
+  baseline = conv_model.ConvModel(
+      experiment.default_hparams().parse('padding=SAME'))
+  baseline.build(12, 3)
+  with pytest.raises(model_lib.CheckpointMismatchError, match='conv2/weights'):
+    baseline.load_checkpoint(path)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+  model = conv_model.ConvModel(experiment.default_hparams())
+  model.build(16, 1)
+  with pytest.raises(FileNotFoundError, match='model.ckpt-7'):
+    model.load_checkpoint(str(tmp_path / 'model.ckpt-7'))
+
+
+def test_unbuilt_model_cannot_load():
+  model = conv_model.ConvModel(experiment.default_hparams())
+  with pytest.raises(RuntimeError, match='model.build'):
+    model.load_checkpoint('/nonexistent/model.ckpt-1')
+
+
+def test_learning_rate_schedule():
+  schedule = model_lib.LearningRateSchedule(0.001, 2000, 0.96)
+  np.testing.assert_allclose(schedule(0), 0.001, rtol=1e-6)
+  np.testing.assert_allclose(schedule(1000), 0.001 * 0.96**0.5, rtol=1e-6)
+  np.testing.assert_allclose(schedule(4000), 0.001 * 0.96**2, rtol=1e-6)
+  # Floor of 1e-6 once 0.001 * 0.96^(s/2000) drops below it.
+  np.testing.assert_allclose(schedule(400000), 1e-6, rtol=1e-6)
