@@ -1,0 +1,118 @@
+"""Per-image augmentations applied to whole batches.
+
+`tf.image.random_crop`, `random_brightness` and `random_contrast` draw one
+value per call, so on a batch they would move every image alike. These ops
+take one parameter per image instead, which lets the pipelines augment after
+batching (several times faster than one image at a time on a small CPU) and
+lets tests pass exact parameters. Images are channels last,
+`[batch, height, width, channels]`, as tf.image expects.
+"""
+
+import tensorflow as tf
+
+
+def random_offsets(batch_size: tf.Tensor, image_size: int,
+                   crop_size: int) -> tf.Tensor:
+  """Uniform crop corners, each in [0, image_size - crop_size].
+
+  Args:
+    batch_size: number of images (scalar int32 tensor or int).
+    image_size: height and width of the square images.
+    crop_size: height and width of the crops.
+
+  Returns:
+    int32 `[batch, 2]`, the (row, column) of each crop's top-left corner.
+  """
+  return tf.random.uniform([batch_size, 2], 0, image_size - crop_size + 1,
+                           dtype=tf.int32)
+
+
+def crop(images: tf.Tensor, offsets: tf.Tensor, crop_size: int) -> tf.Tensor:
+  """Crops a square window at a different corner from each image.
+
+  Args:
+    images: `[batch, height, width, channels]`.
+    offsets: int32 `[batch, 2]`, the (row, column) of each window's top-left
+      corner; windows must lie inside the images.
+    crop_size: height and width of the windows.
+
+  Returns:
+    `[batch, crop_size, crop_size, channels]`.
+  """
+  window = tf.range(crop_size)
+  rows = offsets[:, 0:1] + window  # [batch, crop_size]
+  cols = offsets[:, 1:2] + window  # [batch, crop_size]
+  images = tf.gather(images, rows, axis=1, batch_dims=1)
+  return tf.gather(images, cols, axis=2, batch_dims=1)
+
+
+def flip_left_right(images: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
+  """Mirrors the images whose `flips` entry is True.
+
+  Args:
+    images: `[batch, height, width, channels]`.
+    flips: bool `[batch]`.
+
+  Returns:
+    `[batch, height, width, channels]`.
+  """
+  return tf.where(flips[:, None, None, None], tf.reverse(images, [2]), images)
+
+
+def adjust_brightness(images: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
+  """Adds `deltas[i]` to every pixel of image i, like tf.image's op.
+
+  Args:
+    images: float `[batch, height, width, channels]`.
+    deltas: float `[batch]`.
+
+  Returns:
+    `[batch, height, width, channels]`, unclipped.
+  """
+  return images + deltas[:, None, None, None]
+
+
+def adjust_contrast(images: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
+  """Scales each channel about its mean by `factors[i]`, like tf.image's op.
+
+  Args:
+    images: float `[batch, height, width, channels]`.
+    factors: float `[batch]`.
+
+  Returns:
+    `(x - mean) * factor + mean` with the mean of each image's channel,
+    `[batch, height, width, channels]`, unclipped.
+  """
+  means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+  return (images - means) * factors[:, None, None, None] + means
+
+
+def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
+  """Rotates each image counterclockwise about its centre.
+
+  As the reference's `tf.contrib.image.rotate`: nearest-neighbour sampling,
+  zero where the rotated image leaves the frame.
+
+  Args:
+    images: float32 `[batch, height, width, channels]`, height and width
+      static.
+    angles: float32 `[batch]`, in radians.
+
+  Returns:
+    `[batch, height, width, channels]`.
+  """
+  height, width = images.shape[1], images.shape[2]
+  cos, sin = tf.cos(angles), tf.sin(angles)
+  # Each row maps an output pixel (x, y) to the input pixel it samples.
+  x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
+  y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+  zeros = tf.zeros_like(angles)
+  transforms = tf.stack(
+      [cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], axis=1)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images,
+      transforms=transforms,
+      output_shape=[height, width],
+      fill_value=0.0,
+      interpolation='NEAREST',
+      fill_mode='CONSTANT')

@@ -1,0 +1,158 @@
+"""Writes smallNORB `{split}duo.tfrecords` from the original smallNORB files.
+
+The original files (https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/) hold,
+per split, the stereo images (`-dat.mat`, uint8 `[n, 2, 96, 96]`), the
+categories (`-cat.mat`, `[n]`) and the instance, elevation, azimuth and
+lighting of each pair (`-info.mat`, `[n, 4]`), gzipped or not. Each pair
+becomes one tf.train.Example with image_raw (the `[2, 96, 96]` bytes), label,
+height, width, depth and meta (the 4 info values), in file order.
+
+Usage (the records go to --output_dir, by default --data_dir):
+  python -m input_data.norb.norb_convert --data_dir=DIR --split=train
+  python -m input_data.norb.norb_convert --data_dir=DIR --split=test
+"""
+
+import os
+from typing import Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from input_data import records
+
+FLAGS = flags.FLAGS
+
+SPLITS = ('train', 'test')
+SMALLNORB_FILES = {
+    'train': 'smallnorb-5x46789x9x18x6x2x96x96-training-{}.mat',
+    'test': 'smallnorb-5x01235x9x18x6x2x96x96-testing-{}.mat',
+}
+SMALLNORB_URL = 'https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/'
+# Magic numbers of the binary matrix headers and the element type of each.
+MATRIX_DTYPES = {
+    0x1E3D4C55: np.dtype(np.uint8),
+    0x1E3D4C54: np.dtype('<i4'),
+}
+# The header stores at least this many dimensions, 1 for the unused ones.
+_MIN_HEADER_DIMS = 3
+_HEADER_WORD_BYTES = 4
+
+
+def parse_matrix(data: bytes, name: str) -> np.ndarray:
+  """Decodes a smallNORB binary matrix (little-endian header, then data).
+
+  Args:
+    data: the file's bytes.
+    name: the file's name, for error messages.
+
+  Returns:
+    The matrix, uint8 or int32, shaped by the header.
+
+  Raises:
+    ValueError: on an unknown magic number or a file shorter than its
+      header says.
+  """
+  words = np.frombuffer(data, '<i4', 2)
+  magic, num_dims = int(words[0]), int(words[1])
+  if magic not in MATRIX_DTYPES:
+    raise ValueError(f'{name} is not a smallNORB matrix: magic number '
+                     f'{magic:#010x}')
+  dtype = MATRIX_DTYPES[magic]
+  stored_dims = max(num_dims, _MIN_HEADER_DIMS)
+  shape = tuple(int(d) for d in np.frombuffer(
+      data, '<i4', num_dims, 2 * _HEADER_WORD_BYTES))
+  offset = (2 + stored_dims) * _HEADER_WORD_BYTES
+  count = int(np.prod(shape))
+  if len(data) < offset + count * dtype.itemsize:
+    raise ValueError(f'{name} is truncated: the header announces {shape}')
+  return np.frombuffer(data, dtype, count, offset).reshape(shape)
+
+
+def read_split(data_dir: str,
+               split: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Reads a split's images, categories and info from data_dir.
+
+  Args:
+    data_dir: directory of the smallnorb-*.mat files (gzipped or not).
+    split: 'train' or 'test'.
+
+  Returns:
+    uint8 images `[n, 2, 96, 96]`, int labels `[n]` and int info `[n, 4]`.
+
+  Raises:
+    ValueError: if the three files disagree on the number of pairs.
+  """
+  arrays = []
+  for kind in ('dat', 'cat', 'info'):
+    name = SMALLNORB_FILES[split].format(kind)
+    how_to_get = f'wget -P {data_dir} {SMALLNORB_URL}{name}.gz'
+    with records.open_maybe_gzipped(os.path.join(data_dir, name),
+                                    how_to_get) as f:
+      arrays.append(parse_matrix(f.read(), name))
+  images, labels, info = arrays
+  if not len(images) == len(labels) == len(info):
+    raise ValueError(f'{split}: {len(images)} images, {len(labels)} '
+                     f'labels and {len(info)} info rows')
+  return images, labels, info
+
+
+def norb_example(image: np.ndarray, label: int, meta: Sequence[int]) -> bytes:
+  """Serializes one stereo pair.
+
+  Args:
+    image: uint8 `[depth, height, width]`.
+    label: the category.
+    meta: instance, elevation, azimuth and lighting.
+
+  Returns:
+    A serialized tf.train.Example with image_raw, label, height, width,
+    depth and meta.
+  """
+  depth, height, width = image.shape
+  feature = {
+      'image_raw': records.bytes_feature(image.tobytes()),
+      'label': records.int64_feature([int(label)]),
+      'height': records.int64_feature([height]),
+      'width': records.int64_feature([width]),
+      'depth': records.int64_feature([depth]),
+      'meta': records.int64_feature([int(m) for m in meta]),
+  }
+  example = tf.train.Example(features=tf.train.Features(feature=feature))
+  return example.SerializeToString()
+
+
+def write_records(path: str, images: np.ndarray, labels: np.ndarray,
+                  info: np.ndarray) -> None:
+  """Writes one record per stereo pair to `path`, in order."""
+  with tf.io.TFRecordWriter(path) as writer:
+    for image, label, meta in zip(images, labels, info):
+      writer.write(norb_example(image, label, meta))
+
+
+def _define_flags() -> None:
+  """Defines the tool's flags (only when run as a script, see mnist_shift)."""
+  flags.DEFINE_string('data_dir', None,
+                      'Directory of the smallnorb-*.mat files.')
+  flags.DEFINE_string('output_dir', None,
+                      'Directory for the records; default: --data_dir.')
+  flags.DEFINE_enum('split', 'train', list(SPLITS), 'The split to convert.')
+  flags.mark_flag_as_required('data_dir')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  images, labels, info = read_split(FLAGS.data_dir, FLAGS.split)
+  output_dir = FLAGS.output_dir or FLAGS.data_dir
+  os.makedirs(output_dir, exist_ok=True)
+  path = os.path.join(output_dir, f'{FLAGS.split}duo.tfrecords')
+  write_records(path, images, labels, info)
+  logging.info('Wrote %d records to %s', len(images), path)
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,191 @@
+"""Input pipeline for smallNORB stereo pairs stored as tfrecords.
+
+Reads `data_dir/{split}duo.tfrecords` (`norb_convert` writes them from the
+original smallNORB files): tf.train.Examples with image_raw (uint8 bytes,
+`[depth, height, width]`, the two stereo views), label (one of 5 object
+categories), height, width, depth and meta (4 int64s).
+
+The images are resized to `height` x `height` (48 by default); training then
+changes brightness (by up to 63 on the [0, 255] scale) and contrast (a factor
+in [0.2, 1.8]) and crops a random window (32x32 from 48), testing crops the
+central window; every image is then standardized to mean 0 and variance 1.
+
+Each batch is a dictionary of tensors:
+  images: float32 `[batch, 2, size, size]`, channels first.
+  labels: float32 `[batch, 5]`, one-hot.
+  recons_image: the images again.
+  recons_label: int32 `[batch]`, the category.
+"""
+
+import os
+from typing import Dict
+
+import tensorflow as tf
+
+from input_data import image_ops
+from input_data import records
+
+NUM_CLASSES = 5
+DEPTH = 2
+# Size of the distortion crop for each resized image size.
+DISTORTED_SIZE = {48: 32, 32: 22}
+MAX_BRIGHTNESS_DELTA = 63.0
+CONTRAST_RANGE = (0.2, 1.8)
+SHUFFLE_BUFFER = 5000
+
+_FEATURES = {
+    'image_raw': tf.io.FixedLenFeature([], tf.string),
+    'label': tf.io.FixedLenFeature([], tf.int64),
+    'height': tf.io.FixedLenFeature([], tf.int64),
+    'width': tf.io.FixedLenFeature([], tf.int64),
+    'depth': tf.io.FixedLenFeature([], tf.int64),
+    'meta': tf.io.FixedLenFeature([4], tf.int64),
+}
+
+
+def _decode(serialized: tf.Tensor, record_size: int,
+            size: int) -> Dict[str, tf.Tensor]:
+  """Parses records and resizes their images.
+
+  Args:
+    serialized: string `[batch]`, tf.train.Example records.
+    record_size: height and width of the stored images.
+    size: height and width after resizing.
+
+  Returns:
+    images float32 `[batch, size, size, 2]` (channels last, values about
+    [0, 255]) and labels int32 `[batch]`.
+  """
+  parsed = tf.io.parse_example(serialized, _FEATURES)
+  pixels = tf.io.decode_raw(parsed['image_raw'], tf.uint8)
+  images = tf.reshape(pixels, [-1, DEPTH, record_size, record_size])
+  # Keeps the static batch size of training batches, which reshape loses.
+  images.set_shape(serialized.shape.concatenate(
+      [DEPTH, record_size, record_size]))
+  images = tf.cast(tf.transpose(images, [0, 2, 3, 1]), tf.float32)
+  if size != record_size:
+    # TF1's resize_images, as the reference: without half-pixel centres, so
+    # halving the size samples every other pixel rather than averaging.
+    images = tf.raw_ops.ResizeBilinear(
+        images=images, size=[size, size], align_corners=False,
+        half_pixel_centers=False)
+  return {'images': images, 'labels': tf.cast(parsed['label'], tf.int32)}
+
+
+def _distort(images: tf.Tensor, distorted_size: int) -> tf.Tensor:
+  """Random brightness, contrast and crop, in the reference's order.
+
+  Args:
+    images: float32 `[batch, size, size, 2]`.
+    distorted_size: height and width of the crop.
+
+  Returns:
+    float32 `[batch, distorted_size, distorted_size, 2]`.
+  """
+  batch_size = tf.shape(images)[0]
+  images = image_ops.adjust_brightness(
+      images, tf.random.uniform([batch_size], -MAX_BRIGHTNESS_DELTA,
+                                MAX_BRIGHTNESS_DELTA))
+  images = image_ops.adjust_contrast(
+      images, tf.random.uniform([batch_size], *CONTRAST_RANGE))
+  offsets = image_ops.random_offsets(batch_size, images.shape[1],
+                                     distorted_size)
+  return image_ops.crop(images, offsets, distorted_size)
+
+
+def _preprocess(serialized: tf.Tensor, record_size: int, size: int,
+                distorted_size: int, distort: bool,
+                train: bool) -> Dict[str, tf.Tensor]:
+  """Decodes, distorts or crops, standardizes and builds the features.
+
+  Args:
+    serialized: string `[batch]`, tf.train.Example records.
+    record_size: height and width of the stored images.
+    size: height and width after resizing.
+    distorted_size: height and width after the distortion crop.
+    distort: crop (at random with brightness and contrast for train).
+    train: random distortion, or the central crop.
+
+  Returns:
+    The feature dictionary (see the module doc).
+  """
+  decoded = _decode(serialized, record_size, size)
+  images = decoded['images']
+  if distort and train:
+    images = _distort(images, distorted_size)
+  elif distort:
+    images = tf.image.resize_with_crop_or_pad(images, distorted_size,
+                                              distorted_size)
+  images = tf.image.per_image_standardization(images)
+  images = tf.transpose(images, [0, 3, 1, 2])
+  return {
+      'images': images,
+      'labels': tf.one_hot(decoded['labels'], NUM_CLASSES),
+      'recons_image': images,
+      'recons_label': decoded['labels'],
+  }
+
+
+def inputs(data_dir: str,
+           batch_size: int,
+           split: str,
+           height: int = 48,
+           distort: bool = True,
+           batch_capacity: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
+  """Reads smallNORB batches for training or testing.
+
+  Training batches are shuffled, endless and all of batch_size examples;
+  test batches hold every example once, in file order, the last one
+  possibly smaller. The file is read through once here so that a truncated
+  or corrupt file fails now, naming the file.
+
+  Args:
+    data_dir: directory of `trainduo.tfrecords` and `testduo.tfrecords`.
+    batch_size: examples per batch.
+    split: 'train' or 'test'.
+    height: size the images are resized to, 48 or 32 when distorting.
+    distort: crop to DISTORTED_SIZE[height] (random crop, brightness and
+      contrast for train, central crop for test).
+    batch_capacity: examples in the training shuffle buffer.
+
+  Returns:
+    A dataset of feature dictionaries (see the module doc); every dimension
+    but the batch is static.
+
+  Raises:
+    ValueError: on a bad split or height, or records that are not square
+      stereo pairs.
+    FileNotFoundError: if the record file is missing; the message gives the
+      norb_convert command that writes it.
+    tf.errors.DataLossError: if the record file is truncated or corrupt.
+  """
+  if split not in ('train', 'test'):
+    raise ValueError(f'split must be train or test, got {split!r}')
+  if distort and height not in DISTORTED_SIZE:
+    raise ValueError(f'height must be one of {sorted(DISTORTED_SIZE)} to '
+                     f'distort, got {height}')
+  train = split == 'train'
+  path = os.path.join(data_dir, f'{split}duo.tfrecords')
+  command = ('python -m input_data.norb.norb_convert --data_dir=SMALLNORB_DIR '
+             f'--output_dir={data_dir} --split={split}   (SMALLNORB_DIR holds '
+             'the smallnorb-*.mat[.gz] files)')
+  if records.count_tfrecords([path], command) == [0]:
+    raise ValueError(f'{path} holds no records; recreate it with:\n'
+                     f'  {command}')
+  example = records.first_example(path)
+  record_size, width, depth = (records.example_int(example, key)
+                               for key in ('height', 'width', 'depth'))
+  if (width, depth) != (record_size, DEPTH):
+    raise ValueError(f'{path} holds {record_size}x{width}x{depth} images, '
+                     f'expected square ones of depth {DEPTH}')
+  if height > record_size:
+    raise ValueError(
+        f'height must be at most the stored size {record_size}, got {height}')
+
+  dataset = records.read_files([path], train)
+  dataset = records.batch_dataset(dataset, batch_size, train, batch_capacity)
+  dataset = dataset.map(
+      lambda batch: _preprocess(batch, record_size, height,
+                                DISTORTED_SIZE.get(height), distort, train),
+      num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,159 @@
+"""Tests for records: file names, checks, reading order and tfds loading."""
+
+import gzip
+import os
+import tempfile
+from unittest import mock
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from input_data import records
+
+
+def _write_records(path, values):
+  with tf.io.TFRecordWriter(path) as writer:
+    for value in values:
+      writer.write(value)
+
+
+class RecordsTest(tf.test.TestCase):
+
+  def _tmpdir(self):
+    return tempfile.mkdtemp(dir=self.get_temp_dir())
+
+  def testShardedFilenames(self):
+    self.assertEqual(['/d/x.tfrecords-00000-of-00002',
+                      '/d/x.tfrecords-00001-of-00002'],
+                     records.sharded_filenames('/d/x.tfrecords', 2))
+
+  def testExpandShardedPattern(self):
+    self.assertEqual(records.sharded_filenames('/d/x.tfrecords', 3),
+                     records.expand_sharded_pattern('/d/x.tfrecords@3'))
+    for bad in ('/d/x.tfrecords', '/d/x.tfrecords@', '/d/x@0', '@2', '/d@x'):
+      with self.assertRaisesRegex(ValueError, 'sharded pattern'):
+        records.expand_sharded_pattern(bad)
+
+  def testRequireFilesNamesPathAndCommand(self):
+    present = os.path.join(self._tmpdir(), 'a')
+    open(present, 'wb').close()
+    records.require_files([present], 'make it')
+    missing = present + '_missing'
+    with self.assertRaisesRegex(FileNotFoundError,
+                                f'{missing} does not exist.*\n  make it'):
+      records.require_files([present, missing], 'make it')
+
+  def testCountTfrecords(self):
+    tmp = self._tmpdir()
+    paths = [os.path.join(tmp, name) for name in ('a', 'b', 'c')]
+    for path, count in zip(paths, (3, 0, 5000)):
+      _write_records(path, [b'%d' % i for i in range(count)])
+    self.assertEqual([3, 0, 5000], records.count_tfrecords(paths, 'cmd'))
+
+  def testCountTfrecordsNamesTruncatedFile(self):
+    path = os.path.join(self._tmpdir(), 'cut.tfrecords')
+    _write_records(path, [b'x' * 100] * 10)
+    with open(path, 'rb') as f:
+      data = f.read()
+    with open(path, 'wb') as f:
+      f.write(data[:-30])
+    with self.assertRaisesRegex(tf.errors.DataLossError,
+                                f'{path} is truncated or corrupt.*\n  cmd'):
+      records.count_tfrecords([path], 'cmd')
+
+  def testCountTfrecordsNamesCorruptFile(self):
+    path = os.path.join(self._tmpdir(), 'bad.tfrecords')
+    _write_records(path, [b'x' * 100] * 10)
+    with open(path, 'rb') as f:
+      data = bytearray(f.read())
+    data[500] ^= 0xff  # inside the 5th record's payload: a checksum mismatch
+    with open(path, 'wb') as f:
+      f.write(bytes(data))
+    with self.assertRaisesRegex(tf.errors.DataLossError, path):
+      records.count_tfrecords([path], 'cmd')
+
+  def testCountTfrecordsMissingFile(self):
+    with self.assertRaises(FileNotFoundError):
+      records.count_tfrecords(['/nonexistent/x.tfrecords'], 'cmd')
+
+  def testFirstExample(self):
+    path = os.path.join(self._tmpdir(), 'x.tfrecords')
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        'height': records.int64_feature([h])})) for h in (36, 28)]
+    _write_records(path, [e.SerializeToString() for e in examples])
+    self.assertEqual(36, records.example_int(records.first_example(path),
+                                             'height'))
+    empty = path + '.empty'
+    _write_records(empty, [])
+    with self.assertRaisesRegex(ValueError, 'holds no records'):
+      records.first_example(empty)
+
+  def testOpenMaybeGzipped(self):
+    tmp = self._tmpdir()
+    with open(os.path.join(tmp, 'plain'), 'wb') as f:
+      f.write(b'plain bytes')
+    with gzip.open(os.path.join(tmp, 'zipped.gz'), 'wb') as f:
+      f.write(b'zipped bytes')
+    for name in ('plain', 'zipped'):
+      with records.open_maybe_gzipped(os.path.join(tmp, name), 'get') as f:
+        self.assertEqual(name.encode() + b' bytes', f.read())
+    with self.assertRaisesRegex(FileNotFoundError, 'other.gz.*\n  wget x'):
+      records.open_maybe_gzipped(os.path.join(tmp, 'other'), 'wget x')
+
+  def testReadFilesTestOrder(self):
+    tmp = self._tmpdir()
+    paths = [os.path.join(tmp, f'shard{i}') for i in range(3)]
+    for i, path in enumerate(paths):
+      _write_records(path, [b'%d-%d' % (i, j) for j in range(4)])
+    read = list(records.read_files(paths, train=False).as_numpy_iterator())
+    self.assertEqual([b'%d-%d' % (i, j) for i in range(3) for j in range(4)],
+                     read)
+
+  def testReadFilesTrainReadsEveryFile(self):
+    tmp = self._tmpdir()
+    paths = [os.path.join(tmp, f'shard{i}') for i in range(6)]
+    for i, path in enumerate(paths):
+      _write_records(path, [b'%d-%d' % (i, j) for j in range(4)])
+    read = list(records.read_files(paths, train=True).as_numpy_iterator())
+    self.assertCountEqual(
+        [b'%d-%d' % (i, j) for i in range(6) for j in range(4)], read)
+
+  def testBatchDatasetTest(self):
+    batches = list(records.batch_dataset(
+        tf.data.Dataset.range(10), 4, train=False,
+        shuffle_buffer=5000).as_numpy_iterator())
+    self.assertEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]],
+                     [b.tolist() for b in batches])
+
+  def testBatchDatasetTrain(self):
+    dataset = records.batch_dataset(tf.data.Dataset.range(10), 4, train=True,
+                                    shuffle_buffer=5000)
+    self.assertEqual([4], dataset.element_spec.shape.as_list())
+    values = np.concatenate(list(dataset.take(50).as_numpy_iterator()))
+    # Shuffled, endless, and every example about equally often.
+    self.assertNotEqual(list(range(10)) * 2, values[:20].tolist())
+    self.assertEqual(list(range(10)), sorted(set(values.tolist())))
+    self.assertEqual(list(range(10)), sorted(values[:10].tolist()))
+
+  def testLoadTfdsMock(self):
+    with tfds.testing.mock_data(num_examples=6):
+      dataset = records.load_tfds('mnist', 'test',
+                                  self._tmpdir())
+      examples = list(dataset.as_numpy_iterator())
+    self.assertLen(examples, 6)
+    self.assertEqual((28, 28, 1), examples[0]['image'].shape)
+
+  def testLoadTfdsWithoutNetwork(self):
+    data_dir = self._tmpdir()
+    with mock.patch.object(tfds.core.DatasetBuilder, 'download_and_prepare',
+                           side_effect=ConnectionError('network down')):
+      with self.assertRaisesRegex(
+          FileNotFoundError,
+          f'(?s)no prepared \'mnist\' in {data_dir} .*network down.*'
+          'download_and_prepare.*copy DIR/mnist into'):
+        records.load_tfds('mnist', 'train', data_dir)
+
+
+if __name__ == '__main__':
+  tf.test.main()
