@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import golden_utils
 from layers import layers
+from layers import variables
 
 _LAYERS_GOLDEN = 'layers_golden.npz'
 
@@ -96,6 +97,88 @@ class LayersTest(tf.test.TestCase):
     expected = np.einsum('ahw,hwac->c', patch, kernel)   # [6]
     self.assertAllClose(votes[1, 2, :, :, 1, 0], expected.reshape(2, 3),
                         rtol=1e-5)
+
+  def testFusedRoutingMatchesUpdateRouting(self):
+    votes = tf.random.normal((2, 5, 3, 4))
+    biases = tf.random.normal((3, 4))
+    for num_routing, leaky in ((1, False), (3, True)):
+      with tf.GradientTape(persistent=True) as tape:
+        tape.watch([votes, biases])
+        plain = layers._update_routing(votes, biases, num_routing, leaky)
+        fused = layers._fused_routing(votes, biases, num_routing, leaky)
+      self.assertAllClose(fused, plain, rtol=1e-5, atol=1e-6)
+      for wrt in (votes, biases):
+        self.assertAllClose(tape.gradient(fused, wrt),
+                            tape.gradient(plain, wrt), rtol=1e-4, atol=1e-6)
+
+  def testFusedRoutingWidensBfloat16Votes(self):
+    votes = tf.random.normal((2, 5, 3, 4, 2, 2))
+    biases = tf.random.normal((3, 4, 1, 1))
+    fused = layers._fused_routing(tf.cast(votes, tf.bfloat16), biases, 2,
+                                  False)
+    self.assertEqual(fused.dtype, tf.float32)
+    # bfloat16 keeps 8 bits of mantissa: votes are off by up to 2^-9.
+    self.assertAllClose(fused, layers._update_routing(votes, biases, 2, False),
+                        atol=2e-2)
+
+  def testConvSlimCapsuleChannelsLast(self):
+    """Channels-last input gives the channels-first layer's output."""
+    for input_dim in (1, 3):
+      input_tensor = tf.random.uniform((2, input_dim, 4, 7, 7))
+      first = layers.ConvSlimCapsule(
+          output_dim=2, output_atoms=5, stride=2, kernel_size=3,
+          padding='VALID', num_routing=2)
+      last = layers.ConvSlimCapsule(
+          output_dim=2, output_atoms=5, stride=2, kernel_size=3,
+          padding='VALID', num_routing=2, data_format='channels_last')
+      expected = first(input_tensor)
+      channels_last = tf.transpose(input_tensor, [0, 3, 4, 1, 2])
+      last(channels_last)
+      self.assertEqual(last.kernel.shape, first.kernel.shape)
+      last.kernel.assign(first.kernel)
+      self.assertAllClose(last(channels_last), expected, rtol=1e-5)
+
+  def testConvSlimCapsuleRejectsUnknownDataFormat(self):
+    with self.assertRaisesRegex(ValueError, 'NHWC'):
+      layers.ConvSlimCapsule(output_dim=2, data_format='NHWC')
+
+  def testMixedPrecisionLayers(self):
+    """bfloat16 compute on float32 weights; capsules and remakes in float32."""
+    mixed = variables.dtype_policy('bfloat16')
+    cases = [
+        (lambda **kw: layers.Conv(3, 2, 'SAME', **kw),
+         (tf.random.uniform((2, 4, 4, 2)),), tf.bfloat16),
+        (lambda **kw: layers.FullyConnected(3, tf.nn.relu, **kw),
+         (tf.random.uniform((2, 5)),), tf.bfloat16),
+        (lambda **kw: layers.Capsule(output_dim=2, output_atoms=5, **kw),
+         (tf.random.uniform((4, 3, 2)),), tf.float32),
+        (lambda **kw: layers.ConvSlimCapsule(
+            output_dim=2, output_atoms=5, kernel_size=2, **kw),
+         (tf.random.uniform((2, 3, 4, 5, 5)),), tf.float32),
+        (lambda **kw: layers.Reconstruction((5, 10), 9, 0.1, **kw),
+         (tf.random.uniform((2, 10, 4)), tf.one_hot([2, 7], 10),
+          tf.random.uniform((2, 9))), tf.float32),
+    ]
+    for make, inputs, output_dtype in cases:
+      reference, layer = make(), make(dtype=mixed)
+      expected = tf.nest.flatten(reference(*inputs))[0]
+      layer(*inputs)
+      for weight, value in zip(layer.weights, reference.weights):
+        self.assertEqual(weight.dtype, 'float32')
+        weight.assign(value)
+      output = tf.nest.flatten(layer(*inputs))[0]
+      self.assertEqual(output.dtype, output_dtype, type(layer).__name__)
+      self.assertAllClose(tf.cast(output, tf.float32), expected, rtol=2e-2,
+                          atol=2e-2, msg=type(layer).__name__)
+
+  def testDtypePolicy(self):
+    self.assertEqual(variables.dtype_policy('float32').compute_dtype,
+                     'float32')
+    policy = variables.dtype_policy('bfloat16')
+    self.assertEqual(policy.compute_dtype, 'bfloat16')
+    self.assertEqual(policy.variable_dtype, 'float32')
+    with self.assertRaisesRegex(ValueError, 'float16'):
+      variables.dtype_policy('float16')
 
   def testMarginLoss(self):
     labels = [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]

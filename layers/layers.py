@@ -67,8 +67,10 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
   """Dynamic routing by agreement (Sabour et al., Procedure 1).
 
   The reference's `logit_shape`, `num_dims`, `input_dim` and `output_dim`
-  arguments are read off `votes` here. The loop is unrolled; the last
-  iteration skips the logit update, which cannot change the output.
+  arguments are read off `votes` here. The loop is unrolled; the first
+  iteration routes uniformly (the softmax of all-zero logits, exactly
+  `1 / output_dim`, or `1 / (output_dim + 1)` with the leak) and the last
+  skips the logit update, which cannot change the output.
 
   Args:
     votes: `[batch, input_dim, output_dim, atoms]` (fully connected) or
@@ -81,21 +83,48 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
     `[batch, output_dim, atoms, ...]` activations of the last iteration.
   """
   output_dim = votes.shape[2]
-  logits = tf.zeros_like(votes[:, :, :, 0])                  # [b, in, out, ...]
+  logits = None
   activation = None
   for i in range(num_routing):
-    if leaky:
-      route = _leaky_routing(logits, output_dim)             # [b, in, out, ...]
+    if i == 0:
+      route = 1.0 / (output_dim + 1 if leaky else output_dim)
+      weighted_votes = votes * route                  # [b, in, out, atoms, ...]
+    elif leaky:
+      route = _leaky_routing(logits, output_dim)      # [b, in, out, ...]
+      weighted_votes = tf.expand_dims(route, 3) * votes
     else:
-      route = tf.nn.softmax(logits, axis=2)                  # [b, in, out, ...]
+      route = tf.nn.softmax(logits, axis=2)           # [b, in, out, ...]
+      weighted_votes = tf.expand_dims(route, 3) * votes
     preactivate = tf.reduce_sum(
-        tf.expand_dims(route, 3) * votes, axis=1) + biases   # [b, out, atoms, ...]
-    activation = _squash(preactivate)                        # [b, out, atoms, ...]
+        weighted_votes, axis=1) + biases              # [b, out, atoms, ...]
+    activation = _squash(preactivate)                 # [b, out, atoms, ...]
     if i < num_routing - 1:
       distances = tf.reduce_sum(
-          votes * tf.expand_dims(activation, 1), axis=3)     # [b, in, out, ...]
-      logits += distances
+          votes * tf.expand_dims(activation, 1), axis=3)  # [b, in, out, ...]
+      logits = distances if logits is None else logits + distances
   return activation
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
+                   leaky: bool) -> tf.Tensor:
+  """`_update_routing` in float32, compiled by XLA.
+
+  Run op by op, routing is a dozen full passes over the votes per iteration;
+  XLA fuses its broadcasts and reductions into a few loops, forward and
+  backward. Narrower votes (bfloat16) are widened inside those loops, so they
+  are read from memory at their own width.
+
+  Args:
+    votes: as for `_update_routing`, float32 or bfloat16.
+    biases: float32, as for `_update_routing`.
+    num_routing: number of routing iterations, at least 1.
+    leaky: route with `_leaky_routing` instead of a plain softmax.
+
+  Returns:
+    float32 `[batch, output_dim, atoms, ...]` activations.
+  """
+  return _update_routing(tf.cast(votes, tf.float32), biases, num_routing, leaky)
 
 
 def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor,
@@ -124,9 +153,31 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor,
   """
   height, width = input_tensor.shape[3], input_tensor.shape[4]
   flat = tf.reshape(input_tensor, [-1, input_atoms, height, width])
-  conv = tf.nn.conv2d(
-      tf.transpose(flat, [0, 2, 3, 1]), kernel, stride,
-      padding)                                       # [b*in, oh, ow, out*atoms]
+  return _conv_votes(tf.transpose(flat, [0, 2, 3, 1]), kernel, input_dim,
+                     output_dim, output_atoms, stride, padding)
+
+
+def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, input_dim: int,
+                output_dim: int, output_atoms: int, stride: int,
+                padding: str) -> tf.Tensor:
+  """`_depthwise_conv3d` on channels-last images of every input capsule type.
+
+  Args:
+    images: `[batch * input_dim, height, width, input_atoms]`, the capsule
+      types of an example consecutive.
+    kernel: `[k, k, input_atoms, output_dim * output_atoms]`.
+    input_dim: number of input capsule types.
+    output_dim: number of output capsule types.
+    output_atoms: atoms per output capsule.
+    stride: convolution stride.
+    padding: 'SAME' or 'VALID'.
+
+  Returns:
+    Votes `[batch, input_dim, output_dim, output_atoms, out_height,
+    out_width]` in the dtype of `images`.
+  """
+  conv = tf.nn.conv2d(images, kernel, stride,
+                      padding)                     # [b*in, oh, ow, out*atoms]
   out_height, out_width = conv.shape[1], conv.shape[2]
   conv = tf.reshape(conv, [-1, input_dim, out_height, out_width, output_dim,
                            output_atoms])
@@ -217,7 +268,25 @@ def evaluate(logits: tf.Tensor, labels: tf.Tensor, num_targets: int,
 
 
 class _Tf1Layer(keras.layers.Layer):
-  """A layer whose weights have TF1 checkpoint names under its scope."""
+  """A layer whose weights have TF1 checkpoint names under its scope.
+
+  Weights are float32. A mixed dtype policy (`dtype='mixed_bfloat16'`) makes
+  `compute_dtype` bfloat16: each layer then casts its inputs and weights to it
+  for its convolutions and matrix products, explicitly (Keras' implicit
+  autocast is off), and keeps the precision-sensitive math (squash, routing,
+  losses) in float32.
+  """
+
+  def __init__(self, **kwargs):
+    super().__init__(autocast=False, **kwargs)
+
+  def add_weight(self, *args, **kwargs) -> keras.Variable:
+    """A float32 weight that reads as float32 even under a mixed policy."""
+    return super().add_weight(*args, autocast=False, **kwargs)
+
+  def _cast(self, tensor) -> tf.Tensor:
+    """`tensor` (or a weight) in the layer's compute dtype."""
+    return tf.cast(tensor, self.compute_dtype)
 
   def tf1_variables(self) -> Dict[str, keras.Variable]:
     """Maps names relative to the layer's TF1 scope to its weights."""
@@ -227,7 +296,8 @@ class _Tf1Layer(keras.layers.Layer):
 class Conv(_Tf1Layer):
   """ReLU 2D convolution with the reference's `weights` and `biases`.
 
-  Takes and returns channels-last tensors `[batch, height, width, channels]`.
+  Takes and returns channels-last tensors `[batch, height, width, channels]`,
+  the output in the layer's compute dtype.
   """
 
   def __init__(self, filters: int, kernel_size: int, padding: str,
@@ -249,15 +319,19 @@ class Conv(_Tf1Layer):
         initializer=variables.bias_initializer())
 
   def call(self, inputs):
-    conv = tf.nn.conv2d(inputs, self.kernel, 1, self.padding)
-    return tf.nn.relu(tf.nn.bias_add(conv, self.biases))
+    conv = tf.nn.conv2d(self._cast(inputs), self._cast(self.kernel), 1,
+                        self.padding)
+    return tf.nn.relu(tf.nn.bias_add(conv, self._cast(self.biases)))
 
   def tf1_variables(self):
     return {'weights': self.kernel, 'biases': self.biases}
 
 
 class FullyConnected(_Tf1Layer):
-  """`activation(x @ weights + biases)` with the reference's variable names."""
+  """`activation(x @ weights + biases)` with the reference's variable names.
+
+  The output is in the layer's compute dtype.
+  """
 
   def __init__(self, units: int, activation=None, stddev: float = 0.1,
                **kwargs):
@@ -275,7 +349,8 @@ class FullyConnected(_Tf1Layer):
         initializer=variables.bias_initializer())
 
   def call(self, inputs):
-    outputs = tf.matmul(inputs, self.kernel) + self.biases
+    outputs = tf.matmul(self._cast(inputs),
+                        self._cast(self.kernel)) + self._cast(self.biases)
     return self.activation(outputs) if self.activation else outputs
 
   def tf1_variables(self):
@@ -285,11 +360,12 @@ class FullyConnected(_Tf1Layer):
 class Capsule(_Tf1Layer):
   """Fully connected capsule layer (the reference's `capsule`).
 
-  Input `[batch, input_dim, input_atoms]`, output
+  Input `[batch, input_dim, input_atoms]`, float32 output
   `[batch, output_dim, output_atoms]`. Weights
   `[input_dim, input_atoms, output_dim * output_atoms]` (column j is output
   capsule `j // output_atoms`, atom `j % output_atoms`), biases
-  `[output_dim, output_atoms]`.
+  `[output_dim, output_atoms]`. The votes are computed in the compute dtype,
+  the routing in float32.
   """
 
   def __init__(self, output_dim: int, output_atoms: int = 8,
@@ -312,11 +388,17 @@ class Capsule(_Tf1Layer):
         initializer=variables.bias_initializer())
 
   def call(self, input_tensor):
-    votes = tf.einsum('bia,iaj->bij', input_tensor,
-                      self.kernel)                  # [b, in, out * atoms]
-    votes = tf.reshape(votes, [-1, self.input_dim, self.output_dim,
-                               self.output_atoms])  # [b, in, out, atoms]
-    return _update_routing(votes, self.biases, self.num_routing, self.leaky)
+    # One matrix product per input capsule, batched over input capsules:
+    # faster, forward and backward, than the same einsum on CPU.
+    inputs = tf.transpose(self._cast(input_tensor),
+                          [1, 0, 2])                # [in, b, in_atoms]
+    votes = tf.matmul(inputs,
+                      self._cast(self.kernel))      # [in, b, out * atoms]
+    votes = tf.reshape(tf.transpose(votes, [1, 0, 2]),
+                       [-1, self.input_dim, self.output_dim,
+                        self.output_atoms])         # [b, in, out, atoms]
+    return _fused_routing(votes, tf.convert_to_tensor(self.biases),
+                          self.num_routing, self.leaky)
 
   def tf1_variables(self):
     return {'weights': self.kernel, 'biases': self.biases}
@@ -325,16 +407,24 @@ class Capsule(_Tf1Layer):
 class ConvSlimCapsule(_Tf1Layer):
   """Convolutional capsule layer (the reference's `conv_slim_capsule`).
 
-  Input `[batch, input_dim, input_atoms, height, width]`, output
+  Input `[batch, input_dim, input_atoms, height, width]` (or, with
+  `data_format='channels_last'`, `[batch, height, width, input_dim,
+  input_atoms]`, which saves two transposes of the input when it comes from a
+  channels-last convolution), float32 output
   `[batch, output_dim, output_atoms, out_height, out_width]`. One kernel
   `[k, k, input_atoms, output_dim * output_atoms]` is shared by all input
   capsule types and positions; biases `[output_dim, output_atoms, 1, 1]`.
+  The convolution runs in the compute dtype, the routing in float32.
   """
 
   def __init__(self, output_dim: int, output_atoms: int = 8, stride: int = 2,
                kernel_size: int = 5, padding: str = 'SAME',
-               num_routing: int = 3, leaky: bool = False, **kwargs):
+               num_routing: int = 3, leaky: bool = False,
+               data_format: str = 'channels_first', **kwargs):
     super().__init__(**kwargs)
+    if data_format not in ('channels_first', 'channels_last'):
+      raise ValueError(f'data_format={data_format!r}: use channels_first or '
+                       f'channels_last')
     self.output_dim = output_dim
     self.output_atoms = output_atoms
     self.stride = stride
@@ -342,9 +432,13 @@ class ConvSlimCapsule(_Tf1Layer):
     self.padding = padding
     self.num_routing = num_routing
     self.leaky = leaky
+    self.data_format = data_format
 
   def build(self, input_shape):
-    self.input_dim, self.input_atoms = input_shape[1], input_shape[2]
+    if self.data_format == 'channels_last':
+      self.input_dim, self.input_atoms = input_shape[3], input_shape[4]
+    else:
+      self.input_dim, self.input_atoms = input_shape[1], input_shape[2]
     self.kernel = self.add_weight(
         name='weights',
         shape=(self.kernel_size, self.kernel_size, self.input_atoms,
@@ -354,11 +448,25 @@ class ConvSlimCapsule(_Tf1Layer):
         name='biases', shape=(self.output_dim, self.output_atoms, 1, 1),
         initializer=variables.bias_initializer())
 
+  def _votes(self, input_tensor: tf.Tensor) -> tf.Tensor:
+    """`[batch, input_dim, output_dim, output_atoms, out_h, out_w]` votes."""
+    input_tensor = self._cast(input_tensor)
+    kernel = self._cast(self.kernel)
+    if self.data_format == 'channels_first':
+      return _depthwise_conv3d(input_tensor, kernel, self.input_dim,
+                               self.output_dim, self.input_atoms,
+                               self.output_atoms, self.stride, self.padding)
+    _, height, width, _, _ = input_tensor.shape
+    if self.input_dim > 1:
+      input_tensor = tf.transpose(input_tensor, [0, 3, 1, 2, 4])
+    images = tf.reshape(input_tensor, [-1, height, width, self.input_atoms])
+    return _conv_votes(images, kernel, self.input_dim, self.output_dim,
+                       self.output_atoms, self.stride, self.padding)
+
   def call(self, input_tensor):
-    votes = _depthwise_conv3d(input_tensor, self.kernel, self.input_dim,
-                              self.output_dim, self.input_atoms,
-                              self.output_atoms, self.stride, self.padding)
-    return _update_routing(votes, self.biases, self.num_routing, self.leaky)
+    return _fused_routing(self._votes(input_tensor),
+                          tf.convert_to_tensor(self.biases), self.num_routing,
+                          self.leaky)
 
   def tf1_variables(self):
     return {'weights': self.kernel, 'biases': self.biases}
@@ -369,7 +477,8 @@ class Reconstruction(_Tf1Layer):
 
   Three fully connected layers `recons_1..3` (ReLU, ReLU, sigmoid) turn the
   capsule embedding, with every capsule but the target zeroed, into an image.
-  Shared between targets by calling the same layer once per target.
+  Shared between targets by calling the same layer once per target. The
+  layers run in the compute dtype; the image and the loss are float32.
   """
 
   def __init__(self, layer_sizes: Sequence[int], num_pixels: int,
@@ -378,10 +487,11 @@ class Reconstruction(_Tf1Layer):
     first, second = layer_sizes
     self.balance_factor = balance_factor
     self.num_pixels = num_pixels
+    policy = self.dtype_policy
     self.recons_layers = [
-        FullyConnected(first, tf.nn.relu, name='recons_1'),
-        FullyConnected(second, tf.nn.relu, name='recons_2'),
-        FullyConnected(num_pixels, tf.sigmoid, name='recons_3'),
+        FullyConnected(first, tf.nn.relu, name='recons_1', dtype=policy),
+        FullyConnected(second, tf.nn.relu, name='recons_2', dtype=policy),
+        FullyConnected(num_pixels, tf.sigmoid, name='recons_3', dtype=policy),
     ]
 
   def call(self, capsule_embedding, capsule_mask, image):
@@ -393,17 +503,18 @@ class Reconstruction(_Tf1Layer):
       image: target image, any shape with `num_pixels` values per example.
 
     Returns:
-      `(reconstruction, balanced_loss)`: `[batch, num_pixels]` and the scalar
-      `balance_factor * mean over batch of the summed squared error`.
+      `(reconstruction, balanced_loss)`: float32 `[batch, num_pixels]` and the
+      scalar `balance_factor * mean over batch of the summed squared error`.
     """
     filtered = capsule_embedding * tf.expand_dims(capsule_mask, -1)
     hidden = tf.reshape(
         filtered, [-1, filtered.shape[1] * filtered.shape[2]])
     for layer in self.recons_layers:
       hidden = layer(hidden)
+    remake = tf.cast(hidden, tf.float32)
     image_2d = tf.reshape(image, [-1, self.num_pixels])
-    loss = tf.reduce_sum(tf.square(hidden - image_2d), axis=-1)
-    return hidden, self.balance_factor * tf.reduce_mean(loss)
+    loss = tf.reduce_sum(tf.square(remake - image_2d), axis=-1)
+    return remake, self.balance_factor * tf.reduce_mean(loss)
 
   def tf1_variables(self):
     return {

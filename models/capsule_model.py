@@ -26,14 +26,16 @@ class CapsuleModel(model.Model):
   hparams.remake the shared reconstruction network `recons` per target.
   """
 
-  def __init__(self, hparams):
-    super().__init__(hparams)
+  def __init__(self, hparams, compute_dtype: str = 'float32'):
+    super().__init__(hparams, compute_dtype)
     self._conv1 = layers.Conv(
-        CONV1_CHANNELS, CONV1_KERNEL, hparams.padding, name='conv1')
+        CONV1_CHANNELS, CONV1_KERNEL, hparams.padding, name='conv1',
+        dtype=self._dtype_policy)
     self._conv_capsule1 = layers.ConvSlimCapsule(
         output_dim=hparams.num_prime_capsules, output_atoms=NUM_PRIME_ATOMS,
         stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
-        num_routing=1, leaky=hparams.leaky, name='conv_capsule1')
+        num_routing=1, leaky=hparams.leaky, data_format='channels_last',
+        name='conv_capsule1', dtype=self._dtype_policy)
     self._capsule2 = None
     self._recons = None
 
@@ -51,11 +53,12 @@ class CapsuleModel(model.Model):
       self._capsule2 = layers.Capsule(
           output_dim=features['num_classes'], output_atoms=NUM_CLASS_ATOMS,
           num_routing=self._hparams.routing, leaky=self._hparams.leaky,
-          name='capsule2')
+          name='capsule2', dtype=self._dtype_policy)
     if self._hparams.remake and self._recons is None:
       num_pixels = features['depth'] * features['height'] * features['height']
       self._recons = layers.Reconstruction(
-          RECONS_LAYER_SIZES, num_pixels, RECONS_BALANCE_FACTOR, name='recons')
+          RECONS_LAYER_SIZES, num_pixels, RECONS_BALANCE_FACTOR, name='recons',
+          dtype=self._dtype_policy)
 
   def _build_capsule(self, conv1: tf.Tensor) -> tf.Tensor:
     """Primary capsules and class capsules on the conv1 features.
@@ -64,10 +67,10 @@ class CapsuleModel(model.Model):
       conv1: `[batch, height, width, 256]` channels-last ReLU features.
 
     Returns:
-      `[batch, num_classes, 16]` class capsules.
+      float32 `[batch, num_classes, 16]` class capsules.
     """
-    hidden1 = tf.expand_dims(tf.transpose(conv1, [0, 3, 1, 2]), 1)
-    capsule1 = self._conv_capsule1(hidden1)     # [b, P, 8, h, w]
+    # One input capsule type of 256 atoms, kept channels-last.
+    capsule1 = self._conv_capsule1(tf.expand_dims(conv1, 3))  # [b, P, 8, h, w]
     # Input capsules ordered (type, row, column), as capsule2's weights are.
     capsule1_atom_last = tf.transpose(capsule1, [0, 1, 3, 4, 2])
     _, types, height, width, atoms = capsule1_atom_last.shape

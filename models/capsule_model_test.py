@@ -109,5 +109,27 @@ class CapsuleModelTest(tf.test.TestCase):
     self.assertAllClose(eager, graph, rtol=1e-5)
 
 
+  def testBfloat16KeepsFloat32WeightsAndLogitsClose(self):
+    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+    features = _features(batch=3, depth=1, height=20)
+    full = capsule_model.CapsuleModel(hparams)
+    mixed = capsule_model.CapsuleModel(hparams, compute_dtype='bfloat16')
+    for model in (full, mixed):
+      model.build(20, 1)
+    for source, target in zip(full.trainable_variables,
+                              mixed.trainable_variables):
+      target.assign(source)
+    logits = mixed.inference(features).logits
+    self.assertEqual(logits.dtype, tf.float32)
+    self.assertAllClose(logits, full.inference(features).logits, atol=2e-2)
+    first, _, _ = mixed.train_step(features)
+    for _ in range(3):
+      last, _, _ = mixed.train_step(features)
+    self.assertLess(float(last), float(first))
+    self.assertTrue(all(v.dtype == 'float32'
+                        for v in mixed.tf1_variable_map().values()
+                        if v is not mixed.global_step))
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -19,13 +19,15 @@ class ConvModel(model.Model):
   weights match the released layout.
   """
 
-  def __init__(self, hparams):
-    super().__init__(hparams)
+  def __init__(self, hparams, compute_dtype: str = 'float32'):
+    super().__init__(hparams, compute_dtype)
     self._convs = [
-        layers.Conv(channels, CONV_KERNEL, hparams.padding, name=f'conv{i}')
+        layers.Conv(channels, CONV_KERNEL, hparams.padding, name=f'conv{i}',
+                    dtype=self._dtype_policy)
         for i, channels in enumerate(CONV_CHANNELS, start=1)
     ]
-    self._fc1 = layers.FullyConnected(FC1_UNITS, tf.nn.relu, name='fc1')
+    self._fc1 = layers.FullyConnected(FC1_UNITS, tf.nn.relu, name='fc1',
+                                      dtype=self._dtype_policy)
     self._softmax_layer = None
 
   def _scoped_layers(self):
@@ -38,7 +40,8 @@ class ConvModel(model.Model):
   def forward(self, features):
     if self._softmax_layer is None:
       self._softmax_layer = layers.FullyConnected(
-          features['num_classes'], name='softmax_layer')
+          features['num_classes'], name='softmax_layer',
+          dtype=self._dtype_policy)
     depth, height = features['depth'], features['height']
     images = tf.reshape(features['images'], [-1, depth, height, height])
     hidden = tf.transpose(images, [0, 2, 3, 1])
@@ -47,5 +50,5 @@ class ConvModel(model.Model):
     hidden = tf.transpose(hidden, [0, 3, 1, 2])
     hidden = tf.reshape(
         hidden, [-1, hidden.shape[1] * hidden.shape[2] * hidden.shape[3]])
-    logits = self._softmax_layer(self._fc1(hidden))
+    logits = tf.cast(self._softmax_layer(self._fc1(hidden)), tf.float32)
     return model.Forward(logits, None, None, [])

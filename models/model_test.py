@@ -8,6 +8,7 @@ reference's `model.ckpt-2` and `step2_logits`.
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -200,3 +201,53 @@ def test_learning_rate_schedule():
   np.testing.assert_allclose(schedule(4000), 0.001 * 0.96**2, rtol=1e-6)
   # Floor of 1e-6 once 0.001 * 0.96^(s/2000) drops below it.
   np.testing.assert_allclose(schedule(400000), 1e-6, rtol=1e-6)
+
+
+def test_fused_adam_matches_keras_adam():
+  """FusedAdam is Keras' (and the reference's) Adam, fused in one kernel."""
+  rng = np.random.default_rng(0)
+  init = rng.normal(size=(3, 4)).astype(np.float32)
+  grads = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(3)]
+  results = []
+  for optimizer_class in (model_lib.FusedAdam, keras.optimizers.Adam):
+    var = keras.Variable(init)
+    optimizer = optimizer_class(
+        learning_rate=model_lib.LearningRateSchedule(0.01, 2, 0.5),
+        beta_1=model_lib.ADAM_BETA1, beta_2=model_lib.ADAM_BETA2,
+        epsilon=model_lib.ADAM_EPSILON)
+    for grad in grads:
+      optimizer.apply_gradients([(tf.constant(grad), var)])
+    results.append((var.numpy(), optimizer._momentums[0].numpy(),
+                    optimizer._velocities[0].numpy()))
+  for fused, plain in zip(*results):
+    np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('case', ('capsule_tiny', 'baseline_small'))
+def test_bfloat16_is_close_to_reference(case):
+  """Mixed precision: float32 weights and logits near the float32 golden."""
+  config = golden_utils.load_config(case)
+  golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
+  hparams = experiment.default_hparams().parse(
+      config['hparams_override'] or '')
+  model = _MODELS[config['model']](hparams, compute_dtype='bfloat16')
+  assert model.compute_dtype == 'bfloat16'
+  model.build(config['height'], config['depth'], config['num_classes'],
+              config['num_targets'])
+  model.load_checkpoint(_require(case, 'model.ckpt-0'))
+  _, features, _, _ = _golden_model(case)
+  logits = model.inference(features).logits
+  assert logits.dtype == tf.float32
+  # bfloat16 keeps 8 bits of mantissa; logits are lengths in [0, 1) (capsule)
+  # or of order 1 (baseline).
+  np.testing.assert_allclose(logits, golden['logits'], atol=3e-2)
+  grads, _ = model.compute_gradients(features)
+  assert all(g.dtype == tf.float32 and np.all(np.isfinite(g)) for g in grads)
+  model.apply_gradients(grads)
+  assert all(v.dtype == 'float32' for v in model.trainable_variables)
+
+
+def test_unknown_compute_dtype_is_rejected():
+  with pytest.raises(ValueError, match='float16'):
+    capsule_model.CapsuleModel(experiment.default_hparams(),
+                               compute_dtype='float16')

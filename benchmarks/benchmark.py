@@ -1,0 +1,310 @@
+"""Training and evaluation speed of the models against the machine's peak.
+
+For each configuration it times, after a warm-up, the training step (global
+batch 128: `compute_gradients` then `apply_gradients` in one `tf.function`)
+and the evaluation step (batch 100: `compute_loss` in a `tf.function`) on
+random data on the default device, and prints the median seconds per step
+(and the fastest), examples per second, the model FLOPs of one step, the
+achieved GFLOP/s and the model FLOP utilization: achieved GFLOP/s over the
+float32 matrix-multiply peak of this machine, measured in the same process.
+It ends with the peak memory of a full MNIST training step, measured in a
+fresh subprocess. Every timing is printed with the 1-minute load average,
+since other processes on the machine slow it down.
+
+  python -m benchmarks.benchmark
+  python -m benchmarks.benchmark --configs mnist --repeats 20
+  python -m benchmarks.benchmark --compute_dtype bfloat16
+
+Model FLOPs are counted analytically (`forward_flops`): 2 multiply-adds per
+weight use of the convolutions (`2 * N * Ho * Wo * k * k * Cin * Cout`), the
+fully connected and capsule vote products, and the two contractions of each
+routing iteration (the weighted sum of the votes and, except in the last
+iteration, the agreement). Elementwise work (squash, softmax, ReLU, pooling,
+losses, Adam) is not counted. A training step counts 3x the forward FLOPs
+(forward, gradient of the inputs, gradient of the weights), the usual
+convention, although the gradient of the images is never computed: this
+overstates the MNIST CapsNet step by the 1.4% of conv1.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+import experiment
+from models import capsule_model
+from models import conv_model
+from models import model as model_lib
+
+TRAIN_BATCH = 128
+EVAL_BATCH = 100
+NUM_CLASSES = 10
+WARMUP_STEPS = 2
+DEFAULT_REPEATS = 10
+TRAINING_FLOPS_FACTOR = 3
+MEMORY_LIMIT_BYTES = 3 * 2**30
+# A float32 product big enough to run at the device's peak, timed this often.
+PEAK_MATMUL_SIZE = {'CPU': 4096, 'GPU': 8192}
+PEAK_MATMUL_REPEATS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """A model on one input size, as the experiments train it."""
+  name: str
+  model: str          # 'capsule' or 'baseline'
+  hparams_override: str
+  height: int
+  depth: int
+
+
+CONFIGS = {config.name: config for config in (
+    Config('mnist', 'capsule', '', 28, 1),
+    Config('cifar10', 'capsule',
+           'num_prime_capsules=64,padding=SAME,leaky=true,remake=false', 24, 3),
+    Config('baseline', 'baseline', '', 28, 1),
+)}
+_MODELS = {'capsule': capsule_model.CapsuleModel,
+           'baseline': conv_model.ConvModel}
+
+
+def _hparams(config: Config):
+  return experiment.default_hparams().parse(config.hparams_override)
+
+
+def _conv(height: int, kernel: int, in_channels: int, out_channels: int,
+          stride: int, padding: str) -> Tuple[int, int]:
+  """FLOPs per example of a square convolution, and its output height."""
+  if padding == 'SAME':
+    out_height = -(-height // stride)
+  else:
+    out_height = (height - kernel) // stride + 1
+  flops = 2 * out_height**2 * kernel**2 * in_channels * out_channels
+  return flops, out_height
+
+
+def _capsule_flops(hparams, height: int, depth: int) -> int:
+  """Forward FLOPs per example of CapsuleModel (one reconstruction target)."""
+  conv1, conv1_height = _conv(height, capsule_model.CONV1_KERNEL, depth,
+                              capsule_model.CONV1_CHANNELS, 1, hparams.padding)
+  prime_channels = hparams.num_prime_capsules * capsule_model.NUM_PRIME_ATOMS
+  primary, prime_height = _conv(conv1_height, capsule_model.PRIME_KERNEL,
+                                capsule_model.CONV1_CHANNELS, prime_channels,
+                                capsule_model.PRIME_STRIDE, hparams.padding)
+  num_inputs = hparams.num_prime_capsules * prime_height**2
+  class_width = NUM_CLASSES * capsule_model.NUM_CLASS_ATOMS
+  votes = 2 * num_inputs * capsule_model.NUM_PRIME_ATOMS * class_width
+  # Weighted sums in every iteration, agreements in all but the last.
+  contractions = 2 * hparams.routing - 1
+  routing = contractions * 2 * num_inputs * class_width
+  recons = 0
+  if hparams.remake:
+    first, second = capsule_model.RECONS_LAYER_SIZES
+    recons = 2 * (class_width * first + first * second +
+                  second * depth * height**2)
+  return conv1 + primary + votes + routing + recons
+
+
+def _baseline_flops(hparams, height: int, depth: int) -> int:
+  """Forward FLOPs per example of ConvModel."""
+  flops, in_channels = 0, depth
+  for channels in conv_model.CONV_CHANNELS:
+    conv, height = _conv(height, conv_model.CONV_KERNEL, in_channels, channels,
+                         1, hparams.padding)
+    height = -(-height // conv_model.POOL_SIZE)
+    flops, in_channels = flops + conv, channels
+  fc1_inputs = in_channels * height**2
+  return flops + 2 * (fc1_inputs * conv_model.FC1_UNITS +
+                      conv_model.FC1_UNITS * NUM_CLASSES)
+
+
+def forward_flops(config: Config) -> int:
+  """Model FLOPs of the forward pass of one example."""
+  count = _capsule_flops if config.model == 'capsule' else _baseline_flops
+  return count(_hparams(config), config.height, config.depth)
+
+
+def _features(config: Config, batch: int, seed: int = 0) -> Dict:
+  """A random batch in the reference's feature layout, on the default device."""
+  images = tf.random.stateless_uniform(
+      [batch, config.depth, config.height, config.height], [seed, 0])
+  labels = tf.random.stateless_uniform([batch], [seed, 1], maxval=NUM_CLASSES,
+                                       dtype=tf.int32)
+  return dict(images=images, labels=tf.one_hot(labels, NUM_CLASSES),
+              recons_image=images, recons_label=labels, height=config.height,
+              depth=config.depth, num_classes=NUM_CLASSES, num_targets=1)
+
+
+def _make_model(config: Config, compute_dtype: str) -> model_lib.Model:
+  model = _MODELS[config.model](_hparams(config), compute_dtype=compute_dtype)
+  model.build(config.height, config.depth, NUM_CLASSES)
+  return model
+
+
+def _train_step(model: model_lib.Model) -> Callable:
+  @tf.function
+  def train_step(features):
+    grads, result = model.compute_gradients(features)
+    model.apply_gradients(grads)
+    return result.total_loss, result.correct, result.almost
+  return train_step
+
+
+def _run(step: Callable, features: Mapping) -> None:
+  """One call, waiting for its results on the host."""
+  for tensor in tf.nest.flatten(step(features)):
+    tensor.numpy()
+
+
+def _time(step: Callable, features: Mapping, repeats: int) -> List[float]:
+  """Seconds of each of `repeats` calls after the warm-up."""
+  for _ in range(WARMUP_STEPS):
+    _run(step, features)
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    _run(step, features)
+    seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def _load() -> float:
+  return os.getloadavg()[0]
+
+
+def _device_type() -> str:
+  return 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
+
+
+def matmul_peak(dtype: tf.DType = tf.float32,
+                size: Optional[int] = None) -> float:
+  """Best FLOP/s of a large square matrix product on the default device."""
+  size = size or PEAK_MATMUL_SIZE[_device_type()]
+  a = tf.random.stateless_normal([size, size], [1, 2], dtype=dtype)
+  b = tf.random.stateless_normal([size, size], [3, 4], dtype=dtype)
+  product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[0, :1]))
+  seconds = _time(lambda _: product(), {}, PEAK_MATMUL_REPEATS)
+  return 2 * size**3 / min(seconds)
+
+
+@dataclasses.dataclass
+class Timing:
+  config: str
+  step: str
+  batch: int
+  seconds: List[float]
+  flops: float
+  load: float
+
+  @property
+  def median(self) -> float:
+    return statistics.median(self.seconds)
+
+
+def benchmark(config: Config, compute_dtype: str, repeats: int,
+              train_batch: int = TRAIN_BATCH,
+              eval_batch: int = EVAL_BATCH) -> List[Timing]:
+  """Times the training and evaluation steps of one configuration."""
+  model = _make_model(config, compute_dtype)
+  flops = forward_flops(config)
+  timings = []
+  for step, batch, step_fn, factor in (
+      ('train', train_batch, _train_step(model), TRAINING_FLOPS_FACTOR),
+      ('eval', eval_batch, tf.function(model.compute_loss), 1)):
+    seconds = _time(step_fn, _features(config, batch), repeats)
+    timings.append(Timing(config.name, step, batch, seconds,
+                          factor * batch * flops, _load()))
+  return timings
+
+
+def _format(timing: Timing, peak: float) -> str:
+  achieved = timing.flops / timing.median
+  return (f'{timing.config:9s} {timing.step:5s} {timing.batch:5d} '
+          f'{timing.median:9.3f} {min(timing.seconds):8.3f} '
+          f'{timing.batch / timing.median:9.1f} {timing.flops / 1e9:8.1f} '
+          f'{achieved / 1e9:8.1f} {achieved / peak:6.1%} {timing.load:5.2f}')
+
+
+def peak_memory(config: Config, compute_dtype: str,
+                batch: int = TRAIN_BATCH) -> Dict[str, int]:
+  """Runs training steps of `config` in this process; peak memory in bytes.
+
+  `rss` is the process's peak resident set (`ru_maxrss`: TensorFlow's own
+  host memory included, so run it in a fresh process), `device` the
+  allocator's peak on a GPU.
+  """
+  model = _make_model(config, compute_dtype)
+  _time(_train_step(model), _features(config, batch), 1)
+  peak = {'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+  if _device_type() == 'GPU':
+    peak['device'] = tf.config.experimental.get_memory_info('GPU:0')['peak']
+  return peak
+
+
+def _peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
+  """`peak_memory` of full MNIST in a fresh Python, which nothing else grew."""
+  output = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.benchmark', '--memory_probe',
+       '--compute_dtype', compute_dtype],
+      check=True, capture_output=True, text=True).stdout
+  return json.loads(output.strip().splitlines()[-1])
+
+
+def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--configs', default=','.join(CONFIGS),
+                      help='comma separated subset of ' + ', '.join(CONFIGS))
+  parser.add_argument('--repeats', type=int, default=DEFAULT_REPEATS,
+                      help='timed steps per measurement (after the warm-up)')
+  parser.add_argument('--compute_dtype', default='float32',
+                      choices=('float32', 'bfloat16'))
+  parser.add_argument('--skip_memory', action='store_true',
+                      help='do not measure the peak memory')
+  parser.add_argument('--memory_probe', action='store_true',
+                      help=argparse.SUPPRESS)
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+  args = _parse_args(argv)
+  if args.memory_probe:
+    print(json.dumps(peak_memory(CONFIGS['mnist'], args.compute_dtype)))
+    return
+  names = [name for name in args.configs.split(',') if name]
+  unknown = sorted(set(names) - set(CONFIGS))
+  if unknown:
+    raise SystemExit(f'unknown configs {unknown}; use {", ".join(CONFIGS)}')
+  print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
+  print(f'TensorFlow {tf.__version__}, {_device_type()}, '
+        f'compute dtype {args.compute_dtype}, {args.repeats} repeats')
+  load = _load()
+  peak = matmul_peak()
+  print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (load {load:.2f})')
+  if args.compute_dtype != 'float32':
+    print(f'{args.compute_dtype} matmul peak: '
+          f'{matmul_peak(tf.as_dtype(args.compute_dtype)) / 1e9:.1f} GFLOP/s')
+  print('config    step  batch  median_s    min_s   examp/s  GFLOP/st'
+        '  GFLOP/s    MFU  load')
+  for name in names:
+    for timing in benchmark(CONFIGS[name], args.compute_dtype, args.repeats):
+      print(_format(timing, peak), flush=True)
+  if not args.skip_memory:
+    memory = _peak_memory_in_subprocess(args.compute_dtype)
+    verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
+    print('peak memory of an MNIST training step (batch 128): ' + ', '.join(
+        f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +
+          f' ({verdict} the 3 GiB limit)')
+
+
+if __name__ == '__main__':
+  main()
