@@ -216,6 +216,24 @@ def test_evaluate_checkpoint_prints_wrong_count(trained, mnist_dir):
   assert summaries['correct_prediction'] == {5: _NUM_TEST - wrong}
 
 
+def test_bfloat16_mode_trains_and_keeps_float32_checkpoints(mnist_dir,
+                                                           tmp_path):
+  data_dir = mnist_dir[0]
+  common = [f'--data_dir={data_dir}', f'--summary_dir={tmp_path}',
+            f'--hparams_override={_TINY}', '--compute_dtype=bfloat16']
+  _checked(_run_experiment(*common, '--max_steps=2'))
+  reader = tf.train.load_checkpoint(
+      os.path.join(tmp_path, 'train', 'model.ckpt-2'))
+  dtypes = reader.get_variable_to_dtype_map()
+  assert dtypes['conv_capsule1/weights'] == tf.float32
+  assert dtypes['conv_capsule1/weights/Adam'] == tf.float32
+  stdout = _checked(_run_experiment(
+      *common, '--train=false', f'--eval_size={_NUM_TEST}',
+      f'--checkpoint={os.path.join(tmp_path, "train", "model.ckpt-2")}'))
+  assert any(line.startswith('Total wrong predictions: ')
+             for line in stdout.splitlines())
+
+
 def test_ensemble_sums_member_logits(trained, mnist_dir, tmp_path, capsys):
   data_dir, images, labels = mnist_dir
   members = []
