@@ -121,6 +121,34 @@ class LayersTest(tf.test.TestCase):
     self.assertAllClose(fused, layers._update_routing(votes, biases, 2, False),
                         atol=2e-2)
 
+  def testConv2dMatchesTensorFlow(self):
+    """Same values and gradients as tf.nn.conv2d (own kernel gradient)."""
+    images = tf.random.normal((2, 7, 6, 3))
+    kernel = tf.random.normal((3, 3, 3, 4))
+    for padding in ('SAME', 'VALID'):
+      for stride in (1, 2):
+        with tf.GradientTape(persistent=True) as tape:
+          tape.watch([images, kernel])
+          expected = tf.nn.conv2d(images, kernel, stride, padding)
+          output = layers._conv2d(images, kernel, stride, padding)
+          weights = tf.random.normal(expected.shape, seed=1)
+          expected_loss = tf.reduce_sum(expected * weights)
+          loss = tf.reduce_sum(output * weights)
+        self.assertAllClose(output, expected, rtol=1e-5, atol=1e-5)
+        for wrt in (images, kernel):
+          self.assertAllClose(tape.gradient(loss, wrt),
+                              tape.gradient(expected_loss, wrt), rtol=1e-5,
+                              atol=1e-5, msg=f'{padding} {stride}')
+
+  def testPatchesLayout(self):
+    # Patch (n, r, c) is under output position (r, c) of image n; element
+    # (i, j, k) of it is tap (i, j) of channel k, zero where 'SAME' pads.
+    images = tf.reshape(tf.range(1.0, 2 * 4 * 4 * 3 + 1), (2, 4, 4, 3))
+    patches = layers._patches(images, 3, 2, 'SAME')     # 4x4 -> 2x2
+    self.assertEqual(patches.shape, (2, 2, 2, 3 * 3 * 3))
+    window = tf.pad(images, [[0, 0], [0, 1], [0, 1], [0, 0]])[1, 2:5, 0:3]
+    self.assertAllEqual(patches[1, 1, 0], tf.reshape(window, [-1]))
+
   def testConvSlimCapsuleChannelsLast(self):
     """Channels-last input gives the channels-first layer's output."""
     for input_dim in (1, 3):

@@ -235,17 +235,33 @@ def _format(timing: Timing, peak: float) -> str:
           f'{achieved / 1e9:8.1f} {achieved / peak:6.1%} {timing.load:5.2f}')
 
 
+def _peak_rss() -> int:
+  """Peak resident set of this process in bytes.
+
+  Linux's `VmHWM` where there is one: `ru_maxrss` also counts the parent's
+  resident set at the fork that started this process.
+  """
+  try:
+    with open('/proc/self/status') as status:
+      for line in status:
+        if line.startswith('VmHWM:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def peak_memory(config: Config, compute_dtype: str,
                 batch: int = TRAIN_BATCH) -> Dict[str, int]:
   """Runs training steps of `config` in this process; peak memory in bytes.
 
-  `rss` is the process's peak resident set (`ru_maxrss`: TensorFlow's own
-  host memory included, so run it in a fresh process), `device` the
-  allocator's peak on a GPU.
+  `rss` is the process's peak resident set (TensorFlow's own host memory
+  included, so run it in a fresh process), `device` the allocator's peak on a
+  GPU.
   """
   model = _make_model(config, compute_dtype)
   _time(_train_step(model), _features(config, batch), 1)
-  peak = {'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+  peak = {'rss': _peak_rss()}
   if _device_type() == 'GPU':
     peak['device'] = tf.config.experimental.get_memory_info('GPU:0')['peak']
   return peak
@@ -287,6 +303,9 @@ def main(argv: Optional[List[str]] = None) -> None:
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
   print(f'TensorFlow {tf.__version__}, {_device_type()}, '
         f'compute dtype {args.compute_dtype}, {args.repeats} repeats')
+  # Before this process grows: the probe is a fresh process either way.
+  memory = None if args.skip_memory else _peak_memory_in_subprocess(
+      args.compute_dtype)
   load = _load()
   peak = matmul_peak()
   print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (load {load:.2f})')
@@ -298,8 +317,7 @@ def main(argv: Optional[List[str]] = None) -> None:
   for name in names:
     for timing in benchmark(CONFIGS[name], args.compute_dtype, args.repeats):
       print(_format(timing, peak), flush=True)
-  if not args.skip_memory:
-    memory = _peak_memory_in_subprocess(args.compute_dtype)
+  if memory:
     verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
     print('peak memory of an MNIST training step (batch 128): ' + ', '.join(
         f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +
