@@ -7,9 +7,11 @@ random data on the default device, and prints the median seconds per step
 (and the fastest), examples per second, the model FLOPs of one step, the
 achieved GFLOP/s and the model FLOP utilization: achieved GFLOP/s over the
 float32 matrix-multiply peak of this machine, measured in the same process.
-It ends with the peak memory of a full MNIST training step, measured in a
-fresh subprocess. Every timing is printed with the 1-minute load average,
-since other processes on the machine slow it down.
+It ends with the peak memory of a full MNIST training step, measured first,
+in a fresh subprocess: its peak resident set (Linux `VmHWM`, else
+`ru_maxrss`) and, on a GPU, the allocator's peak. Every timing is printed
+with the 1-minute load average, since other processes on the machine slow it
+down (this process alone brings it towards 2 on a 2-core machine).
 
   python -m benchmarks.benchmark
   python -m benchmarks.benchmark --configs mnist --repeats 20
@@ -38,7 +40,6 @@ import sys
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 import experiment
@@ -199,6 +200,7 @@ def matmul_peak(dtype: tf.DType = tf.float32,
 
 @dataclasses.dataclass
 class Timing:
+  """A measured step: seconds of each repeat, model FLOPs, load at the end."""
   config: str
   step: str
   batch: int
@@ -291,6 +293,25 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
+def _print_memory(memory: Mapping[str, int]) -> None:
+  verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
+  print('peak memory of an MNIST training step (batch 128): ' + ', '.join(
+      f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +
+        f' ({verdict} the 3 GiB limit)')
+
+
+def _print_peaks(compute_dtype: str) -> float:
+  """Prints the matmul peaks; returns the float32 one in FLOP/s."""
+  load = _load()
+  peak = matmul_peak()
+  print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (load {load:.2f})')
+  if compute_dtype != 'float32':
+    print(f'{compute_dtype} matmul peak: '
+          f'{matmul_peak(tf.as_dtype(compute_dtype)) / 1e9:.1f} GFLOP/s '
+          f'(MFU below stays against the float32 peak)')
+  return peak
+
+
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
   if args.memory_probe:
@@ -303,25 +324,17 @@ def main(argv: Optional[List[str]] = None) -> None:
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
   print(f'TensorFlow {tf.__version__}, {_device_type()}, '
         f'compute dtype {args.compute_dtype}, {args.repeats} repeats')
-  # Before this process grows: the probe is a fresh process either way.
+  # First, while nothing else runs: the probe is a process of its own.
   memory = None if args.skip_memory else _peak_memory_in_subprocess(
       args.compute_dtype)
-  load = _load()
-  peak = matmul_peak()
-  print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (load {load:.2f})')
-  if args.compute_dtype != 'float32':
-    print(f'{args.compute_dtype} matmul peak: '
-          f'{matmul_peak(tf.as_dtype(args.compute_dtype)) / 1e9:.1f} GFLOP/s')
+  peak = _print_peaks(args.compute_dtype)
   print('config    step  batch  median_s    min_s   examp/s  GFLOP/st'
         '  GFLOP/s    MFU  load')
   for name in names:
     for timing in benchmark(CONFIGS[name], args.compute_dtype, args.repeats):
       print(_format(timing, peak), flush=True)
   if memory:
-    verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
-    print('peak memory of an MNIST training step (batch 128): ' + ', '.join(
-        f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +
-          f' ({verdict} the 3 GiB limit)')
+    _print_memory(memory)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,93 @@
+"""The ablation variants compute what the fast code computes, by other code."""
+
+import functools
+from unittest import mock
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks import ablation
+from benchmarks import benchmark
+from layers import layers
+from models import model as model_lib
+
+# Plain routing on VALID padding, and leaky routing on SAME.
+_CONFIGS = (
+    benchmark.Config('plain', 'capsule', 'num_prime_capsules=2', 20, 1),
+    benchmark.Config('leaky', 'capsule',
+                     'num_prime_capsules=2,leaky=true,padding=SAME', 12, 1),
+)
+# The function each change puts back, which the model must then run.
+_OLD_CODE = {
+    'im2col': '_conv2d_op',
+    'xla_routing': '_routing_op_by_op',
+    'uniform_route': '_update_routing_zero_logits',
+    'batched_votes': '_capsule_call_einsum',
+    'channels_last': '_votes_channels_first',
+}
+
+
+def _two_steps(config):
+  """Loss, gradients and weights after two steps of a seeded tiny model."""
+  keras.utils.set_random_seed(7)
+  model = benchmark._make_model(config, 'float32')
+  features = benchmark._features(config, batch=3, seed=5)
+  step = tf.function(model.train_step)
+  loss, _, _ = step(features)
+  step(features)
+  grads, _ = model.compute_gradients(features)
+  return (model, loss.numpy(), [g.numpy() for g in grads],
+          [v.numpy() for v in model.trainable_variables])
+
+
+def _assert_close(actual, expected):
+  for a, e in zip(actual, expected):
+    np.testing.assert_allclose(a, e, rtol=1e-4,
+                               atol=1e-5 * max(np.abs(e).max(), 1e-3))
+
+
+@pytest.mark.parametrize('config', _CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize('variant', ablation.CHANGES + ('all',))
+def test_variant_matches_fast_code(variant, config):
+  _, loss, grads, weights = _two_steps(config)
+  calls = []
+  spies = []
+  for change, name in _OLD_CODE.items():
+    if variant in (change, 'all'):
+      original = getattr(ablation, name)
+
+      @functools.wraps(original)  # Keras reads the signature of `call`.
+      def spy(*args, original=original, name=name, **kwargs):
+        calls.append(name)
+        return original(*args, **kwargs)
+
+      spies.append(mock.patch.object(ablation, name, spy))
+  for patch in spies:
+    patch.start()
+  try:
+    with ablation.undone(variant):
+      model, old_loss, old_grads, old_weights = _two_steps(config)
+  finally:
+    for patch in spies:
+      patch.stop()
+  # The old code ran, and the fast code is back afterwards.
+  expected = {name for change, name in _OLD_CODE.items()
+              if variant in (change, 'all')}
+  assert set(calls) == expected
+  assert isinstance(model.optimizer, model_lib.FusedAdam) == (
+      variant not in ('fused_adam', 'all'))
+  assert isinstance(layers._fused_routing,
+                    tf.types.experimental.PolymorphicFunction)
+  np.testing.assert_allclose(old_loss, loss, rtol=1e-5)
+  _assert_close(old_grads, grads)
+  _assert_close(old_weights, weights)
+
+
+def test_unknown_variant_is_rejected():
+  with pytest.raises(ValueError, match='unknown variant'):
+    with ablation.undone('winograd'):
+      pass
+  with pytest.raises(SystemExit):
+    ablation.main(['--variants', 'none,winograd'])
