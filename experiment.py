@@ -158,7 +158,7 @@ def dataset_input_fn(dataset: str, data_dir: Optional[str], num_targets: int,
   if dataset == 'mnist':
     return lambda split, batch_size: mnist_input_record.inputs(
         data_dir=data_dir, batch_size=batch_size, split=split,
-        num_targets=num_targets, validate=validate)
+        num_targets=num_targets, height=None, validate=validate)
   if dataset not in ('norb', 'cifar10'):
     raise ValueError(
         f'unknown dataset {dataset!r}; use one of mnist, norb, cifar10')

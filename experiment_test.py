@@ -404,6 +404,18 @@ def test_validate_reads_the_validation_files(tmp_path):
     experiment.dataset_input_fn('mnist', str(tmp_path), 1, False)('test', 100)
 
 
+def test_mnist_input_takes_the_records_image_size(tmp_path):
+  # mnist_shift --pad=2 writes 32x32 digits; the model is built for them.
+  images, labels = _random_digits(3, seed=5)
+  padded = np.pad(images, [(0, 0), (2, 2), (2, 2)])
+  _write_mnist_records(str(tmp_path / 'test_0shifted_mnist.tfrecords'),
+                       padded, labels)
+  batch = next(iter(experiment.dataset_input_fn('mnist', str(tmp_path), 1,
+                                                False)('test', 3)))
+  assert batch['images'].shape == (3, 1, 32, 32)
+  np.testing.assert_allclose(batch['images'][:, 0], padded / 255)
+
+
 def _free_ports(count):
   sockets = [socket.socket() for _ in range(count)]
   for sock in sockets:

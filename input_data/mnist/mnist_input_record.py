@@ -20,7 +20,7 @@ Each batch is a dictionary of tensors, channels first, pixels in [0, 1]:
 import math
 import os
 import re
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -195,7 +195,7 @@ def inputs(data_dir: str,
            batch_size: int,
            split: str,
            num_targets: int,
-           height: int = 28,
+           height: Optional[int] = 28,
            distort: bool = False,
            validate: bool = False,
            batch_capacity: int = 5000) -> tf.data.Dataset:
@@ -212,8 +212,9 @@ def inputs(data_dir: str,
     batch_size: examples per batch.
     split: 'train' or 'test'.
     num_targets: 1 (MNIST) or 2 (MultiMNIST).
-    height: height and width of the single-digit records (MultiMNIST reads
-      its size from the records).
+    height: height and width of the single-digit records, checked against
+      them; None takes the records' own size (for MultiMNIST it always
+      comes from the records).
     distort: single digit only: crop DISTORT_MARGIN pixels, at random with a
       random rotation within MAX_ROTATION_DEGREES for train, centrally for
       test.
@@ -253,7 +254,11 @@ def inputs(data_dir: str,
   if record_depth != DEPTH:
     raise ValueError(f'{paths[0]} holds images of depth {record_depth}')
   if num_targets == 1:
-    if (record_height, record_width) != (height, height):
+    if record_height != record_width:
+      raise ValueError(f'{paths[0]} holds {record_height}x{record_width} '
+                       f'images; the models need square images')
+    height = record_height if height is None else height
+    if record_height != height:
       raise ValueError(
           f'{paths[0]} holds {record_height}x{record_width} images, expected '
           f'{height}x{height}; pass height={record_height}')

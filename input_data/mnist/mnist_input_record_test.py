@@ -206,6 +206,15 @@ class MnistInputRecordTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'hold no records'):
       mnist_input_record.inputs(self.data_dir, 4, 'test', 1)
 
+  def testHeightNoneTakesTheRecordsSize(self):
+    _write_single(self.data_dir, 'test', 0, self.images, self.labels, pad=2)
+    batch = next(iter(mnist_input_record.inputs(self.data_dir, 4, 'test', 1,
+                                                height=None)))
+    self.assertEqual([4, 1, 32, 32], batch['images'].shape.as_list())
+    # The digits sit in the middle of the zero padding.
+    self.assertAllClose(self.images / 255, batch['images'][:, 0, 2:30, 2:30])
+    self.assertAllEqual(np.zeros((4, 2, 32)), batch['images'][:, 0, :2])
+
   def testBadArguments(self):
     path = _write_single(self.data_dir, 'test', 0, self.images, self.labels,
                          pad=4)
