@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import json
 import statistics
-import subprocess
 import sys
 from typing import Iterator, List, Optional
 from unittest import mock
@@ -161,11 +160,8 @@ def _measure(variant: str, repeats: int) -> dict:
 
 
 def _measure_in_subprocess(variant: str, repeats: int) -> dict:
-  output = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.ablation', '--child', variant,
-       '--repeats', str(repeats)],
-      check=True, capture_output=True, text=True).stdout
-  return json.loads(output.strip().splitlines()[-1])
+  return benchmark.run_json_subprocess('benchmarks.ablation', '--child',
+                                       variant, '--repeats', str(repeats))
 
 
 def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:

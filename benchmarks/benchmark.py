@@ -269,13 +269,17 @@ def peak_memory(config: Config, compute_dtype: str,
   return peak
 
 
+def run_json_subprocess(module: str, *args: str) -> Dict:
+  """Runs `python -m module args` in a fresh Python; its last line as JSON."""
+  output = subprocess.run([sys.executable, '-m', module, *args], check=True,
+                          capture_output=True, text=True).stdout
+  return json.loads(output.strip().splitlines()[-1])
+
+
 def _peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
   """`peak_memory` of full MNIST in a fresh Python, which nothing else grew."""
-  output = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.benchmark', '--memory_probe',
-       '--compute_dtype', compute_dtype],
-      check=True, capture_output=True, text=True).stdout
-  return json.loads(output.strip().splitlines()[-1])
+  return run_json_subprocess('benchmarks.benchmark', '--memory_probe',
+                             '--compute_dtype', compute_dtype)
 
 
 def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
