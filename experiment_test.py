@@ -253,7 +253,7 @@ def test_ensemble_sums_member_logits(trained, mnist_dir, tmp_path, capsys):
 
 
 def test_ensemble_missing_member_fails_before_reading_data(tmp_path):
-  _copy_checkpoint(golden_utils.find(f'{_CIFAR_CASE}/model.ckpt-0'),
+  _copy_checkpoint(golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-0'),
                    str(tmp_path / 'model.ckpt-0'))
 
   def input_fn(split, batch_size):
@@ -268,22 +268,20 @@ def test_ensemble_missing_member_fails_before_reading_data(tmp_path):
 @pytest.mark.parametrize('case', [_CIFAR_CASE, 'capsule_tiny'])
 def test_evaluate_golden_checkpoints(case, tmp_path, capsys):
   """Evaluates the reference's ckpt-0 and, once it appears, its ckpt-2."""
-  if golden_utils.find(case) is None:
-    pytest.skip(golden_utils.skip_reason(case))
+  checkpoints = [golden_utils.require(f'{case}/model.ckpt-{step}')
+                 for step in (0, 2)]
   config = golden_utils.load_config(case)
   golden, arrays = _golden_arrays(case, experiment.EVAL_BATCH_SIZE)
   train_dir = tmp_path / 'train'
   train_dir.mkdir()
-  _copy_checkpoint(golden_utils.find(f'{case}/model.ckpt-0'),
-                   str(train_dir / 'model.ckpt-0'))
+  _copy_checkpoint(checkpoints[0], str(train_dir / 'model.ckpt-0'))
   _set_latest(train_dir, 'model.ckpt-0')
   sleeps = []
 
   def fake_sleep(seconds):
     # Training writes ckpt-2 while evaluation waits for the first time.
     if not sleeps:
-      _copy_checkpoint(golden_utils.find(f'{case}/model.ckpt-2'),
-                       str(train_dir / 'model.ckpt-2'))
+      _copy_checkpoint(checkpoints[1], str(train_dir / 'model.ckpt-2'))
       _set_latest(train_dir, 'model.ckpt-2')
     sleeps.append(seconds)
 
@@ -313,7 +311,7 @@ def _train_golden_two_steps(summary_dir, strategy):
   _, arrays = _golden_arrays(_CIFAR_CASE, experiment.TRAIN_BATCH_SIZE)
   train_dir = os.path.join(summary_dir, 'train')
   os.makedirs(train_dir)
-  _copy_checkpoint(golden_utils.find(f'{_CIFAR_CASE}/model.ckpt-0'),
+  _copy_checkpoint(golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-0'),
                    os.path.join(train_dir, 'model.ckpt-0'))
   _set_latest(train_dir, 'model.ckpt-0')
   step = experiment.train(
@@ -333,7 +331,7 @@ def test_mirrored_training_matches_one_device_and_reference(tmp_path):
   """
   golden = golden_utils.load_npz(f'{_CIFAR_CASE}/golden.npz')
   reference = tf.train.load_checkpoint(
-      golden_utils.find(f'{_CIFAR_CASE}/model.ckpt-2'))
+      golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-2'))
   one_losses, one = _train_golden_two_steps(str(tmp_path / 'one'), None)
   mirrored = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
   two_losses, two = _train_golden_two_steps(str(tmp_path / 'two'), mirrored)
@@ -380,7 +378,7 @@ def test_training_refuses_to_overwrite_a_checkpoint(tmp_path):
   train_dir = tmp_path / 'train'
   train_dir.mkdir()
   for step in (0, 2):
-    _copy_checkpoint(golden_utils.find(f'{_CIFAR_CASE}/model.ckpt-{step}'),
+    _copy_checkpoint(golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-{step}'),
                      str(train_dir / f'model.ckpt-{step}'))
   _set_latest(train_dir, 'model.ckpt-0')
   before = sorted(os.listdir(train_dir))
@@ -497,7 +495,7 @@ def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path):
   (tmp_path / 'empty').mkdir()
   values = dict(data=mnist_dir[0], empty=tmp_path / 'empty',
                 summary=summary_dir,
-                golden=golden_utils.find(f'{_CIFAR_CASE}/model.ckpt-0'))
+                golden=golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-0'))
   before = {str(path) for path in tmp_path.rglob('*')}
   processes = {}
   for case, (args, _) in _BAD_INPUTS.items():

@@ -10,6 +10,7 @@ import os
 from typing import Dict, Optional
 
 import numpy as np
+import pytest
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SEARCH_PATH = (
@@ -37,13 +38,23 @@ def skip_reason(relative_path: str) -> str:
           f'../shared/goldens')
 
 
+def require(relative_path: str) -> str:
+  """Path of a golden file; skips the calling test when there is no copy."""
+  path = find(relative_path)
+  if path is None:
+    pytest.skip(skip_reason(relative_path))
+  return path
+
+
 def load_npz(relative_path: str) -> Dict[str, np.ndarray]:
-  with np.load(find(relative_path)) as data:
+  """The arrays of a golden .npz; skips the calling test when it is absent."""
+  with np.load(require(relative_path)) as data:
     return {key: data[key] for key in data.files}
 
 
 def load_config(case: str) -> dict:
-  with open(find(os.path.join(case, 'config.json'))) as f:
+  """A case's config.json; skips the calling test when it is absent."""
+  with open(require(os.path.join(case, 'config.json'))) as f:
     return json.load(f)
 
 

@@ -26,10 +26,7 @@ _MODELS = {'capsule': capsule_model.CapsuleModel,
 
 
 def _require(case, name):
-  path = golden_utils.find(os.path.join(case, name))
-  if path is None:
-    pytest.skip(golden_utils.skip_reason(os.path.join(case, name)))
-  return path
+  return golden_utils.require(os.path.join(case, name))
 
 
 def _golden_model(case):
