@@ -108,11 +108,6 @@ def _votes_channels_first(self, input_tensor):
       self.padding)
 
 
-def _jit(function):
-  """A fresh XLA-compiled routing function, with no traces cached yet."""
-  return tf.function(function, jit_compile=True, autograph=False)
-
-
 @contextlib.contextmanager
 def undone(variant: str) -> Iterator[None]:
   """Within the block, the code as it was before `variant`'s change(s).
@@ -126,9 +121,10 @@ def undone(variant: str) -> Iterator[None]:
     raise ValueError(f'unknown variant {variant!r}: use one of '
                      f'{", ".join(VARIANTS)}')
   changes = CHANGES if variant == 'all' else (variant,)
-  # Routing is traced anew in the block, so it sees the patched functions.
-  routing = (_routing_op_by_op if 'xla_routing' in changes else
-             _jit(_routing_op_by_op))
+  # A fresh routing function, with no traces cached, so that it is traced
+  # in the block and sees the patched functions.
+  routing = (_routing_op_by_op if 'xla_routing' in changes else tf.function(
+      _routing_op_by_op, jit_compile=True, autograph=False))
   patches = [mock.patch.object(layers, '_fused_routing', routing)]
   if 'im2col' in changes:
     patches.append(mock.patch.object(layers, '_conv2d', _conv2d_op))

@@ -1,4 +1,4 @@
-"""Per-image augmentations applied to whole batches.
+"""Per-image augmentations applied to whole batches, and the final features.
 
 `tf.image.random_crop`, `random_brightness` and `random_contrast` draw one
 value per call, so on a batch they would move every image alike. These ops
@@ -7,6 +7,8 @@ batching (several times faster than one image at a time on a small CPU) and
 lets tests pass exact parameters. Images are channels last,
 `[batch, height, width, channels]`, as tf.image expects.
 """
+
+from typing import Dict
 
 import tensorflow as tf
 
@@ -116,3 +118,30 @@ def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
       fill_value=0.0,
       interpolation='NEAREST',
       fill_mode='CONSTANT')
+
+
+def standardized_features(images: tf.Tensor, labels: tf.Tensor,
+                          num_classes: int) -> Dict[str, tf.Tensor]:
+  """The models' features of a batch of natural images (CIFAR10, NORB).
+
+  Each image is standardized to zero mean and unit variance
+  (`tf.image.per_image_standardization`) and moved to the reference's
+  channels-first layout; it is also its own reconstruction target.
+
+  Args:
+    images: float32 `[batch, height, width, channels]`.
+    labels: int `[batch]` class ids.
+    num_classes: number of classes of the one-hot labels.
+
+  Returns:
+    `images` and `recons_image` `[batch, channels, height, width]`, one-hot
+    `labels` `[batch, num_classes]` and `recons_label` `[batch]`.
+  """
+  images = tf.image.per_image_standardization(images)
+  images = tf.transpose(images, [0, 3, 1, 2])
+  return {
+      'images': images,
+      'labels': tf.one_hot(labels, num_classes),
+      'recons_image': images,
+      'recons_label': labels,
+  }

@@ -152,14 +152,7 @@ def _preprocess(images: tf.Tensor, labels: tf.Tensor,
   else:
     images = tf.image.resize_with_crop_or_pad(images, CROPPED_SIZE,
                                               CROPPED_SIZE)
-  images = tf.image.per_image_standardization(images)
-  images = tf.transpose(images, [0, 3, 1, 2])
-  return {
-      'images': images,
-      'labels': tf.one_hot(labels, NUM_CLASSES),
-      'recons_image': images,
-      'recons_label': labels,
-  }
+  return image_ops.standardized_features(images, labels, NUM_CLASSES)
 
 
 def inputs(split: str,

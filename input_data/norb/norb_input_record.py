@@ -116,14 +116,8 @@ def _preprocess(serialized: tf.Tensor, record_size: int, size: int,
   elif distort:
     images = tf.image.resize_with_crop_or_pad(images, distorted_size,
                                               distorted_size)
-  images = tf.image.per_image_standardization(images)
-  images = tf.transpose(images, [0, 3, 1, 2])
-  return {
-      'images': images,
-      'labels': tf.one_hot(decoded['labels'], NUM_CLASSES),
-      'recons_image': images,
-      'recons_label': decoded['labels'],
-  }
+  return image_ops.standardized_features(images, decoded['labels'],
+                                         NUM_CLASSES)
 
 
 def inputs(data_dir: str,
