@@ -1,6 +1,6 @@
 """CapsNet: a ReLU convolution, primary capsules and routed class capsules."""
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -15,6 +15,7 @@ PRIME_KERNEL = 9
 PRIME_STRIDE = 2
 RECONS_LAYER_SIZES = (512, 1024)
 RECONS_BALANCE_FACTOR = 0.0005
+MAX_RECONSTRUCTION_IMAGES = 10
 
 
 class CapsuleModel(model.Model):
@@ -97,3 +98,35 @@ class CapsuleModel(model.Model):
         remakes.append(remake)
         losses.append(loss)
     return model.Forward(logits, remakes, capsule_output, losses)
+
+
+def summarize_remakes(features: Mapping, remakes: Sequence[tf.Tensor],
+                      step: tf.Tensor) -> None:
+  """Image summary 'reconstruction': input, target and remake, stacked.
+
+  Each target gets a column of three images stacked vertically (input,
+  target image, reconstruction); the second target's column sits to the
+  right. Written to the default summary writer.
+
+  Args:
+    features: the feature dict: `images`, `recons_image` (and `spare_image`)
+      `[batch, depth, height, width]` and the shape ints.
+    remakes: one `[batch, depth * height * width]` reconstruction per target.
+    step: the summary step.
+  """
+  depth, height = features['depth'], features['height']
+
+  def channels_last(image):
+    image = tf.reshape(image, [-1, depth, height, height])
+    return tf.transpose(image, [0, 2, 3, 1])
+
+  targets = [features['recons_image']]
+  if features['num_targets'] == 2:
+    targets.append(features['spare_image'])
+  columns = [
+      tf.concat([channels_last(features['images']), channels_last(target),
+                 channels_last(remake)], axis=1)
+      for target, remake in zip(targets, remakes)
+  ]
+  tf.summary.image('reconstruction', tf.concat(columns, axis=2), step=step,
+                   max_outputs=MAX_RECONSTRUCTION_IMAGES)

@@ -18,6 +18,10 @@ from layers import variables as layer_variables
 
 Inferred = collections.namedtuple('Inferred', ('logits', 'remakes'))
 
+# The Python ints a model reads from the feature dict, from the data.
+DataShape = collections.namedtuple(
+    'DataShape', ('height', 'depth', 'num_classes', 'num_targets'))
+
 # Everything a forward pass produces: `Inferred` plus what the loss needs.
 Forward = collections.namedtuple(
     'Forward',
@@ -37,6 +41,22 @@ MIN_LEARNING_RATE = 1e-6
 GLOBAL_STEP = 'global_step'
 PADDINGS = ('SAME', 'VALID')
 LOSS_TYPES = ('margin', 'softmax', 'sigmoid')
+
+
+def features(tensors: Mapping[str, tf.Tensor],
+             shape: DataShape) -> Dict[str, object]:
+  """The models' feature dict: a batch's tensors plus the shape ints.
+
+  Args:
+    tensors: `images` `[batch, depth, height, width]`, `labels`
+      `[batch, num_classes]`, `recons_label`, `recons_image` (and
+      `spare_label`, `spare_image` for two targets), as the readers give them.
+    shape: the data's shape ints.
+
+  Returns:
+    The reference's feature dict.
+  """
+  return dict(tensors, **shape._asdict())
 
 
 class CheckpointMismatchError(ValueError):
@@ -61,30 +81,6 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
   def get_config(self):
     return dict(learning_rate=self.learning_rate, decay_steps=self.decay_steps,
                 decay_rate=self.decay_rate)
-
-
-class FusedAdam(keras.optimizers.Adam):
-  """Keras Adam applied by TF's fused `ResourceApplyAdam` kernel.
-
-  The same update as `keras.optimizers.Adam` and the reference's
-  `AdamOptimizer` (`lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)`, epsilon
-  outside the square root), in one kernel per variable instead of a dozen
-  elementwise ops, each a pass over the weights and slots.
-  """
-
-  def update_step(self, gradient, variable, learning_rate):
-    dtype = variable.dtype
-    index = self._get_variable_index(variable)
-    step = tf.cast(self.iterations + 1, dtype)
-    tf.raw_ops.ResourceApplyAdam(
-        var=variable.handle, m=self._momentums[index].value.handle,
-        v=self._velocities[index].value.handle,
-        beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
-        beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
-        lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
-        beta2=tf.cast(self.beta_2, dtype),
-        epsilon=tf.cast(self.epsilon, dtype),
-        grad=tf.cast(gradient, dtype))
 
 
 class Model(abc.ABC):
@@ -112,7 +108,7 @@ class Model(abc.ABC):
       raise ValueError(f'hparam routing={hparams.routing}: needs at least 1')
     self._hparams = hparams
     self._dtype_policy = layer_variables.dtype_policy(compute_dtype)
-    self.optimizer = FusedAdam(
+    self.optimizer = keras.optimizers.Adam(
         learning_rate=LearningRateSchedule(
             hparams.learning_rate, hparams.decay_steps, hparams.decay_rate),
         beta_1=ADAM_BETA1, beta_2=ADAM_BETA2, epsilon=ADAM_EPSILON)
@@ -163,12 +159,11 @@ class Model(abc.ABC):
     """
     image = tf.zeros([1, depth, height, height])
     label = tf.zeros([1], tf.int32)
-    features = dict(
-        images=image, labels=tf.one_hot(label, num_classes),
-        recons_image=image, recons_label=label, spare_image=image,
-        spare_label=label, height=height, depth=depth,
-        num_classes=num_classes, num_targets=num_targets)
-    self.forward(features)
+    tensors = dict(images=image, labels=tf.one_hot(label, num_classes),
+                   recons_image=image, recons_label=label, spare_image=image,
+                   spare_label=label)
+    self.forward(features(
+        tensors, DataShape(height, depth, num_classes, num_targets)))
     self.optimizer.build(self.trainable_variables)
 
   @property
