@@ -3,8 +3,9 @@ r"""Framework for training and evaluating capsule and baseline models.
 The reference's driver: `--train` trains a model on the train split and writes
 TF1 name-based checkpoints `summary_dir/train/model.ckpt-<step>`,
 `--train=false` evaluates one checkpoint or follows a training directory, and
-`--num_trials=K` evaluates an ensemble of K checkpoints. Only this file reads
-flags; `train`, `evaluate` and `evaluate_ensemble` take plain values.
+`--num_trials=K` evaluates an ensemble of K checkpoints. Only this file's
+`main` reads flags; `train`, `evaluate` and `evaluate_ensemble` take plain
+values, keyword arguments after the hparams.
 
 Examples (the reference README's commands):
 
@@ -18,67 +19,43 @@ Examples (the reference README's commands):
       --num_trials=7
 """
 
-import collections
 import os
-import re
 import sys
+
+if __name__ == '__main__' and os.environ.get('TF_CPP_MIN_LOG_LEVEL') != '0':
+  # TensorFlow's start-up notices (CUDA stubs, oneDNN, cuInit) are not for
+  # the user of the command line, and TF 2.21 prints them whatever
+  # TF_CPP_MIN_LOG_LEVEL says: stderr is closed while TensorFlow loads and
+  # finds its devices. TF_CPP_MIN_LOG_LEVEL=0 shows them.
+  _stderr = os.dup(2)
+  with open(os.devnull, 'w') as _devnull:
+    os.dup2(_devnull.fileno(), 2)
+  try:
+    import tensorflow  # pylint: disable=g-import-not-at-top
+    tensorflow.config.list_physical_devices()
+  finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import collections
 import time
-from typing import Callable, Dict, Iterator, List, Mapping, Optional
+from typing import Iterable, List, Mapping, Optional
 
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from input_data.cifar10 import cifar10_input
-from input_data.mnist import mnist_input_record
-from input_data.norb import norb_input_record
+from input_data import datasets
 from models import capsule_model
+from models import checkpoints
 from models import conv_model
-from models import model as base_model
+from models import model as model_lib
 from models.hparams import HParams
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
-
-flags.DEFINE_string('data_dir', None,
-                    'The data directory; for MultiMNIST a sharded pattern '
-                    'path/name.tfrecords@N.')
-flags.DEFINE_integer('eval_size', 10000, 'Number of test examples evaluated.')
-flags.DEFINE_string('hparams_override', None,
-                    'A string of form key=value,key=value to override the '
-                    'hparams of this experiment.')
-flags.DEFINE_integer('max_steps', 1000,
-                     'Number of global steps to train; a resumed run counts '
-                     'from the restored step.')
-flags.DEFINE_string('model', 'capsule',
-                    'The model to use for the experiment: capsule or '
-                    'baseline.')
-flags.DEFINE_string('dataset', 'mnist',
-                    'The dataset to use for the experiment: mnist, norb or '
-                    'cifar10.')
-flags.DEFINE_integer('num_gpus', 1,
-                     'Number of GPUs (replicas per worker) to use; the global '
-                     'batch is split evenly across all replicas.')
-flags.DEFINE_integer('num_targets', 1,
-                     'Number of targets to detect (1, or 2 for MultiMNIST).')
-flags.DEFINE_integer('num_trials', 1,
-                     'Number of trials for ensemble evaluation.')
-flags.DEFINE_integer('save_step', 1500, 'How often to save checkpoints.')
-flags.DEFINE_string('summary_dir', None,
-                    'Main directory for the experiments: training writes '
-                    'summary_dir/train/, evaluation summary_dir/test/.')
-flags.DEFINE_string('checkpoint', None,
-                    'The model checkpoint to evaluate; with num_trials > 1 a '
-                    'pattern holding {} for the trial index.')
-flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'],
-                  'Not in the reference. bfloat16: mixed precision, the '
-                  'convolutions and matrix products in bfloat16 on float32 '
-                  'weights (fast on GPUs and CPUs with AMX); squash, routing '
-                  'and losses stay float32.')
-flags.DEFINE_bool('train', True, 'Either train the model or test the model.')
-flags.DEFINE_bool('validate', False,
-                  'Use the train/validation split files for training and '
-                  'evaluation.')
 
 models = {
     'capsule': capsule_model.CapsuleModel,
@@ -88,22 +65,16 @@ models = {
 TRAIN_BATCH_SIZE = 128  # Global batch, split evenly across replicas.
 EVAL_BATCH_SIZE = 100
 EVAL_POLL_SECONDS = 60  # Between looks for a new checkpoint to evaluate.
-MAX_IDLE_POLLS = 360  # Looks without a new checkpoint before evaluation stops.
+EVAL_TIMEOUT_SECONDS = 360 * EVAL_POLL_SECONDS  # Idle time before it stops.
 LOG_EVERY_STEPS = 100  # Progress lines; also the most steps per tf.function.
-MAX_RECONSTRUCTION_IMAGES = 10
-CHECKPOINT_PREFIX = 'model.ckpt'
-
-# `input_fn(split, batch_size)`: batches of tensors (no Python ints), train
-# split repeated with every batch full, test split read once in order.
-InputFn = Callable[[str, int], tf.data.Dataset]
-
-# The Python ints the models read from the feature dict, from the data.
-DataShape = collections.namedtuple(
-    'DataShape', ('height', 'depth', 'num_classes', 'num_targets'))
 
 EvalResult = collections.namedtuple(
     'EvalResult', ('checkpoint', 'step', 'correct', 'almost', 'wrong',
                    'wrong_percent'))
+
+
+class NonFiniteLossError(ValueError):
+  """The training loss became NaN or infinite."""
 
 
 def default_hparams() -> HParams:
@@ -122,8 +93,9 @@ def default_hparams() -> HParams:
   )
 
 
-def _build_model(hparams: HParams, model_type: str, shape: DataShape,
-                 compute_dtype: str = 'float32') -> base_model.Model:
+def build_model(hparams: HParams, *, model_type: str,
+                shape: model_lib.DataShape,
+                compute_dtype: str = 'float32') -> model_lib.Model:
   """A `models[model_type]` with its variables, for data of this shape."""
   if model_type not in models:
     raise ValueError(f'unknown model {model_type!r}; use one of '
@@ -133,57 +105,12 @@ def _build_model(hparams: HParams, model_type: str, shape: DataShape,
   return model
 
 
-def dataset_input_fn(dataset: str, data_dir: Optional[str], num_targets: int,
-                     validate: bool) -> InputFn:
-  """Returns `input_fn(split, batch_size)` reading one of the data sets.
-
-  Args:
-    dataset: 'mnist', 'norb' or 'cifar10'.
-    data_dir: the data directory (for cifar10 the one holding
-      cifar-10-batches-bin/; for MultiMNIST a `path/name.tfrecords@N`
-      pattern).
-    num_targets: digits per image, 1 or 2 (MultiMNIST).
-    validate: read the train/validation split files (mnist only).
-
-  Returns:
-    The input function.
-
-  Raises:
-    ValueError: for an unknown data set, a missing data_dir, or validate with
-      a data set that has no validation files.
-  """
-  if not data_dir:
-    raise ValueError('data_dir is required: pass --data_dir=<directory of '
-                     'the prepared data>')
-  if dataset == 'mnist':
-    return lambda split, batch_size: mnist_input_record.inputs(
-        data_dir=data_dir, batch_size=batch_size, split=split,
-        num_targets=num_targets, height=None, validate=validate)
-  if dataset not in ('norb', 'cifar10'):
-    raise ValueError(
-        f'unknown dataset {dataset!r}; use one of mnist, norb, cifar10')
-  if validate:
-    raise ValueError(f'validate is only available for mnist, not {dataset}')
-  if dataset == 'norb':
-    return lambda split, batch_size: norb_input_record.inputs(
-        data_dir=data_dir, batch_size=batch_size, split=split)
-  return lambda split, batch_size: cifar10_input.inputs(
-      split=split, data_dir=os.path.join(data_dir, 'cifar-10-batches-bin'),
-      batch_size=batch_size)
-
-
 def _data_shape(element_spec: Mapping[str, tf.TensorSpec],
-                num_targets: int) -> DataShape:
+                num_targets: int) -> model_lib.DataShape:
   """The shape ints of batches of `images` `[b, depth, h, w]` and `labels`."""
   _, depth, height, _ = element_spec['images'].shape
-  return DataShape(height, depth, element_spec['labels'].shape[-1],
-                   num_targets)
-
-
-def _features(tensors: Mapping[str, tf.Tensor],
-              shape: DataShape) -> Dict[str, object]:
-  """The models' feature dict: the batch's tensors plus the shape ints."""
-  return dict(tensors, **shape._asdict())
+  return model_lib.DataShape(height, depth, element_spec['labels'].shape[-1],
+                             num_targets)
 
 
 def _per_replica_batch_size(num_replicas: int) -> int:
@@ -195,6 +122,22 @@ def _per_replica_batch_size(num_replicas: int) -> int:
   return TRAIN_BATCH_SIZE // num_replicas
 
 
+def allow_gpu_memory_growth() -> List[str]:
+  """Lets TensorFlow take GPU memory as it needs it, not all at start.
+
+  So a training and an evaluation process share one GPU (the reference
+  needed a second GPU or a memory cap for that). Must run before TensorFlow
+  first touches a GPU; a no-op without GPUs.
+
+  Returns:
+    The names of the GPUs configured.
+  """
+  gpus = tf.config.list_physical_devices('GPU')
+  for gpu in gpus:
+    tf.config.experimental.set_memory_growth(gpu, True)
+  return [gpu.name for gpu in gpus]
+
+
 def make_strategy(num_gpus: int) -> tf.distribute.Strategy:
   """The distribution strategy for `num_gpus` replicas per worker.
 
@@ -202,12 +145,6 @@ def make_strategy(num_gpus: int) -> tf.distribute.Strategy:
   lists, each using its first `num_gpus` GPUs (or its CPU when it has none);
   otherwise a `MirroredStrategy` over `num_gpus` GPUs when `num_gpus > 1`,
   else the default strategy (one device).
-
-  Args:
-    num_gpus: replicas per worker.
-
-  Returns:
-    The strategy.
 
   Raises:
     ValueError: if num_gpus does not divide the global batch or exceeds the
@@ -228,109 +165,22 @@ def make_strategy(num_gpus: int) -> tf.distribute.Strategy:
   return tf.distribute.get_strategy()
 
 
-def _checkpoint_steps(train_dir: str) -> Dict[int, str]:
-  """Step to prefix of every `model.ckpt-<step>` with an index file."""
-  pattern = re.compile(re.escape(CHECKPOINT_PREFIX) + r'-(\d+)\.index$')
-  steps = {}
-  if not tf.io.gfile.isdir(train_dir):
-    return steps
-  for name in tf.io.gfile.listdir(train_dir):
-    match = pattern.match(name)
-    if match:
-      steps[int(match.group(1))] = os.path.join(train_dir, name[:-6])
-  return steps
-
-
-def _restore_training(model: base_model.Model, train_dir: str) -> int:
-  """Resumes from the latest checkpoint in train_dir; returns the step.
-
-  Raises:
-    FileExistsError: train_dir holds a checkpoint newer than the one the
-      `checkpoint` state file names, which training would overwrite.
-  """
-  latest = tf.train.latest_checkpoint(train_dir)
-  step = model.load_checkpoint(latest, include_optimizer=True) if latest else 0
-  newer = sorted(s for s in _checkpoint_steps(train_dir) if s > step)
-  if newer:
-    raise FileExistsError(
-        f'{train_dir} holds {CHECKPOINT_PREFIX}-{newer[-1]}, newer than the '
-        f'checkpoint training would resume from (step {step}); fix the '
-        f'checkpoint state file or use another summary_dir')
-  if latest:
-    print(f'Resumed from {latest} at step {step}', flush=True)
-  return step
-
-
-def _save_checkpoint(model: base_model.Model, train_dir: str) -> str:
-  """Writes `model.ckpt-<step>` and points the `checkpoint` file at it.
-
-  The state file lists every checkpoint of train_dir by its name relative to
-  train_dir, as TF1's Saver did with max_to_keep=1000, so the directory can
-  be moved.
-  """
-  step = int(model.global_step.numpy())
-  path = os.path.join(train_dir, f'{CHECKPOINT_PREFIX}-{step}')
-  if tf.io.gfile.exists(path + '.index'):
-    raise FileExistsError(f'refusing to overwrite the checkpoint {path}')
-  model.save_tf1_checkpoint(path)
-  names = [os.path.basename(prefix) for _, prefix in
-           sorted(_checkpoint_steps(train_dir).items())]
-  state = f'model_checkpoint_path: "{os.path.basename(path)}"\n' + ''.join(
-      f'all_model_checkpoint_paths: "{name}"\n' for name in names)
-  temp_path = os.path.join(train_dir, 'checkpoint.tmp')
-  with tf.io.gfile.GFile(temp_path, 'w') as state_file:
-    state_file.write(state)
-  tf.io.gfile.rename(temp_path, os.path.join(train_dir, 'checkpoint'),
-                     overwrite=True)
-  return path
-
-
-def _summarize_remakes(features: Mapping[str, tf.Tensor],
-                       remakes: List[tf.Tensor], shape: DataShape,
-                       step: tf.Tensor) -> None:
-  """Image summary 'reconstruction': input, target and remake, stacked.
-
-  Each target gets a column of three images stacked vertically (input,
-  target image, reconstruction); the second target's column sits to the right.
-
-  Args:
-    features: `images`, `recons_image` (and `spare_image`),
-      `[batch, depth, height, width]`.
-    remakes: one `[batch, depth * height * width]` reconstruction per target.
-    shape: the data's shape ints.
-    step: the summary step.
-  """
-  def channels_last(image):
-    image = tf.reshape(image, [-1, shape.depth, shape.height, shape.height])
-    return tf.transpose(image, [0, 2, 3, 1])
-
-  targets = [features['recons_image']]
-  if shape.num_targets == 2:
-    targets.append(features['spare_image'])
-  columns = [
-      tf.concat([channels_last(features['images']), channels_last(target),
-                 channels_last(remake)], axis=1)
-      for target, remake in zip(targets, remakes)
-  ]
-  tf.summary.image('reconstruction', tf.concat(columns, axis=2), step=step,
-                   max_outputs=MAX_RECONSTRUCTION_IMAGES)
-
-
-def _make_train_steps(model: base_model.Model,
-                      strategy: tf.distribute.Strategy, shape: DataShape):
+def _make_train_steps(model: model_lib.Model,
+                      strategy: tf.distribute.Strategy,
+                      shape: model_lib.DataShape):
   """Returns `train_steps(iterator, num_steps)`, a tf.function.
 
-  It runs num_steps training steps, each writing its summaries at the global
-  step before its update (the reference's numbering) to the default summary
-  writer, and returns the mean loss and accuracy of those steps.
+  It runs up to num_steps training steps, each writing its summaries at the
+  global step before its update (the reference's numbering) to the default
+  summary writer, and stops early after a step whose loss is not finite. It
+  returns the mean loss and accuracy of the steps run, how many ran, and
+  whether every loss was finite.
   """
   replicas = strategy.num_replicas_in_sync
   verbose = model.hparams.verbose
-  image_keys = ['images', 'recons_image'] + (
-      ['spare_image'] if shape.num_targets == 2 else [])
 
   def replica_step(tensors):
-    features = _features(tensors, shape)
+    features = model_lib.features(tensors, shape)
     grads, result = model.compute_gradients(features,
                                             loss_scale=1.0 / replicas)
     model.apply_gradients(grads)
@@ -341,7 +191,7 @@ def _make_train_steps(model: base_model.Model,
         correct=result.correct, almost=result.almost)
     if verbose:
       outputs.update(logits=result.logits, remakes=result.remakes or [],
-                     images={key: tensors[key] for key in image_keys})
+                     tensors=tensors)
     return outputs
 
   def mean(value):
@@ -349,6 +199,9 @@ def _make_train_steps(model: base_model.Model,
 
   def total(value):
     return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+  def first(value):
+    return strategy.experimental_local_results(value)[0]
 
   def write_summaries(outputs, loss, correct, step):
     tf.summary.scalar('batch_classification_cost',
@@ -361,13 +214,25 @@ def _make_train_steps(model: base_model.Model,
     for i, recons_loss in enumerate(outputs['reconstruction_losses']):
       tf.summary.scalar('reconstruction_error' + (f'_{i}' if i else ''),
                         mean(recons_loss), step=step)
-    if verbose:
-      _write_verbose_summaries(model, strategy, outputs, shape, step)
+    if not verbose:
+      return
+    for name, var in model.tf1_variable_map().items():
+      if name != model_lib.GLOBAL_STEP:
+        tf.summary.histogram(name, tf.convert_to_tensor(var), step=step)
+    tf.summary.histogram('logits', first(outputs['logits']), step=step)
+    if outputs['remakes']:
+      tensors = {key: first(value)
+                 for key, value in outputs['tensors'].items()}
+      capsule_model.summarize_remakes(
+          model_lib.features(tensors, shape),
+          [first(remake) for remake in outputs['remakes']], step)
 
   @tf.function
   def train_steps(iterator, num_steps):
     loss_sum = tf.constant(0.0)
     correct_sum = tf.constant(0.0)
+    steps_run = tf.constant(0)
+    finite = tf.constant(True)
     for _ in tf.range(num_steps):
       step = tf.identity(model.global_step)
       outputs = strategy.run(replica_step, args=(next(iterator),))
@@ -378,28 +243,15 @@ def _make_train_steps(model: base_model.Model,
         write_summaries(outputs, loss, correct, step)
       loss_sum += loss
       correct_sum += correct
-    steps = tf.cast(num_steps, tf.float32)
-    return loss_sum / steps, correct_sum / (steps * TRAIN_BATCH_SIZE)
+      steps_run += 1
+      if not tf.math.is_finite(loss):
+        finite = tf.constant(False)
+        break
+    steps = tf.cast(steps_run, tf.float32)
+    return (loss_sum / steps, correct_sum / (steps * TRAIN_BATCH_SIZE),
+            steps_run, finite)
 
   return train_steps
-
-
-def _write_verbose_summaries(model: base_model.Model,
-                             strategy: tf.distribute.Strategy,
-                             outputs: Mapping, shape: DataShape,
-                             step: tf.Tensor) -> None:
-  """Weight and activation histograms, and the first replica's remakes."""
-  def first(value):
-    return strategy.experimental_local_results(value)[0]
-
-  for name, var in model.tf1_variable_map().items():
-    if name != base_model.GLOBAL_STEP:
-      tf.summary.histogram(name, tf.convert_to_tensor(var), step=step)
-  tf.summary.histogram('logits', first(outputs['logits']), step=step)
-  if outputs['remakes']:
-    _summarize_remakes({k: first(v) for k, v in outputs['images'].items()},
-                       [first(remake) for remake in outputs['remakes']],
-                       shape, step)
 
 
 def _next_stop(step: int, max_steps: int, save_step: int) -> int:
@@ -410,16 +262,24 @@ def _next_stop(step: int, max_steps: int, save_step: int) -> int:
              next_multiple(LOG_EVERY_STEPS))
 
 
-def train(hparams: HParams, summary_dir: str, model_type: str, max_steps: int,
-          save_step: int, input_fn: InputFn, num_targets: int = 1,
+def _format_duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}:{minutes:02d}:{seconds:02d}'
+
+
+def train(hparams: HParams, *, summary_dir: str, model_type: str,
+          max_steps: int, save_step: int, input_fn: datasets.InputFn,
+          num_targets: int = 1,
           strategy: Optional[tf.distribute.Strategy] = None,
           compute_dtype: str = 'float32') -> int:
   """Trains a model with a global batch of 128 up to global step max_steps.
 
-  Resumes from the latest checkpoint in `summary_dir/train/` and never
-  deletes anything there. Saves `model.ckpt-<step>` every save_step steps and
-  at max_steps; writes summaries for every step. Under multi-worker training
-  only the chief writes files.
+  Resumes from the newest loadable checkpoint in `summary_dir/train/` and
+  never deletes anything there. Saves `model.ckpt-<step>` every save_step
+  steps and at max_steps; writes summaries for every step. Under
+  multi-worker training only the chief writes files. Each input pipeline
+  builds its own dataset and reads its share of the records.
 
   Args:
     hparams: model hyperparameters (`default_hparams()`, overridden).
@@ -427,7 +287,7 @@ def train(hparams: HParams, summary_dir: str, model_type: str, max_steps: int,
     model_type: key of `models`.
     max_steps: global step to train to.
     save_step: checkpoint period in steps.
-    input_fn: `input_fn(split, batch_size)` of the data set.
+    input_fn: `input_fn(split, batch_size, input_context=None)`.
     num_targets: objects per image (2 for MultiMNIST).
     strategy: distribution strategy; None: the default (one device).
     compute_dtype: 'float32', or 'bfloat16' for mixed precision.
@@ -438,9 +298,11 @@ def train(hparams: HParams, summary_dir: str, model_type: str, max_steps: int,
   Raises:
     ValueError: unknown model, missing summary_dir, or replicas that do not
       divide the global batch.
-    FileExistsError: a checkpoint would be overwritten.
-    model.CheckpointMismatchError: the latest checkpoint in train/ belongs to
-      another architecture.
+    NonFiniteLossError: the loss became NaN or infinite (nothing is saved
+      after the last good checkpoint).
+    checkpoints.CheckpointError: the checkpoints in train/ belong to another
+      architecture, or none of them loads.
+    OSError: a checkpoint could not be written (e.g. the disk is full).
   """
   if not summary_dir:
     raise ValueError('summary_dir is required for training: pass '
@@ -448,22 +310,29 @@ def train(hparams: HParams, summary_dir: str, model_type: str, max_steps: int,
   if save_step < 1:
     raise ValueError(f'save_step must be positive, got {save_step}')
   strategy = strategy or tf.distribute.get_strategy()
-  batch_size = _per_replica_batch_size(strategy.num_replicas_in_sync)
+  _per_replica_batch_size(strategy.num_replicas_in_sync)
   train_dir = os.path.join(summary_dir, 'train')
   is_chief = strategy.extended.should_checkpoint
   if is_chief:
     tf.io.gfile.makedirs(train_dir)
 
-  dataset = input_fn('train', batch_size)
-  shape = _data_shape(dataset.element_spec, num_targets)
-  iterator = iter(strategy.distribute_datasets_from_function(
-      lambda context: dataset.shard(context.num_input_pipelines,
-                                    context.input_pipeline_id)))
+  specs = []
+
+  def dataset_fn(input_context):
+    dataset = input_fn(
+        'train', input_context.get_per_replica_batch_size(TRAIN_BATCH_SIZE),
+        input_context)
+    specs.append(dataset.element_spec)
+    return dataset
+
+  iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+  shape = _data_shape(specs[0], num_targets)
   with strategy.scope():
-    model = _build_model(hparams, model_type, shape, compute_dtype)
+    model = build_model(hparams, model_type=model_type, shape=shape,
+                        compute_dtype=compute_dtype)
   num_params = sum(int(np.prod(var.shape)) for var in model.trainable_variables)
   print(f'total_params: {num_params}', flush=True)
-  step = _restore_training(model, train_dir)
+  step = checkpoints.restore_latest(model, train_dir)
   if step >= max_steps:
     print(f'Nothing to train: the global step {step} has reached max_steps '
           f'{max_steps}', flush=True)
@@ -474,12 +343,21 @@ def train(hparams: HParams, summary_dir: str, model_type: str, max_steps: int,
     while step < max_steps:
       stop = _next_stop(step, max_steps, save_step)
       start_time = time.time()
-      loss, accuracy = train_steps(iterator, tf.constant(stop - step))
-      seconds_per_step = (time.time() - start_time) / (stop - step)
-      step = stop
+      loss, accuracy, steps_run, finite = train_steps(
+          iterator, tf.constant(stop - step))
+      seconds_per_step = (time.time() - start_time) / int(steps_run)
+      step += int(steps_run)
+      if not finite:
+        writer.flush()
+        saved = checkpoints.list_steps(train_dir)
+        last = f'model.ckpt-{max(saved)}' if saved else 'no checkpoint'
+        raise NonFiniteLossError(
+            f'the loss became {float(loss):.4g} at step {step - 1}; nothing '
+            f'was saved after {last}. Lower the learning rate '
+            f'(--hparams_override=learning_rate=...) and rerun to resume')
       if is_chief and (step % save_step == 0 or step == max_steps):
         writer.flush()
-        _save_checkpoint(model, train_dir)
+        checkpoints.save(model, train_dir)
       if step % LOG_EVERY_STEPS == 0 or step == max_steps:
         print(f'step {step}: loss {float(loss):.4f}, accuracy '
               f'{float(accuracy):.4f}, '
@@ -490,35 +368,8 @@ def train(hparams: HParams, summary_dir: str, model_type: str, max_steps: int,
   return step
 
 
-def _format_duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}:{minutes:02d}:{seconds:02d}'
-
-
-def _checkpoints_to_evaluate(train_dir: str, poll_seconds: float,
-                             max_idle_polls: int) -> Iterator[str]:
-  """Yields each new latest checkpoint of train_dir, as the reference did.
-
-  Looks at once and after every evaluation; when nothing new is there it
-  sleeps poll_seconds, and it stops after max_idle_polls looks in a row found
-  nothing new.
-  """
-  seen = None
-  idle_polls = 0
-  while idle_polls < max_idle_polls:
-    latest = tf.train.latest_checkpoint(train_dir)
-    if latest and latest != seen:
-      seen = latest
-      idle_polls = 0
-      yield latest
-    else:
-      idle_polls += 1
-      time.sleep(poll_seconds)
-
-
 def _test_batches(dataset: tf.data.Dataset,
-                  eval_size: int) -> Iterator[Dict[str, tf.Tensor]]:
+                  eval_size: int) -> Iterable[Mapping[str, tf.Tensor]]:
   """The first eval_size // 100 batches of the test split, all full.
 
   Raises:
@@ -541,18 +392,23 @@ def _test_batches(dataset: tf.data.Dataset,
         f'({num_batches} full batches of {EVAL_BATCH_SIZE}); lower eval_size')
 
 
-def evaluate(hparams: HParams, summary_dir: str, model_type: str,
-             eval_size: int, input_fn: InputFn, num_targets: int = 1,
-             checkpoint: Optional[str] = None,
+def _print_wrong(wrong: int, percent: float) -> None:
+  print(f'Total wrong predictions: {wrong}, wrong percent: {percent}%',
+        flush=True)
+
+
+def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
+             eval_size: int, input_fn: datasets.InputFn,
+             num_targets: int = 1, checkpoint: Optional[str] = None,
              poll_seconds: float = EVAL_POLL_SECONDS,
-             max_idle_polls: int = MAX_IDLE_POLLS,
+             timeout_seconds: float = EVAL_TIMEOUT_SECONDS,
              compute_dtype: str = 'float32') -> List[EvalResult]:
   """Counts the wrong predictions of a checkpoint on the test split.
 
   Evaluates `checkpoint`, or else each new checkpoint that training writes to
-  `summary_dir/train/` until max_idle_polls looks, poll_seconds apart, found
-  none. Reads eval_size // 100 batches of 100, sums the correct and
-  almost-correct predictions, prints
+  `summary_dir/train/` (`tf.train.checkpoints_iterator`) until none came for
+  timeout_seconds. Reads eval_size // 100 batches of 100, sums the correct
+  and almost-correct predictions, prints
   `Total wrong predictions: N, wrong percent: P%` (P = N / batches, the
   reference's percent) and writes correct_prediction, wrong_prediction and
   almost_wrong_prediction to `summary_dir/test/` at the checkpoint's step.
@@ -562,11 +418,11 @@ def evaluate(hparams: HParams, summary_dir: str, model_type: str,
     summary_dir: experiment directory.
     model_type: key of `models`.
     eval_size: test examples to evaluate (whole batches of 100).
-    input_fn: `input_fn(split, batch_size)` of the data set.
+    input_fn: `input_fn(split, batch_size, input_context=None)`.
     num_targets: objects per image (2 for MultiMNIST).
     checkpoint: checkpoint prefix to evaluate once; None: follow training.
-    poll_seconds: seconds between looks for a new checkpoint.
-    max_idle_polls: looks without a new checkpoint before stopping.
+    poll_seconds: the least time between two evaluations when following.
+    timeout_seconds: how long to wait for a new checkpoint when following.
     compute_dtype: 'float32', or 'bfloat16' for mixed precision.
 
   Returns:
@@ -574,24 +430,26 @@ def evaluate(hparams: HParams, summary_dir: str, model_type: str,
 
   Raises:
     ValueError: unknown model, missing summary_dir, or too little test data.
-    FileNotFoundError: the checkpoint cannot be read.
-    model.CheckpointMismatchError: the checkpoint belongs to another
-      architecture.
+    FileNotFoundError: the checkpoint does not exist.
+    checkpoints.CheckpointError: the checkpoint is damaged or belongs to
+      another architecture.
   """
   if not summary_dir:
     raise ValueError('summary_dir is required for evaluation: pass '
                      '--summary_dir=<experiment directory>')
   dataset = input_fn('test', EVAL_BATCH_SIZE)
   shape = _data_shape(dataset.element_spec, num_targets)
-  model = _build_model(hparams, model_type, shape, compute_dtype)
-  count = tf.function(
-      lambda tensors: model.compute_loss(_features(tensors, shape))[1:])
-  checkpoints = ([checkpoint] if checkpoint else _checkpoints_to_evaluate(
-      os.path.join(summary_dir, 'train'), poll_seconds, max_idle_polls))
+  model = build_model(hparams, model_type=model_type, shape=shape,
+                      compute_dtype=compute_dtype)
+  count = tf.function(lambda tensors: model.compute_loss(
+      model_lib.features(tensors, shape))[1:])
+  paths = ([checkpoint] if checkpoint else tf.train.checkpoints_iterator(
+      os.path.join(summary_dir, 'train'), min_interval_secs=poll_seconds,
+      timeout=timeout_seconds))
   writer = tf.summary.create_file_writer(os.path.join(summary_dir, 'test'))
   results = []
-  for path in checkpoints:
-    step = model.load_checkpoint(path)
+  for path in paths:
+    step = checkpoints.load(model, path)
     print(f'Evaluating {path} (step {step})', flush=True)
     correct = almost = num_batches = 0
     for tensors in _test_batches(dataset, eval_size):
@@ -603,8 +461,7 @@ def evaluate(hparams: HParams, summary_dir: str, model_type: str,
     wrong = num_examples - correct
     result = EvalResult(path, step, correct, almost, wrong,
                         wrong / num_batches)
-    print(f'Total wrong predictions: {wrong}, wrong percent: '
-          f'{result.wrong_percent}%', flush=True)
+    _print_wrong(wrong, result.wrong_percent)
     with writer.as_default(step=step):
       tf.summary.scalar('correct_prediction', correct)
       tf.summary.scalar('wrong_prediction', wrong)
@@ -615,9 +472,9 @@ def evaluate(hparams: HParams, summary_dir: str, model_type: str,
   return results
 
 
-def evaluate_ensemble(hparams: HParams, model_type: str, eval_size: int,
-                      input_fn: InputFn, checkpoint: str, num_trials: int,
-                      num_targets: int = 1,
+def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
+                      input_fn: datasets.InputFn, checkpoint: str,
+                      num_trials: int, num_targets: int = 1,
                       compute_dtype: str = 'float32') -> int:
   """Counts the wrong predictions of an ensemble on the test split.
 
@@ -632,7 +489,7 @@ def evaluate_ensemble(hparams: HParams, model_type: str, eval_size: int,
     hparams: model hyperparameters, as in training.
     model_type: key of `models`.
     eval_size: test examples to evaluate (whole batches of 100).
-    input_fn: `input_fn(split, batch_size)` of the data set.
+    input_fn: `input_fn(split, batch_size, input_context=None)`.
     checkpoint: checkpoint pattern holding `{}` for the trial index.
     num_trials: ensemble members.
     num_targets: objects per image (2 for MultiMNIST).
@@ -644,7 +501,8 @@ def evaluate_ensemble(hparams: HParams, model_type: str, eval_size: int,
   Raises:
     ValueError: unknown model, a pattern without `{}`, or too little data.
     FileNotFoundError: a member checkpoint is missing (checked first).
-    model.CheckpointMismatchError: a member belongs to another architecture.
+    checkpoints.CheckpointError: a member is damaged or belongs to another
+      architecture.
   """
   paths = [(checkpoint or '').format(i) for i in range(num_trials)]
   if len(set(paths)) < num_trials:
@@ -657,41 +515,104 @@ def evaluate_ensemble(hparams: HParams, model_type: str, eval_size: int,
         f'ensemble checkpoints not found: {", ".join(missing)}')
   dataset = input_fn('test', EVAL_BATCH_SIZE)
   shape = _data_shape(dataset.element_spec, num_targets)
-  model = _build_model(hparams, model_type, shape, compute_dtype)
+  model = build_model(hparams, model_type=model_type, shape=shape,
+                      compute_dtype=compute_dtype)
   batches = [{key: value.numpy() for key, value in tensors.items()}
              for tensors in _test_batches(dataset, eval_size)]
   logits_of = tf.function(
-      lambda tensors: model.inference(_features(tensors, shape)).logits)
+      lambda tensors: model.inference(
+          model_lib.features(tensors, shape)).logits)
   logit_sum = np.zeros(
       [len(batches) * EVAL_BATCH_SIZE, shape.num_classes], np.float32)
   for path in paths:
-    model.load_checkpoint(path)
+    checkpoints.load(model, path)
     logit_sum += np.concatenate([logits_of(batch) for batch in batches])
   targets = np.concatenate([batch['recons_label'] for batch in batches])
   wrong = int(np.sum(np.argmax(logit_sum, axis=1) != targets))
-  print(f'Total wrong predictions: {wrong}, wrong percent: '
-        f'{wrong / eval_size * 100}%', flush=True)
+  _print_wrong(wrong, wrong / eval_size * 100)
   return wrong
+
+
+def _define_flags() -> None:
+  """The reference's flags (and a few of our own), for the command line.
+
+  Defined only when this file runs as a script, so that tools importing it
+  can define flags of the same names.
+  """
+  flags.DEFINE_string('data_dir', None,
+                      'The data directory; for MultiMNIST a sharded pattern '
+                      'path/name.tfrecords@N.')
+  flags.DEFINE_integer('eval_size', 10000,
+                       'Number of test examples evaluated.')
+  flags.DEFINE_string('hparams_override', None,
+                      'A string of form key=value,key=value to override the '
+                      'hparams of this experiment.')
+  flags.DEFINE_integer('max_steps', 1000,
+                       'Number of global steps to train; a resumed run counts '
+                       'from the restored step.')
+  flags.DEFINE_string('model', 'capsule',
+                      'The model to use for the experiment: capsule or '
+                      'baseline.')
+  flags.DEFINE_string('dataset', 'mnist',
+                      'The dataset to use for the experiment: '
+                      f'{", ".join(datasets.DATASETS)}.')
+  flags.DEFINE_integer('num_gpus', 1,
+                       'Number of GPUs (replicas per worker) to use; the '
+                       'global batch is split evenly across all replicas.')
+  flags.DEFINE_integer('num_targets', 1,
+                       'Number of targets to detect (1, or 2 for MultiMNIST).')
+  flags.DEFINE_integer('num_trials', 1,
+                       'Number of trials for ensemble evaluation.')
+  flags.DEFINE_integer('save_step', 1500, 'How often to save checkpoints.')
+  flags.DEFINE_string('summary_dir', None,
+                      'Main directory for the experiments: training writes '
+                      'summary_dir/train/, evaluation summary_dir/test/.')
+  flags.DEFINE_string('checkpoint', None,
+                      'The model checkpoint to evaluate; with num_trials > 1 '
+                      'a pattern holding {} for the trial index.')
+  flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'],
+                    'Not in the reference. bfloat16: mixed precision, the '
+                    'convolutions and matrix products in bfloat16 on float32 '
+                    'weights (fast on GPUs and CPUs with AMX); squash, '
+                    'routing and losses stay float32.')
+  flags.DEFINE_bool('train', True, 'Either train the model or test the model.')
+  flags.DEFINE_bool('validate', False,
+                    'Use the train/validation split files for training and '
+                    'evaluation.')
+  flags.DEFINE_bool('evaluate_after_training', True,
+                    'Not in the reference. After training, evaluate the '
+                    'final checkpoint on the test split (the validation '
+                    'split with --validate).')
 
 
 def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  allow_gpu_memory_growth()
   hparams = default_hparams().parse(FLAGS.hparams_override or '')
-  input_fn = dataset_input_fn(FLAGS.dataset, FLAGS.data_dir,
-                              FLAGS.num_targets, FLAGS.validate)
+  input_fn = datasets.input_fn(FLAGS.dataset, data_dir=FLAGS.data_dir,
+                               num_targets=FLAGS.num_targets,
+                               validate=FLAGS.validate)
+  common = dict(model_type=FLAGS.model, input_fn=input_fn,
+                num_targets=FLAGS.num_targets,
+                compute_dtype=FLAGS.compute_dtype)
   if FLAGS.train:
-    train(hparams, FLAGS.summary_dir, FLAGS.model, FLAGS.max_steps,
-          FLAGS.save_step, input_fn, FLAGS.num_targets,
-          make_strategy(FLAGS.num_gpus), FLAGS.compute_dtype)
+    strategy = make_strategy(FLAGS.num_gpus)
+    step = train(hparams, summary_dir=FLAGS.summary_dir,
+                 max_steps=FLAGS.max_steps, save_step=FLAGS.save_step,
+                 strategy=strategy, **common)
+    if FLAGS.evaluate_after_training and strategy.extended.should_checkpoint:
+      final = os.path.join(FLAGS.summary_dir, 'train',
+                           f'{checkpoints.PREFIX}-{step}')
+      evaluate(hparams, summary_dir=FLAGS.summary_dir,
+               eval_size=FLAGS.eval_size, checkpoint=final, **common)
   elif FLAGS.num_trials == 1:
-    evaluate(hparams, FLAGS.summary_dir, FLAGS.model, FLAGS.eval_size,
-             input_fn, FLAGS.num_targets, FLAGS.checkpoint,
-             compute_dtype=FLAGS.compute_dtype)
+    evaluate(hparams, summary_dir=FLAGS.summary_dir,
+             eval_size=FLAGS.eval_size, checkpoint=FLAGS.checkpoint, **common)
   else:
-    evaluate_ensemble(hparams, FLAGS.model, FLAGS.eval_size, input_fn,
-                      FLAGS.checkpoint, FLAGS.num_trials, FLAGS.num_targets,
-                      FLAGS.compute_dtype)
+    evaluate_ensemble(hparams, eval_size=FLAGS.eval_size,
+                      checkpoint=FLAGS.checkpoint, num_trials=FLAGS.num_trials,
+                      **common)
 
 
 # Mistakes in the command line, the data or the checkpoints: reported in one
@@ -708,4 +629,5 @@ def _main_with_clear_errors(argv: List[str]) -> None:
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(_main_with_clear_errors)

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +22,10 @@ import tensorflow as tf
 
 import experiment
 import golden_utils
+from input_data import datasets
 from models import capsule_model
+from models import checkpoints
+from models import model as model_lib
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _TINY = 'num_prime_capsules=2'
@@ -92,7 +96,7 @@ def trained(mnist_dir, tmp_path_factory):
   with open(os.path.join(train_dir, 'notes.txt'), 'w') as notes:
     notes.write('keep me')
   common = [f'--data_dir={data_dir}', f'--summary_dir={summary_dir}',
-            f'--hparams_override={_TINY}']
+            f'--hparams_override={_TINY}', f'--eval_size={_NUM_TEST}']
   first = _checked(_run_experiment(*common, '--max_steps=3'))
   with open(os.path.join(train_dir, 'model.ckpt-3.index'), 'rb') as index:
     first_index = index.read()
@@ -108,7 +112,8 @@ def _tiny_hparams(override=_TINY):
 
 def _array_input_fn(arrays):
   """`input_fn` over in-memory examples: train repeats, test reads once."""
-  def input_fn(split, batch_size):
+  def input_fn(split, batch_size, input_context=None):
+    del input_context  # One input pipeline in these tests.
     dataset = tf.data.Dataset.from_tensor_slices(arrays)
     if split == 'train':
       return dataset.repeat().batch(batch_size, drop_remainder=True)
@@ -159,13 +164,13 @@ def _mnist_logits(checkpoint, images):
   """Logits of a tiny capsule model on uint8 digits, computed directly."""
   model = capsule_model.CapsuleModel(_tiny_hparams())
   model.build(_MNIST_SIZE, 1)
-  model.load_checkpoint(checkpoint)
+  checkpoints.load(model, checkpoint)
   pixels = images[:, None].astype(np.float32) / 255.0
   labels = np.zeros(len(images), np.int32)
-  return model.inference(dict(
-      images=pixels, labels=tf.one_hot(labels, 10), recons_image=pixels,
-      recons_label=labels, height=_MNIST_SIZE, depth=1, num_classes=10,
-      num_targets=1)).logits.numpy()
+  tensors = dict(images=pixels, labels=tf.one_hot(labels, 10),
+                 recons_image=pixels, recons_label=labels)
+  return model.inference(model_lib.features(
+      tensors, model_lib.DataShape(_MNIST_SIZE, 1, 10, 1))).logits.numpy()
 
 
 def test_train_writes_reference_checkpoint(trained):
@@ -182,6 +187,19 @@ def test_train_writes_reference_checkpoint(trained):
   assert re.search(r'^total_params: \d+$', trained['first'], re.M)
   assert _PROGRESS.search(trained['first']).group(1) == '3'
   assert 'reconstruction_error' in _events(trained['train_dir'])
+
+
+def test_training_ends_with_the_test_error_of_its_last_checkpoint(
+    trained, mnist_dir):
+  _, images, labels = mnist_dir
+  for run, step in (('first', 3), ('second', 5)):
+    checkpoint = os.path.join(trained['train_dir'], f'model.ckpt-{step}')
+    logits = _mnist_logits(checkpoint, images)
+    wrong = int(np.sum(np.argmax(logits, axis=1) != labels))
+    last_line = trained[run].splitlines()[-1]
+    assert last_line == _wrong_line(wrong, wrong / (_NUM_TEST // 100)), run
+  summaries = _events(os.path.join(trained['summary_dir'], 'test'))
+  assert sorted(summaries['wrong_prediction']) == [3, 5]
 
 
 def test_rerun_resumes_and_keeps_everything(trained):
@@ -212,26 +230,40 @@ def test_evaluate_checkpoint_prints_wrong_count(trained, mnist_dir):
   wrong = int(np.sum(np.argmax(logits, axis=1) != labels))
   assert _wrong_line(wrong, wrong / (_NUM_TEST // 100)) in stdout.splitlines()
   summaries = _events(os.path.join(trained['summary_dir'], 'test'))
-  assert summaries['wrong_prediction'] == {5: wrong}
-  assert summaries['correct_prediction'] == {5: _NUM_TEST - wrong}
+  assert summaries['wrong_prediction'][5] == wrong
+  assert summaries['correct_prediction'][5] == _NUM_TEST - wrong
 
 
-def test_bfloat16_mode_trains_and_keeps_float32_checkpoints(mnist_dir,
-                                                           tmp_path):
-  data_dir = mnist_dir[0]
+def _wrong_count(stdout):
+  match = re.search(r'^Total wrong predictions: (\d+),', stdout, re.M)
+  return int(match.group(1))
+
+
+def test_bfloat16_mode_keeps_float32_checkpoints_and_counts(trained, mnist_dir,
+                                                            tmp_path):
+  """bfloat16 trains on float32 weights and predicts nearly as float32 does.
+
+  The same float32 checkpoint evaluated both ways: bfloat16 keeps about 3
+  significant digits, so only test digits whose two longest capsules are
+  that close may change their prediction; allowed: 2% of the 200.
+  """
+  data_dir, images, labels = mnist_dir
   common = [f'--data_dir={data_dir}', f'--summary_dir={tmp_path}',
-            f'--hparams_override={_TINY}', '--compute_dtype=bfloat16']
-  _checked(_run_experiment(*common, '--max_steps=2'))
+            f'--hparams_override={_TINY}', '--compute_dtype=bfloat16',
+            f'--eval_size={_NUM_TEST}']
+  _checked(_run_experiment(*common, '--max_steps=2',
+                           '--evaluate_after_training=false'))
   reader = tf.train.load_checkpoint(
       os.path.join(tmp_path, 'train', 'model.ckpt-2'))
   dtypes = reader.get_variable_to_dtype_map()
   assert dtypes['conv_capsule1/weights'] == tf.float32
   assert dtypes['conv_capsule1/weights/Adam'] == tf.float32
-  stdout = _checked(_run_experiment(
-      *common, '--train=false', f'--eval_size={_NUM_TEST}',
-      f'--checkpoint={os.path.join(tmp_path, "train", "model.ckpt-2")}'))
-  assert any(line.startswith('Total wrong predictions: ')
-             for line in stdout.splitlines())
+  checkpoint = os.path.join(trained['train_dir'], 'model.ckpt-5')
+  bfloat16_wrong = _wrong_count(_checked(_run_experiment(
+      *common, '--train=false', f'--checkpoint={checkpoint}')))
+  logits = _mnist_logits(checkpoint, images)
+  float32_wrong = int(np.sum(np.argmax(logits, axis=1) != labels))
+  assert abs(bfloat16_wrong - float32_wrong) <= 0.02 * _NUM_TEST
 
 
 def test_ensemble_sums_member_logits(trained, mnist_dir, tmp_path, capsys):
@@ -241,10 +273,11 @@ def test_ensemble_sums_member_logits(trained, mnist_dir, tmp_path, capsys):
     source = os.path.join(trained['train_dir'], f'model.ckpt-{step}')
     _copy_checkpoint(source, str(tmp_path / f'model.ckpt-{trial}'))
     members.append(source)
-  input_fn = experiment.dataset_input_fn('mnist', data_dir, 1, False)
+  input_fn = datasets.input_fn('mnist', data_dir=data_dir)
   wrong = experiment.evaluate_ensemble(
-      _tiny_hparams(), 'capsule', _NUM_TEST, input_fn,
-      str(tmp_path / 'model.ckpt-{}'), num_trials=2)
+      _tiny_hparams(), model_type='capsule', eval_size=_NUM_TEST,
+      input_fn=input_fn, checkpoint=str(tmp_path / 'model.ckpt-{}'),
+      num_trials=2)
   logit_sum = sum(_mnist_logits(member, images) for member in members)
   expected = int(np.sum(np.argmax(logit_sum, axis=1) != labels))
   assert wrong == expected
@@ -256,13 +289,14 @@ def test_ensemble_missing_member_fails_before_reading_data(tmp_path):
   _copy_checkpoint(golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-0'),
                    str(tmp_path / 'model.ckpt-0'))
 
-  def input_fn(split, batch_size):
+  def input_fn(split, batch_size, input_context=None):
     raise AssertionError('read data before checking the checkpoints')
 
   with pytest.raises(FileNotFoundError, match=r'model\.ckpt-1'):
     experiment.evaluate_ensemble(
-        _tiny_hparams(), 'capsule', 100, input_fn,
-        str(tmp_path / 'model.ckpt-{}'), num_trials=2)
+        _tiny_hparams(), model_type='capsule', eval_size=100,
+        input_fn=input_fn, checkpoint=str(tmp_path / 'model.ckpt-{}'),
+        num_trials=2)
 
 
 @pytest.mark.parametrize('case', [_CIFAR_CASE, 'capsule_tiny'])
@@ -276,6 +310,7 @@ def test_evaluate_golden_checkpoints(case, tmp_path, capsys):
   train_dir.mkdir()
   _copy_checkpoint(checkpoints[0], str(train_dir / 'model.ckpt-0'))
   _set_latest(train_dir, 'model.ckpt-0')
+  clock = [0.0]
   sleeps = []
 
   def fake_sleep(seconds):
@@ -284,16 +319,21 @@ def test_evaluate_golden_checkpoints(case, tmp_path, capsys):
       _copy_checkpoint(checkpoints[1], str(train_dir / 'model.ckpt-2'))
       _set_latest(train_dir, 'model.ckpt-2')
     sleeps.append(seconds)
+    clock[0] += seconds
 
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(experiment.time, 'sleep', fake_sleep)
+    patch.setattr(time, 'sleep', fake_sleep)
+    patch.setattr(time, 'time', lambda: clock[0])
     results = experiment.evaluate(
         experiment.default_hparams().parse(config['hparams_override']),
-        str(tmp_path), 'capsule', experiment.EVAL_BATCH_SIZE,
-        _array_input_fn(arrays), poll_seconds=7, max_idle_polls=2)
+        summary_dir=str(tmp_path), model_type='capsule',
+        eval_size=experiment.EVAL_BATCH_SIZE,
+        input_fn=_array_input_fn(arrays), poll_seconds=7, timeout_seconds=20)
 
+  # At least poll_seconds between evaluations, then 20 s without a new one.
+  assert sleeps[:2] == [7, 7]
+  assert 20 <= sum(sleeps[2:]) <= 21
   assert [result.step for result in results] == [0, 2]
-  assert sleeps == [7, 7, 7]
   targets = np.argmax(arrays['labels'], axis=1)
   lines = capsys.readouterr().out.splitlines()
   for result, logits in zip(results, ('logits', 'step2_logits')):
@@ -316,8 +356,8 @@ def _train_golden_two_steps(summary_dir, strategy):
   _set_latest(train_dir, 'model.ckpt-0')
   step = experiment.train(
       experiment.default_hparams().parse(config['hparams_override']),
-      summary_dir, 'capsule', max_steps=2, save_step=1500,
-      input_fn=_array_input_fn(arrays), strategy=strategy)
+      summary_dir=summary_dir, model_type='capsule', max_steps=2,
+      save_step=1500, input_fn=_array_input_fn(arrays), strategy=strategy)
   assert step == 2
   return (_events(train_dir)['total_loss'],
           tf.train.load_checkpoint(os.path.join(train_dir, 'model.ckpt-2')))
@@ -358,8 +398,9 @@ def test_verbose_two_target_summaries(tmp_path):
       np.eye(10, dtype=np.float32)[second_label],
       recons_image=first, recons_label=first_label, spare_image=second,
       spare_label=second_label)
-  experiment.train(_tiny_hparams(_TINY + ',verbose=true'), str(tmp_path),
-                   'capsule', max_steps=1, save_step=1,
+  experiment.train(_tiny_hparams(_TINY + ',verbose=true'),
+                   summary_dir=str(tmp_path), model_type='capsule',
+                   max_steps=1, save_step=1,
                    input_fn=_array_input_fn(arrays), num_targets=2)
   summaries = _events(str(tmp_path / 'train'))
   for tag in ('batch_classification_cost', 'total_loss', 'accuracy',
@@ -373,33 +414,136 @@ def test_verbose_two_target_summaries(tmp_path):
   assert (int(width), int(height)) == (2 * size, 3 * size)
 
 
-def test_training_refuses_to_overwrite_a_checkpoint(tmp_path):
-  config = golden_utils.load_config(_CIFAR_CASE)
+def _golden_training_dir(tmp_path, steps, latest):
+  """train/ holding the cifar golden's checkpoints of `steps`."""
   train_dir = tmp_path / 'train'
   train_dir.mkdir()
-  for step in (0, 2):
+  for step in steps:
     _copy_checkpoint(golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-{step}'),
                      str(train_dir / f'model.ckpt-{step}'))
-  _set_latest(train_dir, 'model.ckpt-0')
-  before = sorted(os.listdir(train_dir))
+  _set_latest(train_dir, latest)
+  return train_dir
+
+
+def _train_golden(tmp_path, max_steps, save_step=2, override=''):
+  config = golden_utils.load_config(_CIFAR_CASE)
   _, arrays = _golden_arrays(_CIFAR_CASE, experiment.TRAIN_BATCH_SIZE)
-  with pytest.raises(FileExistsError, match=r'model\.ckpt-2'):
-    experiment.train(
-        experiment.default_hparams().parse(config['hparams_override']),
-        str(tmp_path), 'capsule', max_steps=4, save_step=2,
-        input_fn=_array_input_fn(arrays))
-  assert sorted(os.listdir(train_dir)) == before
+  return experiment.train(
+      experiment.default_hparams().parse(
+          ','.join(filter(None, [config['hparams_override'], override]))),
+      summary_dir=str(tmp_path), model_type='capsule', max_steps=max_steps,
+      save_step=save_step, input_fn=_array_input_fn(arrays))
+
+
+def _file_bytes(directory):
+  """The bytes of every file in directory but the summaries."""
+  return {name: (directory / name).read_bytes()
+          for name in os.listdir(directory) if not name.startswith('events')}
+
+
+def test_resumes_from_complete_checkpoint_the_state_file_missed(
+    tmp_path, capsys):
+  """Crash case 1: killed after writing ckpt-2 but before the state file."""
+  train_dir = _golden_training_dir(tmp_path, (0, 2), latest='model.ckpt-0')
+  before = _file_bytes(train_dir)
+  assert _train_golden(tmp_path, max_steps=3) == 3
+  out = capsys.readouterr().out
+  assert f'Resumed from {train_dir / "model.ckpt-2"} at step 2' in out
+  state = tf.train.get_checkpoint_state(str(train_dir))
+  assert [os.path.basename(path) for path in state.all_model_checkpoint_paths
+         ] == ['model.ckpt-0', 'model.ckpt-2', 'model.ckpt-3']
+  after = _file_bytes(train_dir)
+  for name, content in before.items():
+    if name != 'checkpoint':
+      assert after[name] == content, name
+
+
+def _damage(prefix):
+  """Truncates a checkpoint's data file to half its size."""
+  data = prefix + '.data-00000-of-00001'
+  with open(data, 'r+b') as data_file:
+    data_file.truncate(os.path.getsize(data) // 2)
+
+
+def test_damaged_newest_checkpoint_is_kept_and_passed_over(tmp_path, capsys):
+  """Crash case 2: resume from the newest checkpoint that loads."""
+  train_dir = _golden_training_dir(tmp_path, (0, 2), latest='model.ckpt-2')
+  _damage(str(train_dir / 'model.ckpt-2'))
+  damaged = _file_bytes(train_dir)
+  assert _train_golden(tmp_path, max_steps=2) == 2
+  out = capsys.readouterr().out
+  assert re.search(r'model\.ckpt-2 is damaged.*left in place', out)
+  assert 'model.ckpt-0 at step 0' in out
+  # The damaged files are kept, renamed, byte for byte.
+  for suffix in ('.index', '.data-00000-of-00001'):
+    name = 'model.ckpt-2' + suffix
+    assert (train_dir / (name + checkpoints.BROKEN_SUFFIX)).read_bytes() == (
+        damaged[name])
+  # The retrained step 2 is the reference's.
+  ours = tf.train.load_checkpoint(str(train_dir / 'model.ckpt-2'))
+  reference = tf.train.load_checkpoint(
+      golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-2'))
+  for name in ('conv1/weights', 'capsule2/weights'):
+    golden_utils.assert_weights_close(ours.get_tensor(name),
+                                      reference.get_tensor(name), name)
+
+
+def test_no_loadable_checkpoint_stops_in_one_error(tmp_path):
+  train_dir = _golden_training_dir(tmp_path, (0, 2), latest='model.ckpt-2')
+  for step in (0, 2):
+    _damage(str(train_dir / f'model.ckpt-{step}'))
+  before = _file_bytes(train_dir)
+  with pytest.raises(checkpoints.CorruptCheckpointError,
+                     match=r'model\.ckpt-2, model\.ckpt-0 are damaged'):
+    _train_golden(tmp_path, max_steps=4)
+  assert _file_bytes(train_dir) == before
+
+
+def test_non_finite_loss_stops_without_saving_it(tmp_path):
+  """Crash case 4: a huge learning rate; no checkpoint holds NaN or inf."""
+  train_dir = _golden_training_dir(tmp_path, (0,), latest='model.ckpt-0')
+  with pytest.raises(experiment.NonFiniteLossError,
+                     match=r'at step 1; nothing was saved after model\.ckpt-1'):
+    _train_golden(tmp_path, max_steps=4, save_step=1,
+                  override='learning_rate=1e30')
+  assert sorted(checkpoints.list_steps(str(train_dir))) == [0, 1]
+  reader = tf.train.load_checkpoint(str(train_dir / 'model.ckpt-1'))
+  for name in reader.get_variable_to_shape_map():
+    assert np.all(np.isfinite(reader.get_tensor(name))), name
+
+
+def test_full_disk_during_save_keeps_earlier_checkpoints(tmp_path):
+  """Crash case 5: the disk fills up while ckpt-2 is written."""
+  train_dir = _golden_training_dir(tmp_path, (0,), latest='model.ckpt-0')
+  save = tf.raw_ops.SaveV2
+
+  def save_until_full(prefix, tensor_names, shape_and_slices, tensors):
+    save(prefix=prefix, tensor_names=tensor_names,
+         shape_and_slices=shape_and_slices, tensors=tensors)
+    _damage(prefix.numpy().decode() if hasattr(prefix, 'numpy') else prefix)
+    raise tf.errors.ResourceExhaustedError(None, None,
+                                           'No space left on device')
+
+  before = _file_bytes(train_dir)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(tf.raw_ops, 'SaveV2', save_until_full)
+    with pytest.raises(OSError, match=r'could not write the checkpoint .*'
+                       r'model\.ckpt-2 \(No space left on device\)'):
+      _train_golden(tmp_path, max_steps=2)
+  assert _file_bytes(train_dir) == before
+  assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-0')
 
 
 def test_validate_reads_the_validation_files(tmp_path):
   images, labels = _random_digits(100, seed=4)
   _write_mnist_records(
       str(tmp_path / 'valid_test_0shifted_mnist.tfrecords'), images, labels)
-  validation = experiment.dataset_input_fn('mnist', str(tmp_path), 1, True)
+  validation = datasets.input_fn('mnist', data_dir=str(tmp_path),
+                                 validate=True)
   batch = next(iter(validation('test', 100)))
   np.testing.assert_array_equal(batch['recons_label'], labels)
   with pytest.raises(FileNotFoundError, match='test_0shifted_mnist'):
-    experiment.dataset_input_fn('mnist', str(tmp_path), 1, False)('test', 100)
+    datasets.input_fn('mnist', data_dir=str(tmp_path))('test', 100)
 
 
 def test_mnist_input_takes_the_records_image_size(tmp_path):
@@ -408,8 +552,8 @@ def test_mnist_input_takes_the_records_image_size(tmp_path):
   padded = np.pad(images, [(0, 0), (2, 2), (2, 2)])
   _write_mnist_records(str(tmp_path / 'test_0shifted_mnist.tfrecords'),
                        padded, labels)
-  batch = next(iter(experiment.dataset_input_fn('mnist', str(tmp_path), 1,
-                                                False)('test', 3)))
+  batch = next(iter(datasets.input_fn('mnist', data_dir=str(tmp_path))(
+      'test', 3)))
   assert batch['images'].shape == (3, 1, 32, 32)
   np.testing.assert_allclose(batch['images'][:, 0], padded / 255)
 
@@ -429,7 +573,7 @@ def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
   workers = [f'localhost:{port}' for port in _free_ports(2)]
   args = [os.path.join(_HERE, 'experiment.py'), f'--data_dir={mnist_dir[0]}',
           f'--summary_dir={tmp_path}', f'--hparams_override={_TINY}',
-          '--max_steps=2']
+          '--max_steps=2', f'--eval_size={_NUM_TEST}']
   processes = []
   for index in range(2):
     env = dict(os.environ, TF_CONFIG=json.dumps(
@@ -456,6 +600,9 @@ def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
   assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-2')
   events = [name for name in os.listdir(train_dir) if name.startswith('events')]
   assert len(events) == 1  # Only the chief writes summaries.
+  # ... and evaluates the final checkpoint.
+  assert 'Total wrong predictions' in outputs[0][0]
+  assert 'Total wrong predictions' not in outputs[1][0]
 
 
 _BAD_INPUTS = {
@@ -483,8 +630,11 @@ _BAD_INPUTS = {
                                 'ensemble checkpoints not found'),
     'num_gpus not dividing 128': (['--data_dir={data}', '--num_gpus=3'],
                                   'cannot split the global batch of 128'),
-    'more GPUs than present': (['--data_dir={data}', '--num_gpus=2'],
-                               'num_gpus=2 but this machine has 0 GPUs'),
+    'more GPUs than present': (['--data_dir={data}', '--num_gpus={gpus}'],
+                               'num_gpus={gpus} but this machine has '),
+    'damaged checkpoint': (['--data_dir={data}', '--train=false',
+                            '--checkpoint={damaged}'],
+                           'model.ckpt-2 is damaged'),
 }
 
 
@@ -493,8 +643,17 @@ def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path):
   (summary_dir / 'train').mkdir(parents=True)
   (summary_dir / 'train' / 'notes.txt').write_text('keep me')
   (tmp_path / 'empty').mkdir()
+  damaged = tmp_path / 'damaged' / 'model.ckpt-2'
+  damaged.parent.mkdir()
+  _copy_checkpoint(golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-2'),
+                   str(damaged))
+  index = str(damaged) + '.index'
+  with open(index, 'r+b') as index_file:  # Too short to be an sstable.
+    index_file.truncate(os.path.getsize(index) // 2)
+  # A power of two above the GPUs present: it divides the batch of 128.
+  gpus = 2 ** len(tf.config.list_physical_devices('GPU')).bit_length()
   values = dict(data=mnist_dir[0], empty=tmp_path / 'empty',
-                summary=summary_dir,
+                summary=summary_dir, damaged=damaged, gpus=max(gpus, 2),
                 golden=golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-0'))
   before = {str(path) for path in tmp_path.rglob('*')}
   processes = {}
@@ -506,11 +665,63 @@ def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path):
   failures = []
   for case, process in processes.items():
     _, stderr = process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
-    errors = [line for line in stderr.splitlines()
-              if line.startswith(_ERROR_PREFIX)]
-    expected = _BAD_INPUTS[case][1]
-    if (process.returncode == 0 or 'Traceback' in stderr or len(errors) != 1
+    errors = stderr.strip().splitlines()
+    expected = _BAD_INPUTS[case][1].format(**values)
+    # Exactly one line, TensorFlow's start-up notices hidden.
+    if (process.returncode == 0 or len(errors) != 1
+        or not errors[0].startswith(_ERROR_PREFIX)
         or expected not in errors[0]):
       failures.append(f'{case}: exit {process.returncode}, {errors or stderr}')
   assert not failures, '\n'.join(failures)
   assert before <= {str(path) for path in tmp_path.rglob('*')}
+
+
+def test_killed_at_random_moments_resumes_every_time(mnist_dir, tmp_path):
+  """`kill -9` during training (and saving), then the same command."""
+  train_dir = tmp_path / 'train'
+  command = [sys.executable, os.path.join(_HERE, 'experiment.py'),
+             f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
+             f'--hparams_override={_TINY}', '--max_steps=8', '--save_step=1',
+             '--evaluate_after_training=false']
+  rng = np.random.RandomState(0)
+  resumed_steps = []
+  for _ in range(2):
+    process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, cwd=_HERE)
+    start = time.time()
+    seen = len(checkpoints.list_steps(str(train_dir)))
+    while (len(checkpoints.list_steps(str(train_dir))) <= seen and
+           time.time() - start < _SUBPROCESS_TIMEOUT_S):
+      time.sleep(0.05)
+    time.sleep(rng.uniform(0, 0.3))  # Somewhere in the next steps or saves.
+    process.kill()
+    stdout, _ = process.communicate()
+    resumed_steps.append(max(checkpoints.list_steps(str(train_dir)), default=0))
+  assert resumed_steps[0] >= 1
+  stdout = _checked(subprocess.run(command, capture_output=True, text=True,
+                                   cwd=_HERE, timeout=_SUBPROCESS_TIMEOUT_S))
+  match = re.search(r'^Resumed from .*model\.ckpt-(\d+) at step', stdout, re.M)
+  assert int(match.group(1)) >= resumed_steps[-1] - 1
+  assert _PROGRESS.search(stdout).group(1) == '8'
+  # --evaluate_after_training=false: no test error, no test summaries.
+  assert 'Total wrong predictions' not in stdout
+  assert not os.path.exists(tmp_path / 'test')
+  model = capsule_model.CapsuleModel(_tiny_hparams())
+  model.build(_MNIST_SIZE, 1)
+  for step, path in checkpoints.list_steps(str(train_dir)).items():
+    assert checkpoints.load(model, path, include_optimizer=True) == step
+  assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-8')
+
+
+def test_gpu_memory_grows_on_demand():
+  """No GPU here: the configuration call is checked on stand-in devices."""
+  gpus = [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
+          for i in range(2)]
+  calls = []
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(tf.config, 'list_physical_devices',
+                  lambda kind=None: gpus if kind == 'GPU' else [])
+    patch.setattr(tf.config.experimental, 'set_memory_growth',
+                  lambda device, enable: calls.append((device.name, enable)))
+    assert experiment.allow_gpu_memory_growth() == [gpu.name for gpu in gpus]
+  assert calls == [(gpu.name, True) for gpu in gpus]

@@ -59,10 +59,6 @@ def features(tensors: Mapping[str, tf.Tensor],
   return dict(tensors, **shape._asdict())
 
 
-class CheckpointMismatchError(ValueError):
-  """A checkpoint does not hold the variables this model needs."""
-
-
 class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
   """`max(lr * rate ** (step / decay_steps), 1e-6)`, continuous decay."""
 
@@ -227,7 +223,7 @@ class Model(abc.ABC):
     variables[GLOBAL_STEP] = self.global_step
     return variables
 
-  def _slot_map(self) -> Dict[str, tf.Variable]:
+  def slot_map(self) -> Dict[str, tf.Variable]:
     """Reference names of the Adam slots (`<var>/Adam`, `<var>/Adam_1`)."""
     optimizer = self.optimizer
     slots = {}
@@ -237,87 +233,9 @@ class Model(abc.ABC):
       slots[f'{name}/Adam_1'] = optimizer._velocities[index]  # pylint: disable=protected-access
     return slots
 
-  def _require_built(self) -> None:
+  def require_built(self) -> None:
+    """Raises RuntimeError unless the model has its variables."""
     if not self.built:
       raise RuntimeError(
           'the model has no variables yet: call model.build(height, depth, '
           '...) or run it on a batch before loading or saving a checkpoint')
-
-  def load_checkpoint(self, path: str, include_optimizer: bool = False) -> int:
-    """Restores weights (and optionally Adam state) from a checkpoint.
-
-    Reads the reference's name-based TF1 checkpoints (the released ones) and
-    this project's, which use the same names. Optimizer slots are skipped
-    unless `include_optimizer` is set; then they are restored when present
-    (a checkpoint without them starts Adam afresh).
-
-    Args:
-      path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
-      include_optimizer: also restore `<var>/Adam`, `<var>/Adam_1`.
-
-    Returns:
-      The restored global step.
-
-    Raises:
-      CheckpointMismatchError: a model variable is missing or has another
-        shape; the message lists each by name.
-    """
-    self._require_built()
-    try:
-      reader = tf.train.load_checkpoint(path)
-    except (tf.errors.NotFoundError, tf.errors.DataLossError,
-            ValueError) as error:
-      raise FileNotFoundError(
-          f'cannot read checkpoint {path!r}: give the prefix of an existing '
-          f'checkpoint (e.g. .../model.ckpt-1500, without .index): '
-          f'{str(error).splitlines()[0]}') from None
-    shapes = reader.get_variable_to_shape_map()
-    wanted = self.tf1_variable_map()
-    problems = []
-    for name, var in wanted.items():
-      if name not in shapes:
-        problems.append(f'{name} missing (model has {list(var.shape)})')
-      elif list(shapes[name]) != list(var.shape):
-        problems.append(f'{name} has shape {shapes[name]}, model needs '
-                        f'{list(var.shape)}')
-    if problems:
-      raise CheckpointMismatchError(
-          f'checkpoint {path} does not fit this {type(self).__name__} '
-          f'(check --model, --dataset and --hparams_override): ' +
-          '; '.join(problems))
-    if include_optimizer:
-      wanted.update({name: var for name, var in self._slot_map().items()
-                     if name in shapes})
-    for name, var in wanted.items():
-      var.assign(tf.cast(reader.get_tensor(name), var.dtype))
-    return int(self.global_step.numpy())
-
-  def save_tf1_checkpoint(self, path: str, include_optimizer: bool = True
-                         ) -> str:
-    """Writes a name-based TF1 checkpoint the reference can restore.
-
-    Args:
-      path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
-      include_optimizer: also write the Adam slots and `beta1_power`,
-        `beta2_power`, so the reference (or this port) can resume training.
-
-    Returns:
-      `path`.
-    """
-    self._require_built()
-    step = int(self.global_step.numpy())
-    tensors = {name: tf.convert_to_tensor(var)
-               for name, var in self.tf1_variable_map().items()}
-    # The reference's global_step is a float32 variable.
-    tensors[GLOBAL_STEP] = tf.constant(step, tf.float32)
-    if include_optimizer:
-      tensors.update({name: tf.convert_to_tensor(var)
-                      for name, var in self._slot_map().items()})
-      tensors['beta1_power'] = tf.constant(ADAM_BETA1**(step + 1), tf.float32)
-      tensors['beta2_power'] = tf.constant(ADAM_BETA2**(step + 1), tf.float32)
-    names = sorted(tensors)
-    tf.raw_ops.SaveV2(
-        prefix=path, tensor_names=names, shape_and_slices=[''] * len(names),
-        tensors=[tensors[name] for name in names])
-    return path
-

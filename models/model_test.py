@@ -16,6 +16,7 @@ import tensorflow as tf
 import experiment
 import golden_utils
 from models import capsule_model
+from models import checkpoints
 from models import conv_model
 from models import model as model_lib
 
@@ -38,7 +39,7 @@ def _golden_model(case):
   model = _MODELS[config['model']](hparams)
   model.build(config['height'], config['depth'], config['num_classes'],
               config['num_targets'])
-  model.load_checkpoint(_require(case, 'model.ckpt-0'))
+  checkpoints.load(model, _require(case, 'model.ckpt-0'))
   features = {key[len('input/'):]: tf.constant(value)
               for key, value in golden.items() if key.startswith('input/')}
   features.update(height=config['height'], depth=config['depth'],
@@ -120,7 +121,7 @@ def test_adam_slots_match_reference_training_checkpoint():
   for _ in range(2):
     model.train_step(features)
   reader = tf.train.load_checkpoint(reference_path)
-  for name, slot in model._slot_map().items():
+  for name, slot in model.slot_map().items():
     golden_utils.assert_weights_close(slot, reader.get_tensor(name), name)
 
 
@@ -131,7 +132,7 @@ def test_tf1_checkpoint_round_trip(tmp_path):
   model, features, _, _ = _golden_model(case)
   for _ in range(2):
     model.train_step(features)
-  path = model.save_tf1_checkpoint(str(tmp_path / 'model.ckpt-2'))
+  path = checkpoints.write(model, str(tmp_path / 'model.ckpt-2'))
   ours = tf.train.load_checkpoint(path)
   reference = tf.train.load_checkpoint(reference_path)
   assert (ours.get_variable_to_shape_map() ==
@@ -143,7 +144,7 @@ def test_tf1_checkpoint_round_trip(tmp_path):
                                reference.get_tensor(name), rtol=1e-6)
   # Resuming from our checkpoint continues exactly where training was.
   resumed, _, _, _ = _golden_model(case)
-  assert resumed.load_checkpoint(path, include_optimizer=True) == 2
+  assert checkpoints.load(resumed, path, include_optimizer=True) == 2
   model.train_step(features)
   resumed.train_step(features)
   for (name, a), b in zip(model.tf1_variable_map().items(),
@@ -155,8 +156,8 @@ def test_loading_skips_optimizer_slots_by_default():
   case = 'capsule_cifar_tiny'
   reference_path = _require(case, 'model.ckpt-2')
   model, _, _, _ = _golden_model(case)
-  assert model.load_checkpoint(reference_path) == 2
-  for slot in model._slot_map().values():
+  assert checkpoints.load(model, reference_path) == 2
+  for slot in model.slot_map().values():
     assert not np.any(slot.numpy())
 
 
@@ -166,29 +167,29 @@ def test_checkpoint_of_other_architecture_is_rejected_by_name():
   # Default hparams: 32 primary capsule types and VALID padding.
   model = capsule_model.CapsuleModel(experiment.default_hparams())
   model.build(20, 3)
-  with pytest.raises(model_lib.CheckpointMismatchError) as error:
-    model.load_checkpoint(path)
+  with pytest.raises(checkpoints.CheckpointMismatchError) as error:
+    checkpoints.load(model, path)
   message = str(error.value)
   assert 'conv_capsule1/weights has shape [9, 9, 256, 16]' in message
   assert 'recons/recons_1/weights missing' in message
   baseline = conv_model.ConvModel(
       experiment.default_hparams().parse('padding=SAME'))
   baseline.build(12, 3)
-  with pytest.raises(model_lib.CheckpointMismatchError, match='conv2/weights'):
-    baseline.load_checkpoint(path)
+  with pytest.raises(checkpoints.CheckpointMismatchError, match='conv2/weights'):
+    checkpoints.load(baseline, path)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
   model = conv_model.ConvModel(experiment.default_hparams())
   model.build(16, 1)
   with pytest.raises(FileNotFoundError, match='model.ckpt-7'):
-    model.load_checkpoint(str(tmp_path / 'model.ckpt-7'))
+    checkpoints.load(model, str(tmp_path / 'model.ckpt-7'))
 
 
 def test_unbuilt_model_cannot_load():
   model = conv_model.ConvModel(experiment.default_hparams())
   with pytest.raises(RuntimeError, match='model.build'):
-    model.load_checkpoint('/nonexistent/model.ckpt-1')
+    checkpoints.load(model, '/nonexistent/model.ckpt-1')
 
 
 def test_learning_rate_schedule():
@@ -198,26 +199,6 @@ def test_learning_rate_schedule():
   np.testing.assert_allclose(schedule(4000), 0.001 * 0.96**2, rtol=1e-6)
   # Floor of 1e-6 once 0.001 * 0.96^(s/2000) drops below it.
   np.testing.assert_allclose(schedule(400000), 1e-6, rtol=1e-6)
-
-
-def test_fused_adam_matches_keras_adam():
-  """FusedAdam is Keras' (and the reference's) Adam, fused in one kernel."""
-  rng = np.random.default_rng(0)
-  init = rng.normal(size=(3, 4)).astype(np.float32)
-  grads = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(3)]
-  results = []
-  for optimizer_class in (model_lib.FusedAdam, keras.optimizers.Adam):
-    var = keras.Variable(init)
-    optimizer = optimizer_class(
-        learning_rate=model_lib.LearningRateSchedule(0.01, 2, 0.5),
-        beta_1=model_lib.ADAM_BETA1, beta_2=model_lib.ADAM_BETA2,
-        epsilon=model_lib.ADAM_EPSILON)
-    for grad in grads:
-      optimizer.apply_gradients([(tf.constant(grad), var)])
-    results.append((var.numpy(), optimizer._momentums[0].numpy(),
-                    optimizer._velocities[0].numpy()))
-  for fused, plain in zip(*results):
-    np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('case', ('capsule_tiny', 'baseline_small'))
@@ -231,7 +212,7 @@ def test_bfloat16_is_close_to_reference(case):
   assert model.compute_dtype == 'bfloat16'
   model.build(config['height'], config['depth'], config['num_classes'],
               config['num_targets'])
-  model.load_checkpoint(_require(case, 'model.ckpt-0'))
+  checkpoints.load(model, _require(case, 'model.ckpt-0'))
   _, features, _, _ = _golden_model(case)
   logits = model.inference(features).logits
   assert logits.dtype == tf.float32

@@ -1,0 +1,297 @@
+"""Checkpoints: the reference's name-based TF1 files, one folder of them.
+
+A checkpoint `model.ckpt-<step>` is a TF1 tensor bundle (`.index` and
+`.data-00000-of-00001`) whose tensors carry the reference's variable names
+(`conv1/weights`, ..., `global_step`, and for training `<var>/Adam`,
+`<var>/Adam_1`, `beta1_power`, `beta2_power`), so the released checkpoints
+load here and these files load in the reference. A training folder holds such
+checkpoints and the `checkpoint` state file that names the latest.
+
+The verbs: `load` and `write` one checkpoint; `list_steps`, `restore_latest`
+and `save` in a training folder. Nothing here deletes a file, and a checkpoint
+appears under its name only once it is complete: a crash at any moment leaves
+every earlier checkpoint loadable and `restore_latest` finds the newest one.
+"""
+
+import os
+import re
+from typing import Dict, List
+
+import tensorflow as tf
+
+from models import model as model_lib
+
+PREFIX = 'model.ckpt'
+STATE_FILE = 'checkpoint'
+# Suffix given to a broken checkpoint's files when training must write a new
+# checkpoint of the same step (they are kept, renamed, never deleted).
+BROKEN_SUFFIX = '.broken'
+_DATA_SUFFIX = '.data-00000-of-00001'
+_STEP_PATTERN = re.compile(re.escape(PREFIX) + r'-(\d+)\.index$')
+
+
+class CheckpointError(ValueError):
+  """A checkpoint cannot be used; the message says which and why."""
+
+
+class CheckpointMismatchError(CheckpointError):
+  """A checkpoint does not hold the variables this model needs."""
+
+
+class CorruptCheckpointError(CheckpointError):
+  """A checkpoint's files are truncated or damaged."""
+
+
+def _reader(path: str):
+  """Opens a checkpoint's index, with errors that name the file."""
+  if not tf.io.gfile.exists(path + '.index'):
+    raise FileNotFoundError(
+        f'cannot read checkpoint {path!r}: {path}.index does not exist; give '
+        f'the prefix of an existing checkpoint (e.g. .../model.ckpt-1500, '
+        f'without .index)')
+  try:
+    return tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError, IndexError) as error:
+    raise CorruptCheckpointError(
+        f'checkpoint {path} is damaged ({_first_line(error)}); use another '
+        f'checkpoint') from None
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def load(model: model_lib.Model, path: str, *,
+         include_optimizer: bool = False) -> int:
+  """Restores a model's weights (and optionally Adam state) from a checkpoint.
+
+  Every tensor is read, and checked, before any variable changes, so a
+  damaged file leaves the model as it was.
+
+  Args:
+    model: a built model.
+    path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
+    include_optimizer: also restore `<var>/Adam` and `<var>/Adam_1` when the
+      checkpoint has them (one without them starts Adam afresh).
+
+  Returns:
+    The restored global step.
+
+  Raises:
+    FileNotFoundError: there is no such checkpoint.
+    CheckpointMismatchError: a model variable is missing or has another
+      shape; the message lists each by name.
+    CorruptCheckpointError: the checkpoint's files are truncated or damaged.
+  """
+  model.require_built()
+  reader = _reader(path)
+  shapes = reader.get_variable_to_shape_map()
+  wanted = model.tf1_variable_map()
+  problems = []
+  for name, var in wanted.items():
+    if name not in shapes:
+      problems.append(f'{name} missing (model has {list(var.shape)})')
+    elif list(shapes[name]) != list(var.shape):
+      problems.append(f'{name} has shape {shapes[name]}, model needs '
+                      f'{list(var.shape)}')
+  if problems:
+    raise CheckpointMismatchError(
+        f'checkpoint {path} does not fit this {type(model).__name__} '
+        f'(check --model, --dataset and --hparams_override): ' +
+        '; '.join(problems))
+  if include_optimizer:
+    wanted.update({name: var for name, var in model.slot_map().items()
+                   if name in shapes})
+  try:
+    values = {name: reader.get_tensor(name) for name in wanted}
+  except (tf.errors.OpError, IndexError) as error:
+    raise CorruptCheckpointError(
+        f'checkpoint {path} is damaged ({_first_line(error)}); use another '
+        f'checkpoint') from None
+  for name, var in wanted.items():
+    var.assign(tf.cast(values[name], var.dtype))
+  return int(model.global_step.numpy())
+
+
+def _tensors(model: model_lib.Model,
+             include_optimizer: bool) -> Dict[str, tf.Tensor]:
+  """The checkpoint's tensors by reference name."""
+  step = int(model.global_step.numpy())
+  tensors = {name: tf.convert_to_tensor(var)
+             for name, var in model.tf1_variable_map().items()}
+  # The reference's global_step is a float32 variable.
+  tensors[model_lib.GLOBAL_STEP] = tf.constant(step, tf.float32)
+  if include_optimizer:
+    tensors.update({name: tf.convert_to_tensor(var)
+                    for name, var in model.slot_map().items()})
+    tensors['beta1_power'] = tf.constant(
+        model_lib.ADAM_BETA1**(step + 1), tf.float32)
+    tensors['beta2_power'] = tf.constant(
+        model_lib.ADAM_BETA2**(step + 1), tf.float32)
+  return tensors
+
+
+def write(model: model_lib.Model, path: str, *,
+          include_optimizer: bool = True) -> str:
+  """Writes a name-based TF1 checkpoint the reference can restore.
+
+  The files are written under a temporary name and renamed into place, the
+  index last, so `path` exists only when it is complete.
+
+  Args:
+    model: a built model.
+    path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
+    include_optimizer: also write the Adam slots and `beta1_power`,
+      `beta2_power`, so the reference (or this port) can resume training.
+
+  Returns:
+    `path`.
+
+  Raises:
+    ValueError: a variable holds NaN or infinity (nothing is written).
+    OSError: the files could not be written (e.g. the disk is full); nothing
+      is left under `path`, and the partial temporary files are removed.
+  """
+  model.require_built()
+  tensors = _tensors(model, include_optimizer)
+  bad = [name for name, value in tensors.items()
+         if not bool(tf.reduce_all(tf.math.is_finite(value)))]
+  if bad:
+    raise ValueError(f'refusing to write {path}: {", ".join(sorted(bad))} '
+                     f'hold NaN or infinite values')
+  names = sorted(tensors)
+  temp = f'{path}.tmp{os.getpid()}'
+  try:
+    tf.raw_ops.SaveV2(
+        prefix=temp, tensor_names=names, shape_and_slices=[''] * len(names),
+        tensors=[tensors[name] for name in names])
+    tf.io.gfile.rename(temp + _DATA_SUFFIX, path + _DATA_SUFFIX)
+    tf.io.gfile.rename(temp + '.index', path + '.index')
+  except (tf.errors.OpError, OSError) as error:
+    for name in tf.io.gfile.glob(temp + '*'):
+      tf.io.gfile.remove(name)  # Only this call's partial files.
+    raise OSError(
+        f'could not write the checkpoint {path} ({_first_line(error)}); '
+        f'free some disk space and rerun: the earlier checkpoints are '
+        f'intact') from None
+  return path
+
+
+def list_steps(train_dir: str) -> Dict[int, str]:
+  """Step to prefix of every `model.ckpt-<step>` of train_dir, ascending."""
+  steps = {}
+  if tf.io.gfile.isdir(train_dir):
+    for name in tf.io.gfile.listdir(train_dir):
+      match = _STEP_PATTERN.match(name)
+      if match:
+        steps[int(match.group(1))] = os.path.join(train_dir, name[:-6])
+  return dict(sorted(steps.items()))
+
+
+def _write_state(train_dir: str, latest: str) -> None:
+  """Points the `checkpoint` state file at `latest`, listing all others.
+
+  Names are relative to train_dir, as TF1's Saver wrote them, so the folder
+  can be moved. The file is replaced in one rename.
+  """
+  names = [os.path.basename(prefix)
+           for prefix in list_steps(train_dir).values()]
+  state = f'model_checkpoint_path: "{os.path.basename(latest)}"\n' + ''.join(
+      f'all_model_checkpoint_paths: "{name}"\n' for name in names)
+  temp_path = os.path.join(train_dir, STATE_FILE + '.tmp')
+  with tf.io.gfile.GFile(temp_path, 'w') as state_file:
+    state_file.write(state)
+  tf.io.gfile.rename(temp_path, os.path.join(train_dir, STATE_FILE),
+                     overwrite=True)
+
+
+def restore_latest(model: model_lib.Model, train_dir: str) -> int:
+  """Resumes from the newest checkpoint of train_dir that loads.
+
+  A checkpoint newer than the one the state file names (a run killed between
+  writing the checkpoint and the state file) is used when it loads, and the
+  state file is rewritten. A damaged checkpoint is named, left where it is,
+  and the next older one is tried.
+
+  Args:
+    model: a built model.
+    train_dir: the training folder.
+
+  Returns:
+    The restored global step, 0 when train_dir has no checkpoint.
+
+  Raises:
+    CheckpointMismatchError: the newest checkpoint belongs to another
+      architecture.
+    CorruptCheckpointError: train_dir has checkpoints and none of them loads.
+  """
+  candidates = list(reversed(list_steps(train_dir).values()))
+  broken: List[str] = []
+  for path in candidates:
+    try:
+      step = load(model, path, include_optimizer=True)
+    except CorruptCheckpointError as error:
+      print(f'{error}: left in place; trying an older checkpoint', flush=True)
+      broken.append(os.path.basename(path))
+      continue
+    if tf.train.latest_checkpoint(train_dir) != path:
+      _write_state(train_dir, path)
+      print(f'{path} is complete but the state file did not name it; it '
+            f'now does', flush=True)
+    print(f'Resumed from {path} at step {step}', flush=True)
+    return step
+  if broken:
+    raise CorruptCheckpointError(
+        f'no checkpoint in {train_dir} loads ({", ".join(broken)} are '
+        f'damaged); move them elsewhere to train from scratch, or use '
+        f'another --summary_dir')
+  return 0
+
+
+def save(model: model_lib.Model, train_dir: str) -> str:
+  """Writes `model.ckpt-<step>` to train_dir and names it in the state file.
+
+  A damaged checkpoint of the same step (one `restore_latest` passed over)
+  is kept under its name plus BROKEN_SUFFIX; a loadable one is never
+  replaced.
+
+  Args:
+    model: a built model.
+    train_dir: the training folder.
+
+  Returns:
+    The checkpoint's prefix.
+
+  Raises:
+    FileExistsError: a loadable checkpoint of this step is already there.
+    ValueError: a variable holds NaN or infinity (nothing is written).
+    OSError: the files could not be written (e.g. the disk is full).
+  """
+  path = os.path.join(train_dir, f'{PREFIX}-{int(model.global_step.numpy())}')
+  if tf.io.gfile.exists(path + '.index'):
+    _keep_broken(path)
+  write(model, path)
+  _write_state(train_dir, path)
+  return path
+
+
+def _damaged(path: str) -> bool:
+  """Whether reading every tensor of the checkpoint fails."""
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except (tf.errors.OpError, ValueError, IndexError):
+    return True
+  return False
+
+
+def _keep_broken(path: str) -> None:
+  """Renames a damaged checkpoint's files out of the way, keeping them."""
+  if not _damaged(path):
+    raise FileExistsError(f'refusing to overwrite the checkpoint {path}')
+  for name in tf.io.gfile.glob(path + '.*'):
+    if not name.endswith(BROKEN_SUFFIX):
+      tf.io.gfile.rename(name, name + BROKEN_SUFFIX)
+  print(f'{path} was damaged; its files are kept as *{BROKEN_SUFFIX}',
+        flush=True)
