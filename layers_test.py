@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 import golden_utils
+from layers import kernels
 from layers import layers
 from layers import variables
 
@@ -42,18 +43,53 @@ class LayersTest(tf.test.TestCase):
                         np.full((2, 3), 4 * np.e / (1 + 4 * np.e)))
 
   def testUpdateRouting(self):
+    """Each routing iteration changes the activation, as Procedure 1 says."""
     votes = np.reshape(np.arange(8, dtype=np.float32), (1, 2, 2, 2))
     biases = tf.zeros((2, 2))
     act_1 = layers._update_routing(votes, biases, num_routing=1, leaky=False)
-    act_2 = layers._update_routing(votes, biases, num_routing=1, leaky=False)
+    act_2 = layers._update_routing(votes, biases, num_routing=2, leaky=False)
     act_30 = layers._update_routing(votes, biases, num_routing=30, leaky=False)
     self.assertEqual(act_30.shape, (1, 2, 2))
-    self.assertAllClose(act_1, act_2)
-    self.assertNotAllClose(act_1, act_30)
+
+    def squash(s):
+      norm = np.linalg.norm(s, axis=-1, keepdims=True)
+      return s * norm / (1 + norm**2)
+
     # One iteration averages the votes: s_j = (votes[0, j] + votes[1, j]) / 2.
-    mean_votes = np.mean(votes[0], axis=0)
-    norm = np.linalg.norm(mean_votes, axis=-1, keepdims=True)
-    self.assertAllClose(act_1[0], mean_votes * norm / (1 + norm**2))
+    u_hat = votes[0]                                     # [in, out, atoms]
+    v_1 = squash(np.mean(u_hat, axis=0))                 # [out, atoms]
+    self.assertAllClose(act_1[0], v_1)
+    # The second routes by b_ij = u_hat_j|i . v_j, softmax over j.
+    b = np.sum(u_hat * v_1, axis=-1)                     # [in, out]
+    c = np.exp(b) / np.sum(np.exp(b), axis=1, keepdims=True)
+    v_2 = squash(np.sum(c[:, :, None] * u_hat, axis=0))
+    self.assertAllClose(act_2[0], v_2)
+    self.assertNotAllClose(act_1, act_2)
+    self.assertNotAllClose(act_2, act_30)
+
+  def testRoutingIterationsMatchUpdateRouting(self):
+    """Routing step by step: the same activations, logits and routes."""
+    for shape in ((2, 5, 3, 4), (2, 5, 3, 4, 2, 2)):
+      votes = tf.random.normal(shape, seed=1)
+      biases = tf.random.normal((3, 4) + (1,) * (len(shape) - 4), seed=2)
+      for leaky in (False, True):
+        iterations = list(layers._routing_iterations(
+            votes, biases=biases, num_routing=3, leaky=leaky))
+        self.assertLen(iterations, 3)
+        self.assertAllEqual(
+            iterations[-1].activation,
+            layers._update_routing(votes, biases, 3, leaky))
+        self.assertAllEqual(iterations[0].logits, np.zeros(shape[:3] +
+                                                           shape[4:]))
+        for before, after in zip(iterations, iterations[1:]):
+          self.assertAllEqual(after.logits, before.logits + before.agreement)
+        for iteration in iterations:
+          route_sum = np.sum(iteration.route, axis=2)
+          # The route sums to 1 over output capsules; the leak, an extra zero
+          # logit, takes 1 / (1 + sum_j exp(b_ij)) of it.
+          leak = (1 / (1 + np.sum(np.exp(iteration.logits), axis=2))
+                  if leaky else 0)
+          self.assertAllClose(route_sum, np.ones_like(route_sum) - leak)
 
   def testUpdateRoutingHasNoTile(self):
     votes = tf.random.uniform((2, 5, 3, 4))
@@ -86,12 +122,37 @@ class LayersTest(tf.test.TestCase):
     self.assertEqual(layer.biases.shape, (2, 5, 1, 1))
     self.assertLen(layer.trainable_weights, 2)
 
+  def testCapsuleVotesAreWhatCallRoutes(self):
+    layer = layers.Capsule(output_dim=2, output_atoms=5, num_routing=3)
+    input_tensor = tf.random.uniform((4, 3, 2))
+    output = layer(input_tensor)
+    votes = layer.votes(input_tensor)
+    self.assertEqual(votes.shape, (4, 3, 2, 5))
+    # Vote of input capsule i for output j: u_i @ W_i, columns of capsule j.
+    kernel = layer.kernel.numpy().reshape(3, 2, 2, 5)
+    self.assertAllClose(votes[1, 2],
+                        np.einsum('a,ajk->jk', input_tensor[1, 2], kernel[2]))
+    self.assertAllClose(output, layers._update_routing(votes, layer.biases, 3,
+                                                       False), rtol=1e-5)
+
+  def testConvSlimCapsuleVotesAreWhatCallRoutes(self):
+    layer = layers.ConvSlimCapsule(output_dim=2, output_atoms=5, stride=2,
+                                   kernel_size=3, padding='VALID',
+                                   num_routing=2, leaky=True)
+    input_tensor = tf.random.uniform((2, 3, 4, 7, 7))
+    output = layer(input_tensor)
+    votes = layer.votes(input_tensor)
+    self.assertEqual(votes.shape, (2, 3, 2, 5, 3, 3))
+    self.assertAllClose(output, layers._update_routing(votes, layer.biases, 2,
+                                                       True), rtol=1e-5)
+
   def testDepthwiseConv3dLayout(self):
     # Output channel c of the kernel is capsule c // atoms, atom c % atoms.
     input_tensor = tf.random.uniform((2, 3, 4, 5, 5))
     kernel = tf.random.uniform((3, 3, 4, 6))
-    votes = layers._depthwise_conv3d(input_tensor, kernel, 3, 2, 4, 3, 1,
-                                     'VALID')
+    votes = layers._depthwise_conv3d(
+        input_tensor, kernel, input_dim=3, output_dim=2, input_atoms=4,
+        output_atoms=3, stride=1, padding='VALID')
     self.assertEqual(votes.shape, (2, 3, 2, 3, 3, 3))
     patch = input_tensor[1, 2, :, 1:4, 0:3]              # [atoms, 3, 3]
     expected = np.einsum('ahw,hwac->c', patch, kernel)   # [6]
@@ -130,7 +191,8 @@ class LayersTest(tf.test.TestCase):
         with tf.GradientTape(persistent=True) as tape:
           tape.watch([images, kernel])
           expected = tf.nn.conv2d(images, kernel, stride, padding)
-          output = layers._conv2d(images, kernel, stride, padding)
+          output = kernels.conv2d(images, kernel, stride=stride,
+                                  padding=padding)
           weights = tf.random.normal(expected.shape, seed=1)
           expected_loss = tf.reduce_sum(expected * weights)
           loss = tf.reduce_sum(output * weights)
@@ -144,7 +206,8 @@ class LayersTest(tf.test.TestCase):
     # Patch (n, r, c) is under output position (r, c) of image n; element
     # (i, j, k) of it is tap (i, j) of channel k, zero where 'SAME' pads.
     images = tf.reshape(tf.range(1.0, 2 * 4 * 4 * 3 + 1), (2, 4, 4, 3))
-    patches = layers._patches(images, 3, 2, 'SAME')     # 4x4 -> 2x2
+    patches = kernels.patches(images, kernel_size=3, stride=2,
+                              padding='SAME')            # 4x4 -> 2x2
     self.assertEqual(patches.shape, (2, 2, 2, 3 * 3 * 3))
     window = tf.pad(images, [[0, 0], [0, 1], [0, 1], [0, 0]])[1, 2:5, 0:3]
     self.assertAllEqual(patches[1, 1, 0], tf.reshape(window, [-1]))

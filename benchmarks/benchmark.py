@@ -1,9 +1,10 @@
 """Training and evaluation speed of the models against the machine's peak.
 
-For each configuration it times, after a warm-up, the training step (global
-batch 128: `compute_gradients` then `apply_gradients` in one `tf.function`)
-and the evaluation step (batch 100: `compute_loss` in a `tf.function`) on
-random data on the default device, and prints the median seconds per step
+For each configuration it times, after a warm-up, the training step
+(`model.train_step` in a `tf.function`, at the experiments' global batch
+`experiment.TRAIN_BATCH_SIZE`, 128) and the evaluation step
+(`model.compute_loss` in a `tf.function`, `experiment.EVAL_BATCH_SIZE`, 100)
+on random data on the default device, and prints the median seconds per step
 (and the fastest), examples per second, the model FLOPs of one step, the
 achieved GFLOP/s and the model FLOP utilization: achieved GFLOP/s over the
 float32 matrix-multiply peak of this machine, measured in the same process.
@@ -21,7 +22,8 @@ Model FLOPs are counted analytically (`forward_flops`): 2 multiply-adds per
 weight use of the convolutions (`2 * N * Ho * Wo * k * k * Cin * Cout`), the
 fully connected and capsule vote products, and the two contractions of each
 routing iteration (the weighted sum of the votes and, except in the last
-iteration, the agreement). Elementwise work (squash, softmax, ReLU, pooling,
+iteration, the agreement: the last one's logits are never used, and XLA
+drops it). Elementwise work (squash, softmax, ReLU, pooling,
 losses, Adam) is not counted. A training step counts 3x the forward FLOPs
 (forward, gradient of the inputs, gradient of the weights), the usual
 convention, although the gradient of the images is never computed: this
@@ -47,8 +49,6 @@ from models import capsule_model
 from models import conv_model
 from models import model as model_lib
 
-TRAIN_BATCH = 128
-EVAL_BATCH = 100
 NUM_CLASSES = 10
 WARMUP_STEPS = 2
 DEFAULT_REPEATS = 10
@@ -63,7 +63,7 @@ PEAK_MATMUL_REPEATS = 5
 class Config:
   """A model on one input size, as the experiments train it."""
   name: str
-  model: str          # 'capsule' or 'baseline'
+  model: str          # a key of `experiment.models`
   hparams_override: str
   height: int
   depth: int
@@ -75,15 +75,13 @@ CONFIGS = {config.name: config for config in (
            'num_prime_capsules=64,padding=SAME,leaky=true,remake=false', 24, 3),
     Config('baseline', 'baseline', '', 28, 1),
 )}
-_MODELS = {'capsule': capsule_model.CapsuleModel,
-           'baseline': conv_model.ConvModel}
 
 
 def _hparams(config: Config):
   return experiment.default_hparams().parse(config.hparams_override)
 
 
-def _conv(height: int, kernel: int, in_channels: int, out_channels: int,
+def _conv(height: int, *, kernel: int, in_channels: int, out_channels: int,
           stride: int, padding: str) -> Tuple[int, int]:
   """FLOPs per example of a square convolution, and its output height."""
   if padding == 'SAME':
@@ -96,15 +94,18 @@ def _conv(height: int, kernel: int, in_channels: int, out_channels: int,
 
 def _capsule_flops(hparams, height: int, depth: int) -> int:
   """Forward FLOPs per example of CapsuleModel (one reconstruction target)."""
-  conv1, conv1_height = _conv(height, capsule_model.CONV1_KERNEL, depth,
-                              capsule_model.CONV1_CHANNELS, 1, hparams.padding)
-  prime_channels = hparams.num_prime_capsules * capsule_model.NUM_PRIME_ATOMS
-  primary, prime_height = _conv(conv1_height, capsule_model.PRIME_KERNEL,
-                                capsule_model.CONV1_CHANNELS, prime_channels,
-                                capsule_model.PRIME_STRIDE, hparams.padding)
+  conv1, conv1_height = _conv(
+      height, kernel=capsule_model.CONV1_KERNEL, in_channels=depth,
+      out_channels=hparams.conv1_channels, stride=1,
+      padding=hparams.padding)
+  prime_channels = hparams.num_prime_capsules * hparams.prime_capsule_atoms
+  primary, prime_height = _conv(
+      conv1_height, kernel=capsule_model.PRIME_KERNEL,
+      in_channels=hparams.conv1_channels, out_channels=prime_channels,
+      stride=capsule_model.PRIME_STRIDE, padding=hparams.padding)
   num_inputs = hparams.num_prime_capsules * prime_height**2
-  class_width = NUM_CLASSES * capsule_model.NUM_CLASS_ATOMS
-  votes = 2 * num_inputs * capsule_model.NUM_PRIME_ATOMS * class_width
+  class_width = NUM_CLASSES * hparams.digit_capsule_atoms
+  votes = 2 * num_inputs * hparams.prime_capsule_atoms * class_width
   # Weighted sums in every iteration, agreements in all but the last.
   contractions = 2 * hparams.routing - 1
   routing = contractions * 2 * num_inputs * class_width
@@ -120,8 +121,9 @@ def _baseline_flops(hparams, height: int, depth: int) -> int:
   """Forward FLOPs per example of ConvModel."""
   flops, in_channels = 0, depth
   for channels in conv_model.CONV_CHANNELS:
-    conv, height = _conv(height, conv_model.CONV_KERNEL, in_channels, channels,
-                         1, hparams.padding)
+    conv, height = _conv(height, kernel=conv_model.CONV_KERNEL,
+                         in_channels=in_channels, out_channels=channels,
+                         stride=1, padding=hparams.padding)
     height = -(-height // conv_model.POOL_SIZE)
     flops, in_channels = flops + conv, channels
   fc1_inputs = in_channels * height**2
@@ -135,30 +137,28 @@ def forward_flops(config: Config) -> int:
   return count(_hparams(config), config.height, config.depth)
 
 
-def _features(config: Config, batch: int, seed: int = 0) -> Dict:
+def _data_shape(config: Config) -> model_lib.DataShape:
+  return model_lib.DataShape(height=config.height, depth=config.depth,
+                             num_classes=NUM_CLASSES, num_targets=1)
+
+
+def _features(config: Config, *, batch: int, seed: int = 0) -> Dict:
   """A random batch in the reference's feature layout, on the default device."""
   images = tf.random.stateless_uniform(
       [batch, config.depth, config.height, config.height], [seed, 0])
   labels = tf.random.stateless_uniform([batch], [seed, 1], maxval=NUM_CLASSES,
                                        dtype=tf.int32)
-  return dict(images=images, labels=tf.one_hot(labels, NUM_CLASSES),
-              recons_image=images, recons_label=labels, height=config.height,
-              depth=config.depth, num_classes=NUM_CLASSES, num_targets=1)
+  tensors = dict(images=images, labels=tf.one_hot(labels, NUM_CLASSES),
+                 recons_image=images, recons_label=labels)
+  return model_lib.features(tensors, _data_shape(config))
 
 
-def _make_model(config: Config, compute_dtype: str) -> model_lib.Model:
-  model = _MODELS[config.model](_hparams(config), compute_dtype=compute_dtype)
-  model.build(config.height, config.depth, NUM_CLASSES)
+def _make_model(config: Config, *, compute_dtype: str) -> model_lib.Model:
+  """An `experiment.models` model of `config` with its variables."""
+  model = experiment.models[config.model](_hparams(config),
+                                          compute_dtype=compute_dtype)
+  model.build(**_data_shape(config)._asdict())
   return model
-
-
-def _train_step(model: model_lib.Model) -> Callable:
-  @tf.function
-  def train_step(features):
-    grads, result = model.compute_gradients(features)
-    model.apply_gradients(grads)
-    return result.total_loss, result.correct, result.almost
-  return train_step
 
 
 def _run(step: Callable, features: Mapping) -> None:
@@ -167,7 +167,8 @@ def _run(step: Callable, features: Mapping) -> None:
     tensor.numpy()
 
 
-def _time(step: Callable, features: Mapping, repeats: int) -> List[float]:
+def _time(step: Callable, features: Mapping, *,
+          repeats: int) -> List[float]:
   """Seconds of each of `repeats` calls after the warm-up."""
   for _ in range(WARMUP_STEPS):
     _run(step, features)
@@ -194,7 +195,7 @@ def matmul_peak(dtype: tf.DType = tf.float32,
   a = tf.random.stateless_normal([size, size], [1, 2], dtype=dtype)
   b = tf.random.stateless_normal([size, size], [3, 4], dtype=dtype)
   product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[0, :1]))
-  seconds = _time(lambda _: product(), {}, PEAK_MATMUL_REPEATS)
+  seconds = _time(lambda _: product(), {}, repeats=PEAK_MATMUL_REPEATS)
   return 2 * size**3 / min(seconds)
 
 
@@ -213,17 +214,19 @@ class Timing:
     return statistics.median(self.seconds)
 
 
-def benchmark(config: Config, compute_dtype: str, repeats: int,
-              train_batch: int = TRAIN_BATCH,
-              eval_batch: int = EVAL_BATCH) -> List[Timing]:
+def benchmark(config: Config, *, compute_dtype: str, repeats: int,
+              train_batch: int = experiment.TRAIN_BATCH_SIZE,
+              eval_batch: int = experiment.EVAL_BATCH_SIZE) -> List[Timing]:
   """Times the training and evaluation steps of one configuration."""
-  model = _make_model(config, compute_dtype)
+  model = _make_model(config, compute_dtype=compute_dtype)
   flops = forward_flops(config)
   timings = []
   for step, batch, step_fn, factor in (
-      ('train', train_batch, _train_step(model), TRAINING_FLOPS_FACTOR),
+      ('train', train_batch, tf.function(model.train_step),
+       TRAINING_FLOPS_FACTOR),
       ('eval', eval_batch, tf.function(model.compute_loss), 1)):
-    seconds = _time(step_fn, _features(config, batch), repeats)
+    seconds = _time(step_fn, _features(config, batch=batch),
+                    repeats=repeats)
     timings.append(Timing(config.name, step, batch, seconds,
                           factor * batch * flops, _load()))
   return timings
@@ -253,16 +256,17 @@ def _peak_rss() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def peak_memory(config: Config, compute_dtype: str,
-                batch: int = TRAIN_BATCH) -> Dict[str, int]:
+def peak_memory(config: Config, *, compute_dtype: str,
+                batch: int = experiment.TRAIN_BATCH_SIZE) -> Dict[str, int]:
   """Runs training steps of `config` in this process; peak memory in bytes.
 
   `rss` is the process's peak resident set (TensorFlow's own host memory
   included, so run it in a fresh process), `device` the allocator's peak on a
   GPU.
   """
-  model = _make_model(config, compute_dtype)
-  _time(_train_step(model), _features(config, batch), 1)
+  model = _make_model(config, compute_dtype=compute_dtype)
+  _time(tf.function(model.train_step), _features(config, batch=batch),
+        repeats=1)
   peak = {'rss': _peak_rss()}
   if _device_type() == 'GPU':
     peak['device'] = tf.config.experimental.get_memory_info('GPU:0')['peak']
@@ -299,7 +303,8 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def _print_memory(memory: Mapping[str, int]) -> None:
   verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
-  print('peak memory of an MNIST training step (batch 128): ' + ', '.join(
+  print(f'peak memory of an MNIST training step (batch '
+        f'{experiment.TRAIN_BATCH_SIZE}): ' + ', '.join(
       f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +
         f' ({verdict} the 3 GiB limit)')
 
@@ -319,7 +324,8 @@ def _print_peaks(compute_dtype: str) -> float:
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
   if args.memory_probe:
-    print(json.dumps(peak_memory(CONFIGS['mnist'], args.compute_dtype)))
+    print(json.dumps(peak_memory(CONFIGS['mnist'],
+                                 compute_dtype=args.compute_dtype)))
     return
   names = [name for name in args.configs.split(',') if name]
   unknown = sorted(set(names) - set(CONFIGS))
@@ -335,7 +341,8 @@ def main(argv: Optional[List[str]] = None) -> None:
   print('config    step  batch  median_s    min_s   examp/s  GFLOP/st'
         '  GFLOP/s    MFU  load')
   for name in names:
-    for timing in benchmark(CONFIGS[name], args.compute_dtype, args.repeats):
+    for timing in benchmark(CONFIGS[name], compute_dtype=args.compute_dtype,
+                            repeats=args.repeats):
       print(_format(timing, peak), flush=True)
   if memory:
     _print_memory(memory)

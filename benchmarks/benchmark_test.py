@@ -1,6 +1,11 @@
-"""Tests for the model benchmark: FLOP counts and a run on a tiny model."""
+"""Tests for the model benchmark: FLOP counts, timing and the figures."""
+
+import os
+import time
+from unittest import mock
 
 import pytest
+import tensorflow as tf
 
 from benchmarks import benchmark
 
@@ -39,24 +44,72 @@ def test_baseline_flops():
   assert benchmark.forward_flops(benchmark.CONFIGS['baseline']) == expected
 
 
+def test_time_measures_each_call_after_the_warmup():
+  # Call i sleeps 10 * i ms: the warm-up calls are not timed.
+  calls = []
+
+  def step(features):
+    calls.append(features)
+    time.sleep(0.01 * len(calls))
+    return tf.constant(0.0)
+
+  seconds = benchmark._time(step, {'x': 1}, repeats=3)
+  assert len(calls) == benchmark.WARMUP_STEPS + 3
+  for timed, call in zip(seconds, range(benchmark.WARMUP_STEPS + 1,
+                                        len(calls) + 1)):
+    # A sleep lasts at least as asked; a busy machine adds a little.
+    assert 0.01 * call <= timed < 0.01 * call + 0.05
+
+
+def test_format_computes_the_figures():
+  timing = benchmark.Timing(config='tiny', step='train', batch=4,
+                            seconds=[1.0, 4.0, 2.0], flops=6e9, load=0.5)
+  # Median 2 s: 4 / 2 = 2 examples/s, 6 GFLOP per step, 6 / 2 = 3 GFLOP/s,
+  # 75% of a 4 GFLOP/s peak.
+  assert benchmark._format(timing, peak=4e9).split() == [
+      'tiny', 'train', '4', '2.000', '1.000', '2.0', '6.0', '3.0', '75.0%',
+      '0.50']
+
+
 def test_benchmark_times_both_steps():
-  timings = benchmark.benchmark(_TINY, 'float32', repeats=2, train_batch=3,
-                                eval_batch=2)
+  timings = benchmark.benchmark(_TINY, compute_dtype='float32', repeats=2,
+                                train_batch=3, eval_batch=2)
   assert [(t.step, t.batch) for t in timings] == [('train', 3), ('eval', 2)]
   flops = benchmark.forward_flops(_TINY)
   assert [t.flops for t in timings] == [3 * 3 * flops, 2 * flops]
-  for timing in timings:
-    assert len(timing.seconds) == 2 and timing.median > 0
-    assert 'tiny' in benchmark._format(timing, peak=1e9)
+  assert [len(t.seconds) for t in timings] == [2, 2]
 
 
+def _resident_bytes():
+  """This process's resident set now, from /proc/self/statm (in pages)."""
+  with open('/proc/self/statm') as statm:
+    return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/statm'),
+                    reason='needs Linux /proc')
 def test_peak_memory_reads_resident_set():
-  memory = benchmark.peak_memory(_TINY, 'bfloat16', batch=2)
-  assert memory['rss'] > 0
+  resident = _resident_bytes()
+  memory = benchmark.peak_memory(_TINY, compute_dtype='bfloat16', batch=2)
+  # The peak is at least what is resident now (TensorFlow alone is hundreds
+  # of MB) and, for the tiny model, below the 3 GiB budget.
+  assert resident <= memory['rss'] < benchmark.MEMORY_LIMIT_BYTES
 
 
-def test_matmul_peak_is_positive():
-  assert benchmark.matmul_peak(size=64) > 0
+def test_memory_verdict(capsys):
+  benchmark._print_memory({'rss': 2**30, 'device': 3 * 2**30})
+  assert capsys.readouterr().out == (
+      'peak memory of an MNIST training step (batch 128): rss 1.00 GiB, '
+      'device 3.00 GiB (OVER the 3 GiB limit)\n')
+
+
+def test_matmul_peak_from_a_known_timing():
+  # The best of the timed products counts: 2 * 64^3 FLOPs in 0.25 s.
+  with mock.patch.object(benchmark, '_time',
+                         return_value=[0.5, 0.25, 0.4]) as timed:
+    peak = benchmark.matmul_peak(size=64)
+  assert peak == 2 * 64**3 / 0.25
+  assert timed.call_args.kwargs['repeats'] == benchmark.PEAK_MATMUL_REPEATS
 
 
 def test_unknown_config_is_rejected():

@@ -2,7 +2,8 @@
 
 Writes random fixtures in the layout of each data set to a temporary
 directory (with the repository's own writers where there is one), then reads
-batches from each pipeline as a training or evaluation loop would and prints
+batches from each pipeline as a training or evaluation loop would (at
+`experiment.TRAIN_BATCH_SIZE` and `experiment.EVAL_BATCH_SIZE`) and prints
 one line per pipeline. The fixtures are small so that the pipelines read
 from the page cache, as they would on a machine with the real data cached.
 
@@ -17,18 +18,19 @@ from typing import Callable, List, Tuple
 import numpy as np
 import tensorflow as tf
 
+import experiment
 from input_data.cifar10 import cifar10_input
+from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_shift
 from input_data.norb import norb_convert
 from input_data.norb import norb_input_record
 
-TRAIN_BATCH = 128
-TEST_BATCH = 100
 WARMUP_BATCHES = 20
 TIMED_BATCHES = 300
 # Figures to reach on a 2-core CPU.
-TARGETS = {'MNIST train': 20000, 'CIFAR10 train': 5000}
+TARGETS = {'MNIST train': 20000, 'CIFAR10 train': 5000,
+           'MultiMNIST generated': 10000}
 
 _MNIST_IMAGES = 2000  # 25 shifted copies each in the training file
 _MNIST_TEST_IMAGES = 10000
@@ -55,8 +57,9 @@ def _write_fixtures(root: str, rng: np.random.Generator) -> str:
   prefix = os.path.join(root, mnist_shift.shifted_mnist_filename(
       'train', 6, multi_targets=True))
   shards = mnist_shift.shift_write_multi_mnist(
-      digits[:_MULTI_IMAGES], labels[:_MULTI_IMAGES], prefix, shift=6, pad=4,
-      max_shard=_MULTI_MAX_SHARD, num_pairs=_MULTI_PAIRS, rng=rng)
+      digits[:_MULTI_IMAGES], labels=labels[:_MULTI_IMAGES],
+      file_prefix=prefix, shift=6, pad=4, max_shard=_MULTI_MAX_SHARD,
+      num_pairs=_MULTI_PAIRS, seed=0)
 
   cifar_dir = os.path.join(root, 'cifar-10-batches-bin')
   os.makedirs(cifar_dir)
@@ -93,17 +96,26 @@ def run(root: str) -> List[Tuple[str, float]]:
   """Builds each pipeline on the fixtures in root and measures it."""
   multi_pattern = _write_fixtures(root, np.random.default_rng(0))
   cifar_dir = os.path.join(root, 'cifar-10-batches-bin')
+  train_batch = experiment.TRAIN_BATCH_SIZE
+  rng = np.random.default_rng(1)
+  # As many digits as MNIST's training set: a round plans 60,000 pairs.
+  digits = rng.integers(0, 256, (60000, 28, 28), np.uint8)
+  digit_labels = rng.integers(0, 10, 60000)
+  eval_batch = experiment.EVAL_BATCH_SIZE
   pipelines: List[Tuple[str, Callable[[], tf.data.Dataset]]] = [
       ('MNIST train', lambda: mnist_input_record.inputs(
-          root, TRAIN_BATCH, 'train', 1)),
+          root, batch_size=train_batch, split='train', num_targets=1)),
       ('MNIST test', lambda: mnist_input_record.inputs(
-          root, TEST_BATCH, 'test', 1)),
+          root, batch_size=eval_batch, split='test', num_targets=1)),
       ('MultiMNIST train', lambda: mnist_input_record.inputs(
-          multi_pattern, TRAIN_BATCH, 'train', 2)),
+          multi_pattern, batch_size=train_batch, split='train',
+          num_targets=2)),
+      ('MultiMNIST generated', lambda: generated_input.multi_mnist_inputs(
+          digits, digit_labels, split='train', batch_size=train_batch)),
       ('CIFAR10 train', lambda: cifar10_input.inputs(
-          'train', cifar_dir, TRAIN_BATCH)),
+          'train', data_dir=cifar_dir, batch_size=train_batch)),
       ('NORB train', lambda: norb_input_record.inputs(
-          root, TRAIN_BATCH, 'train')),
+          root, batch_size=train_batch, split='train')),
   ]
   return [(name, _examples_per_second(build(), TIMED_BATCHES))
           for name, build in pipelines]
@@ -115,7 +127,7 @@ def main() -> None:
     results = run(root)
   for name, rate in results:
     target = TARGETS.get(name)
-    line = f'{name:<18} {rate:>10,.0f} examples/s'
+    line = f'{name:<20} {rate:>10,.0f} examples/s'
     print(f'{line}  (target >= {target:,})' if target else line)
 
 

@@ -9,16 +9,16 @@ Capsule tensors keep the reference's layout: atoms on axis 2 after the batch
 and capsule axes (`[batch, capsules, atoms]`, or
 `[batch, capsules, atoms, height, width]` for convolutional capsules).
 Convolutions themselves run channels-last, which every TensorFlow device
-supports.
+supports; the primary capsules' convolution is `kernels.conv2d` (im2col).
 """
 
 import collections
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Iterator, Sequence, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from layers import kernels
 from layers import variables
 
 # Added to |s|^2 under the square root so that the gradient of squash at the
@@ -27,6 +27,10 @@ _SQUASH_EPSILON = 1e-20
 
 Evaluation = collections.namedtuple(
     'Evaluation', ('total_loss', 'correct', 'almost', 'classification_loss'))
+
+# One routing iteration, as `_routing_iterations` yields it.
+RoutingIteration = collections.namedtuple(
+    'RoutingIteration', ('logits', 'route', 'activation', 'agreement'))
 
 
 def _squash(input_tensor: tf.Tensor) -> tf.Tensor:
@@ -63,15 +67,61 @@ def _leaky_routing(logits: tf.Tensor, output_dim: int) -> tf.Tensor:
   return tf.split(leaky_routing, [1, output_dim], axis=2)[1]
 
 
+def _routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
+                        num_routing: int,
+                        leaky: bool) -> Iterator[RoutingIteration]:
+  """Dynamic routing by agreement (Sabour et al., Procedure 1), step by step.
+
+  The reference's order: the logits start at zero; each iteration routes with
+  the softmax of the logits (or `_leaky_routing`; the first iteration's is
+  uniform), sums the routed votes over
+  input capsules plus the biases, squashes, and adds the agreement (the
+  reference's `distances`) of every vote with the activation to the logits.
+  For diagnostics such as the paper's Appendix A: the mean absolute change of
+  the logits in an iteration is the mean of `|agreement|`.
+
+  Args:
+    votes: `[batch, input_dim, output_dim, atoms, ...]`, as for
+      `_update_routing`.
+    biases: as for `_update_routing`.
+    num_routing: as for `_update_routing`.
+    leaky: as for `_update_routing`.
+
+  Yields:
+    One `RoutingIteration` per iteration: the logits it routes with and the
+    route (coupling coefficients c), both `[batch, input_dim, output_dim,
+    ...]`, the activation `[batch, output_dim, atoms, ...]`, and the
+    agreement `[batch, input_dim, output_dim, ...]` it adds to the logits.
+  """
+  output_dim = votes.shape[2]
+  logits = tf.zeros_like(votes[:, :, :, 0])             # [b, in, out, ...]
+  for i in range(num_routing):
+    if i == 0:
+      # The (leaky) softmax of the zero logits, exactly. Written out, XLA
+      # constant-folds that softmax at compile time: 8 s and an error-level
+      # log line for MultiMNIST's 3,200 input capsules.
+      route = tf.ones_like(logits) / (
+          output_dim + 1 if leaky else output_dim)      # [b, in, out, ...]
+    elif leaky:
+      route = _leaky_routing(logits, output_dim)        # [b, in, out, ...]
+    else:
+      route = tf.nn.softmax(logits, axis=2)             # [b, in, out, ...]
+    preactivate = tf.reduce_sum(tf.expand_dims(route, 3) * votes,
+                                axis=1) + biases        # [b, out, atoms, ...]
+    activation = _squash(preactivate)                   # [b, out, atoms, ...]
+    agreement = tf.reduce_sum(votes * tf.expand_dims(activation, 1),
+                              axis=3)                   # [b, in, out, ...]
+    yield RoutingIteration(logits, route, activation, agreement)
+    logits += agreement
+
+
 def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
                     leaky: bool) -> tf.Tensor:
   """Dynamic routing by agreement (Sabour et al., Procedure 1).
 
   The reference's `logit_shape`, `num_dims`, `input_dim` and `output_dim`
-  arguments are read off `votes` here. The loop is unrolled; the first
-  iteration routes uniformly (the softmax of all-zero logits, exactly
-  `1 / output_dim`, or `1 / (output_dim + 1)` with the leak) and the last
-  skips the logit update, which cannot change the output.
+  arguments are read off `votes` here. Runs `_routing_iterations` (a Python
+  loop, unrolled in the graph) and keeps the last activation.
 
   Args:
     votes: `[batch, input_dim, output_dim, atoms]` (fully connected) or
@@ -83,27 +133,9 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
   Returns:
     `[batch, output_dim, atoms, ...]` activations of the last iteration.
   """
-  output_dim = votes.shape[2]
-  logits = None
-  activation = None
-  for i in range(num_routing):
-    if i == 0:
-      route = 1.0 / (output_dim + 1 if leaky else output_dim)
-      weighted_votes = votes * route                  # [b, in, out, atoms, ...]
-    elif leaky:
-      route = _leaky_routing(logits, output_dim)      # [b, in, out, ...]
-      weighted_votes = tf.expand_dims(route, 3) * votes
-    else:
-      route = tf.nn.softmax(logits, axis=2)           # [b, in, out, ...]
-      weighted_votes = tf.expand_dims(route, 3) * votes
-    preactivate = tf.reduce_sum(
-        weighted_votes, axis=1) + biases              # [b, out, atoms, ...]
-    activation = _squash(preactivate)                 # [b, out, atoms, ...]
-    if i < num_routing - 1:
-      distances = tf.reduce_sum(
-          votes * tf.expand_dims(activation, 1), axis=3)  # [b, in, out, ...]
-      logits = distances if logits is None else logits + distances
-  return activation
+  *_, last = _routing_iterations(votes, biases=biases,
+                                 num_routing=num_routing, leaky=leaky)
+  return last.activation
 
 
 @tf.function(jit_compile=True, autograph=False)
@@ -128,7 +160,7 @@ def _fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
   return _update_routing(tf.cast(votes, tf.float32), biases, num_routing, leaky)
 
 
-def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor,
+def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
                       input_dim: int, output_dim: int, input_atoms: int,
                       output_atoms: int, stride: int,
                       padding: str) -> tf.Tensor:
@@ -154,11 +186,12 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor,
   """
   height, width = input_tensor.shape[3], input_tensor.shape[4]
   flat = tf.reshape(input_tensor, [-1, input_atoms, height, width])
-  return _conv_votes(tf.transpose(flat, [0, 2, 3, 1]), kernel, input_dim,
-                     output_dim, output_atoms, stride, padding)
+  return _conv_votes(tf.transpose(flat, [0, 2, 3, 1]), kernel,
+                     input_dim=input_dim, output_dim=output_dim,
+                     output_atoms=output_atoms, stride=stride, padding=padding)
 
 
-def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, input_dim: int,
+def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
                 output_dim: int, output_atoms: int, stride: int,
                 padding: str) -> tf.Tensor:
   """`_depthwise_conv3d` on channels-last images of every input capsule type.
@@ -177,112 +210,12 @@ def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, input_dim: int,
     Votes `[batch, input_dim, output_dim, output_atoms, out_height,
     out_width]` in the dtype of `images`.
   """
-  conv = _conv2d(images, kernel, stride,
-                 padding)                          # [b*in, oh, ow, out*atoms]
+  conv = kernels.conv2d(images, kernel, stride=stride,
+                        padding=padding)           # [b*in, oh, ow, out*atoms]
   out_height, out_width = conv.shape[1], conv.shape[2]
   conv = tf.reshape(conv, [-1, input_dim, out_height, out_width, output_dim,
                            output_atoms])
   return tf.transpose(conv, [0, 1, 4, 5, 2, 3])
-
-
-def _patch_indices(height: int, width: int, kernel_size: int, stride: int,
-                   padding: str) -> np.ndarray:
-  """Where every kernel tap reads, for every output position of a convolution.
-
-  Returns:
-    `[out_height, out_width, k, k]` int32 indices into the image's
-    `height * width` positions flattened row-major, plus one extra position,
-    `height * width`, that stands for the zero padding of 'SAME'.
-  """
-  if padding == 'SAME':
-    out_height, out_width = -(-height // stride), -(-width // stride)
-    top = max((out_height - 1) * stride + kernel_size - height, 0) // 2
-    left = max((out_width - 1) * stride + kernel_size - width, 0) // 2
-  else:
-    out_height = (height - kernel_size) // stride + 1
-    out_width = (width - kernel_size) // stride + 1
-    top = left = 0
-  taps = np.arange(kernel_size)
-  rows = (stride * np.arange(out_height)[:, None, None, None] +
-          taps[None, None, :, None] - top)
-  columns = (stride * np.arange(out_width)[None, :, None, None] +
-             taps[None, None, None, :] - left)
-  inside = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
-  return np.where(inside, rows * width + columns,
-                  height * width).astype(np.int32)
-
-
-def _patches(images: tf.Tensor, kernel_size: int, stride: int,
-             padding: str) -> tf.Tensor:
-  """The image patch under the kernel at every output position (im2col).
-
-  Args:
-    images: `[batch, height, width, channels]`.
-    kernel_size: k of a square k x k kernel.
-    stride: convolution stride.
-    padding: 'SAME' or 'VALID'.
-
-  Returns:
-    `[batch, out_height, out_width, k * k * channels]`, the last axis in the
-    order of a kernel `[k, k, channels, ...]` reshaped to `[k * k * channels,
-    ...]`.
-  """
-  _, height, width, channels = images.shape
-  indices = _patch_indices(height, width, kernel_size, stride, padding)
-  out_height, out_width = indices.shape[:2]
-  positions = tf.reshape(images, [-1, height * width, channels])
-  positions = tf.pad(positions, [[0, 0], [0, 1], [0, 0]])  # + a zero position
-  patches = tf.gather(positions, indices, axis=1)  # [b, oh, ow, k, k, c]
-  return tf.reshape(patches, [-1, out_height, out_width,
-                              kernel_size * kernel_size * channels])
-
-
-def _conv2d(images: tf.Tensor, kernel: tf.Tensor, stride: int,
-            padding: str) -> tf.Tensor:
-  """`tf.nn.conv2d` as one matrix product of the image patches (im2col).
-
-  For the primary capsules' 9x9 stride 2 convolution over 256 channels,
-  gathering the patches and multiplying them by the kernel, and by the output
-  gradient for the kernel gradient, runs near the matrix-multiply peak where
-  TensorFlow's convolution and kernel gradient (oneDNN) do not: on CPU the
-  float32 MNIST training step is 1.24x faster and the evaluation step 1.22x
-  (`python -m benchmarks.ablation`). The image gradient is TensorFlow's. The
-  patches, about k * k / stride^2 times the size of the images, are kept for
-  the backward pass (float32 at batch 128: 0.4 GB for MNIST, 1.5 GB for the
-  CIFAR10 model).
-
-  Args:
-    images: `[batch, height, width, in_channels]`.
-    kernel: `[k, k, in_channels, out_channels]`, same dtype.
-    stride: convolution stride.
-    padding: 'SAME' or 'VALID'.
-
-  Returns:
-    `[batch, out_height, out_width, out_channels]`.
-  """
-  kernel_size, _, in_channels, out_channels = kernel.shape
-  patch_size = kernel_size * kernel_size * in_channels
-
-  @tf.custom_gradient
-  def conv(images, kernel):
-    patches = _patches(images, kernel_size, stride, padding)  # [b, oh, ow, p]
-    _, out_height, out_width, _ = patches.shape
-    patches = tf.reshape(patches, [-1, patch_size])    # [b * oh * ow, p]
-    output = tf.matmul(patches, tf.reshape(kernel, [patch_size, out_channels]))
-
-    def grad(d_output):                                # [b, oh, ow, out]
-      d_images = tf.nn.conv2d_transpose(d_output, kernel, tf.shape(images),
-                                        stride, padding)
-      # One product after the other, never side by side: each already keeps
-      # every core busy. (Which one goes first measured the same.)
-      with tf.control_dependencies([d_images]):
-        d_kernel = tf.matmul(patches, tf.reshape(d_output, [-1, out_channels]),
-                             transpose_a=True)         # [p, out]
-      return d_images, tf.reshape(d_kernel, kernel.shape)
-
-    return tf.reshape(output, [-1, out_height, out_width, out_channels]), grad
-
-  return conv(images, kernel)
 
 
 def _margin_loss(labels: tf.Tensor, raw_logits: tf.Tensor, margin: float = 0.4,
@@ -488,18 +421,26 @@ class Capsule(_Tf1Layer):
         name='biases', shape=(self.output_dim, self.output_atoms),
         initializer=variables.bias_initializer())
 
+  def votes(self, input_tensor: tf.Tensor) -> tf.Tensor:
+    """The votes `call` routes: every input capsule's prediction of each output.
+
+    Args:
+      input_tensor: `[batch, input_dim, input_atoms]`; the layer must be
+        built (called once).
+
+    Returns:
+      `[batch, input_dim, output_dim, output_atoms]` votes in the compute
+      dtype.
+    """
+    votes = tf.einsum('bia,iaj->bij', self._cast(input_tensor),
+                      self._cast(self.kernel))      # [b, in, out * atoms]
+    return tf.reshape(votes, [-1, self.input_dim, self.output_dim,
+                              self.output_atoms])   # [b, in, out, atoms]
+
   def call(self, input_tensor):
-    # One matrix product per input capsule, batched over input capsules:
-    # faster, forward and backward, than the same einsum on CPU.
-    inputs = tf.transpose(self._cast(input_tensor),
-                          [1, 0, 2])                # [in, b, in_atoms]
-    votes = tf.matmul(inputs,
-                      self._cast(self.kernel))      # [in, b, out * atoms]
-    votes = tf.reshape(tf.transpose(votes, [1, 0, 2]),
-                       [-1, self.input_dim, self.output_dim,
-                        self.output_atoms])         # [b, in, out, atoms]
-    return _fused_routing(votes, tf.convert_to_tensor(self.biases),
-                          self.num_routing, self.leaky)
+    return _fused_routing(self.votes(input_tensor),
+                          tf.convert_to_tensor(self.biases), self.num_routing,
+                          self.leaky)
 
   def tf1_variables(self):
     return {'weights': self.kernel, 'biases': self.biases}
@@ -549,23 +490,36 @@ class ConvSlimCapsule(_Tf1Layer):
         name='biases', shape=(self.output_dim, self.output_atoms, 1, 1),
         initializer=variables.bias_initializer())
 
-  def _votes(self, input_tensor: tf.Tensor) -> tf.Tensor:
-    """`[batch, input_dim, output_dim, output_atoms, out_h, out_w]` votes."""
+  def votes(self, input_tensor: tf.Tensor) -> tf.Tensor:
+    """The votes `call` routes: each input capsule type's kernel outputs.
+
+    Args:
+      input_tensor: the layer's input in its `data_format`; the layer must
+        be built (called once).
+
+    Returns:
+      `[batch, input_dim, output_dim, output_atoms, out_height, out_width]`
+      votes in the compute dtype.
+    """
     input_tensor = self._cast(input_tensor)
     kernel = self._cast(self.kernel)
     if self.data_format == 'channels_first':
-      return _depthwise_conv3d(input_tensor, kernel, self.input_dim,
-                               self.output_dim, self.input_atoms,
-                               self.output_atoms, self.stride, self.padding)
+      return _depthwise_conv3d(
+          input_tensor, kernel, input_dim=self.input_dim,
+          output_dim=self.output_dim, input_atoms=self.input_atoms,
+          output_atoms=self.output_atoms, stride=self.stride,
+          padding=self.padding)
     _, height, width, _, _ = input_tensor.shape
     if self.input_dim > 1:
       input_tensor = tf.transpose(input_tensor, [0, 3, 1, 2, 4])
     images = tf.reshape(input_tensor, [-1, height, width, self.input_atoms])
-    return _conv_votes(images, kernel, self.input_dim, self.output_dim,
-                       self.output_atoms, self.stride, self.padding)
+    return _conv_votes(images, kernel, input_dim=self.input_dim,
+                       output_dim=self.output_dim,
+                       output_atoms=self.output_atoms, stride=self.stride,
+                       padding=self.padding)
 
   def call(self, input_tensor):
-    return _fused_routing(self._votes(input_tensor),
+    return _fused_routing(self.votes(input_tensor),
                           tf.convert_to_tensor(self.biases), self.num_routing,
                           self.leaky)
 

@@ -13,7 +13,8 @@ BIAS_VALUE = 0.1
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
-def weight_initializer(stddev: float = WEIGHT_STDDEV) -> keras.initializers.Initializer:
+def weight_initializer(
+    stddev: float = WEIGHT_STDDEV) -> keras.initializers.Initializer:
   """Truncated normal initializer of the reference's weight variables."""
   return keras.initializers.TruncatedNormal(stddev=stddev)
 

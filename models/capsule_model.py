@@ -1,15 +1,12 @@
 """CapsNet: a ReLU convolution, primary capsules and routed class capsules."""
 
-from typing import Mapping, Sequence
+from typing import List, Mapping, Sequence
 
 import tensorflow as tf
 
 from layers import layers
 from models import model
 
-NUM_PRIME_ATOMS = 8
-NUM_CLASS_ATOMS = 16
-CONV1_CHANNELS = 256
 CONV1_KERNEL = 9
 PRIME_KERNEL = 9
 PRIME_STRIDE = 2
@@ -30,10 +27,11 @@ class CapsuleModel(model.Model):
   def __init__(self, hparams, compute_dtype: str = 'float32'):
     super().__init__(hparams, compute_dtype)
     self._conv1 = layers.Conv(
-        CONV1_CHANNELS, CONV1_KERNEL, hparams.padding, name='conv1',
+        hparams.conv1_channels, CONV1_KERNEL, hparams.padding, name='conv1',
         dtype=self._dtype_policy)
     self._conv_capsule1 = layers.ConvSlimCapsule(
-        output_dim=hparams.num_prime_capsules, output_atoms=NUM_PRIME_ATOMS,
+        output_dim=hparams.num_prime_capsules,
+        output_atoms=hparams.prime_capsule_atoms,
         stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
         num_routing=1, leaky=hparams.leaky, data_format='channels_last',
         name='conv_capsule1', dtype=self._dtype_policy)
@@ -52,7 +50,8 @@ class CapsuleModel(model.Model):
     """Creates the layers whose size depends on the data, once."""
     if self._capsule2 is None:
       self._capsule2 = layers.Capsule(
-          output_dim=features['num_classes'], output_atoms=NUM_CLASS_ATOMS,
+          output_dim=features['num_classes'],
+          output_atoms=self._hparams.digit_capsule_atoms,
           num_routing=self._hparams.routing, leaky=self._hparams.leaky,
           name='capsule2', dtype=self._dtype_policy)
     if self._hparams.remake and self._recons is None:
@@ -61,30 +60,79 @@ class CapsuleModel(model.Model):
           RECONS_LAYER_SIZES, num_pixels, RECONS_BALANCE_FACTOR, name='recons',
           dtype=self._dtype_policy)
 
-  def _build_capsule(self, conv1: tf.Tensor) -> tf.Tensor:
-    """Primary capsules and class capsules on the conv1 features.
+  def primary_capsules(self, features: Mapping) -> tf.Tensor:
+    """conv1 and the primary capsules, capsule2's input.
 
     Args:
-      conv1: `[batch, height, width, 256]` channels-last ReLU features.
+      features: the feature dict (see `model.Model.forward`).
 
     Returns:
-      float32 `[batch, num_classes, 16]` class capsules.
+      float32 `[batch, P * h * w, 8]` primary capsules ordered (type, row,
+      column), as capsule2's weights are: P = num_prime_capsules types on the
+      h x w grid of conv_capsule1 (6 x 6 for 28 x 28 MNIST).
     """
-    # One input capsule type of 256 atoms, kept channels-last.
-    capsule1 = self._conv_capsule1(tf.expand_dims(conv1, 3))  # [b, P, 8, h, w]
-    # Input capsules ordered (type, row, column), as capsule2's weights are.
-    capsule1_atom_last = tf.transpose(capsule1, [0, 1, 3, 4, 2])
-    _, types, height, width, atoms = capsule1_atom_last.shape
-    capsule1_3d = tf.reshape(capsule1_atom_last,
-                             [-1, types * height * width, atoms])
-    return self._capsule2(capsule1_3d)
-
-  def forward(self, features):
     self._layers_for(features)
     depth, height = features['depth'], features['height']
     images = tf.reshape(features['images'], [-1, depth, height, height])
     conv1 = self._conv1(tf.transpose(images, [0, 2, 3, 1]))
-    capsule_output = self._build_capsule(conv1)
+    # One input capsule type of 256 atoms, kept channels-last.
+    capsule1 = self._conv_capsule1(tf.expand_dims(conv1, 3))  # [b, P, 8, h, w]
+    capsule1_atom_last = tf.transpose(capsule1, [0, 1, 3, 4, 2])
+    _, types, grid_height, grid_width, atoms = capsule1_atom_last.shape
+    return tf.reshape(capsule1_atom_last,
+                      [-1, types * grid_height * grid_width, atoms])
+
+  def class_routing(self, features: Mapping) -> List[layers.RoutingIteration]:
+    """capsule2's dynamic routing, iteration by iteration.
+
+    The same votes and routing as `forward`, run op by op (not compiled), so
+    that every iteration's tensors can be looked at (the paper's Appendix A).
+    The model must be built.
+
+    Args:
+      features: the feature dict (see `model.Model.forward`).
+
+    Returns:
+      One `layers.RoutingIteration` per routing iteration: the logits and the
+      route (coupling coefficients) `[batch, P * h * w, num_classes]`, the
+      activation `[batch, num_classes, 16]` (the last one is `forward`'s
+      capsule_output) and the agreement added to the logits
+      `[batch, P * h * w, num_classes]`.
+    """
+    primary = self.primary_capsules(features)
+    capsule2 = self._capsule2
+    votes = capsule2.votes(primary)
+    return list(layers._routing_iterations(  # pylint: disable=protected-access
+        tf.cast(votes, tf.float32), biases=tf.convert_to_tensor(
+            capsule2.biases), num_routing=capsule2.num_routing,
+        leaky=capsule2.leaky))
+
+  def decode(self, capsule_output: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """The decoder's image of the capsules that `mask` keeps.
+
+    Args:
+      capsule_output: `[batch, num_classes, 16]` class capsules.
+      mask: `[batch, num_classes]`, one-hot of the capsule to decode.
+
+    Returns:
+      float32 `[batch, depth * height * width]` reconstructions in [0, 1].
+
+    Raises:
+      ValueError: the model has no decoder (hparam remake=false) or has not
+        been built.
+    """
+    if self._recons is None:
+      raise ValueError('this capsule model has no decoder: it needs hparam '
+                       'remake=true and a forward pass (or build) first')
+    # The layer also returns the loss against a target image, unused here.
+    no_target = tf.zeros([tf.shape(capsule_output)[0],
+                          self._recons.num_pixels])
+    remake, _ = self._recons(capsule_output, mask, no_target)
+    return remake
+
+  def forward(self, features):
+    primary = self.primary_capsules(features)
+    capsule_output = self._capsule2(primary)
     logits = tf.norm(capsule_output, axis=-1)
     remakes, losses = None, []
     if self._hparams.remake:

@@ -5,22 +5,35 @@ import tensorflow as tf
 
 import experiment
 from models import capsule_model
+from models import model as model_lib
 
 
-def _features(batch, depth, height, num_targets=1, seed=0):
+def _features(*, batch, depth, height, num_targets=1, seed=0):
+  """A random batch; each example has `num_targets` different labels."""
   rng = np.random.default_rng(seed)
   images = rng.uniform(size=(batch, depth, height, height)).astype(np.float32)
-  labels = rng.choice(10, size=(batch, num_targets), replace=False)
-  features = dict(
+  labels = np.array([rng.choice(10, size=num_targets, replace=False)
+                     for _ in range(batch)])
+  tensors = dict(
       images=tf.constant(images),
       labels=tf.constant(np.eye(10, dtype=np.float32)[labels].sum(axis=1)),
       recons_image=tf.constant(images),
-      recons_label=tf.constant(labels[:, 0], tf.int32),
-      height=height, depth=depth, num_classes=10, num_targets=num_targets)
+      recons_label=tf.constant(labels[:, 0], tf.int32))
   if num_targets == 2:
-    features.update(spare_image=tf.constant(images[::-1]),
-                    spare_label=tf.constant(labels[:, 1], tf.int32))
-  return features
+    tensors.update(spare_image=tf.constant(images[::-1]),
+                   spare_label=tf.constant(labels[:, 1], tf.int32))
+  return model_lib.features(tensors, model_lib.DataShape(
+      height=height, depth=depth, num_classes=10, num_targets=num_targets))
+
+
+def _margin_loss(labels, logits):
+  """The paper's margin loss (eq. 4), as the reference reduces it.
+
+  The reference halves each cost and averages over examples and classes.
+  """
+  present = labels * np.maximum(0, 0.9 - logits)**2
+  absent = 0.5 * (1 - labels) * np.maximum(0, logits - 0.1)**2
+  return np.mean(0.5 * (present + absent))
 
 
 def _num_params(model):
@@ -41,6 +54,21 @@ class CapsuleModelTest(tf.test.TestCase):
     self.assertEqual(_num_params(model),
                      20_992 + 5_308_672 + 1_474_720 + 1_411_344)
     self.assertEqual(_num_params(model), 8_215_728)
+
+  def testSvhnNetworkParameterCount(self):
+    model = capsule_model.CapsuleModel(experiment.default_hparams().parse(
+        'conv1_channels=64,num_prime_capsules=16,prime_capsule_atoms=6,'
+        'digit_capsule_atoms=8'))
+    model.build(32, 3)
+    # conv1: 9*9*3*64 + 64 = 15,616; 32 -> 24 (VALID).
+    # conv_capsule1: 9*9*64*(16*6) + 16*6 = 497,760; 24 -> 8 (stride 2).
+    # capsule2: 16*8*8 = 1,024 inputs: 1024*6*(10*8) + 10*8 = 491,600.
+    # recons: (80*512 + 512) + (512*1024 + 1024) + (1024*3072 + 3072)
+    #   = 3,715,584.
+    self.assertEqual(_num_params(model),
+                     15_616 + 497_760 + 491_600 + 3_715_584)
+    self.assertEqual(model.tf1_variable_map()['capsule2/weights'].shape,
+                     (1024, 6, 80))
 
   def testCifarConfigurationShapes(self):
     hparams = experiment.default_hparams().parse(
@@ -64,10 +92,36 @@ class CapsuleModelTest(tf.test.TestCase):
     self.assertEqual(inferred.remakes[0].shape, (3, 400))
     # Logits are capsule lengths, so they lie in [0, 1).
     self.assertAllInRange(inferred.logits, 0.0, 1.0)
-    total, correct, almost = model.compute_loss(features)
-    self.assertGreater(float(total), 0.0)
-    self.assertBetween(float(correct), 0, 3)
-    self.assertEqual(float(correct), float(almost))
+
+  def testLossesAndCountsFromLogits(self):
+    """Total loss, correct and almost recomputed in numpy from the outputs."""
+    model = capsule_model.CapsuleModel(
+        experiment.default_hparams().parse('num_prime_capsules=2'))
+    for num_targets in (1, 2):
+      features = _features(batch=6, depth=1, height=20,
+                           num_targets=num_targets, seed=num_targets)
+      result = model.losses(features)
+      logits = result.logits.numpy()
+      labels = features['labels'].numpy()
+      images = features['images'].numpy().reshape(6, 400)
+      recons_images = [images, images[::-1]][:num_targets]
+      # Reconstruction losses: 0.0005 * mean over the batch of the summed
+      # squared error, one per target.
+      self.assertLen(result.reconstruction_losses, num_targets)
+      for loss, remake, image in zip(result.reconstruction_losses,
+                                     result.remakes, recons_images):
+        self.assertAllClose(loss, 0.0005 * np.mean(
+            np.sum((remake.numpy() - image)**2, axis=1)), rtol=1e-5)
+      self.assertAllClose(
+          result.total_loss,
+          _margin_loss(labels, logits) + sum(result.reconstruction_losses),
+          rtol=1e-5)
+      # The k largest logits name the k targets (correct) or at least one of
+      # them (almost).
+      top_k = np.argsort(-logits, axis=1)[:, :num_targets]
+      hits = np.take_along_axis(labels, top_k, axis=1).sum(axis=1)
+      self.assertEqual(float(result.correct), np.sum(hits == num_targets))
+      self.assertEqual(float(result.almost), np.sum(hits > 0))
 
   def testTwoTargetsReconstructBoth(self):
     model = capsule_model.CapsuleModel(
@@ -101,13 +155,25 @@ class CapsuleModelTest(tf.test.TestCase):
     self.assertLess(float(last), float(first))
 
   def testTrainStepInTfFunction(self):
-    model = capsule_model.CapsuleModel(
-        experiment.default_hparams().parse('num_prime_capsules=2,routing=1'))
+    """A traced train step updates like an eager one from the same weights."""
+    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=2, depth=1, height=20)
-    eager = model.compute_loss(features)
-    graph = tf.function(model.compute_loss)(features)
-    self.assertAllClose(eager, graph, rtol=1e-5)
-
+    graph_model = capsule_model.CapsuleModel(hparams)
+    eager_model = capsule_model.CapsuleModel(hparams)
+    for model in (graph_model, eager_model):
+      model.build(20, 1)
+    for source, target in zip(graph_model.trainable_variables,
+                              eager_model.trainable_variables):
+      target.assign(source)
+    start = [v.numpy() for v in graph_model.trainable_variables]
+    graph_loss, _, _ = tf.function(graph_model.train_step)(features)
+    eager_loss, _, _ = eager_model.train_step(features)
+    self.assertEqual(int(graph_model.global_step.numpy()), 1)
+    self.assertAllClose(graph_loss, eager_loss, rtol=1e-5)
+    for before, graph, eager in zip(start, graph_model.trainable_variables,
+                                    eager_model.trainable_variables):
+      self.assertNotAllClose(graph, before)
+      self.assertAllClose(graph, eager, rtol=0, atol=1e-5)
 
   def testBfloat16KeepsFloat32WeightsAndLogitsClose(self):
     hparams = experiment.default_hparams().parse('num_prime_capsules=2')

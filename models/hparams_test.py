@@ -7,6 +7,8 @@ import experiment
 
 def test_defaults_are_the_reference_values():
   assert experiment.default_hparams().values() == dict(
+      # Ours: the widths of the reference's network, as it hard-coded them.
+      conv1_channels=256, prime_capsule_atoms=8, digit_capsule_atoms=16,
       decay_rate=0.96, decay_steps=2000, leaky=False, learning_rate=0.001,
       loss_type='margin', num_prime_capsules=32, padding='VALID', remake=True,
       routing=3, verbose=False)
