@@ -89,6 +89,32 @@ def adjust_contrast(images: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
   return (images - means) * factors[:, None, None, None] + means
 
 
+def project(images: tf.Tensor, transforms: tf.Tensor, *, output_size: int,
+            interpolation: str) -> tf.Tensor:
+  """Resamples each image through its own projective transform.
+
+  Args:
+    images: float32 `[batch, height, width, channels]`.
+    transforms: float32 `[batch, 8]`, tf's convention: output pixel (x, y)
+      (column, row; pixel centres at integers) samples the input at
+      `((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)` with
+      `k = c0 x + c1 y + 1` for the row `[a0, a1, a2, b0, b1, b2, c0, c1]`.
+    output_size: height and width of the output.
+    interpolation: 'NEAREST' or 'BILINEAR'.
+
+  Returns:
+    `[batch, output_size, output_size, channels]`, zero where the sample
+    falls outside the input.
+  """
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images,
+      transforms=transforms,
+      output_shape=[output_size, output_size],
+      fill_value=0.0,
+      interpolation=interpolation,
+      fill_mode='CONSTANT')
+
+
 def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
   """Rotates each image counterclockwise about its centre.
 
@@ -96,28 +122,22 @@ def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
   zero where the rotated image leaves the frame.
 
   Args:
-    images: float32 `[batch, height, width, channels]`, height and width
-      static.
+    images: float32 `[batch, size, size, channels]`, size static.
     angles: float32 `[batch]`, in radians.
 
   Returns:
-    `[batch, height, width, channels]`.
+    `[batch, size, size, channels]`.
   """
-  height, width = images.shape[1], images.shape[2]
+  size = images.shape[1]
   cos, sin = tf.cos(angles), tf.sin(angles)
   # Each row maps an output pixel (x, y) to the input pixel it samples.
-  x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2
-  y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2
+  x_offset = ((size - 1) - (cos * (size - 1) - sin * (size - 1))) / 2
+  y_offset = ((size - 1) - (sin * (size - 1) + cos * (size - 1))) / 2
   zeros = tf.zeros_like(angles)
   transforms = tf.stack(
       [cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], axis=1)
-  return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images,
-      transforms=transforms,
-      output_shape=[height, width],
-      fill_value=0.0,
-      interpolation='NEAREST',
-      fill_mode='CONSTANT')
+  return project(images, transforms, output_size=size,
+                 interpolation='NEAREST')
 
 
 def standardized_features(images: tf.Tensor, labels: tf.Tensor,

@@ -70,6 +70,20 @@ class ImageOpsTest(tf.test.TestCase):
     self.assertAllEqual(
         rotated, _in_tf_data(image_ops.rotate, images, angles))
 
+  def testProject(self):
+    """A translation to a larger frame: out[y, x] = in[y - 1, x - 2]."""
+    images = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 1) + 1
+    transforms = np.array([[1, 0, -2, 0, 1, -1, 0, 0],
+                           [1, 0, 0, 0, 1, 0, 0, 0]], np.float32)
+    expected = np.zeros((2, 6, 6, 1), np.float32)
+    expected[0, 1:5, 2:6] = images[0]
+    expected[1, :4, :4] = images[1]
+    for run in (lambda *a: image_ops.project(
+                    *a, output_size=6, interpolation='BILINEAR'),
+                lambda *a: _in_tf_data(lambda x, t: image_ops.project(
+                    x, t, output_size=6, interpolation='BILINEAR'), *a)):
+      self.assertAllEqual(expected, run(images, transforms))
+
   def testRotateFillsWithZeros(self):
     images = np.ones((1, 8, 8, 1), np.float32)
     rotated = image_ops.rotate(tf.constant(images),

@@ -8,6 +8,9 @@ fail the same way everywhere: with the path and the command that makes it.
 import gzip
 import os
 from typing import BinaryIO, Callable, List, Optional, Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -17,6 +20,8 @@ _INTERLEAVE_FILES = 4
 # Records counted per step while a file is checked; large batches keep the
 # per-record overhead of tf.data out of the check.
 _CHECK_BATCH = 4096
+# Seconds to wait for a download server to answer.
+_CONNECT_TIMEOUT_SECONDS = 10
 
 
 def sharded_filenames(prefix: str, num_shards: int) -> List[str]:
@@ -162,7 +167,8 @@ def example_int(example: tf.train.Example, key: str) -> int:
 
 def read_files(
     paths: Sequence[str], train: bool,
-    reader: Callable[[tf.Tensor], tf.data.Dataset] = tf.data.TFRecordDataset
+    reader: Callable[[tf.Tensor], tf.data.Dataset] = tf.data.TFRecordDataset,
+    input_context: Optional[tf.distribute.InputContext] = None
 ) -> tf.data.Dataset:
   """Records of `paths`: in file order, or interleaved for training.
 
@@ -171,19 +177,38 @@ def read_files(
     train: read the files in a shuffled order, several at once (the records
       are shuffled later by `batch_dataset`); otherwise one after the other.
     reader: makes the dataset of one file's records from its path.
+    input_context: this input pipeline's place among several (multi-worker
+      training); None: read everything.
 
   Returns:
-    A dataset of scalar tf.string records.
+    A dataset of scalar tf.string records: with an input_context, this
+    pipeline's share, taken before any record is parsed.
   """
   files = tf.data.Dataset.from_tensor_slices(list(paths))
+  num_pipelines = input_context.num_input_pipelines if input_context else 1
+  share_files = num_pipelines > 1 and len(paths) >= num_pipelines
+  if share_files:
+    files = files.shard(num_pipelines, input_context.input_pipeline_id)
   if not train:
-    return files.flat_map(reader)
-  files = files.shuffle(len(paths), reshuffle_each_iteration=True)
-  return files.interleave(
-      reader,
-      cycle_length=min(len(paths), _INTERLEAVE_FILES),
-      num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=False)
+    dataset = files.flat_map(reader)
+  else:
+    files = files.shuffle(len(paths), reshuffle_each_iteration=True)
+    dataset = files.interleave(
+        reader,
+        cycle_length=min(len(paths), _INTERLEAVE_FILES),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False)
+  return shard(dataset, input_context) if not share_files else dataset
+
+
+def shard(dataset: tf.data.Dataset,
+          input_context: Optional[tf.distribute.InputContext]
+         ) -> tf.data.Dataset:
+  """This input pipeline's share of unparsed examples (every N-th one)."""
+  if input_context is None or input_context.num_input_pipelines == 1:
+    return dataset
+  return dataset.shard(input_context.num_input_pipelines,
+                       input_context.input_pipeline_id)
 
 
 def batch_dataset(dataset: tf.data.Dataset, batch_size: int, train: bool,
@@ -210,6 +235,68 @@ def batch_dataset(dataset: tf.data.Dataset, batch_size: int, train: bool,
   return dataset.batch(batch_size)
 
 
+def _check_reachable(url: str) -> None:
+  """Raises ConnectionError unless the server of url answers in time.
+
+  Args:
+    url: a file on the server.
+
+  Raises:
+    ConnectionError: if the server does not answer within
+      _CONNECT_TIMEOUT_SECONDS.
+  """
+  try:
+    with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'),
+                                timeout=_CONNECT_TIMEOUT_SECONDS):
+      pass
+  except urllib.error.HTTPError:
+    pass  # The server answered, if only to refuse the request.
+  except OSError as error:
+    raise ConnectionError(
+        f'cannot reach {urllib.parse.urlsplit(url).netloc}: {error}'
+    ) from error
+
+
+def prepare_tfds(name: str, data_dir: Optional[str] = None, *,
+                 server_url: Optional[str] = None) -> tfds.core.DatasetBuilder:
+  """Returns a tensorflow-datasets builder, preparing its data when needed.
+
+  Args:
+    name: the tensorflow-datasets name, e.g. 'mnist' or 'cifar10'.
+    data_dir: tensorflow-datasets' data directory (None: its default,
+      ~/tensorflow_datasets).
+    server_url: a file that tensorflow-datasets downloads; when given, its
+      server must answer within _CONNECT_TIMEOUT_SECONDS before the download
+      starts, which without network retries for minutes (3.5 for mnist).
+
+  Returns:
+    The builder of the prepared data set.
+
+  Raises:
+    FileNotFoundError: if the data set is not prepared and cannot be
+      downloaded (no network); the one-line message says what to download
+      where.
+  """
+  builder = tfds.builder(name, data_dir=data_dir)
+  if not builder.is_prepared():
+    # builder.data_dir is ROOT/name/version.
+    root = os.path.dirname(os.path.dirname(builder.data_dir))
+    try:
+      if server_url:
+        _check_reachable(server_url)
+      builder.download_and_prepare()
+    # A download can fail in many ways (no network, a missing optional
+    # dependency of the downloader); all of them call for the same remedy.
+    except Exception as error:  # pylint: disable=broad-except
+      raise FileNotFoundError(
+          f'tensorflow-datasets has no prepared {name!r} in {root} and could '
+          f'not download it ({error}). On a machine with network access run '
+          f'`python -c "import tensorflow_datasets as tfds; '
+          f'tfds.builder({name!r}, data_dir=\'DIR\').download_and_prepare()"` '
+          f'and copy DIR/{name} into {root}.') from error
+  return builder
+
+
 def load_tfds(name: str, split: str,
               data_dir: Optional[str] = None) -> tf.data.Dataset:
   """Loads a tensorflow-datasets split, preparing it first when needed.
@@ -224,23 +311,7 @@ def load_tfds(name: str, split: str,
     A dataset of the split's feature dictionaries, in the stored order.
 
   Raises:
-    FileNotFoundError: if the data set is not prepared and cannot be
-      downloaded (no network); the message says what to download where.
+    FileNotFoundError: see `prepare_tfds`.
   """
-  builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
-    # builder.data_dir is ROOT/name/version.
-    root = os.path.dirname(os.path.dirname(builder.data_dir))
-    try:
-      builder.download_and_prepare()
-    # A download can fail in many ways (no network, a missing optional
-    # dependency of the downloader); all of them call for the same remedy.
-    except Exception as error:  # pylint: disable=broad-except
-      raise FileNotFoundError(
-          f'tensorflow-datasets has no prepared {name!r} in {root} and could '
-          f'not download it ({error}). On a machine with network access '
-          f'run\n  python -c "import tensorflow_datasets as tfds; '
-          f'tfds.builder({name!r}, data_dir=\'DIR\').download_and_prepare()"'
-          f'\nand copy DIR/{name} into {root}, or use the original files '
-          '(see README, "Preparing the data").') from error
-  return builder.as_dataset(split=split, shuffle_files=False)
+  return prepare_tfds(name, data_dir).as_dataset(split=split,
+                                                 shuffle_files=False)

@@ -1,8 +1,11 @@
 """Tests for records: file names, checks, reading order and tfds loading."""
 
 import gzip
+import http.server
 import os
 import tempfile
+import threading
+import time
 from unittest import mock
 
 import numpy as np
@@ -119,6 +122,26 @@ class RecordsTest(tf.test.TestCase):
     self.assertCountEqual(
         [b'%d-%d' % (i, j) for i in range(6) for j in range(4)], read)
 
+  def testReadFilesSharesFilesOrRecordsAmongPipelines(self):
+    tmp = self._tmpdir()
+    for num_files in (4, 1):  # Files per pipeline, or every N-th record.
+      paths = [os.path.join(tmp, f'{num_files}shard{i}')
+               for i in range(num_files)]
+      for i, path in enumerate(paths):
+        _write_records(path, [b'%d-%d' % (i, j) for j in range(6)])
+      shares = [
+          list(records.read_files(
+              paths, train=True,
+              input_context=tf.distribute.InputContext(
+                  num_input_pipelines=2, input_pipeline_id=pipeline)
+          ).as_numpy_iterator())
+          for pipeline in range(2)]
+      self.assertEmpty(set(shares[0]) & set(shares[1]))
+      self.assertCountEqual(shares[0] + shares[1],
+                            [b'%d-%d' % (i, j) for i in range(num_files)
+                             for j in range(6)])
+      self.assertLen(shares[0], 3 * num_files)
+
   def testBatchDatasetTest(self):
     batches = list(records.batch_dataset(
         tf.data.Dataset.range(10), 4, train=False,
@@ -150,9 +173,42 @@ class RecordsTest(tf.test.TestCase):
                            side_effect=ConnectionError('network down')):
       with self.assertRaisesRegex(
           FileNotFoundError,
-          f'(?s)no prepared \'mnist\' in {data_dir} .*network down.*'
-          'download_and_prepare.*copy DIR/mnist into'):
+          f'^tensorflow-datasets has no prepared \'mnist\' in {data_dir} '
+          '.*network down.*download_and_prepare.*copy DIR/mnist into'):
         records.load_tfds('mnist', 'train', data_dir)
+
+  def testPrepareTfdsFailsFastWithoutServer(self):
+    data_dir = self._tmpdir()
+    download = mock.Mock()
+    start = time.monotonic()
+    with mock.patch.object(tfds.core.DatasetBuilder, 'download_and_prepare',
+                           download):
+      # .invalid never resolves (RFC 6761), online or not.
+      with self.assertRaisesRegex(
+          FileNotFoundError,
+          '^[^\n]*could not download it \\(cannot reach capsules.invalid'):
+        records.prepare_tfds('mnist', data_dir,
+                             server_url='https://capsules.invalid/a.gz')
+    self.assertLess(time.monotonic() - start, 15)
+    download.assert_not_called()
+
+  def testPrepareTfdsDownloadsWhenServerAnswers(self):
+    """A server that answers, even 404 to a HEAD request, is reachable."""
+    server = http.server.HTTPServer(('127.0.0.1', 0),
+                                    http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    download = mock.Mock()
+    try:
+      with mock.patch.object(tfds.core.DatasetBuilder,
+                             'download_and_prepare', download):
+        records.prepare_tfds(
+            'mnist', self._tmpdir(),
+            server_url=f'http://127.0.0.1:{server.server_port}/missing.gz')
+    finally:
+      server.shutdown()
+      server.server_close()
+    download.assert_called_once()
 
 
 if __name__ == '__main__':

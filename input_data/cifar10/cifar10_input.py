@@ -160,7 +160,9 @@ def inputs(split: str,
            batch_size: int,
            source: str = 'bin',
            tfds_data_dir: Optional[str] = None,
-           batch_capacity: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
+           batch_capacity: int = SHUFFLE_BUFFER,
+           input_context: Optional[tf.distribute.InputContext] = None
+          ) -> tf.data.Dataset:
   """Reads CIFAR-10 batches for training or testing.
 
   Training batches are shuffled, endless and all of batch_size examples;
@@ -176,6 +178,9 @@ def inputs(split: str,
       cifar10 (same preprocessing).
     tfds_data_dir: tensorflow-datasets' data directory (None: its default).
     batch_capacity: examples in the training shuffle buffer.
+    input_context: this input pipeline's place among several (multi-worker
+      training): it reads only its share of the records, before parsing.
+      None: all of them.
 
   Returns:
     A dataset of feature dictionaries (see the module doc); every dimension
@@ -195,11 +200,14 @@ def inputs(split: str,
     _check_binary_files(paths, _download_command(data_dir))
     dataset = records.read_files(
         paths, train,
-        lambda path: tf.data.FixedLengthRecordDataset(path, RECORD_BYTES))
+        lambda path: tf.data.FixedLengthRecordDataset(path, RECORD_BYTES),
+        input_context=input_context)
     decode = _decode
   elif source == 'tfds':
-    dataset = records.load_tfds('cifar10', split, tfds_data_dir).map(
-        lambda example: (example['image'], example['label']))
+    dataset = records.shard(
+        records.load_tfds('cifar10', split, tfds_data_dir),
+        input_context).map(lambda example: (example['image'],
+                                            example['label']))
     decode = lambda images, labels: (images, tf.cast(labels, tf.int32))
   else:
     raise ValueError(f'source must be bin or tfds, got {source!r}')

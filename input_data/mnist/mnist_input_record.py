@@ -7,7 +7,7 @@ Reads the records that `mnist_shift` writes:
   `valid_test_0shifted_mnist.tfrecords` (the names mnist_shift gives the
   valid_train and valid_test splits);
 - MultiMNIST: the shards of a pattern `path/name.tfrecords@N` passed as
-  data_dir.
+  data_dir. (`generated_input` makes the same pairs on the fly instead.)
 
 Each batch is a dictionary of tensors, channels first, pixels in [0, 1]:
   images: float32 `[batch, 1, height, width]`.
@@ -58,6 +58,18 @@ _MULTI_FEATURES = {
 }
 
 
+def to_images(pixels: tf.Tensor) -> tf.Tensor:
+  """Turns uint8 digit images into the models' input, floats in [0, 1].
+
+  Args:
+    pixels: uint8 `[batch, height, width]`.
+
+  Returns:
+    float32 `[batch, 1, height, width]`.
+  """
+  return tf.cast(pixels[:, None], tf.float32) / MAX_PIXEL
+
+
 def _decode_images(raw: tf.Tensor, height: int, width: int) -> tf.Tensor:
   """Decodes a batch of uint8 digit images to floats in [0, 1].
 
@@ -69,11 +81,10 @@ def _decode_images(raw: tf.Tensor, height: int, width: int) -> tf.Tensor:
   Returns:
     float32 `[batch, 1, height, width]`.
   """
-  pixels = tf.io.decode_raw(raw, tf.uint8)
-  images = tf.reshape(pixels, [-1, DEPTH, height, width])
+  pixels = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, height, width])
   # Keeps the static batch size of training batches, which reshape loses.
-  images.set_shape(raw.shape.concatenate([DEPTH, height, width]))
-  return tf.cast(images, tf.float32) / MAX_PIXEL
+  pixels.set_shape(raw.shape.concatenate([height, width]))
+  return to_images(pixels)
 
 
 def _distort(images: tf.Tensor, train: bool) -> tf.Tensor:
@@ -103,6 +114,52 @@ def _distort(images: tf.Tensor, train: bool) -> tf.Tensor:
   return tf.transpose(images, [0, 3, 1, 2])
 
 
+def digit_features(images: tf.Tensor,
+                   labels: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """The feature dictionary of single digits (see the module doc).
+
+  Args:
+    images: float32 `[batch, 1, height, width]`.
+    labels: int32 `[batch]`.
+
+  Returns:
+    images, one-hot labels, recons_image (the images) and recons_label.
+  """
+  return {
+      'images': images,
+      'labels': tf.one_hot(labels, NUM_CLASSES),
+      'recons_image': images,
+      'recons_label': labels,
+  }
+
+
+def pair_features(merged: tf.Tensor, image_1: tf.Tensor, label_1: tf.Tensor,
+                  image_2: tf.Tensor,
+                  label_2: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """The feature dictionary of MultiMNIST pairs (see the module doc).
+
+  Args:
+    merged: float32 `[batch, 1, height, width]`, the overlaid pair.
+    image_1: float32 `[batch, 1, height, width]`, the first digit.
+    label_1: int32 `[batch]`, its class.
+    image_2: float32 `[batch, 1, height, width]`, the second digit.
+    label_2: int32 `[batch]`, its class.
+
+  Returns:
+    images (the merged pair), two-hot labels, recons_image and recons_label
+    (the first digit), spare_image and spare_label (the second digit).
+  """
+  return {
+      'images': merged,
+      'labels': (tf.one_hot(label_1, NUM_CLASSES) +
+                 tf.one_hot(label_2, NUM_CLASSES)),
+      'recons_image': image_1,
+      'recons_label': label_1,
+      'spare_image': image_2,
+      'spare_label': label_2,
+  }
+
+
 def _single_features(serialized: tf.Tensor, height: int, distort: bool,
                      train: bool) -> Dict[str, tf.Tensor]:
   """Parses a batch of single-digit records into the feature dictionary.
@@ -114,19 +171,13 @@ def _single_features(serialized: tf.Tensor, height: int, distort: bool,
     train: training (random) or test distortion.
 
   Returns:
-    images, labels, recons_image and recons_label (see the module doc).
+    The `digit_features`.
   """
   parsed = tf.io.parse_example(serialized, _SINGLE_FEATURES)
   images = _decode_images(parsed['image_raw'], height, height)
   if distort:
     images = _distort(images, train)
-  label = tf.cast(parsed['label'], tf.int32)
-  return {
-      'images': images,
-      'labels': tf.one_hot(label, NUM_CLASSES),
-      'recons_image': images,
-      'recons_label': label,
-  }
+  return digit_features(images, tf.cast(parsed['label'], tf.int32))
 
 
 def _multi_features(serialized: tf.Tensor, height: int,
@@ -139,21 +190,15 @@ def _multi_features(serialized: tf.Tensor, height: int,
     width: image width.
 
   Returns:
-    images (the merged pair), two-hot labels, recons_image and recons_label
-    (the first digit), spare_image and spare_label (the second digit).
+    The `pair_features`.
   """
   parsed = tf.io.parse_example(serialized, _MULTI_FEATURES)
-  label_1 = tf.cast(parsed['label_1'], tf.int32)
-  label_2 = tf.cast(parsed['label_2'], tf.int32)
-  return {
-      'images': _decode_images(parsed['merged_raw'], height, width),
-      'labels': (tf.one_hot(label_1, NUM_CLASSES) +
-                 tf.one_hot(label_2, NUM_CLASSES)),
-      'recons_image': _decode_images(parsed['image_raw_1'], height, width),
-      'recons_label': label_1,
-      'spare_image': _decode_images(parsed['image_raw_2'], height, width),
-      'spare_label': label_2,
-  }
+  return pair_features(
+      _decode_images(parsed['merged_raw'], height, width),
+      _decode_images(parsed['image_raw_1'], height, width),
+      tf.cast(parsed['label_1'], tf.int32),
+      _decode_images(parsed['image_raw_2'], height, width),
+      tf.cast(parsed['label_2'], tf.int32))
 
 
 def _create_command(data_dir: str, split: str, shift: int) -> str:
@@ -170,8 +215,9 @@ def _multi_create_command(pattern: str) -> str:
   return ('python -m input_data.mnist.mnist_shift --multi_targets '
           f'--data_dir=MNIST_IDX_DIR --output_dir={os.path.dirname(prefix)} '
           f'--split={split} --shift={shift} --pad=PAD --num_pairs=P '
-          '--max_shard=M   (it writes ceil(num_images * P / M) shards; the '
-          'paper uses --shift=6 --pad=4)')
+          '--max_shard=M --seed=S   (it writes ceil(num_images * P / M) '
+          'shards; the reference README uses --shift=6 --pad=4, the paper\'s '
+          'text --shift=4 --pad=4)')
 
 
 def _single_files(data_dir: str, split: str,
@@ -198,7 +244,9 @@ def inputs(data_dir: str,
            height: Optional[int] = 28,
            distort: bool = False,
            validate: bool = False,
-           batch_capacity: int = 5000) -> tf.data.Dataset:
+           batch_capacity: int = 5000,
+           input_context: Optional[tf.distribute.InputContext] = None
+          ) -> tf.data.Dataset:
   """Reads shifted MNIST (num_targets=1) or MultiMNIST (num_targets=2).
 
   Training batches are shuffled, endless and all of batch_size examples;
@@ -221,6 +269,9 @@ def inputs(data_dir: str,
     validate: single digit only: read the validation files (training images
       10000 on for train, the first 10000 for test).
     batch_capacity: examples in the training shuffle buffer.
+    input_context: this input pipeline's place among several (multi-worker
+      training): it reads only its share of the records, before parsing.
+      None: all of them.
 
   Returns:
     A dataset of feature dictionaries (see the module doc); every dimension
@@ -266,7 +317,7 @@ def inputs(data_dir: str,
   else:
     parse = lambda batch: _multi_features(batch, record_height, record_width)
 
-  dataset = records.read_files(paths, train)
+  dataset = records.read_files(paths, train, input_context=input_context)
   dataset = records.batch_dataset(dataset, batch_size, train, batch_capacity)
   dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.prefetch(tf.data.AUTOTUNE)

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_data import records
+from input_data.mnist import canvas
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_shift
 
@@ -51,8 +52,10 @@ class MnistInputRecordTest(tf.test.TestCase):
     self.assertEqual([8, 1, 28, 28], spec['images'].shape.as_list())
     self.assertEqual([8, 10], spec['labels'].shape.as_list())
     self.assertEqual(tf.int32, spec['recons_label'].dtype)
-    copies = mnist_shift.shift_images(mnist_shift.pad_images(self.images, 0),
-                                      mnist_shift.all_shifts(2), 2)
+    shifts = mnist_shift.all_shifts(2).astype(np.int32)
+    copies = canvas.place(  # [4 * 25, 28, 28], image by image
+        np.repeat(self.images, 25, axis=0), np.tile(shifts, (4, 1)), pad=0,
+        shift=2).numpy().reshape(4, 25, 28, 28)
     for batch in dataset.take(30):  # 240 examples: more than one epoch
       self.assertAllEqual(batch['images'], batch['recons_image'])
       self.assertAllEqual(tf.one_hot(batch['recons_label'], 10),
@@ -142,7 +145,8 @@ class MnistInputRecordTest(tf.test.TestCase):
     images = self.rng.integers(0, 256, (num_images, 28, 28), np.uint8)
     labels = (np.arange(num_images) % 3).astype(np.uint8)
     filenames = mnist_shift.shift_write_multi_mnist(
-        images, labels, prefix, 2, 4, max_shard, num_pairs, self.rng)
+        images, labels=labels, file_prefix=prefix, shift=2, pad=4,
+        max_shard=max_shard, num_pairs=num_pairs, seed=0)
     return f'{prefix}@{len(filenames)}', filenames
 
   def testMultiTest(self):

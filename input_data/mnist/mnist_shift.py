@@ -6,9 +6,11 @@ Single digit: every image is zero padded by --pad and written once per
 
 MultiMNIST (--multi_targets): every image, shifted at random, is overlaid on
 --num_pairs other images of a different digit (each shifted at random too) by
-a pixelwise sum clipped at 255. The pairs go to the shards
-`multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N`, at most
---max_shard records each, each record to a random shard.
+a pixelwise sum clipped at 255: the first epoch of `canvas.MultiMnist` with
+--seed, the pairs that the input pipelines generate on the fly from the same
+seed, in the same order. They go to the shards
+`multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N` in that order,
+--max_shard records each (the last possibly fewer).
 
 The splits: train and test are the whole idx files; valid_train is the
 training images from index 10000 on and valid_test the first 10000. The
@@ -21,8 +23,9 @@ Usage (the records go to --output_dir, by default --data_dir):
       --shift=6 --pad=4 --multi_targets --num_pairs=1000 --max_shard=100000
 """
 
+import itertools
 import os
-from typing import BinaryIO, Dict, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Iterator, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -31,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_data import records
+from input_data.mnist import canvas
 
 FLAGS = flags.FLAGS
 
@@ -197,11 +201,6 @@ def read_tfds_data(split: str, tfds_data_dir: Optional[str] = None
   return select_split(np.concatenate(images), np.concatenate(labels), split)
 
 
-def pad_images(images: np.ndarray, pad: int) -> np.ndarray:
-  """Zero pads `[num_images, h, w]` images by `pad` pixels on every side."""
-  return np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
-
-
 def all_shifts(shift: int) -> np.ndarray:
   """Every (row, column) shift in [-shift, shift], row-major.
 
@@ -217,48 +216,23 @@ def all_shifts(shift: int) -> np.ndarray:
   return np.stack([rows.ravel(), cols.ravel()], axis=1)
 
 
-def shift_images(images: np.ndarray, shifts: np.ndarray,
-                 max_shift: int) -> np.ndarray:
-  """Shifts images by whole pixels, filling with zeros.
-
-  A shift of (1, -2) moves the content one row down and two columns left:
-  `out[r, c] = image[r - 1, c + 2]`.
-
-  Args:
-    images: `[num_images, h, w]`.
-    shifts: int `[num_images, k, 2]` (or `[k, 2]` for the same k shifts of
-      every image), (row, column) shifts with |shift| <= max_shift.
-    max_shift: bound of the shifts.
-
-  Returns:
-    `[num_images, k, h, w]`, the k shifted copies of each image.
-  """
-  height, width = images.shape[1:]
-  padded = np.pad(images, ((0, 0), (max_shift, max_shift),
-                           (max_shift, max_shift)))
-  # windows[n, a, b] is padded[n, a:a + h, b:b + w], the image shifted by
-  # (max_shift - a, max_shift - b); a view, nothing is copied yet.
-  windows = np.lib.stride_tricks.sliding_window_view(
-      padded, (height, width), axis=(1, 2))
-  shifts = np.broadcast_to(shifts, (len(images),) + shifts.shape[-2:])
-  index = np.arange(len(images))[:, None]
-  return windows[index, max_shift - shifts[..., 0], max_shift - shifts[..., 1]]
-
-
 def shift_2d(image: np.ndarray, shift: Sequence[int],
              max_shift: int) -> np.ndarray:
   """Shifts one 2D image by (row, column) `shift`, as the reference did.
 
+  A shift of (1, -2) moves the content one row down and two columns left.
+
   Args:
-    image: `[h, w]`.
+    image: `[h, h]`.
     shift: (row, column) shift, each in [-max_shift, max_shift].
     max_shift: bound of the shift.
 
   Returns:
-    `[h, w]`, zero filled.
+    `[h, h]`, zero filled.
   """
-  image = np.asarray(image)
-  return shift_images(image[None], np.array([shift]), max_shift)[0, 0]
+  shifts = tf.constant([shift], tf.int32)
+  return canvas.place(tf.constant(image)[None], shifts, pad=0,
+                      shift=max_shift)[0].numpy()
 
 
 def _int64(value: int) -> tf.train.Feature:
@@ -288,7 +262,7 @@ def single_example(image: np.ndarray, label: int) -> bytes:
   feature['label'] = _int64(int(label))
   feature['image_raw'] = records.bytes_feature(image.tobytes())
   example = tf.train.Example(features=tf.train.Features(feature=feature))
-  return example.SerializeToString()
+  return example.SerializeToString(deterministic=True)
 
 
 def multi_example(image_1: np.ndarray, label_1: int, image_2: np.ndarray,
@@ -313,7 +287,7 @@ def multi_example(image_1: np.ndarray, label_1: int, image_2: np.ndarray,
   feature['image_raw_2'] = records.bytes_feature(image_2.tobytes())
   feature['merged_raw'] = records.bytes_feature(merged.tobytes())
   example = tf.train.Example(features=tf.train.Features(feature=feature))
-  return example.SerializeToString()
+  return example.SerializeToString(deterministic=True)
 
 
 def shift_write_mnist(images: np.ndarray, labels: np.ndarray, filename: str,
@@ -332,65 +306,20 @@ def shift_write_mnist(images: np.ndarray, labels: np.ndarray, filename: str,
   Returns:
     The number of records written, num_images * (2 * shift + 1)^2.
   """
-  shifts = all_shifts(shift)
+  shifts = all_shifts(shift).astype(np.int32)
   chunk = max(1, _CHUNK_RECORDS // len(shifts))
   count = 0
   with tf.io.TFRecordWriter(filename) as writer:
     for start in range(0, len(images), chunk):
-      padded = pad_images(images[start:start + chunk], pad)
-      copies = shift_images(padded, shifts, shift)  # [chunk, k, h, w]
-      for image_copies, label in zip(copies, labels[start:start + chunk]):
-        for image in image_copies:
-          writer.write(single_example(image, label))
-          count += 1
+      digits = images[start:start + chunk]
+      copies = canvas.place(  # [chunk * k, h, w], image by image
+          np.repeat(digits, len(shifts), axis=0),
+          np.tile(shifts, (len(digits), 1)), pad=pad, shift=shift).numpy()
+      for image, label in zip(copies, np.repeat(labels[start:start + chunk],
+                                                len(shifts))):
+        writer.write(single_example(image, label))
+        count += 1
   return count
-
-
-def choose_partners(labels: np.ndarray, num_pairs: int,
-                    rng: np.random.Generator) -> np.ndarray:
-  """Draws, for each image, num_pairs distinct images of another digit.
-
-  Each row is a uniform random set of images of other digits. (The reference
-  drew 2 * num_pairs candidates and kept those of another digit, so some
-  images got fewer than num_pairs partners.)
-
-  Args:
-    labels: `[num_images]`.
-    num_pairs: partners per image.
-    rng: the random generator.
-
-  Returns:
-    int32 `[num_images, num_pairs]`, indices into labels.
-
-  Raises:
-    ValueError: if a digit has fewer than num_pairs images of other digits.
-  """
-  order = np.argsort(labels, kind='stable').astype(np.int32)
-  digits, starts, counts = np.unique(
-      labels[order], return_index=True, return_counts=True)
-  own = np.searchsorted(digits, labels)  # [num_images], index into digits
-  others = len(labels) - counts[own]  # [num_images]
-  if num_pairs > others.min():
-    raise ValueError(
-        f'num_pairs={num_pairs} but some digit has only {others.min()} '
-        'images of other digits to pair with')
-  # A rank among the images of other digits, in the label-sorted order with
-  # the block of the image's own digit left out.
-  ranks = rng.integers(0, others[:, None], (len(labels), num_pairs))
-  pending = np.arange(len(labels))
-  while len(pending):
-    # Redraw every repeat of an earlier value in its row; this keeps each
-    # row a uniform random set, and repeats get rarer with each round.
-    columns = np.argsort(ranks[pending], axis=1, kind='stable')
-    values = np.take_along_axis(ranks[pending], columns, axis=1)
-    repeats = np.zeros(values.shape, bool)
-    repeats[:, 1:] = values[:, 1:] == values[:, :-1]
-    rows, sorted_cols = np.nonzero(repeats)
-    redraw = (pending[rows], columns[rows, sorted_cols])
-    ranks[redraw] = rng.integers(0, others[redraw[0]])
-    pending = np.unique(redraw[0])
-  ranks += np.where(ranks >= starts[own, None], counts[own, None], 0)
-  return order[ranks]
 
 
 def num_shards(num_records: int, max_shard: int) -> int:
@@ -398,35 +327,30 @@ def num_shards(num_records: int, max_shard: int) -> int:
   return -(-num_records // max_shard)
 
 
-def shard_turns(num_records: int, max_shard: int,
-                rng: np.random.Generator) -> np.ndarray:
-  """Assigns each record a random shard holding at most max_shard records.
-
-  As the reference: a random permutation of max_shard slots per shard, of
-  which the first num_records are used.
-
-  Args:
-    num_records: records to write.
-    max_shard: the most records a shard may hold.
-    rng: the random generator.
-
-  Returns:
-    int `[num_records]`, shard indices in [0, num_shards(...)).
-  """
-  shards = np.arange(num_shards(num_records, max_shard), dtype=np.int32)
-  slots = np.repeat(shards, max_shard)
-  return rng.permutation(slots)[:num_records]
+def _multi_records(generator: canvas.MultiMnist) -> Iterator[bytes]:
+  """Serialized pairs of the generator's first epoch, in its order."""
+  for round_index in range(generator.num_pairs):
+    plan = generator.plan(round_index)
+    for start in range(0, generator.num_images, _CHUNK_RECORDS):
+      rows = canvas.PairPlan(*(column[start:start + _CHUNK_RECORDS]
+                               for column in plan))
+      pairs = [array.numpy() for array in generator.compose(rows)]
+      for label_1, image_1, label_2, image_2, merged in zip(*pairs):
+        yield multi_example(image_1, label_1, image_2, label_2, merged)
 
 
-def shift_write_multi_mnist(images: np.ndarray, labels: np.ndarray,
+def shift_write_multi_mnist(images: np.ndarray, *, labels: np.ndarray,
                             file_prefix: str, shift: int, pad: int,
                             max_shard: int, num_pairs: int,
-                            rng: np.random.Generator) -> Sequence[str]:
-  """Writes num_pairs overlaid pairs per image to random shards.
+                            seed: int) -> Sequence[str]:
+  """Writes num_pairs MultiMNIST pairs per image to shards.
 
-  Each image, padded and then shifted at random (one shift for all its
-  pairs), is the first digit of num_pairs records; the second digits are
-  other images of another digit, each shifted at random.
+  The pairs are the first epoch of `canvas.MultiMnist` with this seed, the
+  stream that `generated_input.multi_mnist_inputs` makes for training: the
+  same pairs in the same order, shard after shard, max_shard in each (the
+  last possibly fewer), so that reading the shards in order gives the
+  generated stream. (The reference put each pair in a random shard; the
+  stream is in a random order already.)
 
   Args:
     images: uint8 `[num_images, 28, 28]`.
@@ -436,42 +360,23 @@ def shift_write_multi_mnist(images: np.ndarray, labels: np.ndarray,
     pad: zero padding on every side, before shifting.
     max_shard: the most records per shard.
     num_pairs: records per image.
-    rng: the random generator; seeding it makes the files reproducible.
+    seed: seed (>= 0) of the draws; the same seed writes the same files.
 
   Returns:
     The shard paths written.
+
+  Raises:
+    ValueError: see `canvas.MultiMnist`.
   """
-  num_images = len(images)
-  partners = choose_partners(labels, num_pairs, rng)
-  base_shifts = rng.integers(-shift, shift + 1, (num_images, 1, 2), np.int32)
-  top_shifts = rng.integers(-shift, shift + 1, (num_images, num_pairs, 2),
-                            np.int32)
-  turns = shard_turns(num_images * num_pairs, max_shard, rng).reshape(
-      num_images, num_pairs)
+  generator = canvas.MultiMnist(images, labels, shift=shift, pad=pad,
+                                num_pairs=num_pairs, seed=seed)
   filenames = records.sharded_filenames(
-      file_prefix, num_shards(num_images * num_pairs, max_shard))
-  padded = pad_images(images, pad)
-  chunk = max(1, _CHUNK_RECORDS // num_pairs)
-  writers = [tf.io.TFRecordWriter(name) for name in filenames]
-  try:
-    for start in range(0, num_images, chunk):
-      rows = slice(start, start + chunk)
-      bases = shift_images(padded[rows], base_shifts[rows], shift)[:, 0]
-      tops_flat = shift_images(padded[partners[rows].ravel()],
-                               top_shifts[rows].reshape(-1, 1, 2), shift)
-      tops = tops_flat.reshape(partners[rows].shape + bases.shape[1:])
-      merged = np.minimum(bases[:, None].astype(np.int32) + tops, MAX_PIXEL)
-      merged = merged.astype(np.uint8)
-      for i, base in enumerate(bases):
-        image_index = start + i
-        for j in range(num_pairs):
-          partner = partners[image_index, j]
-          writers[turns[image_index, j]].write(
-              multi_example(base, labels[image_index], tops[i, j],
-                            labels[partner], merged[i, j]))
-  finally:
-    for writer in writers:
-      writer.close()
+      file_prefix, num_shards(len(images) * num_pairs, max_shard))
+  examples = _multi_records(generator)
+  for filename in filenames:
+    with tf.io.TFRecordWriter(filename) as writer:
+      for example in itertools.islice(examples, max_shard):
+        writer.write(example)
   return filenames
 
 
@@ -503,8 +408,10 @@ def _define_flags() -> None:
                        lower_bound=0)
   flags.DEFINE_enum('split', 'train', list(SPLITS),
                     'The split of data to process.')
-  flags.DEFINE_integer('seed', None,
-                       'Seed of the MultiMNIST draws; unset: random.')
+  flags.DEFINE_integer('seed', 0,
+                       'Seed of the MultiMNIST draws; the input pipelines '
+                       '(input_data.datasets) generate the same pairs from '
+                       'the same seed.', lower_bound=0)
   flags.register_multi_flags_validator(
       ['multi_targets', 'num_pairs', 'max_shard'],
       lambda f: not f['multi_targets'] or (f['num_pairs'] > 0 and
@@ -525,8 +432,9 @@ def main(argv: Sequence[str]) -> None:
       FLAGS.split, FLAGS.shift, FLAGS.multi_targets))
   if FLAGS.multi_targets:
     written = shift_write_multi_mnist(
-        images, labels, path, FLAGS.shift, FLAGS.pad, FLAGS.max_shard,
-        FLAGS.num_pairs, np.random.default_rng(FLAGS.seed))
+        images, labels=labels, file_prefix=path, shift=FLAGS.shift,
+        pad=FLAGS.pad, max_shard=FLAGS.max_shard, num_pairs=FLAGS.num_pairs,
+        seed=FLAGS.seed)
     logging.info('Wrote %d pairs to %s', len(images) * FLAGS.num_pairs,
                  f'{path}@{len(written)}')
   else:

@@ -11,6 +11,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from input_data import records
+from input_data.mnist import canvas
+from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_shift
 
@@ -140,20 +142,6 @@ class MnistShiftTest(tf.test.TestCase):
         [[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 0], [0, 1], [1, -1],
          [1, 0], [1, 1]], mnist_shift.all_shifts(1))
 
-  def testShiftImagesMatchesShift2d(self):
-    images = self.rng.integers(1, 256, (4, 6, 6), np.uint8)
-    shifts = self.rng.integers(-3, 4, (4, 5, 2))
-    shifted = mnist_shift.shift_images(images, shifts, 3)
-    self.assertEqual((4, 5, 6, 6), shifted.shape)
-    for i in range(4):
-      for k in range(5):
-        row, col = shifts[i, k]
-        expected = np.zeros((6, 6), np.uint8)
-        expected[max(row, 0):6 + min(row, 0), max(col, 0):6 + min(col, 0)] = (
-            images[i, max(-row, 0):6 - max(row, 0),
-                   max(-col, 0):6 - max(col, 0)])
-        self.assertAllEqual(expected, shifted[i, k])
-
   def testShiftWriteMnist(self):
     """Each image gives (2*shift+1)^2 padded, shifted, zero-filled records."""
     images = self.rng.integers(1, 256, (3, 28, 28), np.uint8)
@@ -173,13 +161,6 @@ class MnistShiftTest(tf.test.TestCase):
       expected[2 + row:30 + row, 2 + col:30 + col] = images[image_index]
       self.assertAllEqual(expected, image_of(example))
 
-  def testPadding(self):
-    image = np.full((1, 28, 28), 7, np.uint8)
-    padded = mnist_shift.pad_images(image, 4)
-    self.assertEqual((1, 36, 36), padded.shape)
-    self.assertEqual(7 * 28 * 28, padded.sum())
-    self.assertAllEqual(image[0], padded[0, 4:-4, 4:-4])
-
   def testRecordParsesWithReferenceSpec(self):
     image = self.rng.integers(0, 256, (28, 28), np.uint8)
     parsed = tf.io.parse_single_example(
@@ -197,27 +178,6 @@ class MnistShiftTest(tf.test.TestCase):
     self.assertAllEqual(merged.ravel(),
                         tf.io.decode_raw(parsed['merged_raw'], tf.uint8))
 
-  def testChoosePartners(self):
-    labels = self.rng.integers(0, 10, 300)
-    partners = mnist_shift.choose_partners(labels, 50, self.rng)
-    self.assertEqual((300, 50), partners.shape)
-    self.assertFalse((labels[partners] == labels[:, None]).any())
-    self.assertTrue(all(len(set(row)) == 50 for row in partners))
-    # Few candidates: each row must be the 2 images of the other digit.
-    labels = np.array([0, 0, 1, 1])
-    self.assertAllEqual([[2, 3], [2, 3], [0, 1], [0, 1]],
-                        np.sort(mnist_shift.choose_partners(labels, 2,
-                                                            self.rng)))
-    with self.assertRaisesRegex(ValueError, 'num_pairs=3'):
-      mnist_shift.choose_partners(labels, 3, self.rng)
-
-  def testShardTurns(self):
-    turns = mnist_shift.shard_turns(2500, 1000, self.rng)
-    counts = np.bincount(turns)
-    self.assertLen(counts, 3)
-    self.assertEqual(2500, counts.sum())
-    self.assertLessEqual(counts.max(), 1000)
-
   def testMultiShiftWrite(self):
     """The reference's case: 2 flat images, pad 4, shift 0, 1 pair, 2 shards."""
     colors = [255, 128]
@@ -225,8 +185,8 @@ class MnistShiftTest(tf.test.TestCase):
     labels = np.array([3, 4], np.uint8)
     prefix = os.path.join(self.tmp, 'multitest_0shifted_mnist.tfrecords')
     filenames = mnist_shift.shift_write_multi_mnist(
-        images, labels, prefix, shift=0, pad=4, max_shard=1, num_pairs=1,
-        rng=self.rng)
+        images, labels=labels, file_prefix=prefix, shift=0, pad=4,
+        max_shard=1, num_pairs=1, seed=0)
     self.assertEqual(records.sharded_filenames(prefix, 2), filenames)
     examples = read_records(filenames[0]) + read_records(filenames[1])
     self.assertLen(examples, 2)
@@ -251,17 +211,21 @@ class MnistShiftTest(tf.test.TestCase):
                             'multitrain_2shifted_mnist.tfrecords')
       os.makedirs(os.path.dirname(prefix))
       filenames = mnist_shift.shift_write_multi_mnist(
-          images, labels, prefix, 2, 1, max_shard, num_pairs,
-          np.random.default_rng(seed))
+          images, labels=labels, file_prefix=prefix, shift=2, pad=1,
+          max_shard=max_shard, num_pairs=num_pairs, seed=seed)
       written[run] = [open(f, 'rb').read() for f in filenames]
     self.assertEqual(written['a'], written['b'])
     self.assertNotEqual(written['a'], written['c'])
 
     shards = [read_records(f) for f in records.sharded_filenames(prefix, 4)]
-    self.assertEqual(60, sum(len(s) for s in shards))
-    self.assertLessEqual(max(len(s) for s in shards), max_shard)
+    self.assertEqual([16, 16, 16, 12], [len(s) for s in shards])
     examples = [e for shard in shards for e in shard]
-    padded = mnist_shift.pad_images(images, 1)
+    shifts = mnist_shift.all_shifts(2).astype(np.int32)
+    copies = canvas.place(np.repeat(images, len(shifts), axis=0),
+                          np.tile(shifts, (20, 1)), pad=1, shift=2).numpy()
+    # The bytes of every padded image shifted by at most 2 pixels.
+    shifted = [{c.tobytes() for c in copies[i * 25:(i + 1) * 25]}
+               for i in range(20)]
     uses = np.zeros(20, int)
     for example in examples:
       label_1 = records.example_int(example, 'label_1')
@@ -273,9 +237,8 @@ class MnistShiftTest(tf.test.TestCase):
           np.minimum(image_1.astype(int) + image_2, 255),
           image_of(example, 'merged_raw'))
       # image_1 is one of the padded images shifted by at most 2 pixels.
-      matches = [i for i in range(20) if labels[i] == label_1 and any(
-          np.array_equal(image_1, mnist_shift.shift_2d(padded[i], s, 2))
-          for s in mnist_shift.all_shifts(2))]
+      matches = [i for i in range(20) if labels[i] == label_1 and
+                 image_1.tobytes() in shifted[i]]
       self.assertLen(matches, 1)
       uses[matches[0]] += 1
     # Every image is the first digit of exactly num_pairs records.
@@ -314,6 +277,19 @@ class MnistShiftTest(tf.test.TestCase):
                             capture_output=True, text=True)
     self.assertNotEqual(0, result.returncode)
     self.assertIn('--multi_targets needs --num_pairs > 0', result.stderr)
+    # --seed: the pairs that generated_input makes from the same seed.
+    subprocess.run(command + ['--multi_targets', '--num_pairs=1',
+                              '--max_shard=1', '--shift=6', '--pad=4',
+                              '--seed=3'],
+                   check=True, cwd=root, capture_output=True)
+    written = list(mnist_input_record.inputs(os.path.join(
+        output_dir, 'multivalid_train_6shifted_mnist.tfrecords@2'), 2,
+                                             'test', 2))[0]
+    generated = next(iter(generated_input.multi_mnist_inputs(
+        images[10000:], np.arange(10000, count) % 10, split='test',
+        batch_size=2, shift='reference', num_pairs=1, seed=3, eval_size=2)))
+    for key in generated:
+      self.assertAllEqual(generated[key], written[key])
 
 
 if __name__ == '__main__':

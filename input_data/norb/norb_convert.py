@@ -6,6 +6,8 @@ categories (`-cat.mat`, `[n]`) and the instance, elevation, azimuth and
 lighting of each pair (`-info.mat`, `[n, 4]`), gzipped or not. Each pair
 becomes one tf.train.Example with image_raw (the `[2, 96, 96]` bytes), label,
 height, width, depth and meta (the 4 info values), in file order.
+`read_tfds_split` reads the same values from tensorflow-datasets' smallnorb
+(input_data/prepare.py uses it when the original files are not at hand).
 
 Usage (the records go to --output_dir, by default --data_dir):
   python -m input_data.norb.norb_convert --data_dir=DIR --split=train
@@ -13,7 +15,7 @@ Usage (the records go to --output_dir, by default --data_dir):
 """
 
 import os
-from typing import Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -36,9 +38,21 @@ MATRIX_DTYPES = {
     0x1E3D4C55: np.dtype(np.uint8),
     0x1E3D4C54: np.dtype('<i4'),
 }
+FILE_KINDS = ('dat', 'cat', 'info')
 # The header stores at least this many dimensions, 1 for the unused ones.
 _MIN_HEADER_DIMS = 3
 _HEADER_WORD_BYTES = 4
+_TFDS_READ_BATCH = 1000
+
+
+def records_filename(split: str) -> str:
+  """Name of the record file of a split, the one norb_input_record reads."""
+  return f'{split}duo.tfrecords'
+
+
+def split_filenames(split: str) -> List[str]:
+  """Names of a split's original files (each may also be gzipped)."""
+  return [SMALLNORB_FILES[split].format(kind) for kind in FILE_KINDS]
 
 
 def parse_matrix(data: bytes, name: str) -> np.ndarray:
@@ -86,8 +100,7 @@ def read_split(data_dir: str,
     ValueError: if the three files disagree on the number of pairs.
   """
   arrays = []
-  for kind in ('dat', 'cat', 'info'):
-    name = SMALLNORB_FILES[split].format(kind)
+  for name in split_filenames(split):
     how_to_get = f'wget -P {data_dir} {SMALLNORB_URL}{name}.gz'
     with records.open_maybe_gzipped(os.path.join(data_dir, name),
                                     how_to_get) as f:
@@ -96,6 +109,41 @@ def read_split(data_dir: str,
   if not len(images) == len(labels) == len(info):
     raise ValueError(f'{split}: {len(images)} images, {len(labels)} '
                      f'labels and {len(info)} info rows')
+  return images, labels, info
+
+
+def read_tfds_split(split: str, tfds_data_dir: Optional[str] = None
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Reads a split from tensorflow-datasets' smallnorb, as `read_split` does.
+
+  tensorflow-datasets stores the pairs in an order of its own, and halves
+  the azimuth (0, 2, ..., 34 in the original files); it is doubled back here
+  so that the records hold the original values.
+
+  Args:
+    split: 'train' or 'test'.
+    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
+
+  Returns:
+    uint8 images `[n, 2, 96, 96]`, int labels `[n]` and int info `[n, 4]`
+    (instance, elevation, azimuth, lighting).
+  """
+  dataset = records.load_tfds('smallnorb', split, tfds_data_dir)
+  height, width, _ = dataset.element_spec['image'].shape
+  # Filled in place: the training images alone take 450 MB.
+  images = np.empty((len(dataset), 2, height, width), np.uint8)
+  labels = np.empty(len(dataset), np.int64)
+  info = np.empty((len(dataset), 4), np.int64)
+  start = 0
+  for batch in dataset.batch(_TFDS_READ_BATCH).as_numpy_iterator():
+    rows = slice(start, start + len(batch['label_category']))
+    images[rows, 0] = batch['image'][..., 0]
+    images[rows, 1] = batch['image2'][..., 0]
+    labels[rows] = batch['label_category']
+    info[rows] = np.stack([batch['instance'], batch['label_elevation'],
+                           2 * batch['label_azimuth'],
+                           batch['label_lighting']], axis=1)
+    start = rows.stop
   return images, labels, info
 
 
@@ -121,7 +169,9 @@ def norb_example(image: np.ndarray, label: int, meta: Sequence[int]) -> bytes:
       'meta': records.int64_feature([int(m) for m in meta]),
   }
   example = tf.train.Example(features=tf.train.Features(feature=feature))
-  return example.SerializeToString()
+  # Sorted map keys: protobuf otherwise orders the features differently in
+  # every process, and the same pair would not give the same bytes.
+  return example.SerializeToString(deterministic=True)
 
 
 def write_records(path: str, images: np.ndarray, labels: np.ndarray,
@@ -148,7 +198,7 @@ def main(argv: Sequence[str]) -> None:
   images, labels, info = read_split(FLAGS.data_dir, FLAGS.split)
   output_dir = FLAGS.output_dir or FLAGS.data_dir
   os.makedirs(output_dir, exist_ok=True)
-  path = os.path.join(output_dir, f'{FLAGS.split}duo.tfrecords')
+  path = os.path.join(output_dir, records_filename(FLAGS.split))
   write_records(path, images, labels, info)
   logging.info('Wrote %d records to %s', len(images), path)
 

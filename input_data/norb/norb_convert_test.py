@@ -2,6 +2,8 @@
 
 import gzip
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -83,6 +85,18 @@ class NorbConvertTest(tf.test.TestCase):
       self.assertAllEqual([8, 8, 2], [example['height'], example['width'],
                                       example['depth']])
       self.assertAllEqual(info[i], example['meta'])
+
+  def testNorbExampleSameBytesInEveryProcess(self):
+    code = ('import sys; import numpy as np; '
+            'from input_data.norb import norb_convert; '
+            'sys.stdout.buffer.write(norb_convert.norb_example('
+            'np.zeros((2, 2, 2), np.uint8), 3, [1, 2, 4, 5]))')
+    # Protobuf draws its map order at random in each process.
+    outputs = [subprocess.run([sys.executable, '-c', code], check=True,
+                              capture_output=True).stdout for _ in range(2)]
+    expected = norb_convert.norb_example(np.zeros((2, 2, 2), np.uint8), 3,
+                                         [1, 2, 4, 5])
+    self.assertEqual([expected] * 2, outputs)
 
   def testMissingFile(self):
     name = norb_convert.SMALLNORB_FILES['train'].format('dat')

@@ -18,7 +18,7 @@ Each batch is a dictionary of tensors:
 """
 
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 
@@ -125,7 +125,9 @@ def inputs(data_dir: str,
            split: str,
            height: int = 48,
            distort: bool = True,
-           batch_capacity: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
+           batch_capacity: int = SHUFFLE_BUFFER,
+           input_context: Optional[tf.distribute.InputContext] = None
+          ) -> tf.data.Dataset:
   """Reads smallNORB batches for training or testing.
 
   Training batches are shuffled, endless and all of batch_size examples;
@@ -141,6 +143,9 @@ def inputs(data_dir: str,
     distort: crop to DISTORTED_SIZE[height] (random crop, brightness and
       contrast for train, central crop for test).
     batch_capacity: examples in the training shuffle buffer.
+    input_context: this input pipeline's place among several (multi-worker
+      training): it reads only its share of the records, before parsing.
+      None: all of them.
 
   Returns:
     A dataset of feature dictionaries (see the module doc); every dimension
@@ -176,7 +181,7 @@ def inputs(data_dir: str,
     raise ValueError(
         f'height must be at most the stored size {record_size}, got {height}')
 
-  dataset = records.read_files([path], train)
+  dataset = records.read_files([path], train, input_context=input_context)
   dataset = records.batch_dataset(dataset, batch_size, train, batch_capacity)
   dataset = dataset.map(
       lambda batch: _preprocess(batch, record_size, height,

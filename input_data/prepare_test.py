@@ -1,0 +1,348 @@
+"""Tests for prepare: records made on demand, reused, never overwritten."""
+
+import contextlib
+import gzip
+import io
+import os
+import tempfile
+import time
+from unittest import mock
+import urllib.error
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from input_data import datasets
+from input_data import prepare
+from input_data.mnist import mnist_shift
+from input_data.mnist.mnist_shift_test import write_mnist_idx
+from input_data.norb import norb_convert
+from input_data.norb.norb_convert_test import BYTE_MAGIC
+from input_data.norb.norb_convert_test import INT_MAGIC
+from input_data.norb.norb_convert_test import matrix_bytes
+
+# Generous: the offline error takes well under a second after the imports.
+MAX_OFFLINE_SECONDS = 10
+_NORB_SPEC = {
+    'image_raw': tf.io.FixedLenFeature([], tf.string),
+    'label': tf.io.FixedLenFeature([], tf.int64),
+    'height': tf.io.FixedLenFeature([], tf.int64),
+    'width': tf.io.FixedLenFeature([], tf.int64),
+    'depth': tf.io.FixedLenFeature([], tf.int64),
+    'meta': tf.io.FixedLenFeature([4], tf.int64),
+}
+
+
+def _read(path):
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+def _offline():
+  """Makes every download server unreachable, as on a machine offline."""
+  return mock.patch('urllib.request.urlopen',
+                    side_effect=urllib.error.URLError('offline'))
+
+
+def _online():
+  """Makes every download server answer (tfds' mock_data downloads nothing)."""
+  return mock.patch('urllib.request.urlopen')
+
+
+def _printed(function, *args, **kwargs):
+  """Calls function and returns its result and what it printed."""
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    result = function(*args, **kwargs)
+  return result, out.getvalue()
+
+
+class PrepareTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.rng = np.random.default_rng(0)
+    self.data_dir = self._tmpdir()
+    # An empty tensorflow-datasets folder: nothing is prepared there.
+    self.tfds_dir = self._tmpdir()
+
+  def _tmpdir(self):
+    return tempfile.mkdtemp(dir=self.get_temp_dir())
+
+  def _digits(self, count):
+    images = self.rng.integers(0, 256, (count, 28, 28), np.uint8)
+    return images, self.rng.integers(0, 10, count).astype(np.uint8)
+
+  def _prepare_mnist(self, split, **kwargs):
+    """prepare_mnist, and what it printed."""
+    return _printed(prepare.prepare_mnist, self.data_dir, split,
+                    tfds_data_dir=self.tfds_dir, **kwargs)
+
+  def _mnist_shift_bytes(self, images, labels, shift):
+    """The bytes mnist_shift writes for these digits."""
+    path = os.path.join(self._tmpdir(), 'records')
+    mnist_shift.shift_write_mnist(images, labels, path, shift, 0)
+    return _read(path)
+
+  def _write_norb_mat(self, split, images, labels, info):
+    """Writes a split's .mat files, the labels gzipped."""
+    name = norb_convert.SMALLNORB_FILES[split]
+    with open(os.path.join(self.data_dir, name.format('dat')), 'wb') as f:
+      f.write(matrix_bytes(BYTE_MAGIC, images))
+    with gzip.open(os.path.join(self.data_dir, name.format('cat') + '.gz'),
+                   'wb') as f:
+      f.write(matrix_bytes(INT_MAGIC, labels))
+    with open(os.path.join(self.data_dir, name.format('info')), 'wb') as f:
+      f.write(matrix_bytes(INT_MAGIC, info))
+
+  def testMnistFromIdxEqualsMnistShift(self):
+    for gzipped in (True, False):
+      self.data_dir = self._tmpdir()
+      train, test = self._digits(3), self._digits(2)
+      write_mnist_idx(self.data_dir, *train, gzipped=gzipped)
+      write_mnist_idx(self.data_dir, *test, prefix='t10k', gzipped=gzipped)
+      with _offline():  # tfds is not needed
+        train_path, printed = self._prepare_mnist('train')
+        test_path, _ = self._prepare_mnist('test')
+      self.assertEqual(
+          os.path.join(self.data_dir, 'train_2shifted_mnist.tfrecords'),
+          train_path)
+      self.assertEqual(
+          os.path.join(self.data_dir, 'test_0shifted_mnist.tfrecords'),
+          test_path)
+      self.assertEqual(self._mnist_shift_bytes(*train, 2), _read(train_path))
+      self.assertEqual(self._mnist_shift_bytes(*test, 0), _read(test_path))
+      # 3 images, 25 shifts each, 891 bytes a record.
+      self.assertEqual(
+          f'Reading MNIST train from the idx files in {self.data_dir}\n'
+          f'Writing 75 records (0 MB) to {train_path}\n'
+          f'Wrote {train_path} in 0 s\n', printed)
+      self.assertEqual(75 * 891, os.path.getsize(train_path))
+
+  def testMnistValidationFiles(self):
+    images, labels = self._digits(mnist_shift.VALIDATION_SIZE + 2)
+    write_mnist_idx(self.data_dir, images, labels, gzipped=False)
+    train_path, _ = self._prepare_mnist('train', validate=True)
+    test_path, _ = self._prepare_mnist('test', validate=True)
+    start = mnist_shift.VALIDATION_SIZE
+    self.assertEqual(self._mnist_shift_bytes(images[start:], labels[start:], 2),
+                     _read(train_path))
+    self.assertEqual(self._mnist_shift_bytes(images[:start], labels[:start], 0),
+                     _read(test_path))
+    # Nothing else is left in the folder, no temporary file in particular.
+    self.assertCountEqual(
+        ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+         'valid_train_2shifted_mnist.tfrecords',
+         'valid_test_0shifted_mnist.tfrecords'], os.listdir(self.data_dir))
+
+  def testMnistDigitsFromIdx(self):
+    images, labels = self._digits(mnist_shift.VALIDATION_SIZE + 3)
+    write_mnist_idx(self.data_dir, images, labels)
+    for split, rows in (('train', slice(None)),
+                        ('valid_train', slice(mnist_shift.VALIDATION_SIZE,
+                                              None)),
+                        ('valid_test', slice(mnist_shift.VALIDATION_SIZE))):
+      (got_images, got_labels), _ = _printed(prepare.mnist_digits,
+                                             self.data_dir, split)
+      self.assertEqual(np.uint8, got_images.dtype)
+      self.assertEqual(np.uint8, got_labels.dtype)
+      self.assertAllEqual(images[rows], got_images)
+      self.assertAllEqual(labels[rows], got_labels)
+    with self.assertRaisesRegex(ValueError, 'split must be one of'):
+      prepare.mnist_digits(self.data_dir, 'validation')
+
+  def testMnistFromTfds(self):
+    with tfds.testing.mock_data(num_examples=4), _online():
+      path, printed = self._prepare_mnist('test')
+      (images, labels), _ = _printed(prepare.mnist_digits, self.data_dir,
+                                     'test', tfds_data_dir=self.tfds_dir)
+      expected = mnist_shift.read_tfds_data('test', self.tfds_dir)
+    self.assertEqual((4, 28, 28), images.shape)
+    self.assertEqual(np.uint8, images.dtype)
+    self.assertAllEqual(expected[0], images)
+    self.assertAllEqual(expected[1], labels)
+    self.assertEqual(self._mnist_shift_bytes(images, labels, 0), _read(path))
+    self.assertIn("reading tensorflow-datasets' mnist", printed)
+
+  def testOfflineErrorIsFastAndNamesTheFiles(self):
+    start = time.monotonic()
+    with _offline():
+      with self.assertRaises(FileNotFoundError) as caught:
+        prepare.prepare_mnist(self.data_dir, 'train',
+                              tfds_data_dir=self.tfds_dir)
+    self.assertLess(time.monotonic() - start, MAX_OFFLINE_SECONDS)
+    message = str(caught.exception)
+    self.assertNotIn('\n', message)
+    self.assertRegex(
+        message,
+        f'^{self.data_dir} lacks train-images-idx3-ubyte\\[.gz\\] and '
+        r'train-labels-idx1-ubyte\[.gz\] \(from https://storage.googleapis.'
+        r'com/cvdf-datasets/mnist/\): place them there. Or else: '
+        f'tensorflow-datasets has no prepared \'mnist\' in {self.tfds_dir} '
+        r'.*cannot reach storage.googleapis.com.*download_and_prepare')
+    self.assertEqual([], os.listdir(self.data_dir))
+
+  def testOfflineErrorsOfNorbAndCifar10(self):
+    with _offline():
+      with self.assertRaisesRegex(
+          FileNotFoundError,
+          f'^{self.data_dir} lacks smallnorb-5x46789x9x18x6x2x96x96-'
+          r'training-dat.mat\[.gz\], .*-cat.mat\[.gz\], .*-info.mat\[.gz\] '
+          r'\(from https://cs.nyu.edu/.*cannot reach cs.nyu.edu'):
+        prepare.prepare_norb(self.data_dir, 'train',
+                             tfds_data_dir=self.tfds_dir)
+      with self.assertRaisesRegex(
+          FileNotFoundError,
+          f'^{self.data_dir} lacks cifar-10-batches-bin/ \\(extract '
+          r'https://www.cs.toronto.edu/.*cannot reach www.cs.toronto.edu'):
+        prepare.prepare_cifar10(self.data_dir, tfds_data_dir=self.tfds_dir)
+
+  def testReusesPreparedFiles(self):
+    write_mnist_idx(self.data_dir, *self._digits(2))
+    path, _ = self._prepare_mnist('train')
+    before = os.stat(path)
+    # Without the idx files, and offline: only the records can be used.
+    for name in os.listdir(self.data_dir):
+      if name.endswith('.gz'):
+        os.remove(os.path.join(self.data_dir, name))
+    with _offline():
+      again, printed = self._prepare_mnist('train')
+    self.assertEqual(path, again)
+    self.assertEqual('', printed)
+    after = os.stat(path)
+    self.assertEqual((before.st_ino, before.st_mtime_ns),
+                     (after.st_ino, after.st_mtime_ns))
+
+  def testExistingFileIsUsedAsItIs(self):
+    path = os.path.join(self.data_dir, 'test_0shifted_mnist.tfrecords')
+    with open(path, 'wb') as f:
+      f.write(b'mine')
+    write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
+    self.assertEqual((path, ''), self._prepare_mnist('test'))
+    self.assertEqual(b'mine', _read(path))
+
+  def testFileWrittenMeanwhileIsNotOverwritten(self):
+    write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
+    path = os.path.join(self.data_dir, 'test_0shifted_mnist.tfrecords')
+    write = mnist_shift.shift_write_mnist
+
+    def write_while_another_writes(*args, **kwargs):
+      write(*args, **kwargs)
+      with open(path, 'wb') as f:
+        f.write(b'theirs')
+
+    with mock.patch.object(mnist_shift, 'shift_write_mnist',
+                           write_while_another_writes):
+      _, printed = self._prepare_mnist('test')
+    self.assertEqual(b'theirs', _read(path))
+    self.assertIn(f'Another preparation wrote {path} meanwhile', printed)
+    self.assertCountEqual(
+        ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz',
+         'test_0shifted_mnist.tfrecords'], os.listdir(self.data_dir))
+
+  def testInterruptedPreparationLeavesNoFile(self):
+    write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
+
+    def interrupted(images, labels, filename, shift, pad):
+      del images, labels, shift, pad  # unused
+      with open(filename, 'wb') as f:
+        f.write(b'half')
+      raise KeyboardInterrupt
+
+    with mock.patch.object(mnist_shift, 'shift_write_mnist', interrupted):
+      with self.assertRaises(KeyboardInterrupt):
+        self._prepare_mnist('test')
+    self.assertCountEqual(
+        ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'],
+        os.listdir(self.data_dir))
+
+  def testLeftoverTemporaryFileIsNotPrepared(self):
+    """A preparation killed outright leaves its temporary file behind."""
+    images, labels = self._digits(2)
+    write_mnist_idx(self.data_dir, images, labels, prefix='t10k')
+    leftover = os.path.join(
+        self.data_dir, 'test_0shifted_mnist.tfrecords.partial-0badf00d')
+    with open(leftover, 'wb') as f:
+      f.write(b'half')
+    path, _ = self._prepare_mnist('test')
+    self.assertEqual(self._mnist_shift_bytes(images, labels, 0), _read(path))
+    self.assertEqual(b'half', _read(leftover))
+
+  def testProgressLines(self):
+    write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
+    write = mnist_shift.shift_write_mnist
+
+    def slow_write(*args, **kwargs):
+      write(*args, **kwargs)
+      time.sleep(0.5)
+
+    with mock.patch.object(prepare, 'PROGRESS_SECONDS', 0.1), \
+        mock.patch.object(mnist_shift, 'shift_write_mnist', slow_write):
+      _, printed = self._prepare_mnist('test')
+    # The whole file is written before the pause.
+    self.assertRegex(printed, r'\n  100% \(0 MB\) after 0 s\n')
+
+  def testNorbFromMatEqualsNorbConvert(self):
+    images = self.rng.integers(0, 256, (3, 2, 8, 8), np.uint8)
+    labels = np.array([4, 0, 2])
+    info = self.rng.integers(0, 18, (3, 4))
+    self._write_norb_mat('test', images, labels, info)
+    with _offline():  # tfds is not needed
+      path, printed = _printed(prepare.prepare_norb, self.data_dir, 'test',
+                               tfds_data_dir=self.tfds_dir)
+    self.assertEqual(os.path.join(self.data_dir, 'testduo.tfrecords'), path)
+    expected = os.path.join(self._tmpdir(), 'testduo.tfrecords')
+    norb_convert.write_records(expected, images, labels, info)
+    self.assertEqual(_read(expected), _read(path))
+    self.assertIn(f'.mat files in {self.data_dir}', printed)
+
+  def testNorbFromTfds(self):
+    with tfds.testing.mock_data(num_examples=3), _online():
+      path, _ = _printed(prepare.prepare_norb, self.data_dir, 'train',
+                         tfds_data_dir=self.tfds_dir)
+      expected = list(tfds.builder('smallnorb', data_dir=self.tfds_dir)
+                      .as_dataset(split='train', shuffle_files=False)
+                      .as_numpy_iterator())
+    parsed = [tf.io.parse_single_example(r, _NORB_SPEC)
+              for r in tf.data.TFRecordDataset(path)]
+    self.assertLen(parsed, 3)
+    for want, got in zip(expected, parsed):
+      pair = np.stack([want['image'][..., 0], want['image2'][..., 0]])
+      self.assertAllEqual(pair.ravel(),
+                          tf.io.decode_raw(got['image_raw'], tf.uint8))
+      self.assertEqual(want['label_category'], got['label'])
+      self.assertAllEqual([96, 96, 2],
+                          [got['height'], got['width'], got['depth']])
+      # The original files' azimuth, twice tensorflow-datasets' label.
+      self.assertAllEqual(
+          [want['instance'], want['label_elevation'],
+           2 * want['label_azimuth'], want['label_lighting']], got['meta'])
+
+  def testCifar10Source(self):
+    with tfds.testing.mock_data(num_examples=2), _online():
+      source, printed = _printed(prepare.prepare_cifar10, self.data_dir,
+                                 tfds_data_dir=self.tfds_dir)
+    self.assertEqual('tfds', source)
+    self.assertIn("reading tensorflow-datasets' cifar10", printed)
+    os.mkdir(os.path.join(self.data_dir, 'cifar-10-batches-bin'))
+    with _offline():  # tfds is not needed
+      self.assertEqual('bin', prepare.prepare_cifar10(
+          self.data_dir, tfds_data_dir=self.tfds_dir))
+
+  def testInputFnPreparesMissingRecords(self):
+    images, labels = self._digits(3)
+    write_mnist_idx(self.data_dir, images, labels, prefix='t10k')
+    input_fn = datasets.input_fn('mnist', data_dir=self.data_dir)
+    with _offline():  # tfds is not needed
+      batches, printed = _printed(
+          lambda: list(input_fn('test', 2).as_numpy_iterator()))
+    self.assertIn('Writing 3 records', printed)
+    self.assertAllEqual(labels, np.concatenate(
+        [batch['recons_label'] for batch in batches]))
+    self.assertAllClose(images / 255, np.concatenate(
+        [batch['images'][:, 0] for batch in batches]))
+
+
+if __name__ == '__main__':
+  tf.test.main()
