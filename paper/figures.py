@@ -1,0 +1,760 @@
+r"""The paper's figures from a trained CapsNet checkpoint, as PNG files.
+
+Writes to --output_dir, from the test split of --data_dir:
+- `reconstructions.png` (Fig. 3): test digits above their reconstructions,
+  each titled (l, p, r): label, prediction and the class whose capsule is
+  decoded; failures twice, decoded from the prediction's and from the label's
+  capsule. One target only.
+- `perturbations.png` (Fig. 4): for a few digits, every one of the 16
+  dimensions of the label's capsule tweaked by -0.25 ... +0.25 in steps of
+  0.05 and decoded: 16 rows of 11. One target only.
+- `multimnist.png` (Fig. 5), with --num_targets=2: input pairs above the
+  reconstructions of their two predicted digits overlaid in red and green;
+  columns marked * decode a digit that is neither label nor prediction.
+- `routing.png` (Appendix A): the mean absolute change of the routing logits
+  in each routing iteration over the first test batch, and for a few inputs
+  the coupling coefficients of the primary capsules to the predicted class on
+  their grid, averaged over the primary capsule types.
+- `confusion.png`: the confusion matrix of the evaluated test examples.
+- `curves.png`, with --summary_dir: training loss, training accuracy and test
+  error against the step, from the TensorBoard event files that
+  `experiment.py` writes to summary_dir/train/ and summary_dir/test/.
+
+Commands (the data as for `experiment.py`; MNIST records are read from the
+directory, MultiMNIST from its sharded pattern):
+
+  python -m paper.figures --checkpoint=/tmp/attempt0/train/model.ckpt-300000 \
+      --data_dir=D/mnist_data/ --output_dir=/tmp/figures \
+      --summary_dir=/tmp/attempt0/
+  python -m paper.figures --num_targets=2 \
+      --checkpoint=/tmp/multi0/train/model.ckpt-N \
+      --data_dir=D/multitest_6shifted_mnist.tfrecords@10 \
+      --output_dir=/tmp/multi_figures --eval_size=10000
+
+From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`. The
+array behind each figure comes from a function of its own
+(`reconstruction_grid`, `perturbation_grid`, `multimnist_grid`,
+`routing_statistics`, `confusion_matrix`, `training_curves`), and `plot_*`
+draws it.
+"""
+
+import os
+import sys
+
+if __name__ == '__main__':
+  # TensorFlow's start-up notices are not for the user of the command line.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import collections
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+from matplotlib import figure as mpl_figure
+from matplotlib.backends import backend_agg
+import numpy as np
+import tensorflow as tf
+
+import experiment
+from input_data import datasets
+from models import capsule_model
+from models import checkpoints
+from models import model as model_lib
+from models.hparams import HParams
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+
+# Fig. 4's tweaks of each capsule dimension: -0.25, -0.20, ..., +0.25; the
+# centre one is exactly 0.
+PERTURBATION_OFFSETS = np.arange(-5, 6) * 0.05
+DEFAULT_EVAL_SIZE = 10000
+NUM_CORRECT_SHOWN = 8  # Fig. 3 and 5: correctly classified examples shown.
+NUM_WRONG_SHOWN = 4  # Fig. 3 and 5: failures shown (when there are any).
+NUM_PERTURBED = 3  # Fig. 4: digits whose capsule is tweaked.
+NUM_ABSENT_SHOWN = 2  # Fig. 5: columns decoding a digit not in the image.
+NUM_ROUTING_SHOWN = 4  # Appendix A: inputs whose coupling grid is shown.
+DPI = 120
+EVENTS_PER_READ = 4096
+
+TRAIN_TAGS = ('total_loss', 'accuracy')
+TEST_TAGS = ('correct_prediction', 'wrong_prediction')
+
+# Labels `[n, num_targets]` (recons_label, then spare_label), the top
+# num_targets classes by logit `[n, num_targets]`, most likely first, and
+# whether those are the labels `[n]`.
+Predictions = collections.namedtuple(
+    'Predictions', ('labels', 'predictions', 'correct'))
+
+# Fig. 3: `images`, `from_prediction`, `from_label` `[n, height, width]`
+# (the input and the decoder's images of the predicted and of the label's
+# capsule), `labels` and `predictions` `[n]`.
+Reconstructions = collections.namedtuple(
+    'Reconstructions',
+    ('images', 'labels', 'predictions', 'from_prediction', 'from_label'))
+
+# Fig. 4: `classes` `[n]` (the label whose capsule is tweaked), `offsets`
+# `[k]`, `capsules` `[n, atoms, k, atoms]` (the decoded class capsules: row
+# d has dimension d moved by each offset) and `remakes`
+# `[n, atoms, k, height, width]`.
+Perturbations = collections.namedtuple(
+    'Perturbations', ('classes', 'offsets', 'capsules', 'remakes'))
+
+# Fig. 5, one column per entry: `images` `[n, height, width]`, `labels`,
+# `predictions` and `reconstructed` (the two classes decoded) `[n, 2]`,
+# `remakes` `[n, 2, height, width]` and `absent` `[n]`: the column decodes a
+# class that is neither a label nor a prediction.
+MultiReconstructions = collections.namedtuple(
+    'MultiReconstructions',
+    ('images', 'labels', 'predictions', 'reconstructed', 'remakes', 'absent'))
+
+# Appendix A: `logit_change` `[num_routing]`, the mean over examples, primary
+# and class capsules of |logits after - logits before| of each iteration;
+# `couplings` `[n, grid_height, grid_width]`, the last iteration's coupling
+# coefficients to the predicted class, averaged over the `num_types` primary
+# capsule types, and `uniform`, the coupling of the first iteration (no
+# preference); `predictions` `[n]`; `images` `[n, height, width]`.
+Routing = collections.namedtuple(
+    'Routing', ('logit_change', 'couplings', 'uniform', 'predictions',
+                'images', 'num_types'))
+
+# One scalar series: `steps` and `values`, `[k]` each, by increasing step.
+Scalars = collections.namedtuple('Scalars', ('steps', 'values'))
+
+# The training loss and accuracy and the test error in percent.
+Curves = collections.namedtuple(
+    'Curves', ('total_loss', 'accuracy', 'test_error'))
+
+
+def _top_classes(logits: np.ndarray, k: int) -> np.ndarray:
+  """`[n, k]` classes of the k largest logits, the largest first.
+
+  Ties go to the lower class, as with `tf.nn.top_k` in `layers.evaluate`.
+  """
+  return np.argsort(-np.asarray(logits), axis=1, kind='stable')[:, :k]
+
+
+def _labels(tensors: Mapping[str, tf.Tensor], num_targets: int) -> np.ndarray:
+  """`[n, num_targets]` int labels: recons_label (and spare_label)."""
+  keys = ('recons_label', 'spare_label')[:num_targets]
+  return np.stack([np.asarray(tensors[key]) for key in keys], axis=1)
+
+
+def _pictures(images, features: Mapping) -> np.ndarray:
+  """`[n, height, width]` (or `[n, height, width, depth]`) numpy images.
+
+  Args:
+    images: `[n, depth, height, width]` or `[n, depth * height * width]`.
+    features: the feature dict, for its shape ints.
+  """
+  depth, height = features['depth'], features['height']
+  pictures = np.reshape(np.asarray(images), [-1, depth, height, height])
+  pictures = np.transpose(pictures, [0, 2, 3, 1])
+  return pictures[..., 0] if depth == 1 else pictures
+
+
+def predict(model: capsule_model.CapsuleModel, dataset: tf.data.Dataset, *,
+            shape: model_lib.DataShape, eval_size: int) -> Predictions:
+  """The model's predictions for the first eval_size examples of a dataset.
+
+  Args:
+    model: a built capsule model.
+    dataset: batches of feature tensors, e.g. the test split.
+    shape: the data's shape ints.
+    eval_size: the most examples to evaluate; fewer if the dataset ends.
+
+  Returns:
+    `Predictions` of the examples evaluated.
+  """
+  logits_of = tf.function(
+      lambda tensors: model.forward(model_lib.features(tensors, shape)).logits)
+  labels, logits = [], []
+  num_examples = 0
+  for tensors in dataset:
+    if num_examples >= eval_size:
+      break
+    size = min(int(tensors['images'].shape[0]), eval_size - num_examples)
+    tensors = {key: value[:size] for key, value in tensors.items()}
+    labels.append(_labels(tensors, shape.num_targets))
+    logits.append(logits_of(tensors).numpy())
+    num_examples += size
+  if not num_examples:
+    raise ValueError('the test data holds no examples')
+  labels = np.concatenate(labels)
+  predictions = _top_classes(np.concatenate(logits), shape.num_targets)
+  correct = np.all(np.sort(labels, axis=1) == np.sort(predictions, axis=1),
+                   axis=1)
+  return Predictions(labels, predictions, correct)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *,
+                     num_classes: int) -> np.ndarray:
+  """Counts of (label, predicted class), one per digit of every example.
+
+  With one target this is the usual matrix: it sums to the number of
+  examples and its trace is the number classified correctly. With two, each
+  label found among the predictions counts on the diagonal and the missed
+  labels pair with the wrong predictions in increasing order; the matrix sums
+  to twice the examples and its trace counts the digits found.
+
+  Args:
+    labels: int `[n, num_targets]`.
+    predictions: int `[n, num_targets]`.
+    num_classes: the number of classes.
+
+  Returns:
+    int64 `[num_classes, num_classes]`, rows labels, columns predictions.
+  """
+  matrix = np.zeros([num_classes, num_classes], np.int64)
+  for label_row, prediction_row in zip(labels, predictions):
+    wanted = collections.Counter(label_row.tolist())
+    given = collections.Counter(prediction_row.tolist())
+    found = wanted & given
+    for label in found.elements():
+      matrix[label, label] += 1
+    missed = sorted((wanted - found).elements())
+    wrong = sorted((given - found).elements())
+    for label, prediction in zip(missed, wrong):
+      matrix[label, prediction] += 1
+  return matrix
+
+
+def select_examples(correct: np.ndarray, *, num_correct: int,
+                    num_wrong: int) -> np.ndarray:
+  """Indices of the first num_correct right and the first num_wrong wrong.
+
+  Args:
+    correct: bool `[n]`.
+    num_correct: right examples wanted (fewer if there are fewer).
+    num_wrong: wrong examples wanted (fewer if there are fewer).
+
+  Returns:
+    int `[m]`: the right ones, then the wrong ones, each in order.
+  """
+  return np.concatenate([np.flatnonzero(correct)[:num_correct],
+                         np.flatnonzero(~correct)[:num_wrong]])
+
+
+def take_examples(dataset: tf.data.Dataset,
+                  indices: Sequence[int]) -> Dict[str, np.ndarray]:
+  """The examples at these positions of a dataset of batches, in this order.
+
+  Args:
+    dataset: batches of feature tensors, e.g. the test split (read once, in
+      order).
+    indices: positions in the dataset's sequence of examples.
+
+  Returns:
+    The tensors of the examples, stacked: `[len(indices), ...]` each.
+
+  Raises:
+    ValueError: no indices, or the dataset ends before the last one.
+  """
+  indices = np.asarray(indices, np.int64)
+  if not indices.size:
+    raise ValueError('no examples to take')
+  order = np.argsort(indices, kind='stable')
+  wanted = indices[order]
+  pieces = collections.defaultdict(list)
+  start = 0
+  for tensors in dataset:
+    size = int(tensors['images'].shape[0])
+    rows = wanted[(wanted >= start) & (wanted < start + size)] - start
+    for key, value in tensors.items():
+      pieces[key].append(tf.gather(value, rows).numpy())
+    start += size
+    if start > wanted[-1]:
+      break
+  if start <= wanted[-1]:
+    raise ValueError(f'the data holds {start} examples, fewer than the '
+                     f'{wanted[-1] + 1} needed')
+  inverse = np.empty_like(order)
+  inverse[order] = np.arange(len(order))
+  return {key: np.concatenate(value)[inverse] for key, value in pieces.items()}
+
+
+def _decode(model: capsule_model.CapsuleModel, capsule_output: tf.Tensor,
+            classes: np.ndarray, features: Mapping) -> np.ndarray:
+  """The decoder's `[n, height, width]` images of one class capsule each."""
+  mask = tf.one_hot(classes, features['num_classes'])
+  return _pictures(model.decode(capsule_output, mask), features)
+
+
+def reconstruction_grid(model: capsule_model.CapsuleModel,
+                        features: Mapping) -> Reconstructions:
+  """Fig. 3: inputs and their reconstructions from two capsules.
+
+  Args:
+    model: a built capsule model with a decoder.
+    features: the feature dict of the examples shown (one target).
+
+  Returns:
+    `Reconstructions`; for a correct example both reconstructions are the
+    same image.
+  """
+  out = model.forward(features)
+  predictions = _top_classes(out.logits, 1)[:, 0]
+  labels = np.asarray(features['recons_label'])
+  return Reconstructions(
+      images=_pictures(features['images'], features), labels=labels,
+      predictions=predictions,
+      from_prediction=_decode(model, out.capsule_output, predictions,
+                              features),
+      from_label=_decode(model, out.capsule_output, labels, features))
+
+
+def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
+                      offsets: np.ndarray = PERTURBATION_OFFSETS
+                     ) -> Perturbations:
+  """Fig. 4: the label's capsule with one dimension tweaked at a time.
+
+  Args:
+    model: a built capsule model with a decoder.
+    features: the feature dict of the digits (one target).
+    offsets: `[k]` values added to one dimension; with a 0 among them that
+      column is the plain reconstruction.
+
+  Returns:
+    `Perturbations`: for digit i, `remakes[i, d, j]` decodes its label's
+    capsule with offsets[j] added to dimension d.
+  """
+  out = model.forward(features)
+  classes = np.asarray(features['recons_label'])
+  capsules = tf.gather(out.capsule_output, classes,
+                       batch_dims=1).numpy()  # [n, atoms]
+  num_examples, atoms = capsules.shape
+  tweaks = (np.eye(atoms)[:, None, :] *
+            np.asarray(offsets)[None, :, None])  # [atoms, k, atoms]
+  perturbed = (capsules[:, None, None, :] +
+               tweaks[None].astype(np.float32))  # [n, atoms, k, atoms]
+  flat = perturbed.reshape(-1, atoms)  # [n * atoms * k, atoms]
+  flat_classes = np.repeat(classes, atoms * len(offsets))
+  mask = tf.one_hot(flat_classes, features['num_classes'])
+  # Only the class capsule is set: the decoder masks all others anyway.
+  embedding = mask[:, :, None] * flat[:, None, :]  # [n * atoms * k, C, atoms]
+  remakes = _pictures(model.decode(embedding, mask), features)
+  return Perturbations(
+      classes=classes, offsets=np.asarray(offsets), capsules=perturbed,
+      remakes=remakes.reshape((num_examples, atoms, len(offsets)) +
+                              remakes.shape[1:]))
+
+
+def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
+                    num_absent: int = NUM_ABSENT_SHOWN
+                   ) -> MultiReconstructions:
+  """Fig. 5: pairs and the reconstructions of their two predicted digits.
+
+  Args:
+    model: a built capsule model with a decoder.
+    features: the feature dict of the pairs (two targets).
+    num_absent: the first num_absent pairs get one more column each, which
+      decodes the first label and the strongest class that is neither a label
+      nor a prediction.
+
+  Returns:
+    `MultiReconstructions`: a column per pair, then the num_absent columns.
+  """
+  out = model.forward(features)
+  logits = out.logits.numpy()
+  labels = _labels(features, 2)
+  predictions = _top_classes(logits, 2)
+  present = np.zeros_like(logits, bool)
+  np.put_along_axis(present, np.concatenate([labels, predictions], axis=1),
+                    True, axis=1)
+  strongest_absent = np.argmax(np.where(present, -np.inf, logits), axis=1)
+  extra = np.arange(min(num_absent, len(logits)))
+  columns = np.concatenate([np.arange(len(logits)), extra])
+  reconstructed = np.concatenate([
+      predictions,
+      np.stack([labels[extra, 0], strongest_absent[extra]], axis=1)])
+  capsule_output = tf.gather(out.capsule_output, columns)
+  remakes = np.stack([
+      _decode(model, capsule_output, reconstructed[:, j], features)
+      for j in range(2)], axis=1)
+  return MultiReconstructions(
+      images=_pictures(features['images'], features)[columns],
+      labels=labels[columns], predictions=predictions[columns],
+      reconstructed=reconstructed, remakes=remakes,
+      absent=np.arange(len(columns)) >= len(logits))
+
+
+def routing_statistics(model: capsule_model.CapsuleModel,
+                       features: Mapping) -> Routing:
+  """Appendix A: how the routing logits settle, and where capsules route.
+
+  Runs `CapsuleModel.class_routing`, capsule2's routing iteration by
+  iteration. Iteration i adds its agreement to the logits, so their change
+  is |agreement|; the last iteration's change is the one a further iteration
+  would route with.
+
+  Args:
+    model: a built capsule model.
+    features: the feature dict of a batch.
+
+  Returns:
+    `Routing` of the batch.
+
+  Raises:
+    ValueError: the primary capsules do not lie on a square grid.
+  """
+  iterations = model.class_routing(features)
+  logit_change = np.array(
+      [float(tf.reduce_mean(tf.abs(it.agreement))) for it in iterations])
+  last = iterations[-1]
+  predictions = _top_classes(tf.norm(last.activation, axis=-1), 1)[:, 0]
+  route = tf.gather(last.route, predictions, axis=2,
+                    batch_dims=1).numpy()  # [n, P * h * w]
+  num_types = model.hparams.num_prime_capsules
+  side = int(round(np.sqrt(route.shape[1] / num_types)))
+  if num_types * side * side != route.shape[1]:
+    raise ValueError(f'{route.shape[1]} primary capsules are not '
+                     f'{num_types} types on a square grid')
+  couplings = route.reshape(-1, num_types, side, side).mean(axis=1)
+  return Routing(logit_change=logit_change, couplings=couplings,
+                 uniform=float(iterations[0].route[0, 0, 0]),
+                 predictions=predictions,
+                 images=_pictures(features['images'], features),
+                 num_types=num_types)
+
+
+def _scalar_value(value) -> float:
+  """A summary value's number: TF1's simple_value or TF2's scalar tensor."""
+  if value.WhichOneof('value') == 'simple_value':
+    return value.simple_value
+  return tf.make_ndarray(value.tensor).item()
+
+
+def read_scalars(log_dir: str, *, tags: Iterable[str]) -> Dict[str, Scalars]:
+  """The scalar summaries of some tags from a directory's event files.
+
+  Reads every `events.out.tfevents.*` file in log_dir in name (time) order;
+  when a step appears twice (a resumed run), the later file wins.
+
+  Args:
+    log_dir: a TensorBoard log directory, e.g. summary_dir/train.
+    tags: the scalar tags to read.
+
+  Returns:
+    A `Scalars` per tag, empty for a tag (or a directory) without events.
+  """
+  by_step = {tag: {} for tag in tags}
+  pattern = os.path.join(log_dir, 'events.out.tfevents.*')
+  for path in sorted(tf.io.gfile.glob(pattern)):
+    # Batches of records: one Python step per event, not one TF op each.
+    for records in tf.data.TFRecordDataset(path).batch(EVENTS_PER_READ):
+      for record in records.numpy():
+        event = tf.compat.v1.Event.FromString(record)
+        for value in event.summary.value:
+          if value.tag in by_step:
+            by_step[value.tag][event.step] = _scalar_value(value)
+  return {
+      tag: Scalars(np.array(sorted(values), np.int64),
+                   np.array([values[s] for s in sorted(values)], np.float64))
+      for tag, values in by_step.items()
+  }
+
+
+def training_curves(summary_dir: str) -> Curves:
+  """Training loss and accuracy and test error of an experiment directory.
+
+  Args:
+    summary_dir: `experiment.py`'s summary_dir: total_loss and accuracy in
+      train/, correct_prediction and wrong_prediction in test/.
+
+  Returns:
+    `Curves`; the test error, 100 * wrong / (correct + wrong), at the steps
+    that have both counts.
+
+  Raises:
+    FileNotFoundError: none of these scalars is there.
+  """
+  train = read_scalars(os.path.join(summary_dir, 'train'), tags=TRAIN_TAGS)
+  test = read_scalars(os.path.join(summary_dir, 'test'), tags=TEST_TAGS)
+  correct, wrong = test['correct_prediction'], test['wrong_prediction']
+  steps, in_correct, in_wrong = np.intersect1d(
+      correct.steps, wrong.steps, return_indices=True)
+  right, missed = correct.values[in_correct], wrong.values[in_wrong]
+  curves = Curves(train['total_loss'], train['accuracy'],
+                  Scalars(steps, 100.0 * missed / (right + missed)))
+  if not any(curve.steps.size for curve in curves):
+    raise FileNotFoundError(
+        f'no {", ".join(TRAIN_TAGS)} scalars in {summary_dir}/train and no '
+        f'{", ".join(TEST_TAGS)} in {summary_dir}/test: give the '
+        f'summary_dir of experiment.py')
+  return curves
+
+
+def _new_figure(width: float, height: float) -> mpl_figure.Figure:
+  """A figure drawn by Agg, without pyplot's global state."""
+  fig = mpl_figure.Figure(figsize=(width, height), dpi=DPI,
+                          layout='constrained')
+  backend_agg.FigureCanvasAgg(fig)
+  return fig
+
+
+def _show(ax, image: np.ndarray, title: str = '') -> None:
+  """An image in [0, 1] without axes: `[h, w]` grey or `[h, w, 3]` RGB."""
+  ax.imshow(np.clip(image, 0, 1), cmap='gray', vmin=0, vmax=1)
+  ax.set_axis_off()
+  if title:
+    ax.set_title(title, fontsize=8)
+
+
+def plot_reconstructions(recons: Reconstructions, path: str) -> None:
+  """Fig. 3: inputs above reconstructions, each column titled (l, p, r)."""
+  columns = []
+  for i, (label, prediction) in enumerate(zip(recons.labels,
+                                              recons.predictions)):
+    columns.append((i, recons.from_prediction[i], prediction))
+    if label != prediction:
+      columns.append((i, recons.from_label[i], label))
+  fig = _new_figure(1.1 * len(columns), 2.6)
+  axes = fig.subplots(2, len(columns), squeeze=False)
+  for column, (i, remake, decoded) in enumerate(columns):
+    label, prediction = recons.labels[i], recons.predictions[i]
+    _show(axes[0, column], recons.images[i],
+          f'({label},{prediction},{decoded})')
+    _show(axes[1, column], remake)
+  fig.suptitle('Input (top) and reconstruction (bottom): (label, '
+               'prediction, decoded capsule)', fontsize=9)
+  fig.savefig(path)
+
+
+def plot_perturbations(perturbations: Perturbations, path: str) -> None:
+  """Fig. 4: per digit, a dimension per row and an offset per column."""
+  num_examples, atoms, num_offsets = perturbations.remakes.shape[:3]
+  height, width = perturbations.remakes.shape[3:5]
+  fig = _new_figure(3.6 * num_examples, 5.4)
+  axes = fig.subplots(1, num_examples, squeeze=False)[0]
+  for i, ax in enumerate(axes):
+    grid = perturbations.remakes[i]  # [atoms, k, h, w]
+    mosaic = grid.swapaxes(1, 2).reshape(
+        (atoms * height, num_offsets * width) + grid.shape[4:])
+    ax.imshow(np.clip(mosaic, 0, 1), cmap='gray', vmin=0, vmax=1)
+    ax.set_xticks(width * np.arange(num_offsets) + width / 2 - 0.5)
+    ax.set_xticklabels([f'{o:+.2f}' for o in perturbations.offsets],
+                       rotation=90, fontsize=6)
+    ax.set_yticks(height * np.arange(atoms) + height / 2 - 0.5)
+    ax.set_yticklabels([str(d) for d in range(atoms)], fontsize=6)
+    ax.set_title(f'digit {perturbations.classes[i]}', fontsize=9)
+    ax.set_xlabel('offset', fontsize=8)
+    ax.set_ylabel('capsule dimension', fontsize=8)
+  fig.savefig(path)
+
+
+def plot_multimnist(multi: MultiReconstructions, path: str) -> None:
+  """Fig. 5: pairs above their two reconstructions in red and green."""
+  num_columns = len(multi.images)
+  fig = _new_figure(1.2 * num_columns, 3.0)
+  axes = fig.subplots(2, num_columns, squeeze=False)
+  for i in range(num_columns):
+    labels = ','.join(str(c) for c in multi.labels[i])
+    predictions = ','.join(str(c) for c in multi.predictions[i])
+    decoded = ','.join(str(c) for c in multi.reconstructed[i])
+    star = '*' if multi.absent[i] else ''
+    _show(axes[0, i], multi.images[i], f'L:({labels})\nP:({predictions})')
+    red, green = multi.remakes[i, 0], multi.remakes[i, 1]
+    _show(axes[1, i], np.stack([red, green, np.zeros_like(red)], axis=-1),
+          f'R:({decoded}){star}')
+  fig.suptitle('Input pairs (top); the two decoded digits in red and green '
+               '(bottom); * decodes a digit not in the image', fontsize=9)
+  fig.savefig(path)
+
+
+def plot_routing(routing: Routing, path: str,
+                 num_shown: int = NUM_ROUTING_SHOWN) -> None:
+  """Appendix A: logit change per iteration, coupling grids of some inputs."""
+  num_shown = min(num_shown, len(routing.images))
+  fig = _new_figure(3.2 + 1.6 * num_shown, 3.6)
+  grid = fig.add_gridspec(2, num_shown + 1, width_ratios=[2] + [1] * num_shown)
+  ax = fig.add_subplot(grid[:, 0])
+  iterations = np.arange(1, len(routing.logit_change) + 1)
+  ax.plot(iterations, routing.logit_change, 'o-')
+  ax.set_xticks(iterations)
+  ax.set_xlabel('routing iteration')
+  ax.set_ylabel('mean |change of routing logits|')
+  # Red: routed to the prediction more than uniformly, blue: less.
+  spread = max(float(np.abs(routing.couplings[:num_shown] -
+                            routing.uniform).max()), 1e-6)
+  coupling_axes = []
+  for i in range(num_shown):
+    _show(fig.add_subplot(grid[0, i + 1]), routing.images[i],
+          f'predicted {routing.predictions[i]}')
+    coupling_axes.append(fig.add_subplot(grid[1, i + 1]))
+    shown = coupling_axes[-1].imshow(
+        routing.couplings[i], cmap='RdBu_r', vmin=routing.uniform - spread,
+        vmax=routing.uniform + spread)
+    coupling_axes[-1].set_axis_off()
+  fig.colorbar(shown, ax=coupling_axes,
+               label=f'coupling (uniform {routing.uniform:.3f})')
+  fig.suptitle('Routing logit change per iteration (left); coupling to the '
+               'predicted class, mean over the '
+               f'{routing.num_types} primary capsule types (bottom right)',
+               fontsize=8)
+  fig.savefig(path)
+
+
+def plot_confusion(matrix: np.ndarray, path: str) -> None:
+  """The confusion matrix, counts written in the cells."""
+  num_classes = len(matrix)
+  fig = _new_figure(5.2, 4.6)
+  ax = fig.subplots()
+  shown = ax.imshow(np.log1p(matrix), cmap='Blues')
+  for (row, column), count in np.ndenumerate(matrix):
+    if count:
+      ax.text(column, row, str(count), ha='center', va='center', fontsize=6,
+              color='white' if row == column else 'black')
+  ax.set_xticks(range(num_classes))
+  ax.set_yticks(range(num_classes))
+  ax.set_xlabel('prediction')
+  ax.set_ylabel('label')
+  wrong = int(matrix.sum() - np.trace(matrix))
+  ax.set_title(f'{int(matrix.sum())} digits, {wrong} wrong', fontsize=9)
+  fig.colorbar(shown, ax=ax, label='log(1 + count)')
+  fig.savefig(path)
+
+
+def plot_curves(curves: Curves, path: str) -> None:
+  """Training loss, training accuracy and test error against the step."""
+  fig = _new_figure(12, 3.4)
+  panels = ((curves.total_loss, 'training loss (total_loss)', True),
+            (curves.accuracy, 'training accuracy', False),
+            (curves.test_error, 'test error %', True))
+  for ax, (curve, title, log_scale) in zip(fig.subplots(1, 3), panels):
+    ax.plot(curve.steps, curve.values, '.-' if len(curve.steps) < 50 else '-')
+    # Loss and error fall by orders of magnitude; a zero forbids the log.
+    if log_scale and curve.values.size and np.all(curve.values > 0):
+      ax.set_yscale('log')
+    ax.set_xlabel('step')
+    ax.set_title(title, fontsize=9)
+  fig.savefig(path)
+
+
+def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
+                 num_targets: int = 1, summary_dir: Optional[str] = None,
+                 hparams: Optional[HParams] = None,
+                 eval_size: int = DEFAULT_EVAL_SIZE) -> List[str]:
+  """Writes the figures of a capsule model checkpoint.
+
+  Args:
+    checkpoint: prefix of a capsule model checkpoint, e.g.
+      `.../train/model.ckpt-300000`.
+    data_dir: the MNIST data directory, or for two targets the MultiMNIST
+      test records' sharded pattern `path/name.tfrecords@N`.
+    output_dir: where the PNG files go (made if missing).
+    num_targets: 1 (MNIST: Fig. 3 and 4) or 2 (MultiMNIST: Fig. 5).
+    summary_dir: `experiment.py`'s summary_dir, for `curves.png`; None:
+      no curves.
+    hparams: the model's hparams; None: `experiment.default_hparams()`.
+    eval_size: test examples evaluated for the confusion matrix and to find
+      the failures shown.
+
+  Returns:
+    The paths written.
+
+  Raises:
+    ValueError: a missing argument, a model without decoder, or bad data.
+    OSError: unreadable checkpoint, data or summaries.
+  """
+  hparams = hparams or experiment.default_hparams()
+  for name, value in (('checkpoint', checkpoint), ('data_dir', data_dir),
+                      ('output_dir', output_dir)):
+    if not value:
+      raise ValueError(f'{name} is required: pass --{name}=...')
+  if num_targets not in (1, 2):
+    raise ValueError(f'num_targets must be 1 or 2, got {num_targets}')
+  if not hparams.remake:
+    raise ValueError('the figures need the decoder: hparam remake=true')
+  if eval_size < 1:
+    raise ValueError(f'eval_size must be positive, got {eval_size}')
+  # Read first: a wrong summary_dir fails before the long evaluation.
+  curves = training_curves(summary_dir) if summary_dir else None
+  input_fn = datasets.input_fn('mnist', data_dir=data_dir,
+                               num_targets=num_targets)
+  dataset = input_fn('test', experiment.EVAL_BATCH_SIZE)
+  shape = experiment.data_shape(
+      dataset.element_spec, num_targets)
+  model = experiment.build_model(hparams, model_type='capsule', shape=shape)
+  step = checkpoints.load(model, checkpoint)
+  tf.io.gfile.makedirs(output_dir)
+  paths = []
+
+  def save(plot, arrays, name):
+    path = os.path.join(output_dir, name)
+    plot(arrays, path)
+    paths.append(path)
+    print(f'Wrote {path}', flush=True)
+
+  print(f'Evaluating {checkpoint} (step {step})', flush=True)
+  predictions = predict(model, dataset, shape=shape, eval_size=eval_size)
+  print(f'{int(np.sum(~predictions.correct))} of '
+        f'{len(predictions.correct)} test examples wrong', flush=True)
+  save(plot_confusion,
+       confusion_matrix(predictions.labels, predictions.predictions,
+                        num_classes=shape.num_classes), 'confusion.png')
+  # The right examples come first: Fig. 4 tweaks the first few of them.
+  examples = take_examples(dataset, select_examples(
+      predictions.correct, num_correct=NUM_CORRECT_SHOWN,
+      num_wrong=NUM_WRONG_SHOWN))
+  shown = model_lib.features(examples, shape)
+  if num_targets == 1:
+    save(plot_reconstructions, reconstruction_grid(model, shown),
+         'reconstructions.png')
+    perturbed = model_lib.features(
+        {key: value[:NUM_PERTURBED] for key, value in examples.items()}, shape)
+    save(plot_perturbations, perturbation_grid(model, perturbed),
+         'perturbations.png')
+  else:
+    save(plot_multimnist, multimnist_grid(model, shown), 'multimnist.png')
+  first_batch = model_lib.features(next(iter(dataset)), shape)
+  save(plot_routing, routing_statistics(model, first_batch), 'routing.png')
+  if curves:
+    save(plot_curves, curves, 'curves.png')
+  return paths
+
+
+def _define_flags() -> None:
+  """Defines the tool's flags, only when run as a script."""
+  flags.DEFINE_string('checkpoint', None,
+                      'Prefix of the capsule model checkpoint, e.g. '
+                      '/tmp/attempt0/train/model.ckpt-300000.')
+  flags.DEFINE_string('data_dir', None,
+                      'The MNIST data directory, or for --num_targets=2 the '
+                      'MultiMNIST test records\' pattern '
+                      'path/name.tfrecords@N.')
+  flags.DEFINE_string('output_dir', None, 'Where the PNG files go.')
+  flags.DEFINE_integer('num_targets', 1,
+                       '1: MNIST figures (Fig. 3, 4); 2: MultiMNIST (Fig. 5).')
+  flags.DEFINE_string('summary_dir', None,
+                      'experiment.py\'s summary_dir, for curves.png; unset: '
+                      'no curves.')
+  flags.DEFINE_string('hparams_override', None,
+                      'The model\'s key=value,key=value hparams, as given to '
+                      'experiment.py.')
+  flags.DEFINE_integer('eval_size', DEFAULT_EVAL_SIZE,
+                       'Test examples evaluated for the confusion matrix and '
+                       'the failures shown.')
+
+
+def main(argv: List[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  experiment.allow_gpu_memory_growth()
+  make_figures(
+      FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
+      num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,
+      hparams=experiment.default_hparams().parse(FLAGS.hparams_override or ''),
+      eval_size=FLAGS.eval_size)
+
+
+def _main_with_clear_errors(argv: List[str]) -> None:
+  try:
+    main(argv)
+  except experiment.USER_ERRORS as error:
+    sys.exit('figures: error: ' + ' '.join(str(error).split()))
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(_main_with_clear_errors)
