@@ -22,11 +22,13 @@ Examples (the reference README's commands):
 import os
 import sys
 
-if __name__ == '__main__' and os.environ.get('TF_CPP_MIN_LOG_LEVEL') != '0':
-  # TensorFlow's start-up notices (CUDA stubs, oneDNN, cuInit) are not for
-  # the user of the command line, and TF 2.21 prints them whatever
-  # TF_CPP_MIN_LOG_LEVEL says: stderr is closed while TensorFlow loads and
-  # finds its devices. TF_CPP_MIN_LOG_LEVEL=0 shows them.
+if __name__ == '__main__':
+  # TensorFlow's notices (CUDA stubs, oneDNN, XLA, tf.data) are not for the
+  # user of the command line. TF 2.21 prints those of its start-up whatever
+  # TF_CPP_MIN_LOG_LEVEL says, so stderr is also closed while TensorFlow
+  # loads and finds its devices. TF_CPP_MIN_LOG_LEVEL=0 shows them all.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+if __name__ == '__main__' and os.environ['TF_CPP_MIN_LOG_LEVEL'] != '0':
   _stderr = os.dup(2)
   with open(os.devnull, 'w') as _devnull:
     os.dup2(_devnull.fileno(), 2)
@@ -44,10 +46,13 @@ from typing import Iterable, List, Mapping, Optional
 
 from absl import app
 from absl import flags
+from absl import logging
+import keras
 import numpy as np
 import tensorflow as tf
 
 from input_data import datasets
+from input_data import prepare
 from models import capsule_model
 from models import checkpoints
 from models import conv_model
@@ -80,6 +85,12 @@ class NonFiniteLossError(ValueError):
 def default_hparams() -> HParams:
   """The reference's default hyperparameters."""
   return HParams(
+      # Not in the reference: the network's widths, so that the paper's
+      # smaller SVHN network (conv1_channels=64, num_prime_capsules=16,
+      # prime_capsule_atoms=6, digit_capsule_atoms=8) is an override.
+      conv1_channels=256,
+      prime_capsule_atoms=8,
+      digit_capsule_atoms=16,
       decay_rate=0.96,
       decay_steps=2000,
       leaky=False,
@@ -105,7 +116,7 @@ def build_model(hparams: HParams, *, model_type: str,
   return model
 
 
-def _data_shape(element_spec: Mapping[str, tf.TensorSpec],
+def data_shape(element_spec: Mapping[str, tf.TensorSpec],
                 num_targets: int) -> model_lib.DataShape:
   """The shape ints of batches of `images` `[b, depth, h, w]` and `labels`."""
   _, depth, height, _ = element_spec['images'].shape
@@ -272,7 +283,7 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
           max_steps: int, save_step: int, input_fn: datasets.InputFn,
           num_targets: int = 1,
           strategy: Optional[tf.distribute.Strategy] = None,
-          compute_dtype: str = 'float32') -> int:
+          compute_dtype: str = 'float32', seed: Optional[int] = None) -> int:
   """Trains a model with a global batch of 128 up to global step max_steps.
 
   Resumes from the newest loadable checkpoint in `summary_dir/train/` and
@@ -291,6 +302,12 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
     num_targets: objects per image (2 for MultiMNIST).
     strategy: distribution strategy; None: the default (one device).
     compute_dtype: 'float32', or 'bfloat16' for mixed precision.
+    seed: seeds Python, NumPy, TensorFlow and Keras
+      (`keras.utils.set_random_seed`) and makes the training input's order
+      deterministic, so the same seed gives the same initial weights and
+      batches. Bitwise-equal runs on GPUs, or with random distortions
+      (cifar10, norb), also need `tf.config.experimental.enable_op_determinism()`
+      (as `--seed` does). None: unseeded, the input in any order (faster).
 
   Returns:
     The global step reached.
@@ -311,6 +328,12 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
     raise ValueError(f'save_step must be positive, got {save_step}')
   strategy = strategy or tf.distribute.get_strategy()
   _per_replica_batch_size(strategy.num_replicas_in_sync)
+  if seed is not None:
+    keras.utils.set_random_seed(seed)
+  # Order-deterministic input for a seeded run only: `records.read_files`
+  # interleaves its files in the order this option asks for.
+  options = tf.data.Options()
+  options.deterministic = seed is not None
   train_dir = os.path.join(summary_dir, 'train')
   is_chief = strategy.extended.should_checkpoint
   if is_chief:
@@ -321,12 +344,12 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   def dataset_fn(input_context):
     dataset = input_fn(
         'train', input_context.get_per_replica_batch_size(TRAIN_BATCH_SIZE),
-        input_context)
+        input_context).with_options(options)
     specs.append(dataset.element_spec)
     return dataset
 
   iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-  shape = _data_shape(specs[0], num_targets)
+  shape = data_shape(specs[0], num_targets)
   with strategy.scope():
     model = build_model(hparams, model_type=model_type, shape=shape,
                         compute_dtype=compute_dtype)
@@ -438,7 +461,7 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
     raise ValueError('summary_dir is required for evaluation: pass '
                      '--summary_dir=<experiment directory>')
   dataset = input_fn('test', EVAL_BATCH_SIZE)
-  shape = _data_shape(dataset.element_spec, num_targets)
+  shape = data_shape(dataset.element_spec, num_targets)
   model = build_model(hparams, model_type=model_type, shape=shape,
                       compute_dtype=compute_dtype)
   count = tf.function(lambda tensors: model.compute_loss(
@@ -514,7 +537,7 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
     raise FileNotFoundError(
         f'ensemble checkpoints not found: {", ".join(missing)}')
   dataset = input_fn('test', EVAL_BATCH_SIZE)
-  shape = _data_shape(dataset.element_spec, num_targets)
+  shape = data_shape(dataset.element_spec, num_targets)
   model = build_model(hparams, model_type=model_type, shape=shape,
                       compute_dtype=compute_dtype)
   batches = [{key: value.numpy() for key, value in tensors.items()}
@@ -539,9 +562,12 @@ def _define_flags() -> None:
   Defined only when this file runs as a script, so that tools importing it
   can define flags of the same names.
   """
-  flags.DEFINE_string('data_dir', None,
-                      'The data directory; for MultiMNIST a sharded pattern '
-                      'path/name.tfrecords@N.')
+  flags.DEFINE_string('data_dir', prepare.DEFAULT_DATA_DIR,
+                      'The data directory; for MultiMNIST records a sharded '
+                      'pattern path/name.tfrecords@N. Missing files are '
+                      'prepared there: from the original files in it (MNIST '
+                      'idx, CIFAR10 binary batches, smallNORB .mat), else '
+                      'from tensorflow-datasets.')
   flags.DEFINE_integer('eval_size', 10000,
                        'Number of test examples evaluated.')
   flags.DEFINE_string('hparams_override', None,
@@ -553,9 +579,19 @@ def _define_flags() -> None:
   flags.DEFINE_string('model', 'capsule',
                       'The model to use for the experiment: capsule or '
                       'baseline.')
-  flags.DEFINE_string('dataset', 'mnist',
-                      'The dataset to use for the experiment: '
-                      f'{", ".join(datasets.DATASETS)}.')
+  flags.DEFINE_enum('dataset', 'mnist', list(datasets.DATASETS),
+                    'The dataset to use for the experiment. mnist with '
+                    '--num_targets=2 and a data_dir folder: MultiMNIST '
+                    'generated on the fly; expanded_mnist: digits placed at '
+                    'random on 40x40; affnist, affine_mnist: test sets only '
+                    '(of a model trained on expanded_mnist).')
+  flags.DEFINE_enum('multi_mnist_shift', 'reference', ['reference', 'paper'],
+                    'Not in the reference. Generated MultiMNIST: digits '
+                    'shifted by up to 6 pixels (the reference README) or 4 '
+                    '(the paper) on a 36x36 canvas.')
+  flags.DEFINE_integer('num_pairs', 1000,
+                       'Not in the reference. Generated MultiMNIST: pairs per '
+                       'digit in a training epoch.')
   flags.DEFINE_integer('num_gpus', 1,
                        'Number of GPUs (replicas per worker) to use; the '
                        'global batch is split evenly across all replicas.')
@@ -564,6 +600,12 @@ def _define_flags() -> None:
   flags.DEFINE_integer('num_trials', 1,
                        'Number of trials for ensemble evaluation.')
   flags.DEFINE_integer('save_step', 1500, 'How often to save checkpoints.')
+  flags.DEFINE_integer('seed', None,
+                       'Not in the reference. Seed of the initial weights, '
+                       'the training input order and its random '
+                       'distortions, with deterministic ops: the same seed '
+                       'gives the same result on the same machine (slower '
+                       'on GPUs). Unset: unseeded.')
   flags.DEFINE_string('summary_dir', None,
                       'Main directory for the experiments: training writes '
                       'summary_dir/train/, evaluation summary_dir/test/.')
@@ -588,19 +630,25 @@ def _define_flags() -> None:
 def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.ERROR)  # Libraries' warnings, e.g. tfds'.
   allow_gpu_memory_growth()
   hparams = default_hparams().parse(FLAGS.hparams_override or '')
-  input_fn = datasets.input_fn(FLAGS.dataset, data_dir=FLAGS.data_dir,
-                               num_targets=FLAGS.num_targets,
-                               validate=FLAGS.validate)
+  print(f'Data: {FLAGS.data_dir}', flush=True)
+  input_fn = datasets.input_fn(
+      FLAGS.dataset, data_dir=FLAGS.data_dir, num_targets=FLAGS.num_targets,
+      validate=FLAGS.validate, multi_mnist_shift=FLAGS.multi_mnist_shift,
+      num_pairs=FLAGS.num_pairs, eval_size=FLAGS.eval_size)
   common = dict(model_type=FLAGS.model, input_fn=input_fn,
                 num_targets=FLAGS.num_targets,
                 compute_dtype=FLAGS.compute_dtype)
   if FLAGS.train:
+    if FLAGS.seed is not None:
+      tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(FLAGS.num_gpus)
     step = train(hparams, summary_dir=FLAGS.summary_dir,
                  max_steps=FLAGS.max_steps, save_step=FLAGS.save_step,
-                 strategy=strategy, **common)
+                 strategy=strategy, seed=FLAGS.seed, **common)
     if FLAGS.evaluate_after_training and strategy.extended.should_checkpoint:
       final = os.path.join(FLAGS.summary_dir, 'train',
                            f'{checkpoints.PREFIX}-{step}')
@@ -617,17 +665,25 @@ def main(argv: List[str]) -> None:
 
 # Mistakes in the command line, the data or the checkpoints: reported in one
 # line, without a traceback.
-_USER_ERRORS = (ValueError, OSError, tf.errors.NotFoundError,
+USER_ERRORS = (ValueError, OSError, tf.errors.NotFoundError,
                 tf.errors.DataLossError)
+
+
+def _parse_flags(argv: List[str]) -> List[str]:
+  """absl's flag parsing, its errors in the same one line as the others."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    sys.exit(f'experiment.py: error: {error}; see --helpshort')
 
 
 def _main_with_clear_errors(argv: List[str]) -> None:
   try:
     main(argv)
-  except _USER_ERRORS as error:
+  except USER_ERRORS as error:
     sys.exit('experiment.py: error: ' + ' '.join(str(error).split()))
 
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(_main_with_clear_errors)
+  app.run(_main_with_clear_errors, flags_parser=_parse_flags)

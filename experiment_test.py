@@ -606,16 +606,19 @@ def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
 
 
 _BAD_INPUTS = {
-    'no data_dir': ([], 'data_dir is required'),
-    'missing files': (['--data_dir={empty}'], 'does not exist'),
+    'empty data_dir': (['--data_dir='], 'data_dir is required'),
+    'missing files, offline': (['--data_dir={empty}'],
+                               'lacks train-images-idx3-ubyte[.gz]'),
     'unknown dataset': (['--data_dir={data}', '--dataset=imagenet'],
-                        "unknown dataset 'imagenet'"),
+                        '--dataset=imagenet: value should be one of'),
+    'misspelt flag': (['--data_dir={data}', '--max_step=10'],
+                      "Unknown command line flag 'max_step'"),
     'unknown model': (['--data_dir={data}', '--model=resnet'],
                       "unknown model 'resnet'"),
     'unknown hparam': (['--data_dir={data}',
                         '--hparams_override=num_prime_capsule=2'],
                        "unknown hparam 'num_prime_capsule'; valid keys: "
-                       'decay_rate, decay_steps, leaky'),
+                       'conv1_channels, decay_rate, decay_steps'),
     'bad hparam value': (['--data_dir={data}', '--hparams_override=leaky=2x'],
                          "hparam 'leaky' expects a bool"),
     'missing checkpoint': (['--data_dir={data}', '--train=false',
