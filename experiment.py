@@ -65,6 +65,7 @@ FLAGS = flags.FLAGS
 models = {
     'capsule': capsule_model.CapsuleModel,
     'baseline': conv_model.ConvModel,
+    'baseline_paper': conv_model.PaperBaselineModel,
 }
 
 TRAIN_BATCH_SIZE = 128  # Global batch, split evenly across replicas.
@@ -306,8 +307,9 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
       (`keras.utils.set_random_seed`) and makes the training input's order
       deterministic, so the same seed gives the same initial weights and
       batches. Bitwise-equal runs on GPUs, or with random distortions
-      (cifar10, norb), also need `tf.config.experimental.enable_op_determinism()`
-      (as `--seed` does). None: unseeded, the input in any order (faster).
+      (cifar10, norb), also need
+      `tf.config.experimental.enable_op_determinism()` (as `--seed` does).
+      None: unseeded, the input in any order (faster).
 
   Returns:
     The global step reached.
@@ -577,8 +579,9 @@ def _define_flags() -> None:
                        'Number of global steps to train; a resumed run counts '
                        'from the restored step.')
   flags.DEFINE_string('model', 'capsule',
-                      'The model to use for the experiment: capsule or '
-                      'baseline.')
+                      'The model to use for the experiment: capsule, '
+                      'baseline (the reference code\'s CNN) or '
+                      'baseline_paper (the paper\'s 35.4M MNIST baseline).')
   flags.DEFINE_enum('dataset', 'mnist', list(datasets.DATASETS),
                     'The dataset to use for the experiment. mnist with '
                     '--num_targets=2 and a data_dir folder: MultiMNIST '
@@ -638,7 +641,9 @@ def main(argv: List[str]) -> None:
   input_fn = datasets.input_fn(
       FLAGS.dataset, data_dir=FLAGS.data_dir, num_targets=FLAGS.num_targets,
       validate=FLAGS.validate, multi_mnist_shift=FLAGS.multi_mnist_shift,
-      num_pairs=FLAGS.num_pairs, eval_size=FLAGS.eval_size)
+      num_pairs=FLAGS.num_pairs, eval_size=FLAGS.eval_size,
+      # Generated data sets need one seed on every worker, also unseeded.
+      seed=0 if FLAGS.seed is None else FLAGS.seed)
   common = dict(model_type=FLAGS.model, input_fn=input_fn,
                 num_targets=FLAGS.num_targets,
                 compute_dtype=FLAGS.compute_dtype)

@@ -193,11 +193,12 @@ def read_files(
     dataset = files.flat_map(reader)
   else:
     files = files.shuffle(len(paths), reshuffle_each_iteration=True)
+    # In the order the pipeline's `tf.data.Options.deterministic` asks for:
+    # experiment.train turns it off (faster) unless the run is seeded.
     dataset = files.interleave(
         reader,
         cycle_length=min(len(paths), _INTERLEAVE_FILES),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=False)
+        num_parallel_calls=tf.data.AUTOTUNE)
   return shard(dataset, input_context) if not share_files else dataset
 
 

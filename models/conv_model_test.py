@@ -49,5 +49,72 @@ class ConvModelTest(tf.test.TestCase):
     self.assertIsNone(model.inference(features).remakes)
 
 
+def _paper_features(batch=4, seed=0):
+  rng = np.random.default_rng(seed)
+  images = tf.constant(rng.uniform(size=(batch, 1, 28, 28)), tf.float32)
+  labels = rng.integers(0, 10, batch)
+  return dict(images=images, labels=tf.one_hot(labels, 10),
+              recons_image=images, recons_label=tf.constant(labels, tf.int32),
+              height=28, depth=1, num_classes=10, num_targets=1)
+
+
+class PaperBaselineModelTest(tf.test.TestCase):
+
+  def testFullMnistParameterCount(self):
+    # padding=VALID in the hparams: the paper's network ignores it.
+    model = conv_model.PaperBaselineModel(experiment.default_hparams())
+    model.build(28, 1)
+    # conv1 5x5x1x256 + 256 = 6,656; conv2 5x5x256x256 + 256 = 1,638,656;
+    # conv3 5x5x256x128 + 128 = 819,328. SAME and no pooling keep 28x28,
+    # so fc1 takes 28*28*128 = 100,352 inputs: 100,352*328 + 328 =
+    # 32,915,784; fc2 328*192 + 192 = 63,168; softmax_layer 192*10 + 10 =
+    # 1,930. Total 35,445,522: the paper's 35.4M. (VALID: 28 -> 16 after
+    # three 5x5 convolutions, fc1 10.7M, 13.2M in all; one 2x2 pooling:
+    # 10.6M.)
+    expected = (25 * 256 + 256) + (25 * 256 * 256 + 256) + (
+        25 * 256 * 128 + 128) + (28 * 28 * 128 * 328 + 328) + (
+            328 * 192 + 192) + (192 * 10 + 10)
+    count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    self.assertEqual(count, expected)
+    self.assertEqual(count, 35_445_522)
+    self.assertEqual(list(model.tf1_variable_map()), [
+        'conv1/weights', 'conv1/biases', 'conv2/weights', 'conv2/biases',
+        'conv3/weights', 'conv3/biases', 'fc1/weights', 'fc1/biases',
+        'fc2/weights', 'fc2/biases', 'softmax_layer/weights',
+        'softmax_layer/biases', 'global_step'])
+
+  def testRegisteredInExperiment(self):
+    self.assertIs(experiment.models['baseline_paper'],
+                  conv_model.PaperBaselineModel)
+
+  def testHeInitialization(self):
+    model = conv_model.PaperBaselineModel(experiment.default_hparams())
+    model.build(28, 1)
+    weights = model.tf1_variable_map()
+    # Truncated at 2 stddevs: the values' std is 0.88 of the stddev.
+    self.assertAllClose(np.std(weights['fc1/weights'].numpy()),
+                        0.88 * np.sqrt(2 / 100352), rtol=0.02)
+    self.assertAllClose(np.std(weights['softmax_layer/weights'].numpy()),
+                        0.88 * np.sqrt(1 / 192), rtol=0.1)
+
+  def testDropoutOnlyInTraining(self):
+    """Evaluation is deterministic; training steps drop half of fc2."""
+    model = conv_model.PaperBaselineModel(
+        experiment.default_hparams().parse('loss_type=softmax'))
+    model.build(28, 1)
+    features = _paper_features()
+    first = model.compute_loss(features)[0]
+    self.assertAllEqual(model.compute_loss(features)[0], first)
+    self.assertAllEqual(model.inference(features).logits,
+                        model.losses(features).logits)
+    _, trained = model.compute_gradients(features)
+    _, again = model.compute_gradients(features)
+    # Different dropout masks, the same weights: different losses.
+    self.assertNotAllClose(trained.total_loss, again.total_loss)
+    self.assertNotAllClose(trained.logits, model.losses(features).logits)
+    # The caller's features are left as they were.
+    self.assertNotIn(conv_model.TRAINING, features)
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -20,15 +20,16 @@ Writes to --output_dir, from the test split of --data_dir:
   error against the step, from the TensorBoard event files that
   `experiment.py` writes to summary_dir/train/ and summary_dir/test/.
 
-Commands (the data as for `experiment.py`; MNIST records are read from the
-directory, MultiMNIST from its sharded pattern):
+Commands (the data as for `experiment.py`: a folder of MNIST digits, whose
+records are prepared when missing and from which MultiMNIST pairs are
+generated, or a MultiMNIST records pattern `path@N`):
 
   python -m paper.figures --checkpoint=/tmp/attempt0/train/model.ckpt-300000 \
       --data_dir=D/mnist_data/ --output_dir=/tmp/figures \
       --summary_dir=/tmp/attempt0/
   python -m paper.figures --num_targets=2 \
       --checkpoint=/tmp/multi0/train/model.ckpt-N \
-      --data_dir=D/multitest_6shifted_mnist.tfrecords@10 \
+      --data_dir=D/mnist_data/ \
       --output_dir=/tmp/multi_figures --eval_size=10000
 
 From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`. The
@@ -58,6 +59,7 @@ import tensorflow as tf
 
 import experiment
 from input_data import datasets
+from input_data import prepare
 from models import capsule_model
 from models import checkpoints
 from models import model as model_lib
@@ -640,8 +642,9 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
   Args:
     checkpoint: prefix of a capsule model checkpoint, e.g.
       `.../train/model.ckpt-300000`.
-    data_dir: the MNIST data directory, or for two targets the MultiMNIST
-      test records' sharded pattern `path/name.tfrecords@N`.
+    data_dir: the MNIST data directory (for two targets the MultiMNIST test
+      pairs are generated from its digits), or MultiMNIST test records'
+      sharded pattern `path/name.tfrecords@N`.
     output_dir: where the PNG files go (made if missing).
     num_targets: 1 (MNIST: Fig. 3 and 4) or 2 (MultiMNIST: Fig. 5).
     summary_dir: `experiment.py`'s summary_dir, for `curves.png`; None:
@@ -719,10 +722,10 @@ def _define_flags() -> None:
   flags.DEFINE_string('checkpoint', None,
                       'Prefix of the capsule model checkpoint, e.g. '
                       '/tmp/attempt0/train/model.ckpt-300000.')
-  flags.DEFINE_string('data_dir', None,
-                      'The MNIST data directory, or for --num_targets=2 the '
-                      'MultiMNIST test records\' pattern '
-                      'path/name.tfrecords@N.')
+  flags.DEFINE_string('data_dir', prepare.DEFAULT_DATA_DIR,
+                      'The MNIST data directory (with --num_targets=2 the '
+                      'MultiMNIST pairs are generated from its digits), or '
+                      'MultiMNIST records\' pattern path/name.tfrecords@N.')
   flags.DEFINE_string('output_dir', None, 'Where the PNG files go.')
   flags.DEFINE_integer('num_targets', 1,
                        '1: MNIST figures (Fig. 3, 4); 2: MultiMNIST (Fig. 5).')

@@ -1,0 +1,438 @@
+r"""Reproduces the paper's results by name: trains, evaluates, tabulates.
+
+  python -m paper.reproduce --experiment=NAME[,NAME...] --data_dir=D \
+      --output_dir=O [--seeds=K] [--max_steps=N] [--eval_size=N]
+  python -m paper.reproduce --list
+
+For each experiment of paper/experiments.py and each seed k < K (default:
+the paper's number of trials), `experiment.train` trains in
+`O/NAME/seed<k>/` with `seed=k`, `experiment.evaluate` tests its last
+checkpoint, and `O/NAME/seed<k>/result.json` records the error. Ensembles
+(cifar10_ensemble) are then evaluated together with
+`experiment.evaluate_ensemble` (`O/NAME/ensemble.json`). `O/results.json`
+and `O/results.md` give, per experiment, the paper's number beside the
+measured mean +- std over the seeds, the steps done against the paper's, the
+data, the wall time and the device.
+
+Rerunning the same command resumes: a seed whose result file records the
+same settings is skipped, an unfinished one continues from its newest
+checkpoint (train's own resume); a larger `--max_steps` continues every seed.
+`--max_steps=N` trains to N steps instead of the paper's (the table says so),
+e.g. Table 1 at reduced scale:
+
+  python -m paper.reproduce --data_dir=D --output_dir=/tmp/table1 \
+      --max_steps=3000 --seeds=2 \
+      --experiment=mnist_baseline,mnist_r1,mnist_r1_recon,mnist_r3,mnist_r3_recon
+
+The command line makes TensorFlow's ops deterministic
+(`tf.config.experimental.enable_op_determinism`), so that a seed gives the
+same result on the same machine, GPUs and random distortions included; it
+is slower on GPUs. Generated data sets (MultiMNIST, expanded MNIST) use
+their data seed 0 in every trial: the same examples, in particular the same
+test set. From Python: `reproduce(['mnist_r3'], data_dir=..., output_dir=...)`.
+"""
+
+import os
+import sys
+
+if __name__ == '__main__':
+  # TensorFlow's start-up notices are not for the user of the command line,
+  # and TF 2.21 prints some whatever TF_CPP_MIN_LOG_LEVEL says: stderr is
+  # closed while TensorFlow loads and finds its devices, as in experiment.py.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+if __name__ == '__main__' and os.environ['TF_CPP_MIN_LOG_LEVEL'] != '0':
+  _stderr = os.dup(2)
+  with open(os.devnull, 'w') as _devnull:
+    os.dup2(_devnull.fileno(), 2)
+  try:
+    import tensorflow  # pylint: disable=g-import-not-at-top
+    tensorflow.config.list_physical_devices()
+  finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import datetime
+import json
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+import experiment
+from input_data import datasets
+from input_data import prepare
+from models import checkpoints
+from paper import experiments as experiments_lib
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+
+SAVE_STEP = 1500  # experiment.py's --save_step default.
+RESULT_FILE = 'result.json'  # Per seed, in O/NAME/seed<k>/.
+ENSEMBLE_FILE = 'ensemble.json'  # Per ensemble experiment, in O/NAME/.
+RESULTS_JSON = 'results.json'
+RESULTS_MD = 'results.md'
+
+
+def seed_dir(output_dir: str, name: str, seed: int) -> str:
+  """The summary_dir of one seed of an experiment."""
+  return os.path.join(output_dir, name, f'seed{seed}')
+
+
+def _write_json(path: str, value: object) -> None:
+  """Writes JSON atomically: a crash leaves the old file or the new one."""
+  with open(path + '.tmp', 'w') as file:
+    json.dump(value, file, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def _write_text(path: str, text: str) -> None:
+  with open(path + '.tmp', 'w') as file:
+    file.write(text)
+  os.replace(path + '.tmp', path)
+
+
+def _cached(path: str, settings: Mapping[str, object],
+            compute: Callable[[], Dict[str, object]]) -> Dict[str, object]:
+  """The result stored at path for these settings, else compute()'s, stored.
+
+  The file holds the settings it was computed with; one with other settings
+  (say a smaller max_steps) is recomputed and replaced.
+  """
+  if os.path.exists(path):
+    with open(path) as file:
+      stored = json.load(file)
+    if stored.get('settings') == settings:
+      print(f'Done before, skipped: {path}', flush=True)
+      return stored
+  result = dict(compute(), settings=dict(settings))
+  _write_json(path, result)
+  return result
+
+
+def _device() -> str:
+  """The GPUs' names, or the CPU's model and core count."""
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    names = [tf.config.experimental.get_device_details(gpu).get(
+        'device_name', gpu.name) for gpu in gpus]
+    return ', '.join(names)
+  model = 'CPU'
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as cpuinfo:
+      for line in cpuinfo:
+        if line.startswith('model name'):
+          model = line.partition(':')[2].strip()
+          break
+  return f'{model}, {os.cpu_count()} cores'
+
+
+def _check_available(entry: experiments_lib.Experiment) -> None:
+  """Raises ValueError when datasets.py lacks a data set the entry needs."""
+  for dataset in (entry.dataset, entry.test_dataset or entry.dataset):
+    if dataset not in datasets.DATASETS:
+      raise ValueError(
+          f'experiment {entry.name} needs the data set {dataset!r}, which '
+          f'input_data/datasets.py does not provide yet (it has '
+          f'{", ".join(datasets.DATASETS)})')
+
+
+def _input_fns(entry: experiments_lib.Experiment, *, data_dir: str,
+               eval_size: int):
+  """The input functions of the training and of the test data."""
+  train_fn = datasets.input_fn(
+      entry.dataset, data_dir=data_dir, num_targets=entry.num_targets,
+      eval_size=eval_size, **entry.data_options)
+  if not entry.test_dataset:
+    return train_fn, train_fn
+  return train_fn, datasets.input_fn(entry.test_dataset, data_dir=data_dir,
+                                     eval_size=eval_size)
+
+
+def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
+              hparams, data_dir: str, output_dir: str, max_steps: int,
+              eval_size: int, save_step: int) -> Dict[str, object]:
+  """Trains (or resumes) one seed and evaluates its last checkpoint."""
+  summary_dir = seed_dir(output_dir, entry.name, seed)
+  print(f'== {entry.name} seed {seed}: {entry.model} on {entry.dataset}, '
+        f'{max_steps} steps, in {summary_dir}', flush=True)
+  train_fn, test_fn = _input_fns(entry, data_dir=data_dir,
+                                 eval_size=eval_size)
+  saved = checkpoints.list_steps(os.path.join(summary_dir, 'train'))
+  start_step = max(saved, default=0)
+  start = time.monotonic()
+  step = experiment.train(
+      hparams, summary_dir=summary_dir, model_type=entry.model,
+      max_steps=max_steps, save_step=save_step, input_fn=train_fn,
+      num_targets=entry.num_targets, seed=seed)
+  train_seconds = time.monotonic() - start
+  checkpoint = os.path.join(summary_dir, 'train',
+                            f'{checkpoints.PREFIX}-{step}')
+  start = time.monotonic()
+  [result] = experiment.evaluate(
+      hparams, summary_dir=summary_dir, model_type=entry.model,
+      eval_size=eval_size, input_fn=test_fn, num_targets=entry.num_targets,
+      checkpoint=checkpoint)
+  return dict(seed=seed, error=result.wrong_percent, wrong=result.wrong,
+              step=step, start_step=start_step, checkpoint=checkpoint,
+              train_seconds=train_seconds,
+              eval_seconds=time.monotonic() - start, device=_device())
+
+
+def _run_ensemble(entry: experiments_lib.Experiment, *, hparams,
+                  data_dir: str, output_dir: str, steps: Sequence[int],
+                  eval_size: int) -> Dict[str, object]:
+  """Evaluates the seeds' last checkpoints as one ensemble."""
+  if len(set(steps)) > 1:
+    raise ValueError(
+        f'the {entry.name} members stopped at different steps '
+        f'({", ".join(map(str, steps))}); rerun with one --max_steps')
+  # The members' checkpoints, `{}` for the seed (other braces escaped).
+  escaped = os.path.join(output_dir, entry.name).replace('{', '{{').replace(
+      '}', '}}')
+  pattern = os.path.join(escaped, 'seed{}', 'train',
+                         f'{checkpoints.PREFIX}-{steps[0]}')
+  print(f'== {entry.name}: ensemble of {len(steps)}', flush=True)
+  start = time.monotonic()
+  wrong = experiment.evaluate_ensemble(
+      hparams, model_type=entry.model, eval_size=eval_size,
+      input_fn=_input_fns(entry, data_dir=data_dir, eval_size=eval_size)[1],
+      checkpoint=pattern, num_trials=len(steps),
+      num_targets=entry.num_targets)
+  return dict(error=wrong / eval_size * 100, wrong=wrong,
+              eval_seconds=time.monotonic() - start)
+
+
+def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
+                    output_dir: str, seeds: Optional[int],
+                    max_steps: Optional[int], hparams_override: Optional[str],
+                    eval_size: Optional[int],
+                    save_step: int) -> Dict[str, object]:
+  """Runs (or resumes) every seed of one experiment; see `reproduce`."""
+  hparams = experiment.default_hparams().parse(entry.hparams).parse(
+      hparams_override or '')
+  num_seeds = seeds or entry.seeds
+  max_steps = max_steps or entry.steps
+  eval_size = eval_size or entry.eval_size
+  settings = dict(model=entry.model, hparams=hparams.values(),
+                  dataset=entry.dataset, test_dataset=entry.test_dataset,
+                  num_targets=entry.num_targets,
+                  data_options=dict(entry.data_options), max_steps=max_steps,
+                  eval_size=eval_size)
+  runs = []
+  for seed in range(num_seeds):
+    os.makedirs(seed_dir(output_dir, entry.name, seed), exist_ok=True)
+    runs.append(_cached(
+        os.path.join(seed_dir(output_dir, entry.name, seed), RESULT_FILE),
+        settings, lambda seed=seed: _run_seed(
+            entry, seed, hparams=hparams, data_dir=data_dir,
+            output_dir=output_dir, max_steps=max_steps, eval_size=eval_size,
+            save_step=save_step)))
+  ensemble = None
+  if entry.ensemble:
+    steps = [run['step'] for run in runs]
+    ensemble = _cached(
+        os.path.join(output_dir, entry.name, ENSEMBLE_FILE),
+        dict(settings, seeds=num_seeds), lambda: _run_ensemble(
+            entry, hparams=hparams, data_dir=data_dir, output_dir=output_dir,
+            steps=steps, eval_size=eval_size))
+  errors = [run['error'] for run in runs]
+  steps_done = sorted({run['step'] for run in runs})
+  summary = dict(
+      name=entry.name, paper=dict(error=entry.paper.error,
+                                  std=entry.paper.std,
+                                  source=entry.paper.source),
+      model=entry.model, hparams=entry.hparams,
+      hparams_override=hparams_override or '', data=entry.data,
+      dataset=entry.dataset, test_dataset=entry.test_dataset,
+      num_targets=entry.num_targets, data_options=dict(entry.data_options),
+      notes=entry.notes, eval_size=eval_size,
+      seeds=[{key: value for key, value in run.items() if key != 'settings'}
+             for run in runs],
+      errors=errors, mean=float(np.mean(errors)), std=float(np.std(errors)),
+      ensemble_error=ensemble['error'] if ensemble else None,
+      steps=steps_done, paper_steps=entry.steps,
+      steps_source=entry.steps_source, reduced=max_steps < entry.steps,
+      resumed=any(run['start_step'] > 0 for run in runs),
+      wall_seconds=sum(run['train_seconds'] + run['eval_seconds']
+                       for run in runs) + (
+                           ensemble['eval_seconds'] if ensemble else 0.0),
+      device=', '.join(sorted({run['device'] for run in runs})))
+  print(f'{entry.name}: {_measured_text(summary)}% (paper '
+        f'{experiments_lib.paper_number_text(entry.paper)}%)', flush=True)
+  return summary
+
+
+def _measured_text(summary: Mapping[str, object]) -> str:
+  if summary['ensemble_error'] is not None:
+    return (f'{summary["ensemble_error"]:.2f} (members {summary["mean"]:.2f} '
+            f'+- {summary["std"]:.2f})')
+  if len(summary['errors']) == 1:
+    return f'{summary["mean"]:.2f}'
+  return f'{summary["mean"]:.2f} +- {summary["std"]:.3f}'
+
+
+def results_markdown(results: Mapping[str, Mapping[str, object]]) -> str:
+  """The results table, in Markdown."""
+  lines = [
+      '# The paper\'s results, reproduced', '',
+      'Test error in %. Measured: the mean +- std (numpy\'s, ddof 0) over '
+      'the seeds; for an ensemble, the ensemble\'s error (its members\' '
+      'mean +- std in brackets). Steps: the global step reached against the '
+      'paper\'s; *reduced* marks `--max_steps` runs. Wall time: training '
+      'and evaluation in the runs that finished the seeds (*resumed*: from '
+      'the step an earlier run reached).', '',
+      '| experiment | paper | measured | seeds | steps (paper\'s) | model, '
+      'data | wall time | device |',
+      '|---|---|---|---|---|---|---|---|']
+  for name, summary in results.items():
+    paper = experiments_lib.PaperNumber(**summary['paper'])
+    steps = '-'.join(f'{step:,}' for step in summary['steps'])
+    steps += f' ({summary["paper_steps"]:,})'
+    if summary['reduced']:
+      steps += ' *reduced*'
+    wall = str(datetime.timedelta(seconds=round(summary['wall_seconds'])))
+    if summary['resumed']:
+      wall += ' *resumed*'
+    override = (f', override {summary["hparams_override"]}'
+                if summary['hparams_override'] else '')
+    lines.append(
+        f'| {name} | {experiments_lib.paper_number_text(paper)} | '
+        f'{_measured_text(summary)} | {len(summary["errors"])} | {steps} | '
+        f'{summary["model"]} ({summary["hparams"] or "default hparams"}'
+        f'{override}); {summary["data"]} | {wall} | {summary["device"]} |')
+  lines += ['', 'Notes:', '']
+  for name, summary in results.items():
+    lines.append(f'- {name}: the paper\'s steps: {summary["steps_source"]}. '
+                 f'{summary["notes"]}'.rstrip())
+  return '\n'.join(lines) + '\n'
+
+
+def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
+              seeds: Optional[int] = None, max_steps: Optional[int] = None,
+              hparams_override: Optional[str] = None,
+              eval_size: Optional[int] = None,
+              save_step: int = SAVE_STEP) -> Dict[str, Dict[str, object]]:
+  """Trains and evaluates experiments, writing results.json and results.md.
+
+  Every name is checked before any work. After each experiment the results
+  files are rewritten, keeping the entries of experiments from earlier runs
+  into the same output_dir.
+
+  Args:
+    names: names of `experiments.EXPERIMENTS`.
+    data_dir: the data directory (see `input_data.datasets.input_fn`).
+    output_dir: where the runs and the results files go.
+    seeds: trials, seeds 0 .. seeds - 1; None: the experiment's.
+    max_steps: train to this step instead of the experiment's.
+    hparams_override: `key=value,...` over each experiment's hparams (e.g. a
+      tiny model for tests); it is recorded in the results.
+    eval_size: test examples instead of the experiment's.
+    save_step: checkpoint period in steps.
+
+  Returns:
+    The summary of each experiment run, by name, as in results.json.
+
+  Raises:
+    ValueError: unknown names, a missing data set or output_dir, or the
+      errors of `experiment.train` and `evaluate`.
+  """
+  if not output_dir:
+    raise ValueError('output_dir is required: pass --output_dir=<directory>')
+  entries = [experiments_lib.get(name) for name in names]
+  if not entries:
+    raise ValueError('no experiment given: pass --experiment=NAME[,NAME...] '
+                     '(--list shows them)')
+  for entry in entries:
+    _check_available(entry)
+  os.makedirs(output_dir, exist_ok=True)
+  json_path = os.path.join(output_dir, RESULTS_JSON)
+  results = {}
+  if os.path.exists(json_path):
+    with open(json_path) as file:
+      results = json.load(file)['experiments']
+  run = {}
+  for entry in entries:
+    run[entry.name] = results[entry.name] = _run_experiment(
+        entry, data_dir=data_dir, output_dir=output_dir, seeds=seeds,
+        max_steps=max_steps, hparams_override=hparams_override,
+        eval_size=eval_size, save_step=save_step)
+    _write_json(json_path, dict(experiments=results))
+    _write_text(os.path.join(output_dir, RESULTS_MD),
+                results_markdown(results))
+  print(f'Results: {json_path}, {os.path.join(output_dir, RESULTS_MD)}',
+        flush=True)
+  return run
+
+
+def experiment_list() -> str:
+  """One line per experiment: name, the paper's error, what it trains."""
+  lines = []
+  for entry in experiments_lib.EXPERIMENTS.values():
+    data = entry.dataset + (f' -> {entry.test_dataset}'
+                            if entry.test_dataset else '')
+    seeds = f'{entry.seeds} seed{"s" if entry.seeds > 1 else ""}' + (
+        ' (ensemble)' if entry.ensemble else '')
+    lines.append(
+        f'{entry.name:<20} paper '
+        f'{experiments_lib.paper_number_text(entry.paper) + "%":<15} '
+        f'{entry.model} on {data}, {entry.steps} steps, {seeds} '
+        f'[{entry.paper.source}]')
+  return '\n'.join(lines)
+
+
+def _define_flags() -> None:
+  """Defines the tool's flags, only when run as a script."""
+  flags.DEFINE_list('experiment', [],
+                    'Experiments to run, comma separated (--list shows '
+                    'them).')
+  flags.DEFINE_string('data_dir', prepare.DEFAULT_DATA_DIR,
+                      'The data directory, as for experiment.py: missing '
+                      'files are prepared there.')
+  flags.DEFINE_string('output_dir', None,
+                      'Where the runs (NAME/seed<k>/) and results.json, '
+                      'results.md go; rerunning resumes.')
+  flags.DEFINE_integer('seeds', None,
+                       'Trials per experiment (seeds 0..K-1); unset: the '
+                       'paper\'s (3 for Table 1\'s MNIST, 7 ensemble members '
+                       'for CIFAR10, else 1).', lower_bound=1)
+  flags.DEFINE_integer('max_steps', None,
+                       'Train to this step instead of the paper\'s (the '
+                       'table marks the runs reduced).', lower_bound=1)
+  flags.DEFINE_integer('eval_size', None,
+                       'Test examples evaluated (whole batches of 100) '
+                       'instead of the experiment\'s (the whole test set).',
+                       lower_bound=experiment.EVAL_BATCH_SIZE)
+  flags.DEFINE_bool('list', False,
+                    'Print the experiments with the paper\'s numbers.')
+
+
+def main(argv: List[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if FLAGS.list:
+    print(experiment_list())
+    return
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.ERROR)  # Libraries' warnings, e.g. tfds'.
+  tf.config.experimental.enable_op_determinism()
+  reproduce(FLAGS.experiment, data_dir=FLAGS.data_dir,
+            output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
+            max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size)
+
+
+def _main_with_clear_errors(argv: List[str]) -> None:
+  try:
+    main(argv)
+  except experiment.USER_ERRORS as error:
+    sys.exit('reproduce: error: ' + ' '.join(str(error).split()))
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(_main_with_clear_errors)
