@@ -743,6 +743,7 @@ def _define_flags() -> None:
 def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  tf.get_logger().setLevel('ERROR')  # Retracing notices of the small batches.
   experiment.allow_gpu_memory_growth()
   make_figures(
       FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
