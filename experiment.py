@@ -19,34 +19,17 @@ Examples (the reference README's commands):
       --num_trials=7
 """
 
-import os
-import sys
-
 if __name__ == '__main__':
-  # TensorFlow's notices (CUDA stubs, oneDNN, XLA, tf.data) are not for the
-  # user of the command line. TF 2.21 prints those of its start-up whatever
-  # TF_CPP_MIN_LOG_LEVEL says, so stderr is also closed while TensorFlow
-  # loads and finds its devices. TF_CPP_MIN_LOG_LEVEL=0 shows them all.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-if __name__ == '__main__' and os.environ['TF_CPP_MIN_LOG_LEVEL'] != '0':
-  _stderr = os.dup(2)
-  with open(os.devnull, 'w') as _devnull:
-    os.dup2(_devnull.fileno(), 2)
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top
-    tensorflow.config.list_physical_devices()
-  finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
+  import cli
+  cli.quiet_tensorflow_start()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import collections
+import os
 import time
 from typing import Iterable, List, Mapping, Optional
 
-from absl import app
 from absl import flags
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -56,6 +39,7 @@ from input_data import prepare
 from models import capsule_model
 from models import checkpoints
 from models import conv_model
+from models import devices
 from models import model as model_lib
 from models.hparams import HParams
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -117,146 +101,61 @@ def build_model(hparams: HParams, *, model_type: str,
   return model
 
 
-def data_shape(element_spec: Mapping[str, tf.TensorSpec],
-                num_targets: int) -> model_lib.DataShape:
-  """The shape ints of batches of `images` `[b, depth, h, w]` and `labels`."""
-  _, depth, height, _ = element_spec['images'].shape
-  return model_lib.DataShape(height, depth, element_spec['labels'].shape[-1],
-                             num_targets)
-
-
-def _per_replica_batch_size(num_replicas: int) -> int:
-  if num_replicas < 1 or TRAIN_BATCH_SIZE % num_replicas:
-    raise ValueError(
-        f'{num_replicas} replicas cannot split the global batch of '
-        f'{TRAIN_BATCH_SIZE} evenly; use a number of GPUs (times workers) '
-        f'that divides {TRAIN_BATCH_SIZE}')
-  return TRAIN_BATCH_SIZE // num_replicas
-
-
-def allow_gpu_memory_growth() -> List[str]:
-  """Lets TensorFlow take GPU memory as it needs it, not all at start.
-
-  So a training and an evaluation process share one GPU (the reference
-  needed a second GPU or a memory cap for that). Must run before TensorFlow
-  first touches a GPU; a no-op without GPUs.
-
-  Returns:
-    The names of the GPUs configured.
-  """
-  gpus = tf.config.list_physical_devices('GPU')
-  for gpu in gpus:
-    tf.config.experimental.set_memory_growth(gpu, True)
-  return [gpu.name for gpu in gpus]
-
-
-def make_strategy(num_gpus: int) -> tf.distribute.Strategy:
-  """The distribution strategy for `num_gpus` replicas per worker.
-
-  With `TF_CONFIG` set, a `MultiWorkerMirroredStrategy` over the workers it
-  lists, each using its first `num_gpus` GPUs (or its CPU when it has none);
-  otherwise a `MirroredStrategy` over `num_gpus` GPUs when `num_gpus > 1`,
-  else the default strategy (one device).
-
-  Raises:
-    ValueError: if num_gpus does not divide the global batch or exceeds the
-      GPUs this machine has.
-  """
-  _per_replica_batch_size(num_gpus)
-  gpus = tf.config.list_physical_devices('GPU')
-  if num_gpus > 1 and num_gpus > len(gpus):
-    raise ValueError(f'num_gpus={num_gpus} but this machine has {len(gpus)} '
-                     f'GPUs')
-  if 'TF_CONFIG' in os.environ:
-    if gpus:
-      tf.config.set_visible_devices(gpus[:num_gpus], 'GPU')
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  if num_gpus > 1:
-    return tf.distribute.MirroredStrategy(
-        [f'/gpu:{i}' for i in range(num_gpus)])
-  return tf.distribute.get_strategy()
-
-
 def _make_train_steps(model: model_lib.Model,
                       strategy: tf.distribute.Strategy,
                       shape: model_lib.DataShape):
   """Returns `train_steps(iterator, num_steps)`, a tf.function.
 
-  It runs up to num_steps training steps, each writing its summaries at the
-  global step before its update (the reference's numbering) to the default
-  summary writer, and stops early after a step whose loss is not finite. It
-  returns the mean loss and accuracy of the steps run, how many ran, and
-  whether every loss was finite.
+  It runs up to num_steps training steps, each writing the model's summaries
+  at the global step before its update (the reference's numbering) to the
+  default summary writer, and stops early after a step whose loss is not
+  finite. It returns the mean loss and accuracy of the steps run, how many
+  ran, and whether every loss was finite.
   """
   replicas = strategy.num_replicas_in_sync
-  verbose = model.hparams.verbose
 
   def replica_step(tensors):
-    features = model_lib.features(tensors, shape)
-    grads, result = model.compute_gradients(features,
-                                            loss_scale=1.0 / replicas)
+    grads, result = model.compute_gradients(
+        model_lib.features(tensors, shape), loss_scale=1.0 / replicas)
     model.apply_gradients(grads)
-    outputs = dict(
-        total_loss=result.total_loss,
-        classification_loss=result.classification_loss,
-        reconstruction_losses=result.reconstruction_losses,
-        correct=result.correct, almost=result.almost)
-    if verbose:
-      outputs.update(logits=result.logits, remakes=result.remakes or [],
-                     tensors=tensors)
-    return outputs
+    return result._replace(remakes=result.remakes or []), tensors
 
-  def mean(value):
-    return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+  def reduce(op, value):
+    return strategy.reduce(op, value, axis=None)
 
-  def total(value):
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-
-  def first(value):
+  def first(value):  # Of the first replica's batch, for summaries.
     return strategy.experimental_local_results(value)[0]
 
-  def write_summaries(outputs, loss, correct, step):
-    tf.summary.scalar('batch_classification_cost',
-                      mean(outputs['classification_loss']), step=step)
-    tf.summary.scalar('total_loss', loss, step=step)
-    tf.summary.scalar('accuracy', correct / TRAIN_BATCH_SIZE, step=step)
-    tf.summary.scalar('correct_prediction_batch', correct, step=step)
-    tf.summary.scalar('almost_correct_batch', total(outputs['almost']),
-                      step=step)
-    for i, recons_loss in enumerate(outputs['reconstruction_losses']):
-      tf.summary.scalar('reconstruction_error' + (f'_{i}' if i else ''),
-                        mean(recons_loss), step=step)
-    if not verbose:
-      return
-    for name, var in model.tf1_variable_map().items():
-      if name != model_lib.GLOBAL_STEP:
-        tf.summary.histogram(name, tf.convert_to_tensor(var), step=step)
-    tf.summary.histogram('logits', first(outputs['logits']), step=step)
-    if outputs['remakes']:
-      tensors = {key: first(value)
-                 for key, value in outputs['tensors'].items()}
-      capsule_model.summarize_remakes(
-          model_lib.features(tensors, shape),
-          [first(remake) for remake in outputs['remakes']], step)
+  def mean(value):
+    return reduce(tf.distribute.ReduceOp.MEAN, value)
 
   @tf.function
   def train_steps(iterator, num_steps):
-    loss_sum = tf.constant(0.0)
-    correct_sum = tf.constant(0.0)
+    loss_sum = correct_sum = tf.constant(0.0)
     steps_run = tf.constant(0)
     finite = tf.constant(True)
     for _ in tf.range(num_steps):
       step = tf.identity(model.global_step)
-      outputs = strategy.run(replica_step, args=(next(iterator),))
-      loss = mean(outputs['total_loss'])
-      correct = total(outputs['correct'])
+      result, tensors = strategy.run(replica_step, args=(next(iterator),))
+      result = model_lib.Losses(
+          total_loss=mean(result.total_loss),
+          correct=reduce(tf.distribute.ReduceOp.SUM, result.correct),
+          almost=reduce(tf.distribute.ReduceOp.SUM, result.almost),
+          classification_loss=mean(result.classification_loss),
+          reconstruction_losses=[mean(loss)
+                                 for loss in result.reconstruction_losses],
+          logits=first(result.logits),
+          remakes=[first(remake) for remake in result.remakes])
       # The reference's tags, outside the loop's `while/` name scope.
       with tf.name_scope(''):
-        write_summaries(outputs, loss, correct, step)
-      loss_sum += loss
-      correct_sum += correct
+        model.summarize(
+            result, model_lib.features(tf.nest.map_structure(first, tensors),
+                                       shape),
+            step=step, batch_size=TRAIN_BATCH_SIZE)
+      loss_sum += result.total_loss
+      correct_sum += result.correct
       steps_run += 1
-      if not tf.math.is_finite(loss):
+      if not tf.math.is_finite(result.total_loss):
         finite = tf.constant(False)
         break
     steps = tf.cast(steps_run, tf.float32)
@@ -272,12 +171,6 @@ def _next_stop(step: int, max_steps: int, save_step: int) -> int:
     return (step // every + 1) * every
   return min(max_steps, next_multiple(save_step),
              next_multiple(LOG_EVERY_STEPS))
-
-
-def _format_duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}:{minutes:02d}:{seconds:02d}'
 
 
 def train(hparams: HParams, *, summary_dir: str, model_type: str,
@@ -329,7 +222,7 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   if save_step < 1:
     raise ValueError(f'save_step must be positive, got {save_step}')
   strategy = strategy or tf.distribute.get_strategy()
-  _per_replica_batch_size(strategy.num_replicas_in_sync)
+  devices.check_replicas(strategy.num_replicas_in_sync, TRAIN_BATCH_SIZE)
   if seed is not None:
     keras.utils.set_random_seed(seed)
   # Order-deterministic input for a seeded run only: `records.read_files`
@@ -340,7 +233,6 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   is_chief = strategy.extended.should_checkpoint
   if is_chief:
     tf.io.gfile.makedirs(train_dir)
-
   specs = []
 
   def dataset_fn(input_context):
@@ -351,7 +243,7 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
     return dataset
 
   iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-  shape = data_shape(specs[0], num_targets)
+  shape = model_lib.data_shape(specs[0], num_targets)
   with strategy.scope():
     model = build_model(hparams, model_type=model_type, shape=shape,
                         compute_dtype=compute_dtype)
@@ -366,10 +258,9 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
             else tf.summary.create_noop_writer())
   with writer.as_default():
     while step < max_steps:
-      stop = _next_stop(step, max_steps, save_step)
       start_time = time.time()
       loss, accuracy, steps_run, finite = train_steps(
-          iterator, tf.constant(stop - step))
+          iterator, tf.constant(_next_stop(step, max_steps, save_step) - step))
       seconds_per_step = (time.time() - start_time) / int(steps_run)
       step += int(steps_run)
       if not finite:
@@ -384,13 +275,25 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
         writer.flush()
         checkpoints.save(model, train_dir)
       if step % LOG_EVERY_STEPS == 0 or step == max_steps:
+        minutes, seconds = divmod(int((max_steps - step) * seconds_per_step),
+                                  60)
         print(f'step {step}: loss {float(loss):.4f}, accuracy '
               f'{float(accuracy):.4f}, '
               f'{TRAIN_BATCH_SIZE / seconds_per_step:.1f} examples/s, '
-              f'{_format_duration((max_steps - step) * seconds_per_step)} '
-              f'left', flush=True)
+              f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d} left',
+              flush=True)
   writer.close()
   return step
+
+
+def _test_model(hparams: HParams, *, model_type: str,
+                input_fn: datasets.InputFn, num_targets: int,
+                compute_dtype: str):
+  """The test split in batches of 100, its shape, and a model for it."""
+  dataset = input_fn('test', EVAL_BATCH_SIZE)
+  shape = model_lib.data_shape(dataset.element_spec, num_targets)
+  return dataset, shape, build_model(hparams, model_type=model_type,
+                                     shape=shape, compute_dtype=compute_dtype)
 
 
 def _test_batches(dataset: tf.data.Dataset,
@@ -462,10 +365,9 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   if not summary_dir:
     raise ValueError('summary_dir is required for evaluation: pass '
                      '--summary_dir=<experiment directory>')
-  dataset = input_fn('test', EVAL_BATCH_SIZE)
-  shape = data_shape(dataset.element_spec, num_targets)
-  model = build_model(hparams, model_type=model_type, shape=shape,
-                      compute_dtype=compute_dtype)
+  dataset, shape, model = _test_model(
+      hparams, model_type=model_type, input_fn=input_fn,
+      num_targets=num_targets, compute_dtype=compute_dtype)
   count = tf.function(lambda tensors: model.compute_loss(
       model_lib.features(tensors, shape))[1:])
   paths = ([checkpoint] if checkpoint else tf.train.checkpoints_iterator(
@@ -484,15 +386,14 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
       num_batches += 1
     num_examples = num_batches * EVAL_BATCH_SIZE
     wrong = num_examples - correct
-    result = EvalResult(path, step, correct, almost, wrong,
-                        wrong / num_batches)
-    _print_wrong(wrong, result.wrong_percent)
+    results.append(EvalResult(path, step, correct, almost, wrong,
+                              wrong / num_batches))
+    _print_wrong(wrong, results[-1].wrong_percent)
     with writer.as_default(step=step):
       tf.summary.scalar('correct_prediction', correct)
       tf.summary.scalar('wrong_prediction', wrong)
       tf.summary.scalar('almost_wrong_prediction', num_examples - almost)
     writer.flush()
-    results.append(result)
   writer.close()
   return results
 
@@ -538,10 +439,9 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
   if missing:
     raise FileNotFoundError(
         f'ensemble checkpoints not found: {", ".join(missing)}')
-  dataset = input_fn('test', EVAL_BATCH_SIZE)
-  shape = data_shape(dataset.element_spec, num_targets)
-  model = build_model(hparams, model_type=model_type, shape=shape,
-                      compute_dtype=compute_dtype)
+  dataset, shape, model = _test_model(
+      hparams, model_type=model_type, input_fn=input_fn,
+      num_targets=num_targets, compute_dtype=compute_dtype)
   batches = [{key: value.numpy() for key, value in tensors.items()}
              for tensors in _test_batches(dataset, eval_size)]
   logits_of = tf.function(
@@ -631,11 +531,8 @@ def _define_flags() -> None:
 
 
 def main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)  # Libraries' warnings, e.g. tfds'.
-  allow_gpu_memory_growth()
+  del argv  # Unused.
+  devices.allow_gpu_memory_growth()
   hparams = default_hparams().parse(FLAGS.hparams_override or '')
   print(f'Data: {FLAGS.data_dir}', flush=True)
   input_fn = datasets.input_fn(
@@ -650,7 +547,8 @@ def main(argv: List[str]) -> None:
   if FLAGS.train:
     if FLAGS.seed is not None:
       tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(FLAGS.num_gpus)
+    strategy = devices.make_strategy(FLAGS.num_gpus,
+                                     global_batch_size=TRAIN_BATCH_SIZE)
     step = train(hparams, summary_dir=FLAGS.summary_dir,
                  max_steps=FLAGS.max_steps, save_step=FLAGS.save_step,
                  strategy=strategy, seed=FLAGS.seed, **common)
@@ -668,27 +566,5 @@ def main(argv: List[str]) -> None:
                       **common)
 
 
-# Mistakes in the command line, the data or the checkpoints: reported in one
-# line, without a traceback.
-USER_ERRORS = (ValueError, OSError, tf.errors.NotFoundError,
-                tf.errors.DataLossError)
-
-
-def _parse_flags(argv: List[str]) -> List[str]:
-  """absl's flag parsing, its errors in the same one line as the others."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as error:
-    sys.exit(f'experiment.py: error: {error}; see --helpshort')
-
-
-def _main_with_clear_errors(argv: List[str]) -> None:
-  try:
-    main(argv)
-  except USER_ERRORS as error:
-    sys.exit('experiment.py: error: ' + ' '.join(str(error).split()))
-
-
 if __name__ == '__main__':
-  _define_flags()
-  app.run(_main_with_clear_errors, flags_parser=_parse_flags)
+  cli.run(main, program='experiment.py', define_flags=_define_flags)

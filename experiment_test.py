@@ -7,6 +7,8 @@ line, arrays for the Python API, and the capsule_cifar_tiny golden (12x12x3)
 whose TF1 checkpoints and numbers come from the reference.
 """
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -16,16 +18,19 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import cli
 import experiment
 import golden_utils
 from input_data import datasets
 from input_data import records
 from models import capsule_model
 from models import checkpoints
+from models import devices
 from models import model as model_lib
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,10 +80,30 @@ def mnist_dir(tmp_path_factory):
 
 
 def _run_experiment(*args):
-  return subprocess.run(
+  """`python experiment.py args` in this process; returns what it printed.
+
+  The command line's flags, `main` and its one-line errors, without the cost
+  of a new process. The tests that run real processes (multi-worker, kill -9,
+  start-up notices) use `_experiment_process`.
+
+  Raises:
+    SystemExit: with the one-line error as code, as the command would exit.
+  """
+  if 'train' not in flags.FLAGS:
+    experiment._define_flags()  # pylint: disable=protected-access
+  flags.FLAGS.unparse_flags()
+  stdout = io.StringIO()
+  with contextlib.redirect_stdout(stdout):
+    argv = cli.parse_flags(['experiment.py', *args], program='experiment.py')
+    cli.call_main(experiment.main, argv, program='experiment.py')
+  return stdout.getvalue()
+
+
+def _experiment_process(*args, **kwargs):
+  return subprocess.Popen(
       [sys.executable, os.path.join(_HERE, 'experiment.py'), *args],
-      capture_output=True, text=True, cwd=_HERE,
-      timeout=_SUBPROCESS_TIMEOUT_S)
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=_HERE,
+      **kwargs)
 
 
 def _checked(result):
@@ -98,11 +123,10 @@ def trained(mnist_dir, tmp_path_factory):
     notes.write('keep me')
   common = [f'--data_dir={data_dir}', f'--summary_dir={summary_dir}',
             f'--hparams_override={_TINY}', f'--eval_size={_NUM_TEST}']
-  first = _checked(_run_experiment(*common, '--max_steps=3'))
+  first = _run_experiment(*common, '--max_steps=3')
   with open(os.path.join(train_dir, 'model.ckpt-3.index'), 'rb') as index:
     first_index = index.read()
-  second = _checked(
-      _run_experiment(*common, '--max_steps=5', '--save_step=2'))
+  second = _run_experiment(*common, '--max_steps=5', '--save_step=2')
   return dict(summary_dir=summary_dir, train_dir=train_dir, first=first,
               second=second, first_index=first_index)
 
@@ -223,10 +247,10 @@ def test_rerun_resumes_and_keeps_everything(trained):
 def test_evaluate_checkpoint_prints_wrong_count(trained, mnist_dir):
   data_dir, images, labels = mnist_dir
   checkpoint = os.path.join(trained['train_dir'], 'model.ckpt-5')
-  stdout = _checked(_run_experiment(
+  stdout = _run_experiment(
       f'--data_dir={data_dir}', f'--summary_dir={trained["summary_dir"]}',
       f'--hparams_override={_TINY}', '--train=false',
-      f'--checkpoint={checkpoint}', f'--eval_size={_NUM_TEST}'))
+      f'--checkpoint={checkpoint}', f'--eval_size={_NUM_TEST}')
   logits = _mnist_logits(checkpoint, images)
   wrong = int(np.sum(np.argmax(logits, axis=1) != labels))
   assert _wrong_line(wrong, wrong / (_NUM_TEST // 100)) in stdout.splitlines()
@@ -252,16 +276,15 @@ def test_bfloat16_mode_keeps_float32_checkpoints_and_counts(trained, mnist_dir,
   common = [f'--data_dir={data_dir}', f'--summary_dir={tmp_path}',
             f'--hparams_override={_TINY}', '--compute_dtype=bfloat16',
             f'--eval_size={_NUM_TEST}']
-  _checked(_run_experiment(*common, '--max_steps=2',
-                           '--evaluate_after_training=false'))
+  _run_experiment(*common, '--max_steps=2', '--evaluate_after_training=false')
   reader = tf.train.load_checkpoint(
       os.path.join(tmp_path, 'train', 'model.ckpt-2'))
   dtypes = reader.get_variable_to_dtype_map()
   assert dtypes['conv_capsule1/weights'] == tf.float32
   assert dtypes['conv_capsule1/weights/Adam'] == tf.float32
   checkpoint = os.path.join(trained['train_dir'], 'model.ckpt-5')
-  bfloat16_wrong = _wrong_count(_checked(_run_experiment(
-      *common, '--train=false', f'--checkpoint={checkpoint}')))
+  bfloat16_wrong = _wrong_count(_run_experiment(
+      *common, '--train=false', f'--checkpoint={checkpoint}'))
   logits = _mnist_logits(checkpoint, images)
   float32_wrong = int(np.sum(np.argmax(logits, axis=1) != labels))
   assert abs(bfloat16_wrong - float32_wrong) <= 0.02 * _NUM_TEST
@@ -613,43 +636,60 @@ def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
   assert 'Total wrong predictions' not in outputs[1][0]
 
 
+# Each case: arguments, a part of the one-line error. The cases marked True
+# also run as real processes, to show that neither absl, tfds nor TensorFlow's
+# C++ start-up and checkpoint reader print anything else.
 _BAD_INPUTS = {
-    'empty data_dir': (['--data_dir='], 'data_dir is required'),
+    'empty data_dir': (['--data_dir='], 'data_dir is required', False),
     'missing files, offline': (['--data_dir={empty}'],
-                               'lacks train-images-idx3-ubyte[.gz]'),
+                               'lacks train-images-idx3-ubyte[.gz]', True),
     'unknown dataset': (['--data_dir={data}', '--dataset=imagenet'],
-                        '--dataset=imagenet: value should be one of'),
+                        '--dataset=imagenet: value should be one of', False),
     'misspelt flag': (['--data_dir={data}', '--max_step=10'],
-                      "Unknown command line flag 'max_step'"),
+                      "Unknown command line flag 'max_step'", True),
     'unknown model': (['--data_dir={data}', '--model=resnet'],
-                      "unknown model 'resnet'"),
+                      "unknown model 'resnet'", False),
     'unknown hparam': (['--data_dir={data}',
                         '--hparams_override=num_prime_capsule=2'],
                        "unknown hparam 'num_prime_capsule'; valid keys: "
-                       'conv1_channels, decay_rate, decay_steps'),
+                       'conv1_channels, decay_rate, decay_steps', False),
     'bad hparam value': (['--data_dir={data}', '--hparams_override=leaky=2x'],
-                         "hparam 'leaky' expects a bool"),
+                         "hparam 'leaky' expects a bool", False),
     'missing checkpoint': (['--data_dir={data}', '--train=false',
                             '--checkpoint={summary}/none/model.ckpt-1'],
-                           'cannot read checkpoint'),
+                           'cannot read checkpoint', False),
     'other architecture': (['--data_dir={data}', '--train=false',
                             '--checkpoint={golden}'],
-                           'does not fit this CapsuleModel'),
+                           'does not fit this CapsuleModel', False),
     'missing ensemble member': (['--data_dir={data}', '--train=false',
                                  '--num_trials=2',
                                  '--checkpoint={summary}/m{{}}/model.ckpt-1'],
-                                'ensemble checkpoints not found'),
+                                'ensemble checkpoints not found', False),
     'num_gpus not dividing 128': (['--data_dir={data}', '--num_gpus=3'],
-                                  'cannot split the global batch of 128'),
+                                  'cannot split the global batch of 128',
+                                  False),
     'more GPUs than present': (['--data_dir={data}', '--num_gpus={gpus}'],
-                               'num_gpus={gpus} but this machine has '),
+                               'num_gpus={gpus} but this machine has ', False),
     'damaged checkpoint': (['--data_dir={data}', '--train=false',
                             '--checkpoint={damaged}'],
-                           'model.ckpt-2 is damaged'),
+                           'model.ckpt-2 is damaged', True),
+    'stray argument': (['--data_dir={data}', 'extra'],
+                       'unexpected arguments: extra', False),
 }
 
 
-def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path):
+def _one_line_error(case, code, stderr, values):
+  """What is wrong with an error exit, or None."""
+  errors = stderr.strip().splitlines()
+  expected = _BAD_INPUTS[case][1].format(**values)
+  if (code in (0, None) or len(errors) != 1
+      or not errors[0].startswith(_ERROR_PREFIX) or expected not in errors[0]):
+    return f'{case}: exit {code}, {errors or stderr}'
+  return None
+
+
+def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path,
+                                                         capsys):
   summary_dir = tmp_path / 'run'
   (summary_dir / 'train').mkdir(parents=True)
   (summary_dir / 'train' / 'notes.txt').write_text('keep me')
@@ -667,23 +707,23 @@ def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path):
                 summary=summary_dir, damaged=damaged, gpus=max(gpus, 2),
                 golden=golden_utils.require(f'{_CIFAR_CASE}/model.ckpt-0'))
   before = {str(path) for path in tmp_path.rglob('*')}
-  processes = {}
-  for case, (args, _) in _BAD_INPUTS.items():
-    processes[case] = subprocess.Popen(
-        [sys.executable, os.path.join(_HERE, 'experiment.py'),
-         f'--summary_dir={summary_dir}', *[a.format(**values) for a in args]],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=_HERE)
+  processes = {
+      case: _experiment_process(f'--summary_dir={summary_dir}',
+                                *[a.format(**values) for a in args])
+      for case, (args, _, in_process) in _BAD_INPUTS.items() if in_process}
   failures = []
+  capsys.readouterr()
+  for case, (args, _, _) in _BAD_INPUTS.items():
+    with pytest.raises(SystemExit) as exited:
+      _run_experiment(f'--summary_dir={summary_dir}',
+                      *[a.format(**values) for a in args])
+    # The command line prints the exit code's text on stderr.
+    stderr = capsys.readouterr().err + f'{exited.value.code}\n'
+    failures.append(_one_line_error(case, exited.value.code, stderr, values))
   for case, process in processes.items():
     _, stderr = process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
-    errors = stderr.strip().splitlines()
-    expected = _BAD_INPUTS[case][1].format(**values)
-    # Exactly one line, TensorFlow's start-up notices hidden.
-    if (process.returncode == 0 or len(errors) != 1
-        or not errors[0].startswith(_ERROR_PREFIX)
-        or expected not in errors[0]):
-      failures.append(f'{case}: exit {process.returncode}, {errors or stderr}')
-  assert not failures, '\n'.join(failures)
+    failures.append(_one_line_error(case, process.returncode, stderr, values))
+  assert not any(failures), '\n'.join(filter(None, failures))
   assert before <= {str(path) for path in tmp_path.rglob('*')}
 
 
@@ -734,5 +774,5 @@ def test_gpu_memory_grows_on_demand():
                   lambda kind=None: gpus if kind == 'GPU' else [])
     patch.setattr(tf.config.experimental, 'set_memory_growth',
                   lambda device, enable: calls.append((device.name, enable)))
-    assert experiment.allow_gpu_memory_growth() == [gpu.name for gpu in gpus]
+    assert devices.allow_gpu_memory_growth() == [gpu.name for gpu in gpus]
   assert calls == [(gpu.name, True) for gpu in gpus]

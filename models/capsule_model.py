@@ -1,6 +1,6 @@
 """CapsNet: a ReLU convolution, primary capsules and routed class capsules."""
 
-from typing import List, Mapping, Sequence
+from typing import List, Mapping
 
 import tensorflow as tf
 
@@ -147,34 +147,29 @@ class CapsuleModel(model.Model):
         losses.append(loss)
     return model.Forward(logits, remakes, capsule_output, losses)
 
+  def summarize(self, losses, features, *, step, batch_size):
+    """`model.Model.summarize`, and with hparam verbose the reconstructions.
 
-def summarize_remakes(features: Mapping, remakes: Sequence[tf.Tensor],
-                      step: tf.Tensor) -> None:
-  """Image summary 'reconstruction': input, target and remake, stacked.
+    The image summary 'reconstruction' shows up to 10 examples of `features`:
+    for each target a column of three images stacked vertically (input,
+    target image, reconstruction), the second target's column on the right.
+    """
+    super().summarize(losses, features, step=step, batch_size=batch_size)
+    if not (self._hparams.verbose and losses.remakes):
+      return
+    depth, height = features['depth'], features['height']
 
-  Each target gets a column of three images stacked vertically (input,
-  target image, reconstruction); the second target's column sits to the
-  right. Written to the default summary writer.
+    def channels_last(image):
+      image = tf.reshape(image, [-1, depth, height, height])
+      return tf.transpose(image, [0, 2, 3, 1])
 
-  Args:
-    features: the feature dict: `images`, `recons_image` (and `spare_image`)
-      `[batch, depth, height, width]` and the shape ints.
-    remakes: one `[batch, depth * height * width]` reconstruction per target.
-    step: the summary step.
-  """
-  depth, height = features['depth'], features['height']
-
-  def channels_last(image):
-    image = tf.reshape(image, [-1, depth, height, height])
-    return tf.transpose(image, [0, 2, 3, 1])
-
-  targets = [features['recons_image']]
-  if features['num_targets'] == 2:
-    targets.append(features['spare_image'])
-  columns = [
-      tf.concat([channels_last(features['images']), channels_last(target),
-                 channels_last(remake)], axis=1)
-      for target, remake in zip(targets, remakes)
-  ]
-  tf.summary.image('reconstruction', tf.concat(columns, axis=2), step=step,
-                   max_outputs=MAX_RECONSTRUCTION_IMAGES)
+    targets = [features['recons_image']]
+    if features['num_targets'] == 2:
+      targets.append(features['spare_image'])
+    columns = [
+        tf.concat([channels_last(features['images']), channels_last(target),
+                   channels_last(remake)], axis=1)
+        for target, remake in zip(targets, losses.remakes)
+    ]
+    tf.summary.image('reconstruction', tf.concat(columns, axis=2), step=step,
+                     max_outputs=MAX_RECONSTRUCTION_IMAGES)

@@ -59,6 +59,14 @@ def features(tensors: Mapping[str, tf.Tensor],
   return dict(tensors, **shape._asdict())
 
 
+def data_shape(element_spec: Mapping[str, tf.TensorSpec],
+               num_targets: int) -> DataShape:
+  """The shape ints of batches of `images` `[b, depth, h, w]` and `labels`."""
+  _, depth, height, _ = element_spec['images'].shape
+  return DataShape(height, depth, element_spec['labels'].shape[-1],
+                   num_targets)
+
+
 class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
   """`max(lr * rate ** (step / decay_steps), 1e-6)`, continuous decay."""
 
@@ -216,6 +224,37 @@ class Model(abc.ABC):
     grads, result = self.compute_gradients(features)
     self.apply_gradients(grads)
     return result.total_loss, result.correct, result.almost
+
+  def summarize(self, losses: Losses, features: Mapping, *,
+                step: tf.Tensor, batch_size: int) -> None:
+    """Writes the reference's summaries of a training step.
+
+    To the default summary writer at `step`: the scalars `total_loss`,
+    `batch_classification_cost`, `accuracy`, `correct_prediction_batch`,
+    `almost_correct_batch` and `reconstruction_error` (`_1` for the second
+    target), and with hparam verbose histograms of the weights and logits.
+
+    Args:
+      losses: the step's `Losses`: losses and counts of the whole batch
+        (mean losses, summed counts), logits and remakes of `features`.
+      features: the feature dict of one replica's batch.
+      step: the global step before the update.
+      batch_size: examples in the whole batch.
+    """
+    del features  # The capsule model shows its reconstructions.
+    tf.summary.scalar('batch_classification_cost', losses.classification_loss,
+                      step=step)
+    tf.summary.scalar('total_loss', losses.total_loss, step=step)
+    tf.summary.scalar('accuracy', losses.correct / batch_size, step=step)
+    tf.summary.scalar('correct_prediction_batch', losses.correct, step=step)
+    tf.summary.scalar('almost_correct_batch', losses.almost, step=step)
+    for i, recons_loss in enumerate(losses.reconstruction_losses):
+      tf.summary.scalar('reconstruction_error' + (f'_{i}' if i else ''),
+                        recons_loss, step=step)
+    if self._hparams.verbose:
+      for name, var in layers.tf1_variable_map(self._scoped_layers()).items():
+        tf.summary.histogram(name, tf.convert_to_tensor(var), step=step)
+      tf.summary.histogram('logits', losses.logits, step=step)
 
   def tf1_variable_map(self) -> Dict[str, tf.Variable]:
     """Reference checkpoint name to variable, model weights and global step."""

@@ -8,7 +8,6 @@ reference's `model.ckpt-2` and `step2_logits`.
 
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

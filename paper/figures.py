@@ -40,17 +40,15 @@ draws it.
 """
 
 import os
-import sys
 
 if __name__ == '__main__':
-  # TensorFlow's start-up notices are not for the user of the command line.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  import cli
+  cli.quiet_tensorflow_start()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import collections
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
-from absl import app
 from absl import flags
 from matplotlib import figure as mpl_figure
 from matplotlib.backends import backend_agg
@@ -62,6 +60,7 @@ from input_data import datasets
 from input_data import prepare
 from models import capsule_model
 from models import checkpoints
+from models import devices
 from models import model as model_lib
 from models.hparams import HParams
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -676,7 +675,7 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
   input_fn = datasets.input_fn('mnist', data_dir=data_dir,
                                num_targets=num_targets)
   dataset = input_fn('test', experiment.EVAL_BATCH_SIZE)
-  shape = experiment.data_shape(
+  shape = model_lib.data_shape(
       dataset.element_spec, num_targets)
   model = experiment.build_model(hparams, model_type='capsule', shape=shape)
   step = checkpoints.load(model, checkpoint)
@@ -741,10 +740,9 @@ def _define_flags() -> None:
 
 
 def main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  del argv  # Unused.
   tf.get_logger().setLevel('ERROR')  # Retracing notices of the small batches.
-  experiment.allow_gpu_memory_growth()
+  devices.allow_gpu_memory_growth()
   make_figures(
       FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
       num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,
@@ -752,13 +750,5 @@ def main(argv: List[str]) -> None:
       eval_size=FLAGS.eval_size)
 
 
-def _main_with_clear_errors(argv: List[str]) -> None:
-  try:
-    main(argv)
-  except experiment.USER_ERRORS as error:
-    sys.exit('figures: error: ' + ' '.join(str(error).split()))
-
-
 if __name__ == '__main__':
-  _define_flags()
-  app.run(_main_with_clear_errors)
+  cli.run(main, program='figures', define_flags=_define_flags)

@@ -11,12 +11,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from unittest import mock
 
 from matplotlib import image as mpl_image
 import numpy as np
 import tensorflow as tf
 
+import cli
 import experiment
 from input_data.mnist import mnist_shift
 from models import checkpoints
@@ -350,9 +350,8 @@ class MakeFiguresTest(tf.test.TestCase):
     def failing_main(argv):
       del argv
       raise caught.exception
-    with mock.patch.object(figures, 'main', failing_main):
-      with self.assertRaises(SystemExit) as exited:
-        figures._main_with_clear_errors(['figures'])  # pylint: disable=protected-access
+    with self.assertRaises(SystemExit) as exited:
+      cli.call_main(failing_main, ['figures'], program='figures')
     message = str(exited.exception.code)
     self.assertStartsWith(message, 'figures: error: checkpoint ')
     self.assertNotIn('\n', message)

@@ -33,23 +33,10 @@ test set. From Python: `reproduce(['mnist_r3'], data_dir=..., output_dir=...)`.
 """
 
 import os
-import sys
 
 if __name__ == '__main__':
-  # TensorFlow's start-up notices are not for the user of the command line,
-  # and TF 2.21 prints some whatever TF_CPP_MIN_LOG_LEVEL says: stderr is
-  # closed while TensorFlow loads and finds its devices, as in experiment.py.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-if __name__ == '__main__' and os.environ['TF_CPP_MIN_LOG_LEVEL'] != '0':
-  _stderr = os.dup(2)
-  with open(os.devnull, 'w') as _devnull:
-    os.dup2(_devnull.fileno(), 2)
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top
-    tensorflow.config.list_physical_devices()
-  finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
+  import cli
+  cli.quiet_tensorflow_start()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import datetime
@@ -57,9 +44,7 @@ import json
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -413,26 +398,15 @@ def _define_flags() -> None:
 
 
 def main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  del argv  # Unused.
   if FLAGS.list:
     print(experiment_list())
     return
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)  # Libraries' warnings, e.g. tfds'.
   tf.config.experimental.enable_op_determinism()
   reproduce(FLAGS.experiment, data_dir=FLAGS.data_dir,
             output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
             max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size)
 
 
-def _main_with_clear_errors(argv: List[str]) -> None:
-  try:
-    main(argv)
-  except experiment.USER_ERRORS as error:
-    sys.exit('reproduce: error: ' + ' '.join(str(error).split()))
-
-
 if __name__ == '__main__':
-  _define_flags()
-  app.run(_main_with_clear_errors)
+  cli.run(main, program='reproduce', define_flags=_define_flags)
