@@ -1,5 +1,7 @@
 """Tests for layers: the reference's own layer tests and its golden numbers."""
 
+from unittest import mock
+
 import numpy as np
 import tensorflow as tf
 
@@ -183,7 +185,7 @@ class LayersTest(tf.test.TestCase):
                         atol=2e-2)
 
   def testConv2dMatchesTensorFlow(self):
-    """Same values and gradients as tf.nn.conv2d (own kernel gradient)."""
+    """im2col: tf.nn.conv2d's values and gradients, by its own code."""
     images = tf.random.normal((2, 7, 6, 3))
     kernel = tf.random.normal((3, 3, 3, 4))
     for padding in ('SAME', 'VALID'):
@@ -192,7 +194,7 @@ class LayersTest(tf.test.TestCase):
           tape.watch([images, kernel])
           expected = tf.nn.conv2d(images, kernel, stride, padding)
           output = kernels.conv2d(images, kernel, stride=stride,
-                                  padding=padding)
+                                  padding=padding, implementation='im2col')
           weights = tf.random.normal(expected.shape, seed=1)
           expected_loss = tf.reduce_sum(expected * weights)
           loss = tf.reduce_sum(output * weights)
@@ -201,6 +203,66 @@ class LayersTest(tf.test.TestCase):
           self.assertAllClose(tape.gradient(loss, wrt),
                               tape.gradient(expected_loss, wrt), rtol=1e-5,
                               atol=1e-5, msg=f'{padding} {stride}')
+
+  def testConv2dInBatchChunks(self):
+    """Patches capped at one example's: three chunks, the same numbers."""
+    images = tf.random.normal((3, 7, 7, 2))
+    kernel = tf.random.normal((3, 3, 2, 4))
+    weights = tf.random.normal((3, 3, 3, 4))
+    example_bytes = 3 * 3 * 3 * 3 * 2 * 4  # oh * ow * k * k * c * float32
+
+    def loss_and_gradients(cap):
+      with mock.patch.object(kernels, 'MAX_PATCH_BYTES', cap):
+        with tf.GradientTape() as tape:
+          tape.watch([images, kernel])
+          loss = tf.reduce_sum(weights * kernels.conv2d(
+              images, kernel, stride=2, padding='VALID',
+              implementation='im2col'))
+      return [loss] + tape.gradient(loss, [images, kernel])
+
+    with mock.patch.object(kernels, 'MAX_PATCH_BYTES', 2 * example_bytes):
+      self.assertEqual(kernels._batch_chunks(3, example_bytes), [2, 1])
+      self.assertEqual(kernels._batch_chunks(5, example_bytes), [2, 2, 1])
+    with mock.patch.object(kernels, 'MAX_PATCH_BYTES', example_bytes):
+      self.assertEqual(kernels._batch_chunks(3, example_bytes), [1, 1, 1])
+      self.assertEqual(kernels._batch_chunks(None, example_bytes), [-1])
+    for chunked, whole in zip(loss_and_gradients(example_bytes),
+                              loss_and_gradients(2**40)):
+      self.assertAllClose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+  def testConv2dImageGradientInBfloat16(self):
+    """bfloat16 patch gradients are summed in float32, returned bfloat16."""
+    images = tf.random.normal((2, 9, 9, 3))
+    kernel = tf.random.normal((5, 5, 3, 4))
+    weights = tf.random.normal((2, 3, 3, 4))
+
+    def image_gradient(dtype):
+      cast = tf.cast(images, dtype)
+      with tf.GradientTape() as tape:
+        tape.watch(cast)
+        output = kernels.conv2d(cast, tf.cast(kernel, dtype), stride=2,
+                                padding='VALID', implementation='im2col')
+        loss = tf.reduce_sum(tf.cast(output, tf.float32) * weights)
+      return tape.gradient(loss, cast)
+
+    low = image_gradient(tf.bfloat16)
+    self.assertEqual(low.dtype, tf.bfloat16)
+    # Each product is rounded to bfloat16 (2^-9 relative) before the sum.
+    expected = image_gradient(tf.float32)
+    self.assertAllClose(tf.cast(low, tf.float32), expected,
+                        atol=0.02 * float(tf.reduce_max(tf.abs(expected))))
+
+  def testConv2dImplementationForTheDevice(self):
+    """TensorFlow's convolution on GPUs, im2col on CPUs; others refused."""
+    with mock.patch.object(tf.config, 'list_logical_devices',
+                           lambda kind=None: ['GPU:0'] if kind == 'GPU' else []):
+      self.assertEqual(kernels.default_implementation(), 'native')
+    with mock.patch.object(tf.config, 'list_logical_devices',
+                           lambda kind=None: []):
+      self.assertEqual(kernels.default_implementation(), 'im2col')
+    with self.assertRaisesRegex(ValueError, 'use one of im2col, native'):
+      kernels.conv2d(tf.zeros((1, 3, 3, 1)), tf.zeros((3, 3, 1, 1)),
+                     stride=1, padding='VALID', implementation='winograd')
 
   def testPatchesLayout(self):
     # Patch (n, r, c) is under output position (r, c) of image n; element

@@ -23,6 +23,10 @@ Variants (the change that is undone):
   none           nothing: the code as it is.
   im2col         the primary capsules' convolution as one matrix product of
                  gathered patches; undone: `tf.nn.conv2d` and its gradients.
+  image_grad     im2col's image gradient as a matrix product whose patches
+                 XLA adds back onto the image, the patches gathered again for
+                 the kernel gradient; undone: `tf.nn.conv2d_transpose`, the
+                 forward pass's patches kept for the kernel gradient.
   xla_routing    routing compiled by XLA (`jit_compile=True`); undone: run op
                  by op.
   channels_last  primary capsules read conv1's channels-last output; undone:
@@ -45,15 +49,42 @@ from benchmarks import benchmark
 from layers import kernels
 from layers import layers
 
-CHANGES = ('im2col', 'xla_routing', 'channels_last')
+CHANGES = ('im2col', 'image_grad', 'xla_routing', 'channels_last')
 VARIANTS = ('none',) + CHANGES + ('all',)
 STEPS = ('train', 'eval')
 DEFAULT_ROUNDS = 3
 
 
-def _conv2d_op(images, kernel, *, stride, padding):
+def _conv2d_op(images, kernel, *, stride, padding, implementation=None):
   """Before `im2col`: TensorFlow's (oneDNN's) convolution."""
+  del implementation  # Always TensorFlow's.
   return tf.nn.conv2d(images, kernel, stride, padding)
+
+
+def _im2col_transposed_image_grad(images, kernel, *, stride, padding):
+  """Before `image_grad`: im2col with TensorFlow's image gradient."""
+  kernel_size, _, in_channels, out_channels = kernel.shape
+  patch_size = kernel_size * kernel_size * in_channels
+
+  @tf.custom_gradient
+  def conv(images, kernel):
+    columns = kernels.patches(images, kernel_size=kernel_size, stride=stride,
+                              padding=padding)
+    _, out_height, out_width, _ = columns.shape
+    columns = tf.reshape(columns, [-1, patch_size])
+    output = tf.matmul(columns, tf.reshape(kernel, [patch_size, out_channels]))
+
+    def grad(d_output):
+      d_images = tf.nn.conv2d_transpose(d_output, kernel, tf.shape(images),
+                                        stride, padding)
+      with tf.control_dependencies([d_images]):
+        d_kernel = tf.matmul(columns, tf.reshape(d_output, [-1, out_channels]),
+                             transpose_a=True)
+      return d_images, tf.reshape(d_kernel, kernel.shape)
+
+    return tf.reshape(output, [-1, out_height, out_width, out_channels]), grad
+
+  return conv(images, kernel)
 
 
 def _routing_op_by_op(votes, biases, num_routing, leaky):
@@ -96,6 +127,9 @@ def undone(variant: str) -> Iterator[None]:
                                      _routing_op_by_op))
   if 'im2col' in changes:
     patches.append(mock.patch.object(kernels, 'conv2d', _conv2d_op))
+  elif 'image_grad' in changes:
+    patches.append(mock.patch.object(kernels, '_im2col_conv2d',
+                                     _im2col_transposed_image_grad))
   if 'channels_last' in changes:
     patches.append(mock.patch.object(layers.ConvSlimCapsule, 'votes',
                                      _votes_channels_first))

@@ -1,11 +1,32 @@
-"""Convolution as a matrix product of gathered image patches (im2col).
+"""Convolution as matrix products of gathered image patches (im2col).
 
-Not the paper's math: a faster way to compute `tf.nn.conv2d` for the primary
-capsules' convolution, used by the capsule layers in `layers.py`.
+Not the paper's math: a faster way to compute `tf.nn.conv2d` on CPUs for the
+primary capsules' convolution, used by the capsule layers in `layers.py`.
+`conv2d` picks the implementation for the device: this one on CPUs, where
+TensorFlow's convolutions (oneDNN) run far below the matrix-multiply peak for
+this shape, and TensorFlow's own (cuDNN) on GPUs. `default_implementation`
+is the one place that choice is made.
 """
+
+from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
+
+IMPLEMENTATIONS = ('im2col', 'native')
+# The most bytes of image patches made at once; larger batches go in chunks.
+MAX_PATCH_BYTES = 32 * 2**20
+
+
+def default_implementation() -> str:
+  """'native' (TensorFlow's convolution) when a GPU is visible, else 'im2col'.
+
+  im2col was measured faster on CPUs only (`python -m benchmarks.ablation`,
+  docs/speed.md); on a GPU cuDNN's convolutions are the tuned ones, and the
+  patches would cost GPU memory. No GPU was available to measure this
+  choice: it follows the libraries' documentation.
+  """
+  return 'native' if tf.config.list_logical_devices('GPU') else 'im2col'
 
 
 def _patch_indices(height: int, width: int, *, kernel_size: int, stride: int,
@@ -61,50 +82,128 @@ def patches(images: tf.Tensor, *, kernel_size: int, stride: int,
                                kernel_size * kernel_size * channels])
 
 
-def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
-           padding: str) -> tf.Tensor:
-  """`tf.nn.conv2d` as one matrix product of the image patches (im2col).
+@tf.function(jit_compile=True, autograph=False)
+def _sum_patches(d_patches: tf.Tensor, indices: tf.Tensor, height: int,
+                 width: int) -> tf.Tensor:
+  """Adds every patch value back onto the image position it came from.
 
-  For the primary capsules' 9x9 stride 2 convolution over 256 channels,
-  gathering the patches and multiplying them by the kernel, and by the output
-  gradient for the kernel gradient, runs near the matrix-multiply peak where
-  TensorFlow's convolution and kernel gradient (oneDNN) do not: on CPU the
-  float32 MNIST training step is 1.24x faster and the evaluation step 1.22x
-  (`python -m benchmarks.ablation`). The image gradient is TensorFlow's. The
-  patches, about k * k / stride^2 times the size of the images, are kept for
-  the backward pass (float32 at batch 128: 0.4 GB for MNIST, 1.5 GB for the
-  CIFAR10 model).
+  The gradient of `patches` (col2im), in float32, compiled by XLA into one
+  pass over the patches.
+
+  Args:
+    d_patches: `[batch, out_height * out_width * k * k, channels]`.
+    indices: `[out_height * out_width * k * k]` int32, `_patch_indices`
+      flattened.
+    height: image height.
+    width: image width.
+
+  Returns:
+    float32 `[batch, height, width, channels]`.
+  """
+  batch, num_taps, channels = d_patches.shape
+  positions = height * width + 1  # The last one is the zero padding.
+  segments = tf.reshape(tf.range(batch)[:, None] * positions + indices[None],
+                        [batch * num_taps])
+  summed = tf.math.unsorted_segment_sum(
+      tf.reshape(tf.cast(d_patches, tf.float32), [batch * num_taps, channels]),
+      segments, batch * positions)
+  summed = tf.reshape(summed, [batch, positions, channels])[:, :-1]
+  return tf.reshape(summed, [batch, height, width, channels])
+
+
+def _batch_chunks(batch: Optional[int], example_bytes: int) -> List[int]:
+  """Sizes of the fewest near-equal batch chunks whose patches fit the cap."""
+  if batch is None:
+    return [-1]  # Unknown batch size: one chunk of whatever comes.
+  num_chunks = min(batch, max(1, -(-batch * example_bytes // MAX_PATCH_BYTES)))
+  return [batch // num_chunks + (i < batch % num_chunks)
+          for i in range(num_chunks)]
+
+
+def _im2col_conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
+                   padding: str) -> tf.Tensor:
+  """`tf.nn.conv2d` as matrix products of the image patches.
+
+  For the primary capsules' 9x9 stride 2 convolution over 256 channels the
+  forward pass and both gradients are then matrix products, which run near
+  the matrix-multiply peak where oneDNN's convolution and its gradients do
+  not. The image gradient adds the patch gradients back onto the image
+  (`_sum_patches`). The patches, about k * k / stride^2 times the size of
+  the images (0.4 GB for MNIST at batch 128 in float32, 1.5 GB for CIFAR10),
+  are made for a chunk of the batch at a time (at most MAX_PATCH_BYTES) and
+  made again for the kernel gradient rather than kept from the forward pass,
+  so that at most one chunk's patches, or their gradient, exist at a time.
+  """
+  batch, height, width, in_channels = images.shape
+  kernel_size, _, _, out_channels = kernel.shape
+  patch_size = kernel_size * kernel_size * in_channels
+  indices = _patch_indices(height, width, kernel_size=kernel_size,
+                           stride=stride, padding=padding)
+  out_height, out_width = indices.shape[:2]
+  chunks = _batch_chunks(
+      batch, out_height * out_width * patch_size * images.dtype.size)
+
+  def columns_of(images):                              # [b * oh * ow, p]
+    return tf.reshape(patches(images, kernel_size=kernel_size, stride=stride,
+                              padding=padding), [-1, patch_size])
+
+  @tf.custom_gradient
+  def conv(images, kernel):
+    matrix = tf.reshape(kernel, [patch_size, out_channels])
+    output = tf.concat([tf.matmul(columns_of(part), matrix)
+                        for part in tf.split(images, chunks)],
+                       axis=0)                         # [b * oh * ow, out]
+
+    def grad(d_output):                                # [b, oh, ow, out]
+      d_kernel = tf.zeros_like(matrix)
+      d_images = []
+      # Chunk after chunk: each product already keeps every core busy, and
+      # only one chunk's big intermediates exist at a time.
+      for part, d_part in zip(tf.split(images, chunks),
+                              tf.split(d_output, chunks)):
+        d_part = tf.reshape(d_part, [-1, out_channels])
+        # Gathered again once d_part exists: else grappler merges this
+        # gather with the forward pass's, whose patches then stay alive.
+        with tf.control_dependencies([d_part] + d_images):
+          d_kernel += tf.matmul(columns_of(part), d_part,
+                                transpose_a=True)      # [p, out]
+        with tf.control_dependencies([d_kernel]):
+          d_columns = tf.matmul(d_part, matrix,
+                                transpose_b=True)      # [b * oh * ow, p]
+        d_images.append(_sum_patches(
+            tf.reshape(d_columns, [-1, indices.size, in_channels]),
+            tf.constant(indices.reshape(-1)), height, width))
+      return (tf.cast(tf.concat(d_images, axis=0), images.dtype),
+              tf.reshape(d_kernel, kernel.shape))
+
+    return tf.reshape(output, [-1, out_height, out_width, out_channels]), grad
+
+  return conv(images, kernel)
+
+
+def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
+           padding: str, implementation: Optional[str] = None) -> tf.Tensor:
+  """`tf.nn.conv2d`, as im2col matrix products on CPUs.
 
   Args:
     images: `[batch, height, width, in_channels]`.
     kernel: `[k, k, in_channels, out_channels]`, same dtype.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
+    implementation: 'im2col' or 'native' (`tf.nn.conv2d`); None:
+      `default_implementation()`. Both give the same numbers up to float
+      rounding.
 
   Returns:
     `[batch, out_height, out_width, out_channels]`.
+
+  Raises:
+    ValueError: for an unknown implementation.
   """
-  kernel_size, _, in_channels, out_channels = kernel.shape
-  patch_size = kernel_size * kernel_size * in_channels
-
-  @tf.custom_gradient
-  def conv(images, kernel):
-    columns = patches(images, kernel_size=kernel_size, stride=stride,
-                      padding=padding)                 # [b, oh, ow, p]
-    _, out_height, out_width, _ = columns.shape
-    columns = tf.reshape(columns, [-1, patch_size])    # [b * oh * ow, p]
-    output = tf.matmul(columns, tf.reshape(kernel, [patch_size, out_channels]))
-
-    def grad(d_output):                                # [b, oh, ow, out]
-      d_images = tf.nn.conv2d_transpose(d_output, kernel, tf.shape(images),
-                                        stride, padding)
-      # One product after the other, never side by side: each already keeps
-      # every core busy. (Which one goes first measured the same.)
-      with tf.control_dependencies([d_images]):
-        d_kernel = tf.matmul(columns, tf.reshape(d_output, [-1, out_channels]),
-                             transpose_a=True)         # [p, out]
-      return d_images, tf.reshape(d_kernel, kernel.shape)
-
-    return tf.reshape(output, [-1, out_height, out_width, out_channels]), grad
-
-  return conv(images, kernel)
+  implementation = implementation or default_implementation()
+  if implementation == 'native':
+    return tf.nn.conv2d(images, kernel, stride, padding)
+  if implementation == 'im2col':
+    return _im2col_conv2d(images, kernel, stride=stride, padding=padding)
+  raise ValueError(f'convolution implementation {implementation!r}: use one '
+                   f'of {", ".join(IMPLEMENTATIONS)}')

@@ -13,7 +13,7 @@ supports; the primary capsules' convolution is `kernels.conv2d` (im2col).
 """
 
 import collections
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -162,8 +162,8 @@ def _fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
 
 def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
                       input_dim: int, output_dim: int, input_atoms: int,
-                      output_atoms: int, stride: int,
-                      padding: str) -> tf.Tensor:
+                      output_atoms: int, stride: int, padding: str,
+                      implementation: Optional[str] = None) -> tf.Tensor:
   """Convolves every input capsule type with one shared kernel.
 
   The capsule-type axis is folded into the batch, the atoms become channels,
@@ -179,6 +179,7 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
     output_atoms: atoms per output capsule.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
+    implementation: of the convolution, see `kernels.conv2d`.
 
   Returns:
     Votes `[batch, input_dim, output_dim, output_atoms, out_height,
@@ -188,12 +189,14 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
   flat = tf.reshape(input_tensor, [-1, input_atoms, height, width])
   return _conv_votes(tf.transpose(flat, [0, 2, 3, 1]), kernel,
                      input_dim=input_dim, output_dim=output_dim,
-                     output_atoms=output_atoms, stride=stride, padding=padding)
+                     output_atoms=output_atoms, stride=stride, padding=padding,
+                     implementation=implementation)
 
 
 def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
                 output_dim: int, output_atoms: int, stride: int,
-                padding: str) -> tf.Tensor:
+                padding: str,
+                implementation: Optional[str] = None) -> tf.Tensor:
   """`_depthwise_conv3d` on channels-last images of every input capsule type.
 
   Args:
@@ -205,13 +208,14 @@ def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
     output_atoms: atoms per output capsule.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
+    implementation: of the convolution, see `kernels.conv2d`.
 
   Returns:
     Votes `[batch, input_dim, output_dim, output_atoms, out_height,
     out_width]` in the dtype of `images`.
   """
-  conv = kernels.conv2d(images, kernel, stride=stride,
-                        padding=padding)           # [b*in, oh, ow, out*atoms]
+  conv = kernels.conv2d(images, kernel, stride=stride, padding=padding,
+                        implementation=implementation)  # [b*in, oh, ow, o*a]
   out_height, out_width = conv.shape[1], conv.shape[2]
   conv = tf.reshape(conv, [-1, input_dim, out_height, out_width, output_dim,
                            output_atoms])
@@ -456,13 +460,15 @@ class ConvSlimCapsule(_Tf1Layer):
   `[batch, output_dim, output_atoms, out_height, out_width]`. One kernel
   `[k, k, input_atoms, output_dim * output_atoms]` is shared by all input
   capsule types and positions; biases `[output_dim, output_atoms, 1, 1]`.
-  The convolution runs in the compute dtype, the routing in float32.
+  The convolution runs in the compute dtype (`kernels.conv2d`, by
+  `conv_implementation`, None: the device's), the routing in float32.
   """
 
   def __init__(self, output_dim: int, output_atoms: int = 8, stride: int = 2,
                kernel_size: int = 5, padding: str = 'SAME',
                num_routing: int = 3, leaky: bool = False,
-               data_format: str = 'channels_first', **kwargs):
+               data_format: str = 'channels_first',
+               conv_implementation: Optional[str] = None, **kwargs):
     super().__init__(**kwargs)
     if data_format not in ('channels_first', 'channels_last'):
       raise ValueError(f'data_format={data_format!r}: use channels_first or '
@@ -475,6 +481,7 @@ class ConvSlimCapsule(_Tf1Layer):
     self.num_routing = num_routing
     self.leaky = leaky
     self.data_format = data_format
+    self.conv_implementation = conv_implementation
 
   def build(self, input_shape):
     if self.data_format == 'channels_last':
@@ -508,7 +515,7 @@ class ConvSlimCapsule(_Tf1Layer):
           input_tensor, kernel, input_dim=self.input_dim,
           output_dim=self.output_dim, input_atoms=self.input_atoms,
           output_atoms=self.output_atoms, stride=self.stride,
-          padding=self.padding)
+          padding=self.padding, implementation=self.conv_implementation)
     _, height, width, _, _ = input_tensor.shape
     if self.input_dim > 1:
       input_tensor = tf.transpose(input_tensor, [0, 3, 1, 2, 4])
@@ -516,7 +523,8 @@ class ConvSlimCapsule(_Tf1Layer):
     return _conv_votes(images, kernel, input_dim=self.input_dim,
                        output_dim=self.output_dim,
                        output_atoms=self.output_atoms, stride=self.stride,
-                       padding=self.padding)
+                       padding=self.padding,
+                       implementation=self.conv_implementation)
 
   def call(self, input_tensor):
     return _fused_routing(self.votes(input_tensor),

@@ -1,6 +1,6 @@
 """CapsNet: a ReLU convolution, primary capsules and routed class capsules."""
 
-from typing import List, Mapping
+from typing import List, Mapping, Optional
 
 import tensorflow as tf
 
@@ -24,7 +24,9 @@ class CapsuleModel(model.Model):
   hparams.remake the shared reconstruction network `recons` per target.
   """
 
-  def __init__(self, hparams, compute_dtype: str = 'float32'):
+  def __init__(self, hparams, compute_dtype: str = 'float32',
+               conv_implementation: Optional[str] = None):
+    """See `model.Model`; conv_implementation: see `kernels.conv2d`."""
     super().__init__(hparams, compute_dtype)
     self._conv1 = layers.Conv(
         hparams.conv1_channels, CONV1_KERNEL, hparams.padding, name='conv1',
@@ -34,7 +36,7 @@ class CapsuleModel(model.Model):
         output_atoms=hparams.prime_capsule_atoms,
         stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
         num_routing=1, leaky=hparams.leaky, data_format='channels_last',
-        name='conv_capsule1', dtype=self._dtype_policy)
+        conv_implementation=conv_implementation, name='conv_capsule1', dtype=self._dtype_policy)
     self._capsule2 = None
     self._recons = None
 

@@ -175,6 +175,24 @@ class CapsuleModelTest(tf.test.TestCase):
       self.assertNotAllClose(graph, before)
       self.assertAllClose(graph, eager, rtol=0, atol=1e-5)
 
+  def testBothConvolutionPathsTrainAlike(self):
+    """The GPU path (TensorFlow's convolution) forced on CPU: same steps."""
+    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+    features = _features(batch=2, depth=1, height=20)
+    models = [capsule_model.CapsuleModel(hparams, conv_implementation=path)
+              for path in ('im2col', 'native')]
+    for model in models:
+      model.build(20, 1)
+    for source, target in zip(models[0].trainable_variables,
+                              models[1].trainable_variables):
+      target.assign(source)
+    losses = [[float(tf.function(model.train_step)(features)[0])
+               for _ in range(2)] for model in models]
+    self.assertAllClose(losses[0], losses[1], rtol=1e-5)
+    for im2col, native in zip(*[model.trainable_variables
+                                for model in models]):
+      self.assertAllClose(im2col, native, rtol=0, atol=1e-5)
+
   def testBfloat16KeepsFloat32WeightsAndLogitsClose(self):
     hparams = experiment.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=3, depth=1, height=20)
