@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import benchmark
+import experiment
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
 
@@ -80,6 +81,19 @@ def test_benchmark_times_both_steps():
   assert [len(t.seconds) for t in timings] == [2, 2]
 
 
+def test_training_loop_reads_its_progress_lines():
+  """Windows of 2 steps; each call of the loop lasts 1 s on a fake clock."""
+  clock = iter(range(1000))
+  with mock.patch.object(experiment, 'LOG_EVERY_STEPS', 2), \
+      mock.patch.object(experiment.time, 'time',
+                        lambda: float(next(clock))):
+    seconds = benchmark.training_loop(_TINY, compute_dtype='float32',
+                                      windows=2)
+  # 1 s for 2 steps: 128 / 0.5 = 256.0 examples/s, read back as 0.5 s; the
+  # first window (the trace) is left out.
+  assert seconds == [0.5, 0.5]
+
+
 def _resident_bytes():
   """This process's resident set now, from /proc/self/statm (in pages)."""
   with open('/proc/self/statm') as statm:
@@ -97,10 +111,12 @@ def test_peak_memory_reads_resident_set():
 
 
 def test_memory_verdict(capsys):
-  benchmark._print_memory({'rss': 2**30, 'device': 3 * 2**30})
+  benchmark._print_memory({'rss': 2**30, 'device': 2 * 2**30})
   assert capsys.readouterr().out == (
       'peak memory of an MNIST training step (batch 128): rss 1.00 GiB, '
-      'device 3.00 GiB (OVER the 3 GiB limit)\n')
+      'device 2.00 GiB (OVER the 1.5 GiB limit)\n')
+  benchmark._print_memory({'rss': 1.4 * 2**30})
+  assert 'rss 1.40 GiB (under the 1.5 GiB limit)' in capsys.readouterr().out
 
 
 def test_matmul_peak_from_a_known_timing():
