@@ -195,7 +195,8 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
     input_fn: `input_fn(split, batch_size, input_context=None)`.
     num_targets: objects per image (2 for MultiMNIST).
     strategy: distribution strategy; None: the default (one device).
-    compute_dtype: 'float32', or 'bfloat16' for mixed precision.
+    compute_dtype: 'float32', or 'bfloat16' or 'float16' for mixed
+      precision (see `model.Model`).
     seed: seeds Python, NumPy, TensorFlow and Keras
       (`keras.utils.set_random_seed`) and makes the training input's order
       deterministic, so the same seed gives the same initial weights and
@@ -262,13 +263,15 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
       loss, accuracy, steps_run, finite = train_steps(
           iterator, tf.constant(_next_stop(step, max_steps, save_step) - step))
       seconds_per_step = (time.time() - start_time) / int(steps_run)
-      step += int(steps_run)
+      last_step = step + int(steps_run) - 1
+      # Not step + steps_run: float16 skips the steps that overflow.
+      step = int(model.global_step.numpy())
       if not finite:
         writer.flush()
         saved = checkpoints.list_steps(train_dir)
         last = f'model.ckpt-{max(saved)}' if saved else 'no checkpoint'
         raise NonFiniteLossError(
-            f'the loss became {float(loss):.4g} at step {step - 1}; nothing '
+            f'the loss became {float(loss):.4g} at step {last_step}; nothing '
             f'was saved after {last}. Lower the learning rate '
             f'(--hparams_override=learning_rate=...) and rerun to resume')
       if is_chief and (step % save_step == 0 or step == max_steps):
@@ -351,7 +354,7 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
     checkpoint: checkpoint prefix to evaluate once; None: follow training.
     poll_seconds: the least time between two evaluations when following.
     timeout_seconds: how long to wait for a new checkpoint when following.
-    compute_dtype: 'float32', or 'bfloat16' for mixed precision.
+    compute_dtype: as for training.
 
   Returns:
     One `EvalResult` per evaluated checkpoint.
@@ -419,7 +422,7 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
     checkpoint: checkpoint pattern holding `{}` for the trial index.
     num_trials: ensemble members.
     num_targets: objects per image (2 for MultiMNIST).
-    compute_dtype: 'float32', or 'bfloat16' for mixed precision.
+    compute_dtype: as for training.
 
   Returns:
     The number of wrong predictions.
@@ -515,11 +518,15 @@ def _define_flags() -> None:
   flags.DEFINE_string('checkpoint', None,
                       'The model checkpoint to evaluate; with num_trials > 1 '
                       'a pattern holding {} for the trial index.')
-  flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'],
-                    'Not in the reference. bfloat16: mixed precision, the '
-                    'convolutions and matrix products in bfloat16 on float32 '
-                    'weights (fast on GPUs and CPUs with AMX); squash, '
-                    'routing and losses stay float32.')
+  flags.DEFINE_enum('compute_dtype', 'float32',
+                    ['float32', 'bfloat16', 'float16', 'mixed'],
+                    'Not in the reference. bfloat16, float16: mixed '
+                    'precision, the convolutions and matrix products in that '
+                    'dtype on float32 weights, squash, routing and losses in '
+                    'float32; float16 with a dynamic loss scale. mixed: the '
+                    'one this machine runs fast (bfloat16 on GPUs from '
+                    'Ampere on and CPUs with bfloat16 instructions, float16 '
+                    'on older GPUs, else float32).')
   flags.DEFINE_bool('train', True, 'Either train the model or test the model.')
   flags.DEFINE_bool('validate', False,
                     'Use the train/validation split files for training and '
@@ -543,7 +550,7 @@ def main(argv: List[str]) -> None:
       seed=0 if FLAGS.seed is None else FLAGS.seed)
   common = dict(model_type=FLAGS.model, input_fn=input_fn,
                 num_targets=FLAGS.num_targets,
-                compute_dtype=FLAGS.compute_dtype)
+                compute_dtype=devices.compute_dtype(FLAGS.compute_dtype))
   if FLAGS.train:
     if FLAGS.seed is not None:
       tf.config.experimental.enable_op_determinism()

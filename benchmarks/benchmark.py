@@ -54,6 +54,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 import tensorflow as tf
 
 import experiment
+from layers import variables as layer_variables
 from models import capsule_model
 from models import conv_model
 from models import model as model_lib
@@ -355,7 +356,7 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument('--repeats', type=int, default=DEFAULT_REPEATS,
                       help='timed steps per measurement (after the warm-up)')
   parser.add_argument('--compute_dtype', default='float32',
-                      choices=('float32', 'bfloat16'))
+                      choices=layer_variables.COMPUTE_DTYPES)
   parser.add_argument('--skip_memory', action='store_true',
                       help='do not measure the peak memory')
   parser.add_argument('--loop', action='store_true',

@@ -1,11 +1,10 @@
 """Convolution as matrix products of gathered image patches (im2col).
 
 Not the paper's math: a faster way to compute `tf.nn.conv2d` on CPUs for the
-primary capsules' convolution, used by the capsule layers in `layers.py`.
-`conv2d` picks the implementation for the device: this one on CPUs, where
-TensorFlow's convolutions (oneDNN) run far below the matrix-multiply peak for
-this shape, and TensorFlow's own (cuDNN) on GPUs. `default_implementation`
-is the one place that choice is made.
+primary capsules' convolution, used by the capsule layers in `layers.py`:
+there TensorFlow's convolutions (oneDNN) run far below the matrix-multiply
+peak for this shape. `conv2d` runs it or TensorFlow's own, as asked;
+`models.devices.conv_implementation` chooses for the device.
 """
 
 from typing import List, Optional
@@ -16,17 +15,6 @@ import tensorflow as tf
 IMPLEMENTATIONS = ('im2col', 'native')
 # The most bytes of image patches made at once; larger batches go in chunks.
 MAX_PATCH_BYTES = 32 * 2**20
-
-
-def default_implementation() -> str:
-  """'native' (TensorFlow's convolution) when a GPU is visible, else 'im2col'.
-
-  im2col was measured faster on CPUs only (`python -m benchmarks.ablation`,
-  docs/speed.md); on a GPU cuDNN's convolutions are the tuned ones, and the
-  patches would cost GPU memory. No GPU was available to measure this
-  choice: it follows the libraries' documentation.
-  """
-  return 'native' if tf.config.list_logical_devices('GPU') else 'im2col'
 
 
 def _patch_indices(height: int, width: int, *, kernel_size: int, stride: int,
@@ -182,17 +170,16 @@ def _im2col_conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
 
 
 def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
-           padding: str, implementation: Optional[str] = None) -> tf.Tensor:
-  """`tf.nn.conv2d`, as im2col matrix products on CPUs.
+           padding: str, implementation: str = 'im2col') -> tf.Tensor:
+  """`tf.nn.conv2d`, by im2col matrix products or by TensorFlow.
 
   Args:
     images: `[batch, height, width, in_channels]`.
     kernel: `[k, k, in_channels, out_channels]`, same dtype.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
-    implementation: 'im2col' or 'native' (`tf.nn.conv2d`); None:
-      `default_implementation()`. Both give the same numbers up to float
-      rounding.
+    implementation: 'im2col' or 'native' (`tf.nn.conv2d`). Both give the
+      same numbers up to float rounding.
 
   Returns:
     `[batch, out_height, out_width, out_channels]`.
@@ -200,7 +187,6 @@ def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
   Raises:
     ValueError: for an unknown implementation.
   """
-  implementation = implementation or default_implementation()
   if implementation == 'native':
     return tf.nn.conv2d(images, kernel, stride, padding)
   if implementation == 'im2col':

@@ -13,7 +13,7 @@ supports; the primary capsules' convolution is `kernels.conv2d` (im2col).
 """
 
 import collections
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -163,7 +163,7 @@ def _fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
 def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
                       input_dim: int, output_dim: int, input_atoms: int,
                       output_atoms: int, stride: int, padding: str,
-                      implementation: Optional[str] = None) -> tf.Tensor:
+                      implementation: str = 'im2col') -> tf.Tensor:
   """Convolves every input capsule type with one shared kernel.
 
   The capsule-type axis is folded into the batch, the atoms become channels,
@@ -195,8 +195,7 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
 
 def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
                 output_dim: int, output_atoms: int, stride: int,
-                padding: str,
-                implementation: Optional[str] = None) -> tf.Tensor:
+                padding: str, implementation: str = 'im2col') -> tf.Tensor:
   """`_depthwise_conv3d` on channels-last images of every input capsule type.
 
   Args:
@@ -460,15 +459,15 @@ class ConvSlimCapsule(_Tf1Layer):
   `[batch, output_dim, output_atoms, out_height, out_width]`. One kernel
   `[k, k, input_atoms, output_dim * output_atoms]` is shared by all input
   capsule types and positions; biases `[output_dim, output_atoms, 1, 1]`.
-  The convolution runs in the compute dtype (`kernels.conv2d`, by
-  `conv_implementation`, None: the device's), the routing in float32.
+  The convolution runs in the compute dtype (`kernels.conv2d` by
+  `conv_implementation`), the routing in float32.
   """
 
   def __init__(self, output_dim: int, output_atoms: int = 8, stride: int = 2,
                kernel_size: int = 5, padding: str = 'SAME',
                num_routing: int = 3, leaky: bool = False,
                data_format: str = 'channels_first',
-               conv_implementation: Optional[str] = None, **kwargs):
+               conv_implementation: str = 'im2col', **kwargs):
     super().__init__(**kwargs)
     if data_format not in ('channels_first', 'channels_last'):
       raise ValueError(f'data_format={data_format!r}: use channels_first or '

@@ -10,7 +10,7 @@ import keras
 
 WEIGHT_STDDEV = 0.1
 BIAS_VALUE = 0.1
-COMPUTE_DTYPES = ('float32', 'bfloat16')
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 
 
 def weight_initializer(
@@ -25,7 +25,7 @@ def bias_initializer() -> keras.initializers.Initializer:
 
 
 def dtype_policy(compute_dtype: str) -> keras.DTypePolicy:
-  """Float32 weights, computing in `compute_dtype` ('float32' or 'bfloat16').
+  """Float32 weights, computing in `compute_dtype` (one of COMPUTE_DTYPES).
 
   Raises:
     ValueError: for another compute dtype.

@@ -5,6 +5,7 @@ from typing import List, Mapping, Optional
 import tensorflow as tf
 
 from layers import layers
+from models import devices
 from models import model
 
 CONV1_KERNEL = 9
@@ -26,7 +27,15 @@ class CapsuleModel(model.Model):
 
   def __init__(self, hparams, compute_dtype: str = 'float32',
                conv_implementation: Optional[str] = None):
-    """See `model.Model`; conv_implementation: see `kernels.conv2d`."""
+    """See `model.Model`.
+
+    Args:
+      hparams: as for `model.Model`.
+      compute_dtype: as for `model.Model`.
+      conv_implementation: of the primary capsules' convolution, 'im2col' or
+        'native' (see `layers.kernels.conv2d`); None: the device's
+        (`devices.conv_implementation`).
+    """
     super().__init__(hparams, compute_dtype)
     self._conv1 = layers.Conv(
         hparams.conv1_channels, CONV1_KERNEL, hparams.padding, name='conv1',
@@ -36,7 +45,8 @@ class CapsuleModel(model.Model):
         output_atoms=hparams.prime_capsule_atoms,
         stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
         num_routing=1, leaky=hparams.leaky, data_format='channels_last',
-        conv_implementation=conv_implementation, name='conv_capsule1', dtype=self._dtype_policy)
+        conv_implementation=(conv_implementation or
+                             devices.conv_implementation()), name='conv_capsule1', dtype=self._dtype_policy)
     self._capsule2 = None
     self._recons = None
 

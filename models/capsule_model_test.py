@@ -193,6 +193,40 @@ class CapsuleModelTest(tf.test.TestCase):
                                 for model in models]):
       self.assertAllClose(im2col, native, rtol=0, atol=1e-5)
 
+  def testFloat16TrainsOnAScaledLossAndSkipsOverflows(self):
+    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+    features = _features(batch=3, depth=1, height=20)
+    full = capsule_model.CapsuleModel(hparams)
+    half = capsule_model.CapsuleModel(hparams, compute_dtype='float16')
+    for model in (full, half):
+      model.build(20, 1)
+    for source, target in zip(full.trainable_variables,
+                              half.trainable_variables):
+      target.assign(source)
+    logits = half.inference(features).logits
+    self.assertEqual(logits.dtype, tf.float32)
+    # float16 keeps 11 bits of mantissa.
+    self.assertAllClose(logits, full.inference(features).logits, atol=5e-3)
+    first, _, _ = half.train_step(features)
+    for _ in range(3):
+      last, _, _ = half.train_step(features)
+    self.assertLess(float(last), float(first))
+    self.assertEqual(int(half.global_step.numpy()), 4)
+    # A scale that overflows float32: the step is skipped, the scale halved.
+    scale = half.optimizer.dynamic_scale
+    scale.assign(3e38)
+    weights = [v.numpy() for v in half.trainable_variables]
+    half.train_step(features)
+    self.assertEqual(int(half.global_step.numpy()), 4)
+    self.assertAllClose(scale, 1.5e38)
+    for before, after in zip(weights, half.trainable_variables):
+      self.assertAllEqual(before, after)
+    # Checkpoints hold float32 weights and the Adam slots by the same names.
+    self.assertEqual(set(half.slot_map()), set(full.slot_map()))
+    self.assertTrue(all(v.dtype == 'float32'
+                        for v in half.tf1_variable_map().values()
+                        if v is not half.global_step))
+
   def testBfloat16KeepsFloat32WeightsAndLogitsClose(self):
     hparams = experiment.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=3, depth=1, height=20)

@@ -1,15 +1,77 @@
-"""The devices a run uses: GPU memory and the distribution strategy.
+"""The devices a run uses, and how the model computes on them.
 
-`experiment.py` calls these once, before it builds a model: the GPUs take
-memory as they need it, and `make_strategy` gives the `tf.distribute`
-strategy that places the replicas (one device, several GPUs, or several
-workers).
+Every choice that depends on the hardware is made here:
+- `conv_implementation`: the primary capsules' convolution as im2col matrix
+  products on CPUs, TensorFlow's (cuDNN) on GPUs;
+- `mixed_precision_dtype`: what `--compute_dtype=mixed` means on this
+  machine (bfloat16 or float16, or float32 where neither is fast);
+- `allow_gpu_memory_growth` and `make_strategy`: GPU memory as needed, and
+  the `tf.distribute` strategy that places the replicas (one device, several
+  GPUs, or several workers).
+Routing is compiled by XLA on every device (`layers._fused_routing`).
+
+No GPU was available to this project: the GPU branches follow the libraries'
+documentation and are tested on CPU by forcing each one (docs/speed.md).
 """
 
 import os
 from typing import List
 
 import tensorflow as tf
+
+# GPUs of this compute capability and newer (Ampere) multiply bfloat16 fast.
+BFLOAT16_COMPUTE_CAPABILITY = (8, 0)
+# CPU features (Linux /proc/cpuinfo flags) that multiply bfloat16 natively.
+BFLOAT16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def conv_implementation() -> str:
+  """'native' (TensorFlow's convolution) when a GPU is visible, else 'im2col'.
+
+  im2col was measured faster on CPUs only (`python -m benchmarks.ablation`,
+  docs/speed.md); on a GPU cuDNN's convolutions are the tuned ones, and the
+  patches would cost GPU memory.
+  """
+  return 'native' if tf.config.list_logical_devices('GPU') else 'im2col'
+
+
+def _cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> List[str]:
+  try:
+    with open(cpuinfo) as info:
+      for line in info:
+        if line.startswith('flags'):
+          return line.partition(':')[2].split()
+  except OSError:
+    pass
+  return []
+
+
+def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo') -> str:
+  """The compute dtype of mixed precision on this machine's devices.
+
+  bfloat16 on GPUs of compute capability 8.0 and newer and on CPUs with
+  bfloat16 instructions; float16 (with loss scaling) on older GPUs, which
+  have fast float16 but no fast bfloat16; float32 on other CPUs, where
+  narrower types only add conversions.
+
+  Args:
+    cpuinfo: where the CPU's feature flags are read (Linux).
+  """
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    capabilities = [tf.config.experimental.get_device_details(gpu).get(
+        'compute_capability', (0, 0)) for gpu in gpus]
+    if min(capabilities) >= BFLOAT16_COMPUTE_CAPABILITY:
+      return 'bfloat16'
+    return 'float16'
+  if set(BFLOAT16_CPU_FLAGS) & set(_cpu_flags(cpuinfo)):
+    return 'bfloat16'
+  return 'float32'
+
+
+def compute_dtype(name: str) -> str:
+  """`--compute_dtype`'s value as a dtype: 'mixed' becomes this machine's."""
+  return mixed_precision_dtype() if name == 'mixed' else name
 
 
 def check_replicas(num_replicas: int, global_batch_size: int) -> None:

@@ -95,9 +95,12 @@ class Model(abc.ABC):
 
     Args:
       hparams: `experiment.default_hparams()`, possibly overridden.
-      compute_dtype: 'float32', or 'bfloat16' for mixed precision: the
-        convolutions and matrix products run in bfloat16 on float32 weights,
-        squash, routing and losses stay float32.
+      compute_dtype: 'float32', or 'bfloat16' or 'float16' for mixed
+        precision: the convolutions and matrix products run in that dtype on
+        float32 weights, squash, routing and losses stay float32. float16,
+        whose range is narrow, trains on a dynamically scaled loss
+        (`keras.optimizers.LossScaleOptimizer`: a step whose gradients
+        overflow is skipped and the scale halved).
 
     Raises:
       ValueError: for a padding, loss_type or routing that cannot work, or an
@@ -112,10 +115,12 @@ class Model(abc.ABC):
       raise ValueError(f'hparam routing={hparams.routing}: needs at least 1')
     self._hparams = hparams
     self._dtype_policy = layer_variables.dtype_policy(compute_dtype)
-    self.optimizer = keras.optimizers.Adam(
+    self._adam = keras.optimizers.Adam(
         learning_rate=LearningRateSchedule(
             hparams.learning_rate, hparams.decay_steps, hparams.decay_rate),
         beta_1=ADAM_BETA1, beta_2=ADAM_BETA2, epsilon=ADAM_EPSILON)
+    self.optimizer = (keras.optimizers.LossScaleOptimizer(self._adam)
+                      if self.compute_dtype == 'float16' else self._adam)
 
   @property
   def hparams(self):
@@ -128,8 +133,11 @@ class Model(abc.ABC):
 
   @property
   def global_step(self) -> tf.Variable:
-    """Number of optimizer updates so far (the reference's `global_step`)."""
-    return self.optimizer.iterations
+    """Number of Adam updates so far (the reference's `global_step`).
+
+    A float16 step skipped for overflowing gradients does not count.
+    """
+    return self._adam.iterations
 
   @abc.abstractmethod
   def _scoped_layers(self) -> Dict[str, 'layers._Tf1Layer']:
@@ -208,11 +216,17 @@ class Model(abc.ABC):
     with tf.GradientTape() as tape:
       result = self.losses(features)
       scaled_loss = result.total_loss * loss_scale
+      if self.optimizer is not self._adam:  # float16's dynamic loss scale.
+        scaled_loss = self.optimizer.scale_loss(scaled_loss)
     grads = tape.gradient(scaled_loss, self.trainable_variables)
     return grads, result
 
   def apply_gradients(self, grads: Sequence[tf.Tensor]) -> None:
-    """One Adam update at the current global step, which then advances."""
+    """One Adam update at the current global step, which then advances.
+
+    The gradients are `compute_gradients`'; in float16 they are unscaled
+    here, or the step is skipped if they overflowed.
+    """
     self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
 
   def train_step(self, features: Mapping
@@ -264,7 +278,7 @@ class Model(abc.ABC):
 
   def slot_map(self) -> Dict[str, tf.Variable]:
     """Reference names of the Adam slots (`<var>/Adam`, `<var>/Adam_1`)."""
-    optimizer = self.optimizer
+    optimizer = self._adam
     slots = {}
     for name, var in layers.tf1_variable_map(self._scoped_layers()).items():
       index = optimizer._get_variable_index(var)  # pylint: disable=protected-access

@@ -225,6 +225,7 @@ def test_bfloat16_is_close_to_reference(case):
 
 
 def test_unknown_compute_dtype_is_rejected():
-  with pytest.raises(ValueError, match='float16'):
+  with pytest.raises(ValueError, match="compute_dtype='int8': use one of "
+                     'float32, bfloat16, float16'):
     capsule_model.CapsuleModel(experiment.default_hparams(),
-                               compute_dtype='float16')
+                               compute_dtype='int8')

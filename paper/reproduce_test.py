@@ -238,22 +238,26 @@ def test_missing_data_set_fails_before_any_training(
   assert not calls
 
 
-def _run_tool(*args):
-  return subprocess.run(
-      [sys.executable, '-m', 'paper.reproduce', *args], capture_output=True,
-      text=True, cwd=_ROOT, timeout=_SUBPROCESS_TIMEOUT_S)
+def _start_tool(*args):
+  return subprocess.Popen(
+      [sys.executable, '-m', 'paper.reproduce', *args], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, cwd=_ROOT)
 
 
 def test_command_line_lists_and_fails_in_one_line(tmp_path):
-  listing = _run_tool('--list')
-  assert listing.returncode == 0, listing.stderr
-  lines = listing.stdout.splitlines()
+  # Both commands at once: each process spends seconds starting TensorFlow.
+  processes = [_start_tool('--list'),
+               _start_tool('--experiment=mnist_r3,mnist_r9',
+                           f'--output_dir={tmp_path}')]
+  (listing, listing_err), (_, failed_err) = [
+      process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
+      for process in processes]
+  assert processes[0].returncode == 0, listing_err
+  lines = listing.splitlines()
   assert [line.split()[0] for line in lines] == list(experiments.EXPERIMENTS)
   assert 'paper 0.25 +- 0.005%' in lines[4]
-  failed = _run_tool('--experiment=mnist_r3,mnist_r9',
-                     f'--output_dir={tmp_path}')
-  assert failed.returncode != 0
-  assert failed.stderr.splitlines() == [
+  assert processes[1].returncode != 0
+  assert failed_err.splitlines() == [
       "reproduce: error: unknown experiment 'mnist_r9'; use one of "
       + ', '.join(experiments.EXPERIMENTS)]
   assert not os.listdir(tmp_path)

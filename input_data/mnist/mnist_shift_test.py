@@ -264,7 +264,20 @@ class MnistShiftTest(tf.test.TestCase):
                '--split=valid_train', '--shift=2']
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    subprocess.run(command, check=True, cwd=root, capture_output=True)
+    # Three commands at once: each process spends seconds starting TF.
+    processes = [subprocess.Popen(arguments, cwd=root, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for arguments in (
+                     command, command + ['--multi_targets'],
+                     # --seed: the pairs generated_input makes from it.
+                     command + ['--multi_targets', '--num_pairs=1',
+                                '--max_shard=1', '--shift=6', '--pad=4',
+                                '--seed=3'])]
+    stderrs = [process.communicate()[1] for process in processes]
+    self.assertEqual(0, processes[0].returncode, stderrs[0])
+    self.assertNotEqual(0, processes[1].returncode)
+    self.assertIn('--multi_targets needs --num_pairs > 0', stderrs[1])
+    self.assertEqual(0, processes[2].returncode, stderrs[2])
     dataset = mnist_input_record.inputs(output_dir, 10, 'train', 1,
                                         validate=True)
     batch = next(iter(dataset))
@@ -273,15 +286,6 @@ class MnistShiftTest(tf.test.TestCase):
         batch['images'], axis=[1, 2, 3]))
     self.assertLen(read_records(os.path.join(
         output_dir, 'valid_train_2shifted_mnist.tfrecords')), 2 * 25)
-    result = subprocess.run(command + ['--multi_targets'], cwd=root,
-                            capture_output=True, text=True)
-    self.assertNotEqual(0, result.returncode)
-    self.assertIn('--multi_targets needs --num_pairs > 0', result.stderr)
-    # --seed: the pairs that generated_input makes from the same seed.
-    subprocess.run(command + ['--multi_targets', '--num_pairs=1',
-                              '--max_shard=1', '--shift=6', '--pad=4',
-                              '--seed=3'],
-                   check=True, cwd=root, capture_output=True)
     written = list(mnist_input_record.inputs(os.path.join(
         output_dir, 'multivalid_train_6shifted_mnist.tfrecords@2'), 2,
                                              'test', 2))[0]

@@ -92,8 +92,10 @@ class NorbConvertTest(tf.test.TestCase):
             'sys.stdout.buffer.write(norb_convert.norb_example('
             'np.zeros((2, 2, 2), np.uint8), 3, [1, 2, 4, 5]))')
     # Protobuf draws its map order at random in each process.
-    outputs = [subprocess.run([sys.executable, '-c', code], check=True,
-                              capture_output=True).stdout for _ in range(2)]
+    processes = [subprocess.Popen([sys.executable, '-c', code],
+                                  stdout=subprocess.PIPE) for _ in range(2)]
+    outputs = [process.communicate()[0] for process in processes]
+    self.assertEqual([0, 0], [process.returncode for process in processes])
     expected = norb_convert.norb_example(np.zeros((2, 2, 2), np.uint8), 3,
                                          [1, 2, 4, 5])
     self.assertEqual([expected] * 2, outputs)
