@@ -40,6 +40,17 @@ def _num_params(model):
   return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
+def _built_alike(*models):
+  """The models built for 20x20 digits, all with the first one's weights."""
+  for model in models:
+    model.build(20, 1)
+  for model in models[1:]:
+    for source, target in zip(models[0].trainable_variables,
+                              model.trainable_variables):
+      target.assign(source)
+  return models
+
+
 class CapsuleModelTest(tf.test.TestCase):
 
   def testFullMnistParameterCount(self):
@@ -158,13 +169,9 @@ class CapsuleModelTest(tf.test.TestCase):
     """A traced train step updates like an eager one from the same weights."""
     hparams = experiment.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=2, depth=1, height=20)
-    graph_model = capsule_model.CapsuleModel(hparams)
-    eager_model = capsule_model.CapsuleModel(hparams)
-    for model in (graph_model, eager_model):
-      model.build(20, 1)
-    for source, target in zip(graph_model.trainable_variables,
-                              eager_model.trainable_variables):
-      target.assign(source)
+    graph_model, eager_model = _built_alike(
+        capsule_model.CapsuleModel(hparams),
+        capsule_model.CapsuleModel(hparams))
     start = [v.numpy() for v in graph_model.trainable_variables]
     graph_loss, _, _ = tf.function(graph_model.train_step)(features)
     eager_loss, _, _ = eager_model.train_step(features)
@@ -179,13 +186,9 @@ class CapsuleModelTest(tf.test.TestCase):
     """The GPU path (TensorFlow's convolution) forced on CPU: same steps."""
     hparams = experiment.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=2, depth=1, height=20)
-    models = [capsule_model.CapsuleModel(hparams, conv_implementation=path)
-              for path in ('im2col', 'native')]
-    for model in models:
-      model.build(20, 1)
-    for source, target in zip(models[0].trainable_variables,
-                              models[1].trainable_variables):
-      target.assign(source)
+    models = _built_alike(*[
+        capsule_model.CapsuleModel(hparams, conv_implementation=path)
+        for path in ('im2col', 'native')])
     losses = [[float(tf.function(model.train_step)(features)[0])
                for _ in range(2)] for model in models]
     self.assertAllClose(losses[0], losses[1], rtol=1e-5)
@@ -193,60 +196,45 @@ class CapsuleModelTest(tf.test.TestCase):
                                 for model in models]):
       self.assertAllClose(im2col, native, rtol=0, atol=1e-5)
 
-  def testFloat16TrainsOnAScaledLossAndSkipsOverflows(self):
+  def testMixedPrecisionKeepsFloat32WeightsAndLogitsClose(self):
     hparams = experiment.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=3, depth=1, height=20)
-    full = capsule_model.CapsuleModel(hparams)
+    # bfloat16 keeps 8 bits of mantissa, float16 11.
+    for dtype, tolerance in (('bfloat16', 2e-2), ('float16', 5e-3)):
+      with self.subTest(dtype):
+        full, mixed = _built_alike(
+            capsule_model.CapsuleModel(hparams),
+            capsule_model.CapsuleModel(hparams, compute_dtype=dtype))
+        logits = mixed.inference(features).logits
+        self.assertEqual(logits.dtype, tf.float32)
+        self.assertAllClose(logits, full.inference(features).logits,
+                            atol=tolerance)
+        first, _, _ = mixed.train_step(features)
+        for _ in range(3):
+          last, _, _ = mixed.train_step(features)
+        self.assertLess(float(last), float(first))
+        self.assertEqual(int(mixed.global_step.numpy()), 4)
+        # Checkpoints hold float32 weights and the same Adam slots.
+        self.assertEqual(set(mixed.slot_map()), set(full.slot_map()))
+        self.assertTrue(all(v.dtype == 'float32'
+                            for v in mixed.tf1_variable_map().values()
+                            if v is not mixed.global_step))
+
+  def testFloat16SkipsTheStepsWhoseGradientsOverflow(self):
+    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+    features = _features(batch=3, depth=1, height=20)
     half = capsule_model.CapsuleModel(hparams, compute_dtype='float16')
-    for model in (full, half):
-      model.build(20, 1)
-    for source, target in zip(full.trainable_variables,
-                              half.trainable_variables):
-      target.assign(source)
-    logits = half.inference(features).logits
-    self.assertEqual(logits.dtype, tf.float32)
-    # float16 keeps 11 bits of mantissa.
-    self.assertAllClose(logits, full.inference(features).logits, atol=5e-3)
-    first, _, _ = half.train_step(features)
-    for _ in range(3):
-      last, _, _ = half.train_step(features)
-    self.assertLess(float(last), float(first))
-    self.assertEqual(int(half.global_step.numpy()), 4)
-    # A scale that overflows float32: the step is skipped, the scale halved.
+    half.build(20, 1)
+    half.train_step(features)
+    # A loss scale that overflows float32: no update, the scale halved.
     scale = half.optimizer.dynamic_scale
     scale.assign(3e38)
     weights = [v.numpy() for v in half.trainable_variables]
     half.train_step(features)
-    self.assertEqual(int(half.global_step.numpy()), 4)
+    self.assertEqual(int(half.global_step.numpy()), 1)
     self.assertAllClose(scale, 1.5e38)
     for before, after in zip(weights, half.trainable_variables):
       self.assertAllEqual(before, after)
-    # Checkpoints hold float32 weights and the Adam slots by the same names.
-    self.assertEqual(set(half.slot_map()), set(full.slot_map()))
-    self.assertTrue(all(v.dtype == 'float32'
-                        for v in half.tf1_variable_map().values()
-                        if v is not half.global_step))
-
-  def testBfloat16KeepsFloat32WeightsAndLogitsClose(self):
-    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
-    features = _features(batch=3, depth=1, height=20)
-    full = capsule_model.CapsuleModel(hparams)
-    mixed = capsule_model.CapsuleModel(hparams, compute_dtype='bfloat16')
-    for model in (full, mixed):
-      model.build(20, 1)
-    for source, target in zip(full.trainable_variables,
-                              mixed.trainable_variables):
-      target.assign(source)
-    logits = mixed.inference(features).logits
-    self.assertEqual(logits.dtype, tf.float32)
-    self.assertAllClose(logits, full.inference(features).logits, atol=2e-2)
-    first, _, _ = mixed.train_step(features)
-    for _ in range(3):
-      last, _, _ = mixed.train_step(features)
-    self.assertLess(float(last), float(first))
-    self.assertTrue(all(v.dtype == 'float32'
-                        for v in mixed.tf1_variable_map().values()
-                        if v is not mixed.global_step))
 
 
 if __name__ == '__main__':
