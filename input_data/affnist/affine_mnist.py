@@ -3,11 +3,13 @@
 A stand-in for the affNIST test set where its files are not at hand: each
 example is an MNIST test digit (digit k % num_digits for example k) mapped
 onto a 40x40 canvas by an affine transform drawn, from a seed, within the
-ranges the affNIST page gives for its own: rotation up to 20 degrees either
-way, shear up to 0.2, scale 0.8 to 1.2 in each direction independently, and
-a translation that keeps the digit's ink inside the frame. The draws are
-ours, so results on affine_mnist are not affNIST results; report them under
-this name.
+ranges that public descriptions of affNIST give: rotation up to 20 degrees
+either way, shear up to 0.2, scale 0.8 to 1.2 in each direction
+independently, and a translation that keeps the digit's ink inside the
+frame. (The copy of the affNIST page this project could read lacks its
+list of ranges, so they are not checked against the page itself.) The
+draws are ours, so results on affine_mnist are not affNIST results; report
+them under this name.
 
 The map of a digit is `A = R(rotation) @ [[1, shear], [0, 1]] @
 diag(scale_x, scale_y)` about the digit's centre, then a translation of
