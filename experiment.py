@@ -200,7 +200,8 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
     seed: seeds Python, NumPy, TensorFlow and Keras
       (`keras.utils.set_random_seed`) and makes the training input's order
       deterministic, so the same seed gives the same initial weights and
-      batches. Bitwise-equal runs on GPUs, or with random distortions
+      batches; a resumed seeded run passes over the batches of the steps
+      already done, so it sees the batches an uninterrupted run would. Bitwise-equal runs on GPUs, or with random distortions
       (cifar10, norb), also need
       `tf.config.experimental.enable_op_determinism()` (as `--seed` does).
       None: unseeded, the input in any order (faster).
@@ -234,23 +235,26 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   is_chief = strategy.extended.should_checkpoint
   if is_chief:
     tf.io.gfile.makedirs(train_dir)
-  specs = []
-
-  def dataset_fn(input_context):
-    dataset = input_fn(
-        'train', input_context.get_per_replica_batch_size(TRAIN_BATCH_SIZE),
-        input_context).with_options(options)
-    specs.append(dataset.element_spec)
-    return dataset
-
-  iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-  shape = model_lib.data_shape(specs[0], num_targets)
+  replica_batch = TRAIN_BATCH_SIZE // strategy.num_replicas_in_sync
+  shape = model_lib.data_shape(input_fn('train', replica_batch).element_spec,
+                               num_targets)
   with strategy.scope():
     model = build_model(hparams, model_type=model_type, shape=shape,
                         compute_dtype=compute_dtype)
   num_params = sum(int(np.prod(var.shape)) for var in model.trainable_variables)
   print(f'total_params: {num_params}', flush=True)
   step = checkpoints.restore_latest(model, train_dir)
+  # A seeded run resumes in its own data order: the batches of the steps
+  # done are read and passed over (unseeded, the order is random anyway).
+  done = step if seed is not None else 0
+
+  def dataset_fn(input_context):
+    replicas_here = (strategy.num_replicas_in_sync //
+                     input_context.num_input_pipelines)
+    return input_fn('train', replica_batch, input_context).with_options(
+        options).skip(done * replicas_here)
+
+  iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
   if step >= max_steps:
     print(f'Nothing to train: the global step {step} has reached max_steps '
           f'{max_steps}', flush=True)

@@ -524,6 +524,31 @@ def test_no_loadable_checkpoint_stops_in_one_error(tmp_path):
   assert _file_bytes(train_dir) == before
 
 
+def test_seeded_run_resumes_in_its_data_order(mnist_dir, tmp_path):
+  """Stopped at step 2 and resumed, a seeded run ends where one run ends.
+
+  The records are shuffled in an order fixed by the seed; without passing
+  over the batches of the steps done, the resumed run would train steps 3
+  and 4 on the batches of steps 1 and 2 again.
+  """
+  input_fn = datasets.input_fn('mnist', data_dir=mnist_dir[0])
+
+  def train(summary_dir, max_steps):
+    experiment.train(_tiny_hparams(), summary_dir=str(summary_dir),
+                     model_type='capsule', max_steps=max_steps, save_step=2,
+                     input_fn=input_fn, seed=3)
+    return tf.train.load_checkpoint(
+        str(summary_dir / 'train' / f'model.ckpt-{max_steps}'))
+
+  straight = train(tmp_path / 'straight', 4)
+  train(tmp_path / 'resumed', 2)
+  resumed = train(tmp_path / 'resumed', 4)
+  for name in ('conv1/weights', 'capsule2/weights', 'recons/recons_3/biases'):
+    np.testing.assert_allclose(resumed.get_tensor(name),
+                               straight.get_tensor(name), rtol=1e-5,
+                               atol=1e-6, err_msg=name)
+
+
 def test_non_finite_loss_stops_without_saving_it(tmp_path):
   """Crash case 4: a huge learning rate; no checkpoint holds NaN or inf."""
   train_dir = _golden_training_dir(tmp_path, (0,), latest='model.ckpt-0')
