@@ -23,10 +23,13 @@ Variants (the change that is undone):
   none           nothing: the code as it is.
   im2col         the primary capsules' convolution as one matrix product of
                  gathered patches; undone: `tf.nn.conv2d` and its gradients.
+  patch_chunks   im2col's patches made for a chunk of the batch at a time
+                 (at most 32 MiB) and gathered again for the kernel gradient;
+                 undone: the whole batch's patches at once, the forward
+                 pass's kept for the kernel gradient.
   image_grad     im2col's image gradient as a matrix product whose patches
-                 XLA adds back onto the image, the patches gathered again for
-                 the kernel gradient; undone: `tf.nn.conv2d_transpose`, the
-                 forward pass's patches kept for the kernel gradient.
+                 XLA adds back onto the image; undone (with patch_chunks):
+                 `tf.nn.conv2d_transpose`, as before this change.
   xla_routing    routing compiled by XLA (`jit_compile=True`); undone: run op
                  by op.
   channels_last  primary capsules read conv1's channels-last output; undone:
@@ -49,7 +52,8 @@ from benchmarks import benchmark
 from layers import kernels
 from layers import layers
 
-CHANGES = ('im2col', 'image_grad', 'xla_routing', 'channels_last')
+CHANGES = ('im2col', 'patch_chunks', 'image_grad', 'xla_routing',
+           'channels_last')
 VARIANTS = ('none',) + CHANGES + ('all',)
 STEPS = ('train', 'eval')
 DEFAULT_ROUNDS = 3
@@ -59,6 +63,38 @@ def _conv2d_op(images, kernel, *, stride, padding, implementation=None):
   """Before `im2col`: TensorFlow's (oneDNN's) convolution."""
   del implementation  # Always TensorFlow's.
   return tf.nn.conv2d(images, kernel, stride, padding)
+
+
+def _im2col_whole_batch(images, kernel, *, stride, padding):
+  """Before `patch_chunks`: one gather, its patches kept for the backward."""
+  _, height, width, in_channels = images.shape
+  kernel_size, _, _, out_channels = kernel.shape
+  patch_size = kernel_size * kernel_size * in_channels
+  indices = kernels._patch_indices(height, width, kernel_size=kernel_size,
+                                   stride=stride, padding=padding)
+
+  @tf.custom_gradient
+  def conv(images, kernel):
+    matrix = tf.reshape(kernel, [patch_size, out_channels])
+    columns = tf.reshape(kernels.patches(
+        images, kernel_size=kernel_size, stride=stride, padding=padding),
+                         [-1, patch_size])
+    output = tf.matmul(columns, matrix)
+
+    def grad(d_output):
+      d_output = tf.reshape(d_output, [-1, out_channels])
+      d_kernel = tf.matmul(columns, d_output, transpose_a=True)
+      with tf.control_dependencies([d_kernel]):
+        d_columns = tf.matmul(d_output, matrix, transpose_b=True)
+      d_images = kernels._sum_patches(
+          tf.reshape(d_columns, [-1, indices.size, in_channels]),
+          tf.constant(indices.reshape(-1)), height, width)
+      return (tf.cast(d_images, images.dtype),
+              tf.reshape(d_kernel, kernel.shape))
+
+    return tf.reshape(output, [-1, *indices.shape[:2], out_channels]), grad
+
+  return conv(images, kernel)
 
 
 def _im2col_transposed_image_grad(images, kernel, *, stride, padding):
@@ -130,6 +166,9 @@ def undone(variant: str) -> Iterator[None]:
   elif 'image_grad' in changes:
     patches.append(mock.patch.object(kernels, '_im2col_conv2d',
                                      _im2col_transposed_image_grad))
+  elif 'patch_chunks' in changes:
+    patches.append(mock.patch.object(kernels, '_im2col_conv2d',
+                                     _im2col_whole_batch))
   if 'channels_last' in changes:
     patches.append(mock.patch.object(layers.ConvSlimCapsule, 'votes',
                                      _votes_channels_first))
@@ -139,18 +178,28 @@ def undone(variant: str) -> Iterator[None]:
     yield
 
 
-def _measure(variant: str, repeats: int) -> dict:
-  """Seconds of the MNIST steps with `variant` undone, in this process."""
+def _measure(variant: str, repeats: int, memory: bool) -> dict:
+  """Seconds of the MNIST steps with `variant` undone, in this process.
+
+  With memory, first the peak resident set of a training step (the process
+  is fresh then), in bytes.
+  """
+  config = benchmark.CONFIGS['mnist']
   with undone(variant):
-    timings = benchmark.benchmark(benchmark.CONFIGS['mnist'],
-                                  compute_dtype='float32', repeats=repeats)
-  return {timing.step: {'median': timing.median, 'min': min(timing.seconds),
-                        'load': timing.load} for timing in timings}
+    result = ({'memory': benchmark.peak_memory(
+        config, compute_dtype='float32')['rss']} if memory else {})
+    timings = benchmark.benchmark(config, compute_dtype='float32',
+                                  repeats=repeats)
+  result.update({timing.step: {'median': timing.median,
+                               'min': min(timing.seconds),
+                               'load': timing.load} for timing in timings})
+  return result
 
 
-def _measure_in_subprocess(variant: str, repeats: int) -> dict:
-  return benchmark.run_json_subprocess('benchmarks.ablation', '--child',
-                                       variant, '--repeats', str(repeats))
+def _measure_in_subprocess(variant: str, repeats: int, memory: bool) -> dict:
+  return benchmark.run_json_subprocess(
+      'benchmarks.ablation', '--child', variant, '--repeats', str(repeats),
+      *(['--memory'] if memory else []))
 
 
 def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -161,6 +210,9 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       help='timed steps per measurement (after the warm-up)')
   parser.add_argument('--rounds', type=int, default=DEFAULT_ROUNDS,
                       help='runs of every variant, one after the other')
+  parser.add_argument('--memory', action='store_true',
+                      help='also the peak memory of a training step of each '
+                      'variant (in its fresh process, before the timings)')
   parser.add_argument('--child', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   unknown = sorted(set(args.variants.split(',')) - set(VARIANTS))
@@ -173,7 +225,7 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
   if args.child:
-    print(json.dumps(_measure(args.child, args.repeats)))
+    print(json.dumps(_measure(args.child, args.repeats, args.memory)))
     return
   variants = args.variants.split(',')
   print('$ python -m benchmarks.ablation ' + ' '.join(sys.argv[1:]))
@@ -184,14 +236,16 @@ def main(argv: Optional[List[str]] = None) -> None:
   results = {variant: [] for variant in variants}
   for round_index in range(args.rounds):
     for variant in variants:
-      results[variant].append(_measure_in_subprocess(variant, args.repeats))
+      results[variant].append(_measure_in_subprocess(
+          variant, args.repeats, args.memory))
     print(f'round {round_index + 1} of {args.rounds} done, load '
           f'{benchmark._load():.2f}', flush=True)
   medians = {variant: {step: statistics.median(
       result[step]['median'] for result in runs) for step in STEPS}
              for variant, runs in results.items()}
   print(f'{"undone":14s}' + ''.join(
-      f'{step:>9s} {"range":>13s} {"x none":>7s}' for step in STEPS))
+      f'{step:>9s} {"range":>13s} {"x none":>7s}' for step in STEPS) +
+        ('  peak memory' if args.memory else ''))
   for variant, runs in results.items():
     line = f'{variant:14s}'
     for step in STEPS:
@@ -200,6 +254,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                if 'none' in medians else '')
       line += (f'{medians[variant][step]:9.3f} '
                f'[{min(seconds):5.3f}, {max(seconds):5.3f}] {ratio:>7s}')
+    if args.memory:
+      line += f'  {max(run["memory"] for run in runs) / 2**30:.2f} GiB'
     print(line)
 
 

@@ -22,6 +22,7 @@ _CONFIGS = (
 # The function each change puts back, which the model must then run.
 _OLD_CODE = {
     'im2col': '_conv2d_op',
+    'patch_chunks': '_im2col_whole_batch',
     'image_grad': '_im2col_transposed_image_grad',
     'xla_routing': '_routing_op_by_op',
     'channels_last': '_votes_channels_first',
@@ -79,11 +80,12 @@ def test_variant_matches_fast_code(variant, config):
     for patch in spies:
       patch.stop()
   # The old code ran, and the fast code is back afterwards.
-  # Undoing im2col also undoes its image gradient.
+  # Undoing im2col undoes its image gradient and chunks; undoing the image
+  # gradient, the chunks.
   expected = {name for change, name in _OLD_CODE.items()
-              if variant in (change, 'all')} - (
-                  {'_im2col_transposed_image_grad'}
-                  if variant in ('im2col', 'all') else set())
+              if variant in (change, 'all')}
+  if variant in ('im2col', 'all'):
+    expected -= {'_im2col_transposed_image_grad', '_im2col_whole_batch'}
   assert set(calls) == expected
   assert _fast_code() == fast_code
   np.testing.assert_allclose(old_loss, loss, rtol=1e-5)
