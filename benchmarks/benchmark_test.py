@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import benchmark
+from benchmarks import profile
 import experiment
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
@@ -92,6 +93,27 @@ def test_training_loop_reads_its_progress_lines():
   # 1 s for 2 steps: 128 / 0.5 = 256.0 examples/s, read back as 0.5 s; the
   # first window (the trace) is left out.
   assert seconds == [0.5, 0.5]
+
+
+def test_profile_groups_the_ops_of_a_real_step():
+  seconds = profile.profile(_TINY, compute_dtype='float32', batch=4)
+  assert seconds.pop('wall') > 0
+  # The profiler's op table was read and its ops grouped: the tiny model's
+  # primary-capsule matmuls, votes, conv1 and Adam ran.
+  for group in ('primary capsules: convolution matmuls',
+                'class capsules: votes (einsum)', 'conv1', 'Adam'):
+    assert seconds[group] > 0, group
+
+
+def test_profile_groups_by_name_then_type():
+  times = {('_MklMatMul', 'conv_capsule1_1/MatMul_3'): 0.6,
+           ('_MklMatMul', 'MatMul_7'): 0.3,
+           ('_MklEinsum', 'capsule2_1/einsum/Einsum'): 0.3,
+           ('Sqrt', 'adam/Sqrt_5'): 0.03, ('Sqrt', 'squash/Sqrt'): 0.06}
+  assert profile.grouped(times, steps=3) == pytest.approx({
+      'primary capsules: convolution matmuls': 0.3,
+      'class capsules: votes (einsum)': 0.1, 'Adam': 0.01,
+      'other: Sqrt': 0.02})
 
 
 def _resident_bytes():
