@@ -24,7 +24,7 @@ Variants (the change that is undone):
   im2col         the primary capsules' convolution as one matrix product of
                  gathered patches; undone: `tf.nn.conv2d` and its gradients.
   patch_chunks   im2col's patches made for a chunk of the batch at a time
-                 (at most 32 MiB) and gathered again for the kernel gradient;
+                 (at most 64 MiB) and gathered again for the kernel gradient;
                  undone: the whole batch's patches at once, the forward
                  pass's kept for the kernel gradient.
   image_grad     im2col's image gradient as a matrix product whose patches

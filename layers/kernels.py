@@ -14,7 +14,9 @@ import tensorflow as tf
 
 IMPLEMENTATIONS = ('im2col', 'native')
 # The most bytes of image patches made at once; larger batches go in chunks.
-MAX_PATCH_BYTES = 32 * 2**20
+# 64 MiB: MNIST training (6 chunks) keeps near the whole batch's speed and
+# within 1.5 GiB; docs/speed.md has the measurements.
+MAX_PATCH_BYTES = 64 * 2**20
 
 
 def _patch_indices(height: int, width: int, *, kernel_size: int, stride: int,
