@@ -1,6 +1,7 @@
 """Tests for the model benchmark: FLOP counts, timing and the figures."""
 
 import os
+import sys
 import time
 from unittest import mock
 
@@ -8,10 +9,19 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import benchmark
-from benchmarks import profile
+from benchmarks import step_profile
 import experiment
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
+
+
+def test_no_benchmark_module_shadows_a_standard_one():
+  # compare.py runs as a script, its folder first on the path: a
+  # `benchmarks/profile.py` once broke TensorFlow's `import profile` there.
+  here = os.path.dirname(os.path.abspath(benchmark.__file__))
+  names = {name[:-len('.py')] for name in os.listdir(here)
+           if name.endswith('.py')}
+  assert not names & set(sys.stdlib_module_names)
 
 
 def test_full_mnist_flops():
@@ -96,7 +106,7 @@ def test_training_loop_reads_its_progress_lines():
 
 
 def test_profile_groups_the_ops_of_a_real_step():
-  seconds = profile.profile(_TINY, compute_dtype='float32', batch=4)
+  seconds = step_profile.profile(_TINY, compute_dtype='float32', batch=4)
   assert seconds.pop('wall') > 0
   # The profiler's op table was read and its ops grouped: the tiny model's
   # primary-capsule matmuls, votes, conv1 and Adam ran.
@@ -110,7 +120,7 @@ def test_profile_groups_by_name_then_type():
            ('_MklMatMul', 'MatMul_7'): 0.3,
            ('_MklEinsum', 'capsule2_1/einsum/Einsum'): 0.3,
            ('Sqrt', 'adam/Sqrt_5'): 0.03, ('Sqrt', 'squash/Sqrt'): 0.06}
-  assert profile.grouped(times, steps=3) == pytest.approx({
+  assert step_profile.grouped(times, steps=3) == pytest.approx({
       'primary capsules: convolution matmuls': 0.3,
       'class capsules: votes (einsum)': 0.1, 'Adam': 0.01,
       'other: Sqrt': 0.02})

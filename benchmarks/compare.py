@@ -99,7 +99,9 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
   if args.probe:
-    sys.path.insert(0, os.getcwd())  # The tree to time, not this script's.
+    # The tree to time first; not this script's folder, whose modules would
+    # shadow any standard module of the same name.
+    sys.path[:] = [os.getcwd()] + [path for path in sys.path if path != _HERE]
     print(json.dumps(probe(args.compute_dtype, args.repeats)))
     return
   print('$ python -m benchmarks.compare ' + shlex.join(sys.argv[1:]))

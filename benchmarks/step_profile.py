@@ -7,8 +7,8 @@ time per step in groups. XLA's compiled routing and patch sums do not show
 as TensorFlow ops, so they are then timed on their own at the step's
 shapes.
 
-  python -m benchmarks.profile
-  python -m benchmarks.profile --compute_dtype bfloat16
+  python -m benchmarks.step_profile
+  python -m benchmarks.step_profile --compute_dtype bfloat16
 
 The op statistics come from the profiler's `framework_op_stats` tool, read
 through TensorFlow's internal `_pywrap_profiler_plugin`
@@ -145,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
   # One op at a time: each op's self time is then its own.
   tf.config.threading.set_inter_op_parallelism_threads(1)
-  print('$ python -m benchmarks.profile ' + ' '.join(sys.argv[1:]))
+  print('$ python -m benchmarks.step_profile ' + ' '.join(sys.argv[1:]))
   seconds = profile(benchmark.CONFIGS['mnist'],
                     compute_dtype=args.compute_dtype, batch=128)
   wall = seconds.pop('wall')
