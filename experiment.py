@@ -201,9 +201,10 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
       (`keras.utils.set_random_seed`) and makes the training input's order
       deterministic, so the same seed gives the same initial weights and
       batches; a resumed seeded run passes over the batches of the steps
-      already done, so it sees the batches an uninterrupted run would. Bitwise-equal runs on GPUs, or with random distortions
-      (cifar10, norb), also need
-      `tf.config.experimental.enable_op_determinism()` (as `--seed` does).
+      already done, so it sees the batches an uninterrupted run would.
+      Bitwise-equal runs on GPUs, or with random distortions (cifar10,
+      norb), also need `tf.config.experimental.enable_op_determinism()` (as
+      `--seed` does).
       None: unseeded, the input in any order (faster).
 
   Returns:
@@ -236,6 +237,9 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   if is_chief:
     tf.io.gfile.makedirs(train_dir)
   replica_batch = TRAIN_BATCH_SIZE // strategy.num_replicas_in_sync
+  # A pipeline made only for its shapes, before the model, in every run
+  # alike: the training pipeline below then draws the same op seeds whether
+  # the run starts or resumes.
   shape = model_lib.data_shape(input_fn('train', replica_batch).element_spec,
                                num_targets)
   with strategy.scope():
@@ -523,7 +527,7 @@ def _define_flags() -> None:
                       'The model checkpoint to evaluate; with num_trials > 1 '
                       'a pattern holding {} for the trial index.')
   flags.DEFINE_enum('compute_dtype', 'float32',
-                    ['float32', 'bfloat16', 'float16', 'mixed'],
+                    list(devices.COMPUTE_DTYPE_NAMES),
                     'Not in the reference. bfloat16, float16: mixed '
                     'precision, the convolutions and matrix products in that '
                     'dtype on float32 weights, squash, routing and losses in '

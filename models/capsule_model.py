@@ -46,7 +46,8 @@ class CapsuleModel(model.Model):
         stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
         num_routing=1, leaky=hparams.leaky, data_format='channels_last',
         conv_implementation=(conv_implementation or
-                             devices.conv_implementation()), name='conv_capsule1', dtype=self._dtype_policy)
+                             devices.conv_implementation()),
+        name='conv_capsule1', dtype=self._dtype_policy)
     self._capsule2 = None
     self._recons = None
 

@@ -19,6 +19,10 @@ from typing import List
 
 import tensorflow as tf
 
+from layers import variables
+
+# `--compute_dtype`'s values: a compute dtype, or 'mixed' for this machine's.
+COMPUTE_DTYPE_NAMES = variables.COMPUTE_DTYPES + ('mixed',)
 # GPUs of this compute capability and newer (Ampere) multiply bfloat16 fast.
 BFLOAT16_COMPUTE_CAPABILITY = (8, 0)
 # CPU features (Linux /proc/cpuinfo flags) that multiply bfloat16 natively.

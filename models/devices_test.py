@@ -1,5 +1,6 @@
 """Tests for the device choices, each branch forced on this CPU."""
 
+import contextlib
 from unittest import mock
 
 import pytest
@@ -11,21 +12,19 @@ _GPUS = [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
          for i in range(2)]
 
 
+@contextlib.contextmanager
 def _with_gpus(gpus):
-  """Patches TensorFlow to see these stand-in GPUs (and no others)."""
+  """Within the block TensorFlow sees these stand-in GPUs (and no others)."""
   listed = lambda kind=None: list(gpus) if kind == 'GPU' else []
-  return [mock.patch.object(tf.config, 'list_physical_devices', listed),
-          mock.patch.object(tf.config, 'list_logical_devices', listed)]
+  with mock.patch.object(tf.config, 'list_physical_devices', listed), \
+       mock.patch.object(tf.config, 'list_logical_devices', listed):
+    yield
 
 
 @pytest.fixture
 def gpus(request):
-  patches = _with_gpus(request.param)
-  for patch in patches:
-    patch.start()
-  yield request.param
-  for patch in patches:
-    patch.stop()
+  with _with_gpus(request.param):
+    yield request.param
 
 
 @pytest.mark.parametrize('gpus, expected', [(_GPUS, 'native'), ([], 'im2col')],
@@ -71,16 +70,10 @@ def test_compute_dtype_names():
 def test_gpu_memory_grows_on_demand():
   """No GPU here: the configuration call is checked on stand-in devices."""
   calls = []
-  patches = _with_gpus(_GPUS) + [mock.patch.object(
+  with _with_gpus(_GPUS), mock.patch.object(
       tf.config.experimental, 'set_memory_growth',
-      lambda device, enable: calls.append((device.name, enable)))]
-  for patch in patches:
-    patch.start()
-  try:
+      lambda device, enable: calls.append((device.name, enable))):
     assert devices.allow_gpu_memory_growth() == [gpu.name for gpu in _GPUS]
-  finally:
-    for patch in patches:
-      patch.stop()
   assert calls == [(gpu.name, True) for gpu in _GPUS]
 
 
