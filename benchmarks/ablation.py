@@ -1,19 +1,20 @@
 """Before and after of each speed change: the benchmark with one change undone.
 
-Each variant puts back, for one change, the straightforward code the fast
-version replaced (kept below, as the record of what was measured), and times
-the full MNIST CapsNet training step (batch 128) and evaluation step (batch
-100) with `benchmarks.benchmark`, each variant in a fresh Python process so
-that nothing traced or cached by one leaks into the next. `all` undoes every
+Each variant puts back, for one change, the code the fast version replaced
+(kept below, as the record of what was measured), and times the full MNIST
+CapsNet training step (batch 128) and evaluation step (batch 100) with
+`benchmarks.benchmark`, each variant in a fresh Python process so that
+nothing traced or cached by one leaks into the next. `all` undoes every
 change at once: the straightforward TensorFlow 2 version the speed work
 started from. The variants compute the same numbers as the fast code
 (`ablation_test.py`), only slower. Changes that measured within the noise (a
-constant uniform first route, class-capsule votes as a batched matmul, Adam
-as one fused kernel) were taken out of the code; the README keeps their
-figures.
+constant uniform first route, Adam as one fused kernel) were taken out of the
+code, and so were the variants of the im2col convolution that the Fourier
+convolution replaced (its patch chunks and image gradient); docs/speed.md
+keeps their figures.
 
   python -m benchmarks.ablation
-  python -m benchmarks.ablation --variants none,im2col --rounds 5
+  python -m benchmarks.ablation --variants none,fourier --rounds 5
 
 The machine's speed drifts by tens of percent over minutes (other tenants,
 the load of the runs themselves), so the variants are run round-robin, a few
@@ -21,15 +22,15 @@ rounds, and the median over rounds is printed with the range.
 
 Variants (the change that is undone):
   none           nothing: the code as it is.
-  im2col         the primary capsules' convolution as one matrix product of
-                 gathered patches; undone: `tf.nn.conv2d` and its gradients.
-  patch_chunks   im2col's patches made for a chunk of the batch at a time
-                 (at most 64 MiB) and gathered again for the kernel gradient;
-                 undone: the whole batch's patches at once, the forward
-                 pass's kept for the kernel gradient.
-  image_grad     im2col's image gradient as a matrix product whose patches
-                 XLA adds back onto the image; undone (with patch_chunks):
-                 `tf.nn.conv2d_transpose`, as before this change.
+  fourier        the primary capsules' convolution by DFT matrix products;
+                 undone: im2col, matrix products of gathered image patches in
+                 batch chunks of at most 64 MiB, the patch gradients added
+                 back onto the image by XLA (the code of commit e5a7b4c).
+  im2col         both convolution changes; undone: `tf.nn.conv2d` and its
+                 gradients (oneDNN).
+  input_major_votes  class-capsule votes made input capsules first and routed
+                 in that layout; undone: one einsum into the batch-first
+                 layout, which transposes the votes.
   xla_routing    routing compiled by XLA (`jit_compile=True`); undone: run op
                  by op.
   channels_last  primary capsules read conv1's channels-last output; undone:
@@ -46,17 +47,20 @@ import sys
 from typing import Iterator, List, Optional
 from unittest import mock
 
+import numpy as np
 import tensorflow as tf
 
 from benchmarks import benchmark
 from layers import kernels
 from layers import layers
 
-CHANGES = ('im2col', 'patch_chunks', 'image_grad', 'xla_routing',
+CHANGES = ('fourier', 'im2col', 'input_major_votes', 'xla_routing',
            'channels_last')
 VARIANTS = ('none',) + CHANGES + ('all',)
 STEPS = ('train', 'eval')
 DEFAULT_ROUNDS = 3
+# Before `fourier`: the most bytes of image patches made at once.
+MAX_PATCH_BYTES = 64 * 2**20
 
 
 def _conv2d_op(images, kernel, *, stride, padding, implementation=None):
@@ -65,68 +69,127 @@ def _conv2d_op(images, kernel, *, stride, padding, implementation=None):
   return tf.nn.conv2d(images, kernel, stride, padding)
 
 
-def _im2col_whole_batch(images, kernel, *, stride, padding):
-  """Before `patch_chunks`: one gather, its patches kept for the backward."""
-  _, height, width, in_channels = images.shape
+def _patch_indices(height, width, *, kernel_size, stride, padding):
+  """Before `fourier`: where every kernel tap reads, for every output.
+
+  `[out_height, out_width, k, k]` int32 indices into the image's positions
+  flattened row-major, plus `height * width` for the zero padding of SAME.
+  """
+  if padding == 'SAME':
+    out_height, out_width = -(-height // stride), -(-width // stride)
+    top = max((out_height - 1) * stride + kernel_size - height, 0) // 2
+    left = max((out_width - 1) * stride + kernel_size - width, 0) // 2
+  else:
+    out_height = (height - kernel_size) // stride + 1
+    out_width = (width - kernel_size) // stride + 1
+    top = left = 0
+  taps = np.arange(kernel_size)
+  rows = (stride * np.arange(out_height)[:, None, None, None] +
+          taps[None, None, :, None] - top)
+  columns = (stride * np.arange(out_width)[None, :, None, None] +
+             taps[None, None, None, :] - left)
+  inside = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
+  return np.where(inside, rows * width + columns,
+                  height * width).astype(np.int32)
+
+
+def _patches(images, indices):
+  """Before `fourier`: `[b, oh, ow, k, k, c]` image patches (im2col)."""
+  _, height, width, channels = images.shape
+  positions = tf.reshape(images, [-1, height * width, channels])
+  positions = tf.pad(positions, [[0, 0], [0, 1], [0, 0]])  # + a zero position
+  return tf.gather(positions, indices, axis=1)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _sum_patches(d_patches, indices, height, width):
+  """Before `fourier`: patch gradients added back onto the image (col2im).
+
+  `[b, oh * ow * k * k, c]` and the flat `_patch_indices` -> float32
+  `[b, height, width, c]`.
+  """
+  batch, num_taps, channels = d_patches.shape
+  positions = height * width + 1  # The last one is the zero padding.
+  segments = tf.reshape(tf.range(batch)[:, None] * positions + indices[None],
+                        [batch * num_taps])
+  summed = tf.math.unsorted_segment_sum(
+      tf.reshape(tf.cast(d_patches, tf.float32), [batch * num_taps, channels]),
+      segments, batch * positions)
+  summed = tf.reshape(summed, [batch, positions, channels])[:, :-1]
+  return tf.reshape(summed, [batch, height, width, channels])
+
+
+def _batch_chunks(batch, example_bytes):
+  """Before `fourier`: the fewest near-equal chunks under MAX_PATCH_BYTES."""
+  if batch is None:
+    return [-1]
+  num_chunks = min(batch, max(1, -(-batch * example_bytes // MAX_PATCH_BYTES)))
+  return [batch // num_chunks + (i < batch % num_chunks)
+          for i in range(num_chunks)]
+
+
+def _im2col_conv2d(images, kernel, *, stride, padding):
+  """Before `fourier`: `tf.nn.conv2d` as matrix products of image patches.
+
+  The forward pass and both gradients are matrix products over the patches,
+  made for a chunk of the batch at a time and made again for the kernel
+  gradient; the image gradient adds the patch gradients back (XLA).
+  """
+  batch, height, width, in_channels = images.shape
   kernel_size, _, _, out_channels = kernel.shape
   patch_size = kernel_size * kernel_size * in_channels
-  indices = kernels._patch_indices(height, width, kernel_size=kernel_size,
-                                   stride=stride, padding=padding)
+  indices = _patch_indices(height, width, kernel_size=kernel_size,
+                           stride=stride, padding=padding)
+  out_height, out_width = indices.shape[:2]
+  chunks = _batch_chunks(
+      batch, out_height * out_width * patch_size * images.dtype.size)
+
+  def columns_of(images):                              # [b * oh * ow, p]
+    return tf.reshape(_patches(images, indices), [-1, patch_size])
 
   @tf.custom_gradient
   def conv(images, kernel):
     matrix = tf.reshape(kernel, [patch_size, out_channels])
-    columns = tf.reshape(kernels.patches(
-        images, kernel_size=kernel_size, stride=stride, padding=padding),
-                         [-1, patch_size])
-    output = tf.matmul(columns, matrix)
+    output = tf.concat([tf.matmul(columns_of(part), matrix)
+                        for part in tf.split(images, chunks)], axis=0)
 
-    def grad(d_output):
-      d_output = tf.reshape(d_output, [-1, out_channels])
-      d_kernel = tf.matmul(columns, d_output, transpose_a=True)
-      with tf.control_dependencies([d_kernel]):
-        d_columns = tf.matmul(d_output, matrix, transpose_b=True)
-      d_images = kernels._sum_patches(
-          tf.reshape(d_columns, [-1, indices.size, in_channels]),
-          tf.constant(indices.reshape(-1)), height, width)
-      return (tf.cast(d_images, images.dtype),
+    def grad(d_output):                                # [b, oh, ow, out]
+      d_kernel = tf.zeros_like(matrix)
+      d_images = []
+      for part, d_part in zip(tf.split(images, chunks),
+                              tf.split(d_output, chunks)):
+        d_part = tf.reshape(d_part, [-1, out_channels])
+        # Gathered again once d_part exists, so that the forward pass's
+        # patches do not stay alive.
+        with tf.control_dependencies([d_part] + d_images):
+          d_kernel += tf.matmul(columns_of(part), d_part, transpose_a=True)
+        with tf.control_dependencies([d_kernel]):
+          d_columns = tf.matmul(d_part, matrix, transpose_b=True)
+        d_images.append(_sum_patches(
+            tf.reshape(d_columns, [-1, indices.size, in_channels]),
+            tf.constant(indices.reshape(-1)), height, width))
+      return (tf.cast(tf.concat(d_images, axis=0), images.dtype),
               tf.reshape(d_kernel, kernel.shape))
-
-    return tf.reshape(output, [-1, *indices.shape[:2], out_channels]), grad
-
-  return conv(images, kernel)
-
-
-def _im2col_transposed_image_grad(images, kernel, *, stride, padding):
-  """Before `image_grad`: im2col with TensorFlow's image gradient."""
-  kernel_size, _, in_channels, out_channels = kernel.shape
-  patch_size = kernel_size * kernel_size * in_channels
-
-  @tf.custom_gradient
-  def conv(images, kernel):
-    columns = kernels.patches(images, kernel_size=kernel_size, stride=stride,
-                              padding=padding)
-    _, out_height, out_width, _ = columns.shape
-    columns = tf.reshape(columns, [-1, patch_size])
-    output = tf.matmul(columns, tf.reshape(kernel, [patch_size, out_channels]))
-
-    def grad(d_output):
-      d_images = tf.nn.conv2d_transpose(d_output, kernel, tf.shape(images),
-                                        stride, padding)
-      with tf.control_dependencies([d_images]):
-        d_kernel = tf.matmul(columns, tf.reshape(d_output, [-1, out_channels]),
-                             transpose_a=True)
-      return d_images, tf.reshape(d_kernel, kernel.shape)
 
     return tf.reshape(output, [-1, out_height, out_width, out_channels]), grad
 
   return conv(images, kernel)
 
 
-def _routing_op_by_op(votes, biases, num_routing, leaky):
+def _capsule_call_batch_first(self, input_tensor):
+  """Before `input_major_votes`: `Capsule.call` on batch-first votes."""
+  votes = tf.einsum('bia,iaj->bij', self._cast(input_tensor),
+                    self._cast(self.kernel))        # [b, in, out * atoms]
+  votes = tf.reshape(votes, [-1, self.input_dim, self.output_dim,
+                             self.output_atoms])
+  return layers._fused_routing(votes, tf.convert_to_tensor(self.biases),
+                               self.num_routing, self.leaky)
+
+
+def _routing_op_by_op(votes, biases, num_routing, leaky, input_axis=1):
   """Before `xla_routing`: `_fused_routing` without XLA."""
   return layers._update_routing(tf.cast(votes, tf.float32), biases,
-                                num_routing, leaky)
+                                num_routing, leaky, input_axis=input_axis)
 
 
 def _votes_channels_first(self, input_tensor):
@@ -163,12 +226,12 @@ def undone(variant: str) -> Iterator[None]:
                                      _routing_op_by_op))
   if 'im2col' in changes:
     patches.append(mock.patch.object(kernels, 'conv2d', _conv2d_op))
-  elif 'image_grad' in changes:
-    patches.append(mock.patch.object(kernels, '_im2col_conv2d',
-                                     _im2col_transposed_image_grad))
-  elif 'patch_chunks' in changes:
-    patches.append(mock.patch.object(kernels, '_im2col_conv2d',
-                                     _im2col_whole_batch))
+  elif 'fourier' in changes:
+    patches.append(mock.patch.object(kernels, '_fourier_conv2d',
+                                     _im2col_conv2d))
+  if 'input_major_votes' in changes:
+    patches.append(mock.patch.object(layers.Capsule, 'call',
+                                     _capsule_call_batch_first))
   if 'channels_last' in changes:
     patches.append(mock.patch.object(layers.ConvSlimCapsule, 'votes',
                                      _votes_channels_first))

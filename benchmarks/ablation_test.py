@@ -21,9 +21,9 @@ _CONFIGS = (
 )
 # The function each change puts back, which the model must then run.
 _OLD_CODE = {
+    'fourier': '_im2col_conv2d',
     'im2col': '_conv2d_op',
-    'patch_chunks': '_im2col_whole_batch',
-    'image_grad': '_im2col_transposed_image_grad',
+    'input_major_votes': '_capsule_call_batch_first',
     'xla_routing': '_routing_op_by_op',
     'channels_last': '_votes_channels_first',
 }
@@ -44,8 +44,8 @@ def _two_steps(config):
 
 def _fast_code():
   """The functions the variants replace, as they are outside `undone`."""
-  return (kernels.conv2d, kernels._im2col_conv2d, layers._fused_routing,
-          layers.ConvSlimCapsule.votes)
+  return (kernels.conv2d, kernels._fourier_conv2d, layers._fused_routing,
+          layers.ConvSlimCapsule.votes, layers.Capsule.call)
 
 
 def _assert_close(actual, expected):
@@ -80,17 +80,39 @@ def test_variant_matches_fast_code(variant, config):
     for patch in spies:
       patch.stop()
   # The old code ran, and the fast code is back afterwards.
-  # Undoing im2col undoes its image gradient and chunks; undoing the image
-  # gradient, the chunks.
+  # Undoing im2col undoes the Fourier convolution that replaced it too.
   expected = {name for change, name in _OLD_CODE.items()
               if variant in (change, 'all')}
   if variant in ('im2col', 'all'):
-    expected -= {'_im2col_transposed_image_grad', '_im2col_whole_batch'}
+    expected -= {'_im2col_conv2d'}
   assert set(calls) == expected
   assert _fast_code() == fast_code
   np.testing.assert_allclose(old_loss, loss, rtol=1e-5)
   _assert_close(old_grads, grads)
   _assert_close(old_weights, weights)
+
+
+def test_im2col_in_batch_chunks_matches_tensorflow():
+  """The old im2col, one example per chunk: tf.nn.conv2d's numbers."""
+  images = tf.random.normal((3, 7, 6, 2))
+  kernel = tf.random.normal((3, 3, 2, 4))
+  example_bytes = 4 * 3 * 3 * 3 * 2 * 4  # SAME's oh * ow * k * k * c * 4 B
+  with mock.patch.object(ablation, 'MAX_PATCH_BYTES', 2 * example_bytes):
+    assert ablation._batch_chunks(5, example_bytes) == [2, 2, 1]
+    assert ablation._batch_chunks(None, example_bytes) == [-1]
+  for padding in ('SAME', 'VALID'):
+    with mock.patch.object(ablation, 'MAX_PATCH_BYTES', example_bytes), \
+        tf.GradientTape(persistent=True) as tape:
+      tape.watch([images, kernel])
+      expected = tf.nn.conv2d(images, kernel, 2, padding)
+      output = ablation._im2col_conv2d(images, kernel, stride=2,
+                                       padding=padding)
+      weights = tf.random.normal(expected.shape, seed=1)
+      loss = tf.reduce_sum(output * weights)
+      expected_loss = tf.reduce_sum(expected * weights)
+    _assert_close([output], [expected])
+    _assert_close(tape.gradient(loss, [images, kernel]),
+                  tape.gradient(expected_loss, [images, kernel]))
 
 
 def test_unknown_variant_is_rejected():

@@ -32,7 +32,11 @@ drops it). Elementwise work (squash, softmax, ReLU, pooling,
 losses, Adam) is not counted. A training step counts 3x the forward FLOPs
 (forward, gradient of the inputs, gradient of the weights), the usual
 convention, although the gradient of the images is never computed: this
-overstates the MNIST CapsNet step by the 1.4% of conv1.
+overstates the MNIST CapsNet step by the 1.4% of conv1. These are the FLOPs
+of the direct convolution; the capsule models' primary capsules multiply in
+the frequency domain (`layers/kernels.py`), a fifth of those multiplications
+for MNIST, so their utilization can pass 100%: it compares the step with
+the direct algorithm run at the peak, not how busy the multipliers are.
 """
 
 import argparse

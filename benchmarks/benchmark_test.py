@@ -109,21 +109,26 @@ def test_profile_groups_the_ops_of_a_real_step():
   seconds = step_profile.profile(_TINY, compute_dtype='float32', batch=4)
   assert seconds.pop('wall') > 0
   # The profiler's op table was read and its ops grouped: the tiny model's
-  # primary-capsule matmuls, votes, conv1 and Adam ran.
-  for group in ('primary capsules: convolution matmuls',
-                'class capsules: votes (einsum)', 'conv1', 'Adam'):
+  # primary-capsule products and DFTs, votes, conv1 and Adam ran.
+  for group in ('primary capsules: frequency products',
+                'primary capsules: DFTs (matmuls)', 'class capsules: votes',
+                'conv1', 'Adam'):
     assert seconds[group] > 0, group
 
 
 def test_profile_groups_by_name_then_type():
-  times = {('_MklMatMul', 'conv_capsule1_1/MatMul_3'): 0.6,
-           ('_MklMatMul', 'MatMul_7'): 0.3,
-           ('_MklEinsum', 'capsule2_1/einsum/Einsum'): 0.3,
-           ('Sqrt', 'adam/Sqrt_5'): 0.03, ('Sqrt', 'squash/Sqrt'): 0.06}
+  times = {
+      ('_MklBatchMatMulV2',
+       'conv_capsule1_1/fourier_conv2d/frequency_products/MatMul'): 0.6,
+      ('_MklMatMul', 'fourier_conv2d_grad/MatMul_7'): 0.3,
+      ('_MklTranspose', 'fourier_conv2d_grad/transpose'): 0.06,
+      ('_MklBatchMatMulV2', 'capsule2_1/MatMul'): 0.3,
+      ('Sqrt', 'adam/Sqrt_5'): 0.03, ('Sqrt', 'squash/Sqrt'): 0.06}
   assert step_profile.grouped(times, steps=3) == pytest.approx({
-      'primary capsules: convolution matmuls': 0.3,
-      'class capsules: votes (einsum)': 0.1, 'Adam': 0.01,
-      'other: Sqrt': 0.02})
+      'primary capsules: frequency products': 0.2,
+      'primary capsules: DFTs (matmuls)': 0.1,
+      'primary capsules: transposes, casts, reshapes': 0.02,
+      'class capsules: votes': 0.1, 'Adam': 0.01, 'other: Sqrt': 0.02})
 
 
 def _resident_bytes():

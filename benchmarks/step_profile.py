@@ -3,9 +3,8 @@ r"""Where the time of a full MNIST CapsNet training step goes.
 Runs the step (`model.train_step` in a `tf.function`, batch 128, random
 data) under TensorFlow's profiler with one op at a time (inter-op threads
 1, so that each op's time is its own), and prints the TensorFlow ops' self
-time per step in groups. XLA's compiled routing and patch sums do not show
-as TensorFlow ops, so they are then timed on their own at the step's
-shapes.
+time per step in groups. XLA's compiled routing does not show as TensorFlow
+ops, so it is then timed on its own at the step's shapes.
 
   python -m benchmarks.step_profile
   python -m benchmarks.step_profile --compute_dtype bfloat16
@@ -31,19 +30,19 @@ import tensorflow as tf
 from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylint: disable=g-direct-tensorflow-import
 
 from benchmarks import benchmark
-from layers import kernels
 from layers import layers
 
 PROFILED_STEPS = 3
 # (group, test on the op's type and name), the first that matches counts.
 GROUPS = (
-    ('primary capsules: convolution matmuls',
-     lambda kind, name: 'MatMul' in kind and ('conv_capsule1' in name or
-                                              name.startswith('MatMul'))),
-    ('primary capsules: patch gathers and pads',
-     lambda kind, name: 'conv_capsule1' in name and kind in ('GatherV2',
-                                                             'Pad')),
-    ('class capsules: votes (einsum)', lambda kind, name: 'Einsum' in kind),
+    ('primary capsules: frequency products',
+     lambda kind, name: 'frequency_products' in name),
+    ('primary capsules: DFTs (matmuls)',
+     lambda kind, name: 'fourier_conv2d' in name and 'MatMul' in kind),
+    ('primary capsules: transposes, casts, reshapes',
+     lambda kind, name: 'fourier_conv2d' in name),
+    ('class capsules: votes',
+     lambda kind, name: 'capsule2' in name and 'MatMul' in kind),
     ('conv1', lambda kind, name: 'conv1' in name),
     ('decoder', lambda kind, name: 'recons' in name),
     ('Adam', lambda kind, name: name.startswith('adam')),
@@ -86,9 +85,9 @@ def _median_seconds(function: Callable, repeats: int = 10) -> float:
 
 def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
   """Seconds per training step of the XLA-compiled parts, timed alone."""
-  dtype = tf.as_dtype(compute_dtype)
-  votes = tf.random.stateless_normal([batch, 1152, 10, 16], [0, 1],
-                                     stddev=0.05, dtype=dtype)
+  votes = tf.random.stateless_normal(  # Input capsules first, as Capsule's.
+      [1152, batch, 10, 16], [0, 1], stddev=0.05,
+      dtype=tf.as_dtype(compute_dtype))
   biases = tf.fill([10, 16], 0.1)
   weights = tf.random.stateless_normal([batch, 10, 16], [0, 2])
 
@@ -97,23 +96,11 @@ def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
     with tf.GradientTape() as tape:
       tape.watch(votes)
       loss = tf.reduce_sum(weights * layers._fused_routing(  # pylint: disable=protected-access
-          votes, biases, 3, False))
+          votes, biases, 3, False, input_axis=0))
     return tape.gradient(loss, votes)
 
-  indices = kernels._patch_indices(20, 20, kernel_size=9, stride=2,  # pylint: disable=protected-access
-                                   padding='VALID').reshape(-1)
-  patch_bytes = indices.size * 256 * dtype.size
-  chunks = kernels._batch_chunks(batch, patch_bytes)  # pylint: disable=protected-access
-  d_patches = tf.random.stateless_normal([chunks[0], indices.size, 256],
-                                         [0, 3], dtype=dtype)
-  sum_patches = tf.function(lambda: kernels._sum_patches(  # pylint: disable=protected-access
-      d_patches, tf.constant(indices), 20, 20))
-  return {
-      'class capsules: routing, forward and backward (XLA)':
-          _median_seconds(routing_forward_and_backward),
-      f'primary capsules: image-gradient patch sums (XLA, {len(chunks)} '
-      'chunks)': len(chunks) * _median_seconds(sum_patches),
-  }
+  return {'class capsules: routing, forward and backward (XLA)':
+              _median_seconds(routing_forward_and_backward)}
 
 
 def profile(config: benchmark.Config, *, compute_dtype: str,

@@ -1,187 +1,317 @@
-"""Convolution as matrix products of gathered image patches (im2col).
+"""Convolution by the convolution theorem, with the DFTs as matrix products.
 
 Not the paper's math: a faster way to compute `tf.nn.conv2d` on CPUs for the
-primary capsules' convolution, used by the capsule layers in `layers.py`:
-there TensorFlow's convolutions (oneDNN) run far below the matrix-multiply
-peak for this shape. `conv2d` runs it or TensorFlow's own, as asked;
-`models.devices.conv_implementation` chooses for the device.
+primary capsules' large-kernel convolution (9x9, stride 2, 256 channels in
+and out), used by the capsule layers in `layers.py`. `conv2d` runs it or
+TensorFlow's own, as asked; `models.devices.conv_implementation` chooses for
+the device.
+
+In the frequency domain the convolution is one small complex matrix product
+per frequency: for the MNIST primary capsules 190 frequencies of
+`[batch, 256] x [256, 256]`, which with Gauss's three real products per
+complex one is a fifth of the multiplications of the direct convolution's
+36 positions x 81 taps. All three real products of all frequencies run as
+one batched matrix product near the multiply peak. The DFTs are small matrix
+products too, one image axis at a time; their matrices fold in the zero
+padding, the stride, the VALID crop and Gauss's sums and differences, so the
+DFTs hand the products their operands, and the inverse DFT takes their
+results, with no elementwise pass and no FFT op in between.
 """
 
-from typing import List, Optional
+import collections
+import functools
+from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
 
-IMPLEMENTATIONS = ('im2col', 'native')
-# The most bytes of image patches made at once; larger batches go in chunks.
-# 64 MiB: MNIST training (6 chunks) keeps near the whole batch's speed and
-# within 1.5 GiB; docs/speed.md has the measurements.
-MAX_PATCH_BYTES = 64 * 2**20
+IMPLEMENTATIONS = ('fourier', 'native')
+
+# A convolution geometry's constant matrices (see `_plan`); the spectra
+# have `num_frequencies` = length_h * half_width frequencies.
+_Plan = collections.namedtuple('_Plan', (
+    'out_height', 'out_width', 'num_frequencies',
+    'image_columns', 'image_rows', 'kernel_columns', 'kernel_rows',
+    'inverse_rows', 'inverse_columns',
+    'image_rows_adjoint', 'kernel_rows_adjoint', 'inverse_rows_adjoint'))
 
 
-def _patch_indices(height: int, width: int, *, kernel_size: int, stride: int,
-                   padding: str) -> np.ndarray:
-  """Where every kernel tap reads, for every output position of a convolution.
+def _geometry(size: int, *, kernel_size: int, stride: int,
+              padding: str) -> Tuple[int, int, int]:
+  """Output size, zero padding before the input and DFT length of one axis.
 
-  Returns:
-    `[out_height, out_width, k, k]` int32 indices into the image's
-    `height * width` positions flattened row-major, plus one extra position,
-    `height * width`, that stands for the zero padding of 'SAME'.
+  The DFT length is the span of input the strided outputs read, `(out - 1) *
+  stride + kernel_size`: with it the circular correlation of the DFTs equals
+  the linear one at every output, and VALID's unread last rows drop out.
   """
   if padding == 'SAME':
-    out_height, out_width = -(-height // stride), -(-width // stride)
-    top = max((out_height - 1) * stride + kernel_size - height, 0) // 2
-    left = max((out_width - 1) * stride + kernel_size - width, 0) // 2
+    out = -(-size // stride)
+    before = max((out - 1) * stride + kernel_size - size, 0) // 2
+  elif padding == 'VALID':
+    out = (size - kernel_size) // stride + 1
+    before = 0
   else:
-    out_height = (height - kernel_size) // stride + 1
-    out_width = (width - kernel_size) // stride + 1
-    top = left = 0
-  taps = np.arange(kernel_size)
-  rows = (stride * np.arange(out_height)[:, None, None, None] +
-          taps[None, None, :, None] - top)
-  columns = (stride * np.arange(out_width)[None, :, None, None] +
-             taps[None, None, None, :] - left)
-  inside = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
-  return np.where(inside, rows * width + columns,
-                  height * width).astype(np.int32)
+    raise ValueError(f'padding={padding!r}: use SAME or VALID')
+  return out, before, (out - 1) * stride + kernel_size
 
 
-def patches(images: tf.Tensor, *, kernel_size: int, stride: int,
-            padding: str) -> tf.Tensor:
-  """The image patch under the kernel at every output position (im2col).
-
-  Args:
-    images: `[batch, height, width, channels]`.
-    kernel_size: k of a square k x k kernel.
-    stride: convolution stride.
-    padding: 'SAME' or 'VALID'.
+def _dft_matrix(size: int, *, length: int, offset: int,
+                half: bool) -> Tuple[np.ndarray, np.ndarray]:
+  """The length-`length` DFT of a `size`-long signal placed at `offset`.
 
   Returns:
-    `[batch, out_height, out_width, k * k * channels]`, the last axis in the
-    order of a kernel `[k, k, channels, ...]` reshaped to `[k * k * channels,
-    ...]`.
+    The real and imaginary parts `[frequencies, size]` of what sample n adds
+    to frequency f, `exp(-2 pi i f (n + offset) / length)`; zero for samples
+    past the length. `frequencies` is `length`, or `length // 2 + 1` with
+    half (a real signal's other frequencies are conjugates of these).
   """
-  _, height, width, channels = images.shape
-  indices = _patch_indices(height, width, kernel_size=kernel_size,
-                           stride=stride, padding=padding)
-  out_height, out_width = indices.shape[:2]
-  positions = tf.reshape(images, [-1, height * width, channels])
-  positions = tf.pad(positions, [[0, 0], [0, 1], [0, 0]])  # + a zero position
-  gathered = tf.gather(positions, indices, axis=1)  # [b, oh, ow, k, k, c]
-  return tf.reshape(gathered, [-1, out_height, out_width,
-                               kernel_size * kernel_size * channels])
+  frequencies = length // 2 + 1 if half else length
+  position = np.arange(size)[None, :] + offset
+  angle = 2 * np.pi * np.arange(frequencies)[:, None] * position / length
+  inside = position < length
+  return np.cos(angle) * inside, -np.sin(angle) * inside
 
 
-@tf.function(jit_compile=True, autograph=False)
-def _sum_patches(d_patches: tf.Tensor, indices: tf.Tensor, height: int,
-                 width: int) -> tf.Tensor:
-  """Adds every patch value back onto the image position it came from.
-
-  The gradient of `patches` (col2im), in float32, compiled by XLA into one
-  pass over the patches.
+def _complex_rows(real: np.ndarray, imag: np.ndarray) -> np.ndarray:
+  """The real matrix of multiplying complex vectors by `real + i imag`.
 
   Args:
-    d_patches: `[batch, out_height * out_width * k * k, channels]`.
-    indices: `[out_height * out_width * k * k]` int32, `_patch_indices`
-      flattened.
-    height: image height.
-    width: image width.
+    real: `[m, n]`.
+    imag: `[m, n]`.
 
   Returns:
-    float32 `[batch, height, width, channels]`.
+    `[2 * m, n * 2]`: rows (part, m), columns (n, part); it maps a complex
+    `[n]` stored as `[n, 2]` (real, imaginary) to `[2, m]`.
   """
-  batch, num_taps, channels = d_patches.shape
-  positions = height * width + 1  # The last one is the zero padding.
-  segments = tf.reshape(tf.range(batch)[:, None] * positions + indices[None],
-                        [batch * num_taps])
-  summed = tf.math.unsorted_segment_sum(
-      tf.reshape(tf.cast(d_patches, tf.float32), [batch * num_taps, channels]),
-      segments, batch * positions)
-  summed = tf.reshape(summed, [batch, positions, channels])[:, :-1]
-  return tf.reshape(summed, [batch, height, width, channels])
+  matrix = np.zeros([2, real.shape[0], real.shape[1], 2])
+  matrix[0, :, :, 0], matrix[0, :, :, 1] = real, -imag
+  matrix[1, :, :, 0], matrix[1, :, :, 1] = imag, real
+  return matrix.reshape(2 * real.shape[0], 2 * real.shape[1])
 
 
-def _batch_chunks(batch: Optional[int], example_bytes: int) -> List[int]:
-  """Sizes of the fewest near-equal batch chunks whose patches fit the cap."""
-  if batch is None:
-    return [-1]  # Unknown batch size: one chunk of whatever comes.
-  num_chunks = min(batch, max(1, -(-batch * example_bytes // MAX_PATCH_BYTES)))
-  return [batch // num_chunks + (i < batch % num_chunks)
-          for i in range(num_chunks)]
+def _spectrum_matrices(height: int, width: int, *, lengths: Tuple[int, int],
+                       offsets: Tuple[int, int]) -> Tuple[np.ndarray,
+                                                          np.ndarray]:
+  """The DFT of a `height x width` signal as `_columns_then_rows` takes it.
 
-
-def _im2col_conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
-                   padding: str) -> tf.Tensor:
-  """`tf.nn.conv2d` as matrix products of the image patches.
-
-  For the primary capsules' 9x9 stride 2 convolution over 256 channels the
-  forward pass and both gradients are then matrix products, which run near
-  the matrix-multiply peak where oneDNN's convolution and its gradients do
-  not. The image gradient adds the patch gradients back onto the image
-  (`_sum_patches`). The patches, about k * k / stride^2 times the size of
-  the images (0.4 GB for MNIST at batch 128 in float32, 1.5 GB for CIFAR10),
-  are made for a chunk of the batch at a time (at most MAX_PATCH_BYTES) and
-  made again for the kernel gradient rather than kept from the forward pass,
-  so that at most one chunk's patches, or their gradient, exist at a time.
+  Returns:
+    columns `[2 * half_width, width]` (rows: part, frequency) and rows
+    `[2 * length_h, height * 2]` (rows: part, frequency).
   """
-  batch, height, width, in_channels = images.shape
+  columns = np.concatenate(_dft_matrix(width, length=lengths[1],
+                                       offset=offsets[1], half=True))
+  rows = _complex_rows(*_dft_matrix(height, length=lengths[0],
+                                    offset=offsets[0], half=False))
+  return columns, rows
+
+
+@functools.lru_cache(maxsize=None)
+def _plan(height: int, width: int, *, kernel_size: int, stride: int,
+          padding: str) -> _Plan:
+  """The DFT matrices of a convolution's geometry, in float32.
+
+  With `X` the image spectrum, `W` the kernel's and `Y = X conj(W)` the
+  output's (TensorFlow's convolution is a cross-correlation), Gauss's
+  products are
+    `k1 = (Xr + Xi) Wr`, `m2 = Xr (Wr + Wi)`, `k3 = Xi (Wr - Wi)`,
+    `Yr = k1 - k3`, `Yi = k1 - m2`,
+  so the image DFT makes the stack `[Xr + Xi, Xr, Xi]`, the kernel DFT
+  `[Wr, Wr + Wi, Wr - Wi]`, and the inverse DFT reads `[k1, m2, k3]`. The
+  backward products reuse the two stacks: the image gradient `dX = dY W^T`
+  as `[dYr + dYi, dYi, dYr] x [Wr, Wr + Wi, Wr - Wi]^T = [k1, k3, m2]` with
+  `dXr = k1 - k3`, `dXi = k1 - m2`; the kernel gradient `dW = X^T conj(dY)`
+  as `[Xr + Xi, Xr, Xi]^T x [dYr, dYr + dYi, dYr - dYi] = [k1, m2, k3]`
+  with `dWr = k1 - k3`, `dWi = k1 - m2`. The inverse DFT evaluates the real
+  inverse only at the strided outputs, every half-spectrum column but the
+  first (and an even length's last) counted twice for its conjugate.
+  """
+  out_height, before_h, length_h = _geometry(
+      height, kernel_size=kernel_size, stride=stride, padding=padding)
+  out_width, before_w, length_w = _geometry(
+      width, kernel_size=kernel_size, stride=stride, padding=padding)
+  half_width = length_w // 2 + 1
+  lengths = (length_h, length_w)
+  image_columns, image_rows = _spectrum_matrices(
+      height, width, lengths=lengths, offsets=(before_h, before_w))
+  kernel_columns, kernel_rows = _spectrum_matrices(
+      kernel_size, kernel_size, lengths=lengths, offsets=(0, 0))
+
+  def parts(matrix, axis):  # The real and imaginary blocks along axis.
+    return np.split(matrix, 2, axis=axis)
+
+  image_real, image_imag = parts(image_rows, 0)
+  kernel_real, kernel_imag = parts(kernel_rows, 0)
+  angle_h = (2 * np.pi * stride * np.arange(out_height)[:, None] *
+             np.arange(length_h)[None, :] / length_h)  # [oh, length_h]
+  # Rows (part, oh) -> (oh, part), columns (length_h, part) -> (part, ...).
+  inverse = _complex_rows(np.cos(angle_h), np.sin(angle_h)).reshape(
+      2, out_height, length_h, 2).transpose(1, 0, 3, 2).reshape(
+          2 * out_height, 2 * length_h)
+  inverse_real, inverse_imag = parts(inverse, 1)
+  frequency_w = np.arange(half_width)[None, :]
+  angle_w = (2 * np.pi * stride * np.arange(out_width)[:, None] *
+             frequency_w / length_w)                   # [ow, half_width]
+  weight = np.where((frequency_w == 0) | (2 * frequency_w == length_w),
+                    1.0, 2.0) / (length_h * length_w)
+  inverse_columns = np.concatenate(
+      [np.cos(angle_w) * weight, -np.sin(angle_w) * weight], axis=1)
+  d_real, d_imag = parts(inverse.T, 0)     # to dYr and dYi from d_output
+  image_t_real, image_t_imag = parts(image_rows.T, 1)
+  kernel_t_real, kernel_t_imag = parts(kernel_rows.T, 1)
+  matrices = (
+      image_columns,
+      np.concatenate([image_real + image_imag, image_real, image_imag]),
+      kernel_columns,
+      np.concatenate([kernel_real, kernel_real + kernel_imag,
+                      kernel_real - kernel_imag]),
+      np.concatenate([inverse_real + inverse_imag, -inverse_imag,
+                      -inverse_real], axis=1),
+      inverse_columns,
+      np.concatenate([image_t_real + image_t_imag, -image_t_real,
+                      -image_t_imag], axis=1),
+      np.concatenate([kernel_t_real + kernel_t_imag, -kernel_t_imag,
+                      -kernel_t_real], axis=1),
+      (np.concatenate([d_real + d_imag, d_imag, d_real]),
+       np.concatenate([d_real, d_real + d_imag, d_real - d_imag])),
+  )
+  return _Plan(out_height, out_width, length_h * half_width,
+               *tf.nest.map_structure(lambda matrix: matrix.astype(np.float32),
+                                      matrices))
+
+
+def _columns_then_rows(signal: tf.Tensor, columns: np.ndarray,
+                       rows: np.ndarray) -> tf.Tensor:
+  """A separable map of 2D signals: along the width, then the height.
+
+  Args:
+    signal: `[height, width, n]`, n signals, float32 or bfloat16.
+    columns: `[2 * m, width]`, two parts (real, imaginary) of m outputs.
+    rows: `[r, height * 2]`, on the (height, part) pairs.
+
+  Returns:
+    `[r, m * n]` in the signal's dtype.
+  """
+  by_column = tf.matmul(tf.cast(columns, signal.dtype), signal)  # [h, 2m, n]
+  return tf.matmul(tf.cast(rows, signal.dtype),
+                   tf.reshape(by_column, [rows.shape[1], -1]))
+
+
+def _rows_then_columns(spectrum: tf.Tensor, rows: np.ndarray,
+                       columns: np.ndarray) -> tf.Tensor:
+  """A separable map of 2D signals: along the height, then the width.
+
+  Args:
+    spectrum: `[k, m * n]`, float32 or bfloat16.
+    rows: `[2 * height, k]`, rows (height, part).
+    columns: `[width, 2 * m]`, on the (part, m) pairs.
+
+  Returns:
+    float32 `[height, width, n]`: the second stage runs in float32.
+  """
+  by_row = tf.matmul(tf.cast(rows, spectrum.dtype), spectrum)  # [2 * h, m * n]
+  by_row = tf.cast(by_row, tf.float32)
+  return tf.matmul(columns, tf.reshape(
+      by_row, [rows.shape[0] // 2, columns.shape[1], -1]))
+
+
+def _product_dtype(dtype: tf.DType) -> tf.DType:
+  """The DFTs' and products' dtype: bfloat16 for bfloat16 inputs, else
+  float32 (float16's range is too narrow for spectra, sums over images)."""
+  return tf.bfloat16 if dtype == tf.bfloat16 else tf.float32
+
+
+def _fourier_conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
+                    padding: str) -> tf.Tensor:
+  """`tf.nn.conv2d` by the convolution theorem (see the module docstring).
+
+  Everything runs in `_product_dtype` but the last stage of the inverse DFTs,
+  float32. The gradients are the transposed maps: the same kinds of matrix
+  products. The image stack is kept for the backward pass (for MNIST at
+  batch 128, 75 MB); the kernel stack (150 MB) is made again there.
+  """
+  _, height, width, in_channels = images.shape
   kernel_size, _, _, out_channels = kernel.shape
-  patch_size = kernel_size * kernel_size * in_channels
-  indices = _patch_indices(height, width, kernel_size=kernel_size,
-                           stride=stride, padding=padding)
-  out_height, out_width = indices.shape[:2]
-  chunks = _batch_chunks(
-      batch, out_height * out_width * patch_size * images.dtype.size)
+  plan = _plan(height, width, kernel_size=kernel_size, stride=stride,
+               padding=padding)
+  dtype = _product_dtype(images.dtype)
+  frequencies = plan.num_frequencies
 
-  def columns_of(images):                              # [b * oh * ow, p]
-    return tf.reshape(patches(images, kernel_size=kernel_size, stride=stride,
-                              padding=padding), [-1, patch_size])
+  def signals(tensor):  # [h, w, ...] -> [h, w, n]
+    return tf.reshape(tf.cast(tensor, dtype),
+                      [tensor.shape[0], tensor.shape[1], -1])
+
+  def products(a, b, **transpose):  # One batched product of all three.
+    with tf.name_scope('frequency_products'):
+      return tf.matmul(a, b, **transpose)
+
+  def blocks(stack):  # [3, f, ..., c] -> [3 * length_h, half_width * ... * c]
+    return tf.reshape(stack, [plan.image_rows.shape[0], -1])
+
+  def kernel_spectrum(kernel):  # [3, f, in, out]
+    return tf.reshape(_columns_then_rows(
+        signals(kernel), plan.kernel_columns, plan.kernel_rows),
+                      [3, frequencies, in_channels, out_channels])
 
   @tf.custom_gradient
   def conv(images, kernel):
-    matrix = tf.reshape(kernel, [patch_size, out_channels])
-    output = tf.concat([tf.matmul(columns_of(part), matrix)
-                        for part in tf.split(images, chunks)],
-                       axis=0)                         # [b * oh * ow, out]
+    image_stack = tf.reshape(_columns_then_rows(
+        signals(tf.transpose(images, [1, 2, 0, 3])), plan.image_columns,
+        plan.image_rows), [3, frequencies, -1, in_channels])  # [3, f, b, in]
+    output = _rows_then_columns(
+        blocks(products(image_stack, kernel_spectrum(kernel))),
+        plan.inverse_rows,
+        plan.inverse_columns)                          # [oh, ow, b * out]
+    output = tf.reshape(output, [plan.out_height, plan.out_width, -1,
+                                 out_channels])
 
     def grad(d_output):                                # [b, oh, ow, out]
-      d_kernel = tf.zeros_like(matrix)
-      d_images = []
-      # Chunk after chunk: each product already keeps every core busy, and
-      # only one chunk's big intermediates exist at a time.
-      for part, d_part in zip(tf.split(images, chunks),
-                              tf.split(d_output, chunks)):
-        d_part = tf.reshape(d_part, [-1, out_channels])
-        # Gathered again once d_part exists: else grappler merges this
-        # gather with the forward pass's, whose patches then stay alive.
-        with tf.control_dependencies([d_part] + d_images):
-          d_kernel += tf.matmul(columns_of(part), d_part,
-                                transpose_a=True)      # [p, out]
-        with tf.control_dependencies([d_kernel]):
-          d_columns = tf.matmul(d_part, matrix,
-                                transpose_b=True)      # [b * oh * ow, p]
-        d_images.append(_sum_patches(
-            tf.reshape(d_columns, [-1, indices.size, in_channels]),
-            tf.constant(indices.reshape(-1)), height, width))
-      return (tf.cast(tf.concat(d_images, axis=0), images.dtype),
-              tf.reshape(d_kernel, kernel.shape))
+      # Named, for profiles: TensorFlow gives gradient ops no scope of theirs.
+      with tf.name_scope('fourier_conv2d_grad'):
+        by_column = tf.matmul(
+            tf.cast(plan.inverse_columns.T, dtype),
+            signals(tf.transpose(d_output, [1, 2, 0, 3])))  # [oh, 2 * hw, n]
+        by_column = tf.reshape(by_column, [2 * plan.out_height, -1])
 
-    return tf.reshape(output, [-1, out_height, out_width, out_channels]), grad
+        def d_stack(rows):  # [3, f, b, out], for one of the two products.
+          return tf.reshape(tf.matmul(tf.cast(rows, dtype), by_column),
+                            [3, frequencies, -1, out_channels])
+
+        # One product's operands and result at a time, for memory: the
+        # kernel gradient's first, then the image stack is dead; the kernel
+        # stack made again (150 MB for MNIST, not kept from the forward
+        # pass) only after it, which also keeps grappler from merging the
+        # two.
+        d_kernel = _rows_then_columns(
+            blocks(products(image_stack, d_stack(plan.inverse_rows_adjoint[1]),
+                            transpose_a=True)),
+            plan.kernel_rows_adjoint, plan.kernel_columns.T)
+        with tf.control_dependencies([d_kernel]):
+          kernel_stack = kernel_spectrum(kernel)
+          d_for_images = d_stack(plan.inverse_rows_adjoint[0])
+        d_images = _rows_then_columns(
+            blocks(products(d_for_images, kernel_stack, transpose_b=True)),
+            plan.image_rows_adjoint, plan.image_columns.T)  # [h, w, b * in]
+        d_images = tf.transpose(tf.reshape(
+            d_images, [height, width, -1, in_channels]), [2, 0, 1, 3])
+        return (tf.cast(d_images, images.dtype),
+                tf.cast(tf.reshape(d_kernel, kernel.shape), kernel.dtype))
+
+    return tf.cast(tf.transpose(output, [2, 0, 1, 3]), images.dtype), grad
 
   return conv(images, kernel)
 
 
 def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
-           padding: str, implementation: str = 'im2col') -> tf.Tensor:
-  """`tf.nn.conv2d`, by im2col matrix products or by TensorFlow.
+           padding: str, implementation: str = 'fourier') -> tf.Tensor:
+  """`tf.nn.conv2d`, by DFT matrix products or by TensorFlow.
 
   Args:
     images: `[batch, height, width, in_channels]`.
     kernel: `[k, k, in_channels, out_channels]`, same dtype.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
-    implementation: 'im2col' or 'native' (`tf.nn.conv2d`). Both give the
-      same numbers up to float rounding.
+    implementation: 'fourier' (`_fourier_conv2d`) or 'native'
+      (`tf.nn.conv2d`). Both give the same numbers up to float rounding.
 
   Returns:
     `[batch, out_height, out_width, out_channels]`.
@@ -191,7 +321,8 @@ def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
   """
   if implementation == 'native':
     return tf.nn.conv2d(images, kernel, stride, padding)
-  if implementation == 'im2col':
-    return _im2col_conv2d(images, kernel, stride=stride, padding=padding)
+  if implementation == 'fourier':
+    with tf.name_scope('fourier_conv2d'):
+      return _fourier_conv2d(images, kernel, stride=stride, padding=padding)
   raise ValueError(f'convolution implementation {implementation!r}: use one '
                    f'of {", ".join(IMPLEMENTATIONS)}')

@@ -9,7 +9,7 @@ Capsule tensors keep the reference's layout: atoms on axis 2 after the batch
 and capsule axes (`[batch, capsules, atoms]`, or
 `[batch, capsules, atoms, height, width]` for convolutional capsules).
 Convolutions themselves run channels-last, which every TensorFlow device
-supports; the primary capsules' convolution is `kernels.conv2d` (im2col).
+supports; the primary capsules' convolution is `kernels.conv2d` (DFTs).
 """
 
 import collections
@@ -68,8 +68,8 @@ def _leaky_routing(logits: tf.Tensor, output_dim: int) -> tf.Tensor:
 
 
 def _routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
-                        num_routing: int,
-                        leaky: bool) -> Iterator[RoutingIteration]:
+                        num_routing: int, leaky: bool,
+                        input_axis: int = 1) -> Iterator[RoutingIteration]:
   """Dynamic routing by agreement (Sabour et al., Procedure 1), step by step.
 
   The reference's order: the logits start at zero; each iteration routes with
@@ -86,12 +86,14 @@ def _routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
     biases: as for `_update_routing`.
     num_routing: as for `_update_routing`.
     leaky: as for `_update_routing`.
+    input_axis: as for `_update_routing`.
 
   Yields:
     One `RoutingIteration` per iteration: the logits it routes with and the
     route (coupling coefficients c), both `[batch, input_dim, output_dim,
-    ...]`, the activation `[batch, output_dim, atoms, ...]`, and the
-    agreement `[batch, input_dim, output_dim, ...]` it adds to the logits.
+    ...]` (the first two axes as in votes), the activation `[batch,
+    output_dim, atoms, ...]`, and the agreement of the logits' shape that it
+    adds to the logits.
   """
   output_dim = votes.shape[2]
   logits = tf.zeros_like(votes[:, :, :, 0])             # [b, in, out, ...]
@@ -107,16 +109,16 @@ def _routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
     else:
       route = tf.nn.softmax(logits, axis=2)             # [b, in, out, ...]
     preactivate = tf.reduce_sum(tf.expand_dims(route, 3) * votes,
-                                axis=1) + biases        # [b, out, atoms, ...]
+                                axis=input_axis) + biases  # [b, out, atoms, ..]
     activation = _squash(preactivate)                   # [b, out, atoms, ...]
-    agreement = tf.reduce_sum(votes * tf.expand_dims(activation, 1),
+    agreement = tf.reduce_sum(votes * tf.expand_dims(activation, input_axis),
                               axis=3)                   # [b, in, out, ...]
     yield RoutingIteration(logits, route, activation, agreement)
     logits += agreement
 
 
 def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
-                    leaky: bool) -> tf.Tensor:
+                    leaky: bool, *, input_axis: int = 1) -> tf.Tensor:
   """Dynamic routing by agreement (Sabour et al., Procedure 1).
 
   The reference's `logit_shape`, `num_dims`, `input_dim` and `output_dim`
@@ -129,18 +131,21 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
     biases: broadcastable to `[output_dim, atoms, ...]`.
     num_routing: number of routing iterations, at least 1.
     leaky: route with `_leaky_routing` instead of a plain softmax.
+    input_axis: 1, or 0 for votes `[input_dim, batch, output_dim, atoms,
+      ...]` (the layout that `Capsule` computes without a transpose).
 
   Returns:
     `[batch, output_dim, atoms, ...]` activations of the last iteration.
   """
   *_, last = _routing_iterations(votes, biases=biases,
-                                 num_routing=num_routing, leaky=leaky)
+                                 num_routing=num_routing, leaky=leaky,
+                                 input_axis=input_axis)
   return last.activation
 
 
 @tf.function(jit_compile=True, autograph=False)
 def _fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
-                   leaky: bool) -> tf.Tensor:
+                   leaky: bool, input_axis: int = 1) -> tf.Tensor:
   """`_update_routing` in float32, compiled by XLA.
 
   Run op by op, routing is a dozen full passes over the votes per iteration;
@@ -153,17 +158,19 @@ def _fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
     biases: float32, as for `_update_routing`.
     num_routing: number of routing iterations, at least 1.
     leaky: route with `_leaky_routing` instead of a plain softmax.
+    input_axis: as for `_update_routing`.
 
   Returns:
     float32 `[batch, output_dim, atoms, ...]` activations.
   """
-  return _update_routing(tf.cast(votes, tf.float32), biases, num_routing, leaky)
+  return _update_routing(tf.cast(votes, tf.float32), biases, num_routing,
+                         leaky, input_axis=input_axis)
 
 
 def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
                       input_dim: int, output_dim: int, input_atoms: int,
                       output_atoms: int, stride: int, padding: str,
-                      implementation: str = 'im2col') -> tf.Tensor:
+                      implementation: str = 'fourier') -> tf.Tensor:
   """Convolves every input capsule type with one shared kernel.
 
   The capsule-type axis is folded into the batch, the atoms become channels,
@@ -195,7 +202,7 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
 
 def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
                 output_dim: int, output_atoms: int, stride: int,
-                padding: str, implementation: str = 'im2col') -> tf.Tensor:
+                padding: str, implementation: str = 'fourier') -> tf.Tensor:
   """`_depthwise_conv3d` on channels-last images of every input capsule type.
 
   Args:
@@ -424,26 +431,33 @@ class Capsule(_Tf1Layer):
         name='biases', shape=(self.output_dim, self.output_atoms),
         initializer=variables.bias_initializer())
 
-  def votes(self, input_tensor: tf.Tensor) -> tf.Tensor:
+  def votes(self, input_tensor: tf.Tensor, *,
+            input_major: bool = False) -> tf.Tensor:
     """The votes `call` routes: every input capsule's prediction of each output.
+
+    One matrix product per input capsule, batched over them.
 
     Args:
       input_tensor: `[batch, input_dim, input_atoms]`; the layer must be
         built (called once).
+      input_major: return the votes input capsules first, as the products
+        make them and `call` routes them (the batch-first layout costs a
+        transpose of the votes, the biggest tensor of the model).
 
     Returns:
       `[batch, input_dim, output_dim, output_atoms]` votes in the compute
-      dtype.
+      dtype, or `[input_dim, batch, ...]` with input_major.
     """
-    votes = tf.einsum('bia,iaj->bij', self._cast(input_tensor),
-                      self._cast(self.kernel))      # [b, in, out * atoms]
-    return tf.reshape(votes, [-1, self.input_dim, self.output_dim,
-                              self.output_atoms])   # [b, in, out, atoms]
+    votes = tf.matmul(tf.transpose(self._cast(input_tensor), [1, 0, 2]),
+                      self._cast(self.kernel))      # [in, b, out * atoms]
+    votes = tf.reshape(votes, [self.input_dim, -1, self.output_dim,
+                               self.output_atoms])  # [in, b, out, atoms]
+    return votes if input_major else tf.transpose(votes, [1, 0, 2, 3])
 
   def call(self, input_tensor):
-    return _fused_routing(self.votes(input_tensor),
+    return _fused_routing(self.votes(input_tensor, input_major=True),
                           tf.convert_to_tensor(self.biases), self.num_routing,
-                          self.leaky)
+                          self.leaky, input_axis=0)
 
   def tf1_variables(self):
     return {'weights': self.kernel, 'biases': self.biases}
@@ -467,7 +481,7 @@ class ConvSlimCapsule(_Tf1Layer):
                kernel_size: int = 5, padding: str = 'SAME',
                num_routing: int = 3, leaky: bool = False,
                data_format: str = 'channels_first',
-               conv_implementation: str = 'im2col', **kwargs):
+               conv_implementation: str = 'fourier', **kwargs):
     super().__init__(**kwargs)
     if data_format not in ('channels_first', 'channels_last'):
       raise ValueError(f'data_format={data_format!r}: use channels_first or '

@@ -32,8 +32,8 @@ class CapsuleModel(model.Model):
     Args:
       hparams: as for `model.Model`.
       compute_dtype: as for `model.Model`.
-      conv_implementation: of the primary capsules' convolution, 'im2col' or
-        'native' (see `layers.kernels.conv2d`); None: the device's
+      conv_implementation: of the primary capsules' convolution, 'fourier'
+        or 'native' (see `layers.kernels.conv2d`); None: the device's
         (`devices.conv_implementation`).
     """
     super().__init__(hparams, compute_dtype)

@@ -188,13 +188,13 @@ class CapsuleModelTest(tf.test.TestCase):
     features = _features(batch=2, depth=1, height=20)
     models = _built_alike(*[
         capsule_model.CapsuleModel(hparams, conv_implementation=path)
-        for path in ('im2col', 'native')])
+        for path in ('fourier', 'native')])
     losses = [[float(tf.function(model.train_step)(features)[0])
                for _ in range(2)] for model in models]
     self.assertAllClose(losses[0], losses[1], rtol=1e-5)
-    for im2col, native in zip(*[model.trainable_variables
-                                for model in models]):
-      self.assertAllClose(im2col, native, rtol=0, atol=1e-5)
+    for fourier, native in zip(*[model.trainable_variables
+                                 for model in models]):
+      self.assertAllClose(fourier, native, rtol=0, atol=1e-5)
 
   def testMixedPrecisionKeepsFloat32WeightsAndLogitsClose(self):
     hparams = experiment.default_hparams().parse('num_prime_capsules=2')

@@ -1,7 +1,7 @@
 """The devices a run uses, and how the model computes on them.
 
 Every choice that depends on the hardware is made here:
-- `conv_implementation`: the primary capsules' convolution as im2col matrix
+- `conv_implementation`: the primary capsules' convolution by DFT matrix
   products on CPUs, TensorFlow's (cuDNN) on GPUs;
 - `mixed_precision_dtype`: what `--compute_dtype=mixed` means on this
   machine (bfloat16 or float16, or float32 where neither is fast);
@@ -30,13 +30,13 @@ BFLOAT16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
 
 
 def conv_implementation() -> str:
-  """'native' (TensorFlow's convolution) when a GPU is visible, else 'im2col'.
+  """'native' (TensorFlow's convolution) when a GPU is visible, else 'fourier'.
 
-  im2col was measured faster on CPUs only (`python -m benchmarks.ablation`,
-  docs/speed.md); on a GPU cuDNN's convolutions are the tuned ones, and the
-  patches would cost GPU memory.
+  The Fourier convolution was measured faster on CPUs only (`python -m
+  benchmarks.ablation`, docs/speed.md); on a GPU cuDNN's convolutions are
+  the tuned ones, with FFT and Winograd algorithms of their own.
   """
-  return 'native' if tf.config.list_logical_devices('GPU') else 'im2col'
+  return 'native' if tf.config.list_logical_devices('GPU') else 'fourier'
 
 
 def _cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> List[str]:

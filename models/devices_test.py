@@ -27,7 +27,7 @@ def gpus(request):
     yield request.param
 
 
-@pytest.mark.parametrize('gpus, expected', [(_GPUS, 'native'), ([], 'im2col')],
+@pytest.mark.parametrize('gpus, expected', [(_GPUS, 'native'), ([], 'fourier')],
                          indirect=['gpus'])
 def test_conv_implementation(gpus, expected):
   del gpus  # Patched in.
