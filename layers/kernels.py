@@ -28,7 +28,9 @@ import tensorflow as tf
 IMPLEMENTATIONS = ('fourier', 'native')
 
 # A convolution geometry's constant matrices (see `_plan`); the spectra
-# have `num_frequencies` = length_h * half_width frequencies.
+# have `num_frequencies` = length_h * half_width frequencies. The
+# `*_adjoint` ones are the backward pass's; `inverse_rows_adjoint` is a pair,
+# the output gradient's stacks for the image and for the kernel gradient.
 _Plan = collections.namedtuple('_Plan', (
     'out_height', 'out_width', 'num_frequencies',
     'image_columns', 'image_rows', 'kernel_columns', 'kernel_rows',
