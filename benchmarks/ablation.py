@@ -75,14 +75,10 @@ def _patch_indices(height, width, *, kernel_size, stride, padding):
   `[out_height, out_width, k, k]` int32 indices into the image's positions
   flattened row-major, plus `height * width` for the zero padding of SAME.
   """
-  if padding == 'SAME':
-    out_height, out_width = -(-height // stride), -(-width // stride)
-    top = max((out_height - 1) * stride + kernel_size - height, 0) // 2
-    left = max((out_width - 1) * stride + kernel_size - width, 0) // 2
-  else:
-    out_height = (height - kernel_size) // stride + 1
-    out_width = (width - kernel_size) // stride + 1
-    top = left = 0
+  out_height, top, _ = kernels._geometry(
+      height, kernel_size=kernel_size, stride=stride, padding=padding)
+  out_width, left, _ = kernels._geometry(
+      width, kernel_size=kernel_size, stride=stride, padding=padding)
   taps = np.arange(kernel_size)
   rows = (stride * np.arange(out_height)[:, None, None, None] +
           taps[None, None, :, None] - top)

@@ -269,13 +269,11 @@ def _fourier_conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
     def grad(d_output):                                # [b, oh, ow, out]
       # Named, for profiles: TensorFlow gives gradient ops no scope of theirs.
       with tf.name_scope('fourier_conv2d_grad'):
-        by_column = tf.matmul(
-            tf.cast(plan.inverse_columns.T, dtype),
-            signals(tf.transpose(d_output, [1, 2, 0, 3])))  # [oh, 2 * hw, n]
-        by_column = tf.reshape(by_column, [2 * plan.out_height, -1])
+        d_signals = signals(tf.transpose(d_output, [1, 2, 0, 3]))
 
         def d_stack(rows):  # [3, f, b, out], for one of the two products.
-          return tf.reshape(tf.matmul(tf.cast(rows, dtype), by_column),
+          return tf.reshape(_columns_then_rows(
+              d_signals, plan.inverse_columns.T, rows),
                             [3, frequencies, -1, out_channels])
 
         # One product's operands and result at a time, for memory: the
