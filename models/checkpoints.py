@@ -71,8 +71,10 @@ def load(model: model_lib.Model, path: str, *,
   Args:
     model: a built model.
     path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
-    include_optimizer: also restore `<var>/Adam` and `<var>/Adam_1` when the
-      checkpoint has them (one without them starts Adam afresh).
+    include_optimizer: also restore Adam's state (`<var>/Adam`,
+      `<var>/Adam_1`, `beta1_power`, `beta2_power`) as far as the
+      checkpoint has it (moments it lacks keep their values, beta powers it
+      lacks become the reference's at the restored step).
 
   Returns:
     The restored global step.
@@ -108,9 +110,13 @@ def load(model: model_lib.Model, path: str, *,
     raise CorruptCheckpointError(
         f'checkpoint {path} is damaged ({_first_line(error)}); use another '
         f'checkpoint') from None
-  for name, var in wanted.items():
-    var.assign(tf.cast(values[name], var.dtype))
-  return int(model.global_step.numpy())
+  # The step first: it also sets the beta powers a checkpoint without
+  # them implies; one with them (and include_optimizer) overrides those.
+  step = int(values.pop(model_lib.GLOBAL_STEP))
+  model.set_step(step)
+  for name, value in values.items():
+    wanted[name].assign(tf.cast(value, wanted[name].dtype))
+  return step
 
 
 def _tensors(model: model_lib.Model,
@@ -124,10 +130,6 @@ def _tensors(model: model_lib.Model,
   if include_optimizer:
     tensors.update({name: tf.convert_to_tensor(var)
                     for name, var in model.slot_map().items()})
-    tensors['beta1_power'] = tf.constant(
-        model_lib.ADAM_BETA1**(step + 1), tf.float32)
-    tensors['beta2_power'] = tf.constant(
-        model_lib.ADAM_BETA2**(step + 1), tf.float32)
   return tensors
 
 

@@ -36,11 +36,11 @@ def _features(seed=0):
 
 
 def test_slot_map_names_every_adam_slot_keras_keeps():
-  """`slot_map` reads Keras' private `_momentums` and `_velocities`.
+  """`slot_map` reads the moments Keras' Adam keeps in private lists.
 
   If a Keras upgrade moves them, this fails: the slots must be exactly the
   optimizer's variables other than its step and learning rate, and hold the
-  first moments and second moments of one Adam update.
+  first moments, second moments and beta powers after one Adam update.
   """
   model = _model()
   grads, _ = model.compute_gradients(_features())
@@ -50,7 +50,10 @@ def test_slot_map_names_every_adam_slot_keras_keeps():
                      if var is not model.optimizer.iterations
                      and 'learning_rate' not in var.path}
   assert {id(var) for var in slots.values()} == optimizer_slots
-  assert len(slots) == 2 * len(model.trainable_variables)
+  assert len(slots) == 2 * len(model.trainable_variables) + 2
+  assert slots['beta1_power'].numpy() == np.float32(0.9) * np.float32(0.9)
+  assert slots['beta2_power'].numpy() == (
+      np.float32(0.999) * np.float32(0.999))
   for (name, _), grad in zip(
       model.tf1_variable_map().items(), grads):
     np.testing.assert_allclose(slots[f'{name}/Adam'], 0.1 * grad.numpy(),

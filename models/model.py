@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from layers import layers
 from layers import variables as layer_variables
+from models import adam
 
 Inferred = collections.namedtuple('Inferred', ('logits', 'remakes'))
 
@@ -32,10 +33,6 @@ Losses = collections.namedtuple(
     'Losses', ('total_loss', 'correct', 'almost', 'classification_loss',
                'reconstruction_losses', 'logits', 'remakes'))
 
-# Reference optimizer constants (tf.compat.v1.train.AdamOptimizer defaults).
-ADAM_BETA1 = 0.9
-ADAM_BETA2 = 0.999
-ADAM_EPSILON = 1e-8
 MIN_LEARNING_RATE = 1e-6
 
 GLOBAL_STEP = 'global_step'
@@ -115,10 +112,8 @@ class Model(abc.ABC):
       raise ValueError(f'hparam routing={hparams.routing}: needs at least 1')
     self._hparams = hparams
     self._dtype_policy = layer_variables.dtype_policy(compute_dtype)
-    self._adam = keras.optimizers.Adam(
-        learning_rate=LearningRateSchedule(
-            hparams.learning_rate, hparams.decay_steps, hparams.decay_rate),
-        beta_1=ADAM_BETA1, beta_2=ADAM_BETA2, epsilon=ADAM_EPSILON)
+    self._adam = adam.ReferenceAdam(LearningRateSchedule(
+        hparams.learning_rate, hparams.decay_steps, hparams.decay_rate))
     self.optimizer = (keras.optimizers.LossScaleOptimizer(self._adam)
                       if self.compute_dtype == 'float16' else self._adam)
 
@@ -277,14 +272,20 @@ class Model(abc.ABC):
     return variables
 
   def slot_map(self) -> Dict[str, tf.Variable]:
-    """Reference names of the Adam slots (`<var>/Adam`, `<var>/Adam_1`)."""
-    optimizer = self._adam
+    """Adam's state by reference name.
+
+    `<var>/Adam` and `<var>/Adam_1` (first and second moments) of every
+    weight, and `beta1_power`, `beta2_power`.
+    """
     slots = {}
     for name, var in layers.tf1_variable_map(self._scoped_layers()).items():
-      index = optimizer._get_variable_index(var)  # pylint: disable=protected-access
-      slots[f'{name}/Adam'] = optimizer._momentums[index]  # pylint: disable=protected-access
-      slots[f'{name}/Adam_1'] = optimizer._velocities[index]  # pylint: disable=protected-access
+      slots[f'{name}/Adam'], slots[f'{name}/Adam_1'] = self._adam.slots(var)
+    slots['beta1_power'], slots['beta2_power'] = self._adam.beta_powers
     return slots
+
+  def set_step(self, step: int) -> None:
+    """Sets the global step, and Adam's beta powers to the reference's there."""
+    self._adam.set_step(step)
 
   def require_built(self) -> None:
     """Raises RuntimeError unless the model has its variables."""

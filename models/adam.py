@@ -1,0 +1,110 @@
+"""Adam as the reference computes it, to the last bit, in a Keras optimizer.
+
+The reference trains with `tf.compat.v1.train.AdamOptimizer`, which updates
+each variable with TensorFlow's `ResourceApplyAdam` kernel and keeps
+`beta1_power` and `beta2_power` as float32 variables multiplied by beta1 and
+beta2 after every step. Stock `keras.optimizers.Adam` implements the same
+formula with other roundings: `1 - beta` in double precision, `beta ** t`
+by `pow`, the update as separate elementwise ops. After one step the two
+agree to about 1e-8, but a ReLU that one of them tips over its kink turns
+that into a different gradient, which Adam's normalised update carries in
+full: weights 40 times past the goldens' tolerance within three steps.
+`ReferenceAdam` runs the reference's kernel on the reference's running beta
+powers, so a step here is the reference's step bit for bit; being a Keras
+optimizer, it keeps working under `keras.optimizers.LossScaleOptimizer` and
+`tf.distribute`.
+"""
+
+from typing import Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# tf.compat.v1.train.AdamOptimizer's defaults, the reference's.
+BETA1 = 0.9
+BETA2 = 0.999
+EPSILON = 1e-8
+
+
+def beta_power(beta: float, step: int) -> np.float32:
+  """The reference's `beta_power` variable at global step `step`.
+
+  It starts at beta and is multiplied by beta in float32 after every step,
+  so before the update of step `step` it is that product of `step + 1`
+  factors, rounded after each factor (not `beta ** (step + 1)`). TensorFlow
+  flushes subnormal results to zero on CPUs, so once the product falls
+  below float32's smallest normal number it is zero.
+  """
+  factor = np.float32(beta)
+  power = factor
+  for _ in range(step):
+    power = np.float32(power * factor)
+    if power < np.finfo(np.float32).tiny:
+      return np.float32(0)
+  return power
+
+
+class ReferenceAdam(keras.optimizers.Adam):
+  """Keras Adam whose update is the reference's `AdamOptimizer` step.
+
+  Each variable is updated by `tf.raw_ops.ResourceApplyAdam` with
+  `lr_t = lr * sqrt(1 - beta2_power) / (1 - beta1_power)` and epsilon
+  outside the square root; `beta1_power` and `beta2_power` are optimizer
+  variables, multiplied by beta1 and beta2 after the step's last update, as
+  the reference's `_finish` does. Checkpoints carry them under those names.
+  """
+
+  def __init__(self, learning_rate, *, name: str = 'adam', **kwargs):
+    super().__init__(learning_rate=learning_rate, beta_1=BETA1, beta_2=BETA2,
+                     epsilon=EPSILON, name=name, **kwargs)
+
+  def build(self, var_list):
+    if self.built:
+      return
+    super().build(var_list)
+    # Updated once per step in replica context: the first replica's value
+    # is every replica's, as for the step counter.
+    self._beta1_power = self.add_variable(
+        shape=(), initializer=keras.initializers.Constant(BETA1),
+        aggregation='only_first_replica', name='beta1_power')
+    self._beta2_power = self.add_variable(
+        shape=(), initializer=keras.initializers.Constant(BETA2),
+        aggregation='only_first_replica', name='beta2_power')
+
+  @property
+  def beta_powers(self) -> Tuple[keras.Variable, keras.Variable]:
+    """The variables `beta1_power`, `beta2_power` of the next update."""
+    return self._beta1_power, self._beta2_power
+
+  def slots(self, variable) -> Tuple[keras.Variable, keras.Variable]:
+    """The first and second moments (`<var>/Adam`, `<var>/Adam_1`)."""
+    index = self._get_variable_index(variable)
+    return self._momentums[index], self._velocities[index]
+
+  def update_step(self, gradient, variable, learning_rate):
+    dtype = variable.dtype
+    m, v = self.slots(variable)
+    tf.raw_ops.ResourceApplyAdam(
+        var=variable.handle, m=m.value.handle, v=v.value.handle,
+        beta1_power=tf.cast(self._beta1_power.value, dtype),
+        beta2_power=tf.cast(self._beta2_power.value, dtype),
+        lr=tf.cast(learning_rate, dtype), beta1=tf.constant(BETA1, dtype),
+        beta2=tf.constant(BETA2, dtype), epsilon=tf.constant(EPSILON, dtype),
+        grad=tf.cast(gradient, dtype))
+
+  def apply(self, grads, trainable_variables=None):
+    super().apply(grads, trainable_variables)
+    if len(grads):  # Keras skips an empty update.
+      self._beta1_power.assign(self._beta1_power * BETA1)
+      self._beta2_power.assign(self._beta2_power * BETA2)
+
+  def set_step(self, step: int) -> None:
+    """Sets the step counter and the beta powers the reference has there.
+
+    For a checkpoint that holds no `beta1_power` and `beta2_power` (the
+    released ones, or weights without optimizer state).
+    """
+    self.iterations.assign(step)
+    self._beta1_power.assign(beta_power(BETA1, step))
+    self._beta2_power.assign(beta_power(BETA2, step))
