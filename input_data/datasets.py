@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_data import prepare
+from input_data import records
 from input_data.affnist import affine_mnist
 from input_data.affnist import affnist_input
 from input_data.cifar10 import cifar10_input
@@ -71,15 +72,7 @@ def input_fn(dataset: str, *, data_dir: Optional[str], num_targets: int = 1,
       a data set that has no validation files; the input function raises
       for the train split of a test-only data set.
   """
-  if dataset not in DATASETS:
-    raise ValueError(
-        f'unknown dataset {dataset!r}; use one of {", ".join(DATASETS)}')
-  if not data_dir:
-    raise ValueError('data_dir is required: pass --data_dir=<directory of '
-                     'the data>')
-  if validate and dataset not in ('mnist', 'expanded_mnist'):
-    raise ValueError('validate is only available for mnist and '
-                     f'expanded_mnist, not {dataset}')
+  _check_arguments(dataset, data_dir=data_dir, validate=validate)
   if dataset == 'mnist':
     def mnist_input_fn(split, batch_size, input_context=None):
       if num_targets == 2 and '@' not in data_dir:
@@ -104,10 +97,7 @@ def input_fn(dataset: str, *, data_dir: Optional[str], num_targets: int = 1,
     return expanded_mnist_input_fn
   if dataset in TEST_ONLY_DATASETS:
     def test_only_input_fn(split, batch_size, input_context=None):
-      if split != 'test':
-        raise ValueError(
-            f'{dataset} is a test set only; train on expanded_mnist and '
-            f'evaluate on {dataset} (got split {split!r})')
+      _check_test_only(dataset, split)
       if dataset == 'affnist':
         return affnist_input.inputs(data_dir, batch_size=batch_size,
                                     input_context=input_context)
@@ -132,6 +122,69 @@ def input_fn(dataset: str, *, data_dir: Optional[str], num_targets: int = 1,
         data_dir=os.path.join(data_dir, prepare.CIFAR10_BIN_DIR),
         batch_size=batch_size, input_context=input_context)
   return cifar10_input_fn
+
+
+def prepare_split(dataset: str, split: str, *, data_dir: Optional[str],
+                  num_targets: int = 1, validate: bool = False) -> None:
+  """Makes, or only checks, the files that a split of a data set reads.
+
+  What the input function of `input_fn` does before it reads, without
+  reading: a tool calls it for every split it will read before it starts
+  work that takes hours (`paper.reproduce` does, so a missing affNIST file
+  stops it before training).
+
+  Args:
+    dataset: one of DATASETS.
+    split: 'train' or 'test'.
+    data_dir: as for `input_fn`.
+    num_targets: as for `input_fn`.
+    validate: as for `input_fn`.
+
+  Raises:
+    ValueError: as for `input_fn`, or the train split of a test-only set.
+    FileNotFoundError: a file is missing and cannot be made; the message
+      names what to place where.
+  """
+  _check_arguments(dataset, data_dir=data_dir, validate=validate)
+  if dataset in TEST_ONLY_DATASETS:
+    _check_test_only(dataset, split)
+  file_split = f'valid_{split}' if validate else split
+  if dataset == 'mnist' and num_targets == 1:
+    prepare.prepare_mnist(data_dir, split, validate=validate)
+  elif dataset == 'mnist' and '@' in data_dir:
+    mnist_input_record.require_multi_records(data_dir)
+  elif dataset in ('mnist', 'expanded_mnist'):
+    prepare.prepare_mnist_digits(data_dir, file_split)
+  elif dataset == 'affine_mnist':
+    prepare.prepare_mnist_digits(data_dir, 'test')
+  elif dataset == 'affnist':
+    affnist_input.test_files(data_dir)
+  elif dataset == 'norb':
+    prepare.prepare_norb(data_dir, split)
+  elif dataset == 'cifar10':
+    prepare.prepare_cifar10(data_dir)
+  else:
+    records.prepare_tfds(svhn_input.TFDS_NAME)
+
+
+def _check_arguments(dataset: str, *, data_dir: Optional[str],
+                     validate: bool) -> None:
+  if dataset not in DATASETS:
+    raise ValueError(
+        f'unknown dataset {dataset!r}; use one of {", ".join(DATASETS)}')
+  if not data_dir:
+    raise ValueError('data_dir is required: pass --data_dir=<directory of '
+                     'the data>')
+  if validate and dataset not in ('mnist', 'expanded_mnist'):
+    raise ValueError('validate is only available for mnist and '
+                     f'expanded_mnist, not {dataset}')
+
+
+def _check_test_only(dataset: str, split: str) -> None:
+  if split != 'test':
+    raise ValueError(
+        f'{dataset} is a test set only; train on expanded_mnist and '
+        f'evaluate on {dataset} (got split {split!r})')
 
 
 def _mnist_digits(data_dir: str, split: str,

@@ -158,22 +158,44 @@ def mnist_digits(data_dir: str, split: str, *,
       tensorflow-datasets cannot provide mnist (no network); the one-line
       message names the files to place in data_dir.
   """
-  if split not in mnist_shift.SPLITS:
-    raise ValueError(f'split must be one of {", ".join(mnist_shift.SPLITS)}, '
-                     f'got {split!r}')
-  names = mnist_shift.MNIST_FILES[split]
-  if _has_files(data_dir, names):
+  if prepare_mnist_digits(data_dir, split, tfds_data_dir=tfds_data_dir):
     print(f'Reading MNIST {split} from the idx files in {data_dir}',
           flush=True)
     return mnist_shift.read_byte_data(data_dir, split)
   print(f'No MNIST idx files in {data_dir}; reading tensorflow-datasets\' '
         'mnist', flush=True)
+  return mnist_shift.read_tfds_data(split, tfds_data_dir)
+
+
+def prepare_mnist_digits(data_dir: str, split: str, *,
+                         tfds_data_dir: Optional[str] = None) -> bool:
+  """Makes sure the MNIST digits of a split can be read, reading none.
+
+  Args:
+    data_dir: directory that may hold the idx files (gzipped or not).
+    split: one of `mnist_shift.SPLITS`.
+    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
+
+  Returns:
+    True when data_dir holds the split's idx files; False when
+    tensorflow-datasets' mnist is prepared instead (downloaded if needed).
+
+  Raises:
+    ValueError: for an unknown split.
+    FileNotFoundError: see `mnist_digits`.
+  """
+  if split not in mnist_shift.SPLITS:
+    raise ValueError(f'split must be one of {", ".join(mnist_shift.SPLITS)}, '
+                     f'got {split!r}')
+  names = mnist_shift.MNIST_FILES[split]
+  if _has_files(data_dir, names):
+    return True
   _prepare_tfds(
       'mnist', server_url=f'{mnist_shift.MNIST_URL}{names[0]}.gz',
       tfds_data_dir=tfds_data_dir, data_dir=data_dir,
       files=(f'{" and ".join(n + "[.gz]" for n in names)} (from '
              f'{mnist_shift.MNIST_URL})'))
-  return mnist_shift.read_tfds_data(split, tfds_data_dir)
+  return False
 
 
 def prepare_mnist(data_dir: str, split: str, *, validate: bool = False,

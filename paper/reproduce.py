@@ -7,7 +7,10 @@ r"""Reproduces the paper's results by name: trains, evaluates, tabulates.
 For each experiment of paper/experiments.py and each seed k < K (default:
 the paper's number of trials), `experiment.train` trains in
 `O/NAME/seed<k>/` with `seed=k`, `experiment.evaluate` tests its last
-checkpoint, and `O/NAME/seed<k>/result.json` records the error. Ensembles
+checkpoint (and on the further test sets the paper reports for it, such as
+expanded MNIST for the affNIST models), and `O/NAME/seed<k>/result.json`
+records the errors. Every file an experiment reads is made or checked
+before anything trains. Ensembles
 (cifar10_ensemble) are then evaluated together with
 `experiment.evaluate_ensemble` (`O/NAME/ensemble.json`). `O/results.json`
 and `O/results.md` give, per experiment, the paper's number beside the
@@ -39,6 +42,7 @@ if __name__ == '__main__':
   cli.quiet_tensorflow_start()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import dataclasses
 import datetime
 import json
 import time
@@ -117,14 +121,35 @@ def _device() -> str:
   return f'{model}, {os.cpu_count()} cores'
 
 
+def _test_datasets(entry: experiments_lib.Experiment) -> List[str]:
+  """Every data set whose test split the entry evaluates, the main one first."""
+  return [entry.test_dataset or entry.dataset] + [
+      other.dataset for other in entry.other_tests]
+
+
 def _check_available(entry: experiments_lib.Experiment) -> None:
   """Raises ValueError when datasets.py lacks a data set the entry needs."""
-  for dataset in (entry.dataset, entry.test_dataset or entry.dataset):
+  for dataset in [entry.dataset] + _test_datasets(entry):
     if dataset not in datasets.DATASETS:
       raise ValueError(
           f'experiment {entry.name} needs the data set {dataset!r}, which '
           f'input_data/datasets.py does not provide yet (it has '
           f'{", ".join(datasets.DATASETS)})')
+
+
+def _prepare_data(entry: experiments_lib.Experiment, *, data_dir: str) -> None:
+  """Makes or checks every file the entry reads, before any training.
+
+  Raises:
+    FileNotFoundError: a file is missing and cannot be made (the affNIST
+      test set, say); the message names it.
+  """
+  datasets.prepare_split(entry.dataset, 'train', data_dir=data_dir,
+                   num_targets=entry.num_targets)
+  for dataset in _test_datasets(entry):
+    datasets.prepare_split(dataset, 'test', data_dir=data_dir,
+                     num_targets=entry.num_targets if dataset == (
+                         entry.dataset) else 1)
 
 
 def _input_fns(entry: experiments_lib.Experiment, *, data_dir: str,
@@ -163,9 +188,19 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
       hparams, summary_dir=summary_dir, model_type=entry.model,
       eval_size=eval_size, input_fn=test_fn, num_targets=entry.num_targets,
       checkpoint=checkpoint)
+  other_errors = {}
+  for other in entry.other_tests:
+    print(f'Also on the {other.dataset} test set:', flush=True)
+    [other_result] = experiment.evaluate(
+        hparams, summary_dir=os.path.join(summary_dir, other.dataset),
+        model_type=entry.model, eval_size=min(other.eval_size, eval_size),
+        input_fn=datasets.input_fn(other.dataset, data_dir=data_dir,
+                                   eval_size=min(other.eval_size, eval_size)),
+        checkpoint=checkpoint)
+    other_errors[other.dataset] = other_result.wrong_percent
   return dict(seed=seed, error=result.wrong_percent, wrong=result.wrong,
-              step=step, start_step=start_step, checkpoint=checkpoint,
-              train_seconds=train_seconds,
+              other_errors=other_errors, step=step, start_step=start_step,
+              checkpoint=checkpoint, train_seconds=train_seconds,
               eval_seconds=time.monotonic() - start, device=_device())
 
 
@@ -206,6 +241,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
   eval_size = eval_size or entry.eval_size
   settings = dict(model=entry.model, hparams=hparams.values(),
                   dataset=entry.dataset, test_dataset=entry.test_dataset,
+                  other_tests=[other.dataset for other in entry.other_tests],
                   num_targets=entry.num_targets,
                   data_options=dict(entry.data_options), max_steps=max_steps,
                   eval_size=eval_size)
@@ -227,6 +263,14 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
             entry, hparams=hparams, data_dir=data_dir, output_dir=output_dir,
             steps=steps, eval_size=eval_size))
   errors = [run['error'] for run in runs]
+  other_tests = []
+  for other in entry.other_tests:
+    other_errors = [run['other_errors'][other.dataset] for run in runs]
+    other_tests.append(dict(
+        dataset=other.dataset, paper=dataclasses.asdict(other.paper),
+        errors=other_errors, mean=float(np.mean(other_errors)),
+        std=float(np.std(other_errors)),
+        eval_size=min(other.eval_size, eval_size)))
   steps_done = sorted({run['step'] for run in runs})
   summary = dict(
       name=entry.name, paper=dict(error=entry.paper.error,
@@ -241,6 +285,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
              for run in runs],
       errors=errors, mean=float(np.mean(errors)), std=float(np.std(errors)),
       ensemble_error=ensemble['error'] if ensemble else None,
+      other_tests=other_tests,
       steps=steps_done, paper_steps=entry.steps,
       steps_source=entry.steps_source, reduced=max_steps < entry.steps,
       resumed=any(run['start_step'] > 0 for run in runs),
@@ -254,7 +299,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
 
 
 def _measured_text(summary: Mapping[str, object]) -> str:
-  if summary['ensemble_error'] is not None:
+  if summary.get('ensemble_error') is not None:
     return (f'{summary["ensemble_error"]:.2f} (members {summary["mean"]:.2f} '
             f'+- {summary["std"]:.2f})')
   if len(summary['errors']) == 1:
@@ -291,6 +336,14 @@ def results_markdown(results: Mapping[str, Mapping[str, object]]) -> str:
         f'{_measured_text(summary)} | {len(summary["errors"])} | {steps} | '
         f'{summary["model"]} ({summary["hparams"] or "default hparams"}'
         f'{override}); {summary["data"]} | {wall} | {summary["device"]} |')
+    for other in summary.get('other_tests', []):
+      other_paper = experiments_lib.PaperNumber(**other['paper'])
+      lines.append(
+          f'| {name}, {other["dataset"]} test | '
+          f'{experiments_lib.paper_number_text(other_paper)} | '
+          f'{_measured_text(other)} | {len(other["errors"])} | {steps} | '
+          f'the same models, {other["eval_size"]:,} {other["dataset"]} test '
+          f'examples | | |')
   lines += ['', 'Notes:', '']
   for name, summary in results.items():
     lines.append(f'- {name}: the paper\'s steps: {summary["steps_source"]}. '
@@ -305,9 +358,10 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
               save_step: int = SAVE_STEP) -> Dict[str, Dict[str, object]]:
   """Trains and evaluates experiments, writing results.json and results.md.
 
-  Every name is checked before any work. After each experiment the results
-  files are rewritten, keeping the entries of experiments from earlier runs
-  into the same output_dir.
+  Every name is checked, and every file the experiments read is made or
+  checked (`datasets.prepare_split`), before any training. After each experiment
+  the results files are rewritten, keeping the entries of experiments from
+  earlier runs into the same output_dir.
 
   Args:
     names: names of `experiments.EXPERIMENTS`.
@@ -326,6 +380,7 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
   Raises:
     ValueError: unknown names, a missing data set or output_dir, or the
       errors of `experiment.train` and `evaluate`.
+    FileNotFoundError: a data file is missing and cannot be made.
   """
   if not output_dir:
     raise ValueError('output_dir is required: pass --output_dir=<directory>')
@@ -335,6 +390,8 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
                      '(--list shows them)')
   for entry in entries:
     _check_available(entry)
+  for entry in entries:
+    _prepare_data(entry, data_dir=data_dir)
   os.makedirs(output_dir, exist_ok=True)
   json_path = os.path.join(output_dir, RESULTS_JSON)
   results = {}

@@ -19,9 +19,11 @@ import pytest
 import tensorflow as tf
 
 import experiment
+from input_data import datasets
 from input_data import records
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_shift
+from input_data.mnist import mnist_shift_test
 from paper import experiments
 from paper import reproduce
 
@@ -261,3 +263,63 @@ def test_command_line_lists_and_fails_in_one_line(tmp_path):
       "reproduce: error: unknown experiment 'mnist_r9'; use one of "
       + ', '.join(experiments.EXPERIMENTS)]
   assert not os.listdir(tmp_path)
+
+
+@pytest.fixture(scope='module')
+def idx_dir(tmp_path_factory):
+  """MNIST idx files of random digits (300 training, 200 test), nothing else."""
+  directory = str(tmp_path_factory.mktemp('idx'))
+  rng = np.random.default_rng(4)
+  for prefix, num in (('train', 300), ('t10k', _NUM_TEST)):
+    mnist_shift_test.write_mnist_idx(
+        directory, rng.integers(0, 256, (num, 28, 28), np.uint8),
+        rng.integers(0, 10, num).astype(np.uint8), prefix=prefix)
+  return directory
+
+
+def test_missing_affnist_files_stop_before_any_training(
+    idx_dir, tmp_path, monkeypatch):
+  calls = _count_calls(monkeypatch)
+  with pytest.raises(FileNotFoundError,
+                     match=f'(?s){idx_dir}/test.mat .*does not exist.*wget '
+                     r'.*affNIST.*test\.mat\.zip'):
+    reproduce.reproduce(['affnist_capsule'], data_dir=idx_dir,
+                        output_dir=str(tmp_path), max_steps=1,
+                        hparams_override=_TINY)
+  assert not calls
+  assert not os.listdir(tmp_path)
+  # Expanded MNIST is made on the fly: nothing is written beside the digits.
+  assert len(os.listdir(idx_dir)) == 4
+
+
+def test_affnist_models_are_also_tested_on_expanded_mnist(
+    idx_dir, tmp_path, monkeypatch):
+  """The other test set's error is recorded per seed and tabulated."""
+  # affine_mnist stands in for the affNIST files, which are not here.
+  monkeypatch.setitem(
+      experiments.EXPERIMENTS, 'affnist_capsule', dataclasses.replace(
+          experiments.EXPERIMENTS['affnist_capsule'],
+          test_dataset='affine_mnist'))
+  output_dir = str(tmp_path)
+  summary = reproduce.reproduce(
+      ['affnist_capsule'], data_dir=idx_dir, output_dir=output_dir,
+      max_steps=1, hparams_override=_TINY, eval_size=_NUM_TEST)[
+          'affnist_capsule']
+  [other] = summary['other_tests']
+  assert other['dataset'] == 'expanded_mnist'
+  assert other['eval_size'] == _NUM_TEST
+  assert other['paper'] == dict(error=0.77, std=None,
+                                source='section 5.2 (99.23% accuracy)')
+  # The same checkpoint, evaluated on expanded MNIST's test digits.
+  [expected] = experiment.evaluate(
+      experiment.default_hparams().parse(_TINY), summary_dir=str(
+          tmp_path / 'check'), model_type='capsule', eval_size=_NUM_TEST,
+      input_fn=datasets.input_fn('expanded_mnist', data_dir=idx_dir,
+                                 eval_size=_NUM_TEST),
+      checkpoint=summary['seeds'][0]['checkpoint'])
+  assert other['errors'] == [expected.wrong_percent]
+  with open(os.path.join(output_dir, reproduce.RESULTS_MD)) as file:
+    table = file.read()
+  assert (f'| affnist_capsule, expanded_mnist test | 0.77 | '
+          f'{expected.wrong_percent:.2f} | 1 | 1 (300,000) *reduced* | '
+          f'the same models, 200 expanded_mnist test examples') in table

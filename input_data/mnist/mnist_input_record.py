@@ -220,6 +220,16 @@ def _multi_create_command(pattern: str) -> str:
           'text --shift=4 --pad=4)')
 
 
+def require_multi_records(pattern: str) -> None:
+  """Raises FileNotFoundError naming the command that writes a missing shard.
+
+  Args:
+    pattern: MultiMNIST records, `path/name.tfrecords@N`.
+  """
+  records.require_files(records.expand_sharded_pattern(pattern),
+                        _multi_create_command(pattern))
+
+
 def _single_files(data_dir: str, split: str,
                   validate: bool) -> Tuple[str, str]:
   """The record file of a split and the command that writes it."""
