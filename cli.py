@@ -3,9 +3,12 @@
 Every tool's `__main__` block calls `quiet_tensorflow_start()` before anything
 imports TensorFlow, then `run(main, program=..., define_flags=...)`. A user of
 the command line then sees neither TensorFlow's start-up notices nor a
-traceback for a mistake of theirs: every such error (a flag absl refuses, a
-ValueError or OSError from the code, a missing or damaged file) is one line
-`<program>: error: <what to do>` on stderr with exit code 1.
+traceback for a mistake of theirs: every such error (a flag absl refuses, an
+`errors.UserError` from the code, a record file TensorFlow finds truncated)
+is one line `<program>: error: <what to do>` on stderr with exit code 1.
+Anything else is a bug, in this code or in a researcher's new layer, and
+keeps its traceback; `CAPSULES_TRACEBACK=1` shows the traceback of the
+user's mistakes too.
 
 This module imports no TensorFlow at import time.
 """
@@ -17,6 +20,11 @@ from typing import Callable, List, Sequence
 from absl import app
 from absl import flags
 from absl import logging
+
+import errors
+
+# Set to 1: the user's mistakes keep their traceback too.
+TRACEBACK_VARIABLE = 'CAPSULES_TRACEBACK'
 
 
 def quiet_tensorflow_start() -> None:
@@ -42,13 +50,13 @@ def quiet_tensorflow_start() -> None:
 
 
 def user_errors() -> tuple:
-  """The exceptions that are the user's mistakes, reported without traceback.
+  """The exceptions that are the user's mistakes, reported in one line.
 
-  Mistakes in the command line, the data or the checkpoints.
+  The project's own `errors.UserError`, and TensorFlow's `DataLossError`,
+  which its record readers raise, mid-run, for a truncated or corrupt file.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return (ValueError, OSError, tf.errors.NotFoundError,
-          tf.errors.DataLossError)
+  return (errors.UserError, tf.errors.DataLossError)
 
 
 def _one_line(program: str, error: object) -> str:
@@ -75,12 +83,16 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
   given.
 
   Raises:
-    SystemExit: one of `user_errors()`, with the one-line message.
+    SystemExit: one of `user_errors()`, with the one-line message (unless
+      CAPSULES_TRACEBACK=1).
   """
   if len(argv) > 1:
     sys.exit(_one_line(program, f'unexpected arguments: {" ".join(argv[1:])}'))
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.ERROR)
+  if os.environ.get(TRACEBACK_VARIABLE) == '1':
+    main(argv)
+    return
   try:
     main(argv)
   except user_errors() as error:

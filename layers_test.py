@@ -73,7 +73,7 @@ class LayersTest(tf.test.TestCase):
       votes = tf.random.normal(shape, seed=1)
       biases = tf.random.normal((3, 4) + (1,) * (len(shape) - 4), seed=2)
       for leaky in (False, True):
-        iterations = list(layers._routing_iterations(
+        iterations = list(layers.routing_iterations(
             votes, biases=biases, num_routing=3, leaky=leaky))
         self.assertLen(iterations, 3)
         self.assertAllEqual(
@@ -168,7 +168,7 @@ class LayersTest(tf.test.TestCase):
       with tf.GradientTape(persistent=True) as tape:
         tape.watch([votes, biases])
         plain = layers._update_routing(votes, biases, num_routing, leaky)
-        fused = layers._fused_routing(votes, biases, num_routing, leaky)
+        fused = layers.fused_routing(votes, biases, num_routing, leaky)
       self.assertAllClose(fused, plain, rtol=1e-5, atol=1e-6)
       for wrt in (votes, biases):
         self.assertAllClose(tape.gradient(fused, wrt),
@@ -177,7 +177,7 @@ class LayersTest(tf.test.TestCase):
   def testFusedRoutingWidensBfloat16Votes(self):
     votes = tf.random.normal((2, 5, 3, 4, 2, 2))
     biases = tf.random.normal((3, 4, 1, 1))
-    fused = layers._fused_routing(tf.cast(votes, tf.bfloat16), biases, 2,
+    fused = layers.fused_routing(tf.cast(votes, tf.bfloat16), biases, 2,
                                   False)
     self.assertEqual(fused.dtype, tf.float32)
     # bfloat16 keeps 8 bits of mantissa: votes are off by up to 2^-9.
@@ -270,7 +270,7 @@ class LayersTest(tf.test.TestCase):
     """input_axis=0 routes the transposed votes alike, gradients too."""
     votes = tf.random.normal((2, 5, 3, 4))
     biases = tf.random.normal((3, 4))
-    for routing in (layers._update_routing, layers._fused_routing):
+    for routing in (layers._update_routing, layers.fused_routing):
       with tf.GradientTape(persistent=True) as tape:
         tape.watch(votes)
         batch_major = routing(votes, biases, 3, True)

@@ -1,17 +1,18 @@
 """Training and evaluation speed of the models against the machine's peak.
 
-For each configuration it times, after a warm-up, the training step
-(`model.train_step` in a `tf.function`, at the experiments' global batch
-`experiment.TRAIN_BATCH_SIZE`, 128) and the evaluation step
-(`model.compute_loss` in a `tf.function`, `experiment.EVAL_BATCH_SIZE`, 100)
-on random data on the default device, and prints the median seconds per step
-(and the fastest), examples per second, the model FLOPs of one step, the
-achieved GFLOP/s and the model FLOP utilization: achieved GFLOP/s over the
-float32 matrix-multiply peak of this machine, measured in the same process.
-With `--loop` it also times the training loop users run,
-`experiment.train` on the full MNIST CapsNet (a random batch in memory,
-summaries written every step, 100 steps per `tf.function` call), after its
-first 100 steps, beside the bare step timed just before and after it.
+For each configuration it times, after a warm-up, the training step that
+training runs (`models.training.Trainer.run`, one step per call, at the
+global batch of `RunConfig`, 128) and the evaluation step
+(`models.evaluation.Evaluator.counts`, batch 100) on random data on the
+default device, with the run configuration `experiment.py` resolves on this
+machine (`devices.resolve_run_config`), and prints the median seconds per
+step (and the fastest), examples per second, the model FLOPs of one step,
+the achieved GFLOP/s and the model FLOP utilization: achieved GFLOP/s over
+the float32 matrix-multiply peak of this machine, measured in the same
+process. With `--loop` it also times the training loop users run,
+`models.training.train` on the full MNIST CapsNet (a random batch in memory,
+summaries written every step, 100 steps per compiled call), after its first
+100 steps, beside the bare step timed just before and after it.
 It ends with the peak memory of a full MNIST training step, measured first,
 in a fresh subprocess: its peak resident set (Linux `VmHWM`, else
 `ru_maxrss`) and, on a GPU, the allocator's peak. Every timing is printed
@@ -57,17 +58,22 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-import experiment
 from layers import variables as layer_variables
 from models import capsule_model
 from models import conv_model
+from models import devices
+from models import evaluation
+from models import hparams as hparams_lib
 from models import model as model_lib
+from models import registry
+from models import run_config as run_config_lib
+from models import training
 
 NUM_CLASSES = 10
 WARMUP_STEPS = 2
 DEFAULT_REPEATS = 10
 TRAINING_FLOPS_FACTOR = 3
-MEMORY_LIMIT_BYTES = 1.5 * 2**30  # The float32 goal (issue 14).
+MEMORY_LIMIT_BYTES = 1.5 * 2**30  # The goal for a float32 training step.
 # A float32 product big enough to run at the device's peak, timed this often.
 PEAK_MATMUL_SIZE = {'CPU': 4096, 'GPU': 8192}
 PEAK_MATMUL_REPEATS = 5
@@ -77,7 +83,7 @@ PEAK_MATMUL_REPEATS = 5
 class Config:
   """A model on one input size, as the experiments train it."""
   name: str
-  model: str          # a key of `experiment.models`
+  model: str          # a key of `registry.MODELS`
   hparams_override: str
   height: int
   depth: int
@@ -91,8 +97,8 @@ CONFIGS = {config.name: config for config in (
 )}
 
 
-def _hparams(config: Config):
-  return experiment.default_hparams().parse(config.hparams_override)
+def hparams(config: Config):
+  return hparams_lib.default_hparams().parse(config.hparams_override)
 
 
 def _conv(height: int, *, kernel: int, in_channels: int, out_channels: int,
@@ -148,53 +154,90 @@ def _baseline_flops(hparams, height: int, depth: int) -> int:
 def forward_flops(config: Config) -> int:
   """Model FLOPs of the forward pass of one example."""
   count = _capsule_flops if config.model == 'capsule' else _baseline_flops
-  return count(_hparams(config), config.height, config.depth)
+  return count(hparams(config), config.height, config.depth)
 
 
-def _data_shape(config: Config) -> model_lib.DataShape:
+def data_shape(config: Config) -> model_lib.DataShape:
   return model_lib.DataShape(height=config.height, depth=config.depth,
                              num_classes=NUM_CLASSES, num_targets=1)
 
 
-def _features(config: Config, *, batch: int, seed: int = 0) -> Dict:
-  """A random batch in the reference's feature layout, on the default device."""
+def random_batch(config: Config, *, batch: int,
+                 seed: int = 0) -> Dict[str, tf.Tensor]:
+  """A random batch of the readers' tensors, on the default device."""
   images = tf.random.stateless_uniform(
       [batch, config.depth, config.height, config.height], [seed, 0])
   labels = tf.random.stateless_uniform([batch], [seed, 1], maxval=NUM_CLASSES,
                                        dtype=tf.int32)
-  tensors = dict(images=images, labels=tf.one_hot(labels, NUM_CLASSES),
-                 recons_image=images, recons_label=labels)
-  return model_lib.features(tensors, _data_shape(config))
+  return dict(images=images, labels=tf.one_hot(labels, NUM_CLASSES),
+              recons_image=images, recons_label=labels)
 
 
-def _make_model(config: Config, *, compute_dtype: str) -> model_lib.Model:
-  """An `experiment.models` model of `config` with its variables."""
-  model = experiment.models[config.model](_hparams(config),
-                                          compute_dtype=compute_dtype)
-  model.build(**_data_shape(config)._asdict())
-  return model
+def run_config(compute_dtype: str, **settings) -> run_config_lib.RunConfig:
+  """The run configuration `experiment.py` resolves on this machine."""
+  return devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
 
 
-def _run(step: Callable, features: Mapping) -> None:
+def trainer(config: Config, *, compute_dtype: str,
+            **settings) -> training.Trainer:
+  """The training step of `config`'s model, built as training builds it."""
+  run = run_config(compute_dtype, **settings)
+  model = registry.build_model(hparams(config), model_type=config.model,
+                               shape=data_shape(config), config=run)
+  return training.Trainer(model, shape=data_shape(config), config=run)
+
+
+def evaluator(config: Config, *, compute_dtype: str,
+              **settings) -> evaluation.Evaluator:
+  """The evaluation step of `config`'s model, on one random batch."""
+  run = run_config(compute_dtype, **settings)
+  tensors = random_batch(config, batch=run.eval_batch_size)
+
+  def input_fn(split, batch_size, input_context=None):
+    del split, batch_size, input_context  # One batch.
+    return tf.data.Dataset.from_tensors(tensors)
+
+  return evaluation.Evaluator(hparams(config), model_type=config.model,
+                              input_fn=input_fn, config=run)
+
+
+def train_step(config: Config, *, compute_dtype: str,
+               **settings) -> Callable[[], object]:
+  """One training step per call, on a random batch held in memory."""
+  step_trainer = trainer(config, compute_dtype=compute_dtype, **settings)
+  batches = step_trainer.repeat(random_batch(
+      config, batch=step_trainer.replica_batch_size))
+  return lambda: step_trainer.run(batches, 1)
+
+
+def eval_step(config: Config, *, compute_dtype: str,
+              **settings) -> Callable[[], object]:
+  """One evaluation step per call, on a random batch."""
+  step_evaluator = evaluator(config, compute_dtype=compute_dtype, **settings)
+  tensors = next(iter(step_evaluator.dataset))
+  return lambda: step_evaluator.counts(tensors)
+
+
+def run(step: Callable[[], object]) -> None:
   """One call, waiting for its results on the host."""
-  for tensor in tf.nest.flatten(step(features)):
+  for tensor in tf.nest.flatten(step()):
     tensor.numpy()
 
 
-def _time(step: Callable, features: Mapping, *,
-          repeats: int) -> List[float]:
+def time_calls(step: Callable[[], object], *, repeats: int) -> List[float]:
   """Seconds of each of `repeats` calls after the warm-up."""
   for _ in range(WARMUP_STEPS):
-    _run(step, features)
+    run(step)
   seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
-    _run(step, features)
+    run(step)
     seconds.append(time.perf_counter() - start)
   return seconds
 
 
-def _load() -> float:
+def load() -> float:
+  """The 1-minute load average."""
   return os.getloadavg()[0]
 
 
@@ -209,7 +252,7 @@ def matmul_peak(dtype: tf.DType = tf.float32,
   a = tf.random.stateless_normal([size, size], [1, 2], dtype=dtype)
   b = tf.random.stateless_normal([size, size], [3, 4], dtype=dtype)
   product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[0, :1]))
-  seconds = _time(lambda _: product(), {}, repeats=PEAK_MATMUL_REPEATS)
+  seconds = time_calls(product, repeats=PEAK_MATMUL_REPEATS)
   return 2 * size**3 / min(seconds)
 
 
@@ -229,73 +272,74 @@ class Timing:
 
 
 def benchmark(config: Config, *, compute_dtype: str, repeats: int,
-              train_batch: int = experiment.TRAIN_BATCH_SIZE,
-              eval_batch: int = experiment.EVAL_BATCH_SIZE) -> List[Timing]:
-  """Times the training and evaluation steps of one configuration."""
-  model = _make_model(config, compute_dtype=compute_dtype)
+              **settings) -> List[Timing]:
+  """Times the training and evaluation steps of one configuration.
+
+  Args:
+    config: the model and its input size.
+    compute_dtype: as for `devices.resolve_run_config`.
+    repeats: timed calls of each step.
+    **settings: other `RunConfig` fields (e.g. batch sizes).
+  """
   flops = forward_flops(config)
+  run = run_config(compute_dtype, **settings)
   timings = []
-  for step, batch, step_fn, factor in (
-      ('train', train_batch, tf.function(model.train_step),
-       TRAINING_FLOPS_FACTOR),
-      ('eval', eval_batch, tf.function(model.compute_loss), 1)):
-    seconds = _time(step_fn, _features(config, batch=batch),
-                    repeats=repeats)
+  for step, batch, make_step, factor in (
+      ('train', run.train_batch_size, train_step, TRAINING_FLOPS_FACTOR),
+      ('eval', run.eval_batch_size, eval_step, 1)):
+    seconds = time_calls(
+        make_step(config, compute_dtype=compute_dtype, **settings),
+        repeats=repeats)
     timings.append(Timing(config.name, step, batch, seconds,
-                          factor * batch * flops, _load()))
+                          factor * batch * flops, load()))
   return timings
 
 
-def training_loop(config: Config, *, compute_dtype: str,
-                  windows: int) -> List[float]:
-  """Seconds per step of `experiment.train`'s loop, one per 100 steps.
+def training_loop(config: Config, *, compute_dtype: str, windows: int,
+                  **settings) -> List[float]:
+  """Seconds per step of `training.train`'s loop, one per log interval.
 
-  The loop users run (`strategy.run`, the summaries of every step written to
-  a temporary summary_dir, `experiment.LOG_EVERY_STEPS` steps per
-  `tf.function` call) on a random batch held in memory, repeated by
-  `tf.data`; the seconds come from its progress lines. The first 100 steps,
-  which trace the loop, are not counted; nor is the one checkpoint, written
-  after the last.
+  The loop users run (the summaries of every step written to a temporary
+  summary_dir, `log_every_steps` steps per compiled call) on a random batch
+  held in memory, repeated by `tf.data`; the seconds come from its progress
+  lines. The first interval, which traces the loop, is not counted; nor is
+  the one checkpoint, written after the last.
   """
-  every = experiment.LOG_EVERY_STEPS
-  tensors = {key: value for key, value in _features(
-      config, batch=experiment.TRAIN_BATCH_SIZE).items()
-             if isinstance(value, tf.Tensor)}
+  every = run_config(compute_dtype, **settings).log_every_steps
+  max_steps = every * (windows + 1)
+  run = run_config(compute_dtype, save_step=max_steps, **settings)
+  tensors = random_batch(config, batch=run.train_batch_size)
 
   def input_fn(split, batch_size, input_context=None):
     del split, input_context  # One pipeline of one batch.
-    assert batch_size == experiment.TRAIN_BATCH_SIZE, batch_size
+    assert batch_size == run.train_batch_size, batch_size
     return tf.data.Dataset.from_tensors(tensors).repeat()
 
   output = io.StringIO()
   with tempfile.TemporaryDirectory() as summary_dir:
     with contextlib.redirect_stdout(output):
-      experiment.train(_hparams(config), summary_dir=summary_dir,
-                       model_type=config.model,
-                       max_steps=every * (windows + 1),
-                       save_step=every * (windows + 1), input_fn=input_fn,
-                       compute_dtype=compute_dtype)
+      training.train(hparams(config), summary_dir=summary_dir,
+                     model_type=config.model, max_steps=max_steps,
+                     input_fn=input_fn, config=run)
   rates = re.findall(r'^step (\d+): .*, ([\d.]+) examples/s', output.getvalue(),
                      re.M)
-  return [experiment.TRAIN_BATCH_SIZE / float(rate)
+  return [run.train_batch_size / float(rate)
           for step, rate in rates if int(step) > every]
 
 
 def _print_loop(config: Config, *, compute_dtype: str, repeats: int) -> None:
   """The training loop's seconds per step beside the bare step's."""
-  model = _make_model(config, compute_dtype=compute_dtype)
-  features = _features(config, batch=experiment.TRAIN_BATCH_SIZE)
-  step = tf.function(model.train_step)
-  bare = _time(step, features, repeats=repeats)
+  step = train_step(config, compute_dtype=compute_dtype)
+  bare = time_calls(step, repeats=repeats)
   loop = training_loop(config, compute_dtype=compute_dtype, windows=2)
-  bare += _time(step, features, repeats=repeats)
+  bare += time_calls(step, repeats=repeats)
   ratio = statistics.median(loop) / statistics.median(bare)
-  print(f'{config.name} training loop (experiment.train, summaries on): '
+  print(f'{config.name} training loop (training.train, summaries on): '
         f'{statistics.median(loop):.3f} s/step over '
-        f'{experiment.LOG_EVERY_STEPS} steps '
+        f'{run_config_lib.LOG_EVERY_STEPS} steps '
         f'({", ".join(f"{s:.3f}" for s in loop)}); bare train step '
         f'{statistics.median(bare):.3f} s (median of {len(bare)}, before '
-        f'and after); loop / bare {ratio:.3f} (load {_load():.2f})',
+        f'and after); loop / bare {ratio:.3f} (load {load():.2f})',
         flush=True)
 
 
@@ -324,16 +368,15 @@ def _peak_rss() -> int:
 
 
 def peak_memory(config: Config, *, compute_dtype: str,
-                batch: int = experiment.TRAIN_BATCH_SIZE) -> Dict[str, int]:
+                **settings) -> Dict[str, int]:
   """Runs training steps of `config` in this process; peak memory in bytes.
 
   `rss` is the process's peak resident set (TensorFlow's own host memory
   included, so run it in a fresh process), `device` the allocator's peak on a
   GPU.
   """
-  model = _make_model(config, compute_dtype=compute_dtype)
-  _time(tf.function(model.train_step), _features(config, batch=batch),
-        repeats=1)
+  time_calls(train_step(config, compute_dtype=compute_dtype, **settings),
+             repeats=1)
   peak = {'rss': _peak_rss()}
   if _device_type() == 'GPU':
     peak['device'] = tf.config.experimental.get_memory_info('GPU:0')['peak']
@@ -374,16 +417,17 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def _print_memory(memory: Mapping[str, int]) -> None:
   verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
   print(f'peak memory of an MNIST training step (batch '
-        f'{experiment.TRAIN_BATCH_SIZE}): ' + ', '.join(
+        f'{run_config_lib.TRAIN_BATCH_SIZE}): ' + ', '.join(
       f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +
         f' ({verdict} the {MEMORY_LIMIT_BYTES / 2**30:g} GiB limit)')
 
 
 def _print_peaks(compute_dtype: str) -> float:
   """Prints the matmul peaks; returns the float32 one in FLOP/s."""
-  load = _load()
+  load_before = load()
   peak = matmul_peak()
-  print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (load {load:.2f})')
+  print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s '
+        f'(load {load_before:.2f})')
   if compute_dtype != 'float32':
     print(f'{compute_dtype} matmul peak: '
           f'{matmul_peak(tf.as_dtype(compute_dtype)) / 1e9:.1f} GFLOP/s '

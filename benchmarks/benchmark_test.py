@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from benchmarks import benchmark
 from benchmarks import step_profile
-import experiment
+from models import training
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
 
@@ -60,12 +60,12 @@ def test_time_measures_each_call_after_the_warmup():
   # Call i sleeps 10 * i ms: the warm-up calls are not timed.
   calls = []
 
-  def step(features):
-    calls.append(features)
+  def step():
+    calls.append(None)
     time.sleep(0.01 * len(calls))
     return tf.constant(0.0)
 
-  seconds = benchmark._time(step, {'x': 1}, repeats=3)
+  seconds = benchmark.time_calls(step, repeats=3)
   assert len(calls) == benchmark.WARMUP_STEPS + 3
   for timed, call in zip(seconds, range(benchmark.WARMUP_STEPS + 1,
                                         len(calls) + 1)):
@@ -85,7 +85,7 @@ def test_format_computes_the_figures():
 
 def test_benchmark_times_both_steps():
   timings = benchmark.benchmark(_TINY, compute_dtype='float32', repeats=2,
-                                train_batch=3, eval_batch=2)
+                                train_batch_size=3, eval_batch_size=2)
   assert [(t.step, t.batch) for t in timings] == [('train', 3), ('eval', 2)]
   flops = benchmark.forward_flops(_TINY)
   assert [t.flops for t in timings] == [3 * 3 * flops, 2 * flops]
@@ -95,11 +95,10 @@ def test_benchmark_times_both_steps():
 def test_training_loop_reads_its_progress_lines():
   """Windows of 2 steps; each call of the loop lasts 1 s on a fake clock."""
   clock = iter(range(1000))
-  with mock.patch.object(experiment, 'LOG_EVERY_STEPS', 2), \
-      mock.patch.object(experiment.time, 'time',
-                        lambda: float(next(clock))):
+  with mock.patch.object(training.time, 'time',
+                         lambda: float(next(clock))):
     seconds = benchmark.training_loop(_TINY, compute_dtype='float32',
-                                      windows=2)
+                                      windows=2, log_every_steps=2)
   # 1 s for 2 steps: 128 / 0.5 = 256.0 examples/s, read back as 0.5 s; the
   # first window (the trace) is left out.
   assert seconds == [0.5, 0.5]
@@ -141,7 +140,8 @@ def _resident_bytes():
                     reason='needs Linux /proc')
 def test_peak_memory_reads_resident_set():
   resident = _resident_bytes()
-  memory = benchmark.peak_memory(_TINY, compute_dtype='bfloat16', batch=2)
+  memory = benchmark.peak_memory(_TINY, compute_dtype='bfloat16',
+                                 train_batch_size=2)
   # The peak is at least what is resident now (TensorFlow alone is hundreds
   # of MB), and it is the kernel's own record of it.
   assert resident <= memory['rss']
@@ -162,7 +162,7 @@ def test_memory_verdict(capsys):
 
 def test_matmul_peak_from_a_known_timing():
   # The best of the timed products counts: 2 * 64^3 FLOPs in 0.25 s.
-  with mock.patch.object(benchmark, '_time',
+  with mock.patch.object(benchmark, 'time_calls',
                          return_value=[0.5, 0.25, 0.4]) as timed:
     peak = benchmark.matmul_peak(size=64)
   assert peak == 2 * 64**3 / 0.25

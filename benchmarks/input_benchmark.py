@@ -3,7 +3,7 @@
 Writes random fixtures in the layout of each data set to a temporary
 directory (with the repository's own writers where there is one), then reads
 batches from each pipeline as a training or evaluation loop would (at
-`experiment.TRAIN_BATCH_SIZE` and `experiment.EVAL_BATCH_SIZE`) and prints
+`run_config.TRAIN_BATCH_SIZE` and `run_config.EVAL_BATCH_SIZE`) and prints
 one line per pipeline. The fixtures are small so that the pipelines read
 from the page cache, as they would on a machine with the real data cached.
 
@@ -18,13 +18,13 @@ from typing import Callable, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-import experiment
 from input_data.cifar10 import cifar10_input
 from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_shift
 from input_data.norb import norb_convert
 from input_data.norb import norb_input_record
+from models import run_config
 
 WARMUP_BATCHES = 20
 TIMED_BATCHES = 300
@@ -96,12 +96,12 @@ def run(root: str) -> List[Tuple[str, float]]:
   """Builds each pipeline on the fixtures in root and measures it."""
   multi_pattern = _write_fixtures(root, np.random.default_rng(0))
   cifar_dir = os.path.join(root, 'cifar-10-batches-bin')
-  train_batch = experiment.TRAIN_BATCH_SIZE
+  train_batch = run_config.TRAIN_BATCH_SIZE
   rng = np.random.default_rng(1)
   # As many digits as MNIST's training set: a round plans 60,000 pairs.
   digits = rng.integers(0, 256, (60000, 28, 28), np.uint8)
   digit_labels = rng.integers(0, 10, 60000)
-  eval_batch = experiment.EVAL_BATCH_SIZE
+  eval_batch = run_config.EVAL_BATCH_SIZE
   pipelines: List[Tuple[str, Callable[[], tf.data.Dataset]]] = [
       ('MNIST train', lambda: mnist_input_record.inputs(
           root, batch_size=train_batch, split='train', num_targets=1)),

@@ -1,7 +1,7 @@
 r"""Where the time of a full MNIST CapsNet training step goes.
 
-Runs the step (`model.train_step` in a `tf.function`, batch 128, random
-data) under TensorFlow's profiler with one op at a time (inter-op threads
+Runs the training step (`benchmarks.benchmark.train_step`: the step
+training runs, batch 128, random data) under TensorFlow's profiler with one op at a time (inter-op threads
 1, so that each op's time is its own), and prints the TensorFlow ops' self
 time per step in groups. XLA's compiled routing does not show as TensorFlow
 ops, so it is then timed on its own at the step's shapes.
@@ -45,7 +45,7 @@ GROUPS = (
      lambda kind, name: 'capsule2' in name and 'MatMul' in kind),
     ('conv1', lambda kind, name: 'conv1' in name),
     ('decoder', lambda kind, name: 'recons' in name),
-    ('Adam', lambda kind, name: name.startswith('adam')),
+    ('Adam', lambda kind, name: '/adam/' in f'/{name}'),
 )
 
 
@@ -78,9 +78,8 @@ def grouped(times: Dict, steps: int) -> Dict[str, float]:
 
 
 def _median_seconds(function: Callable, repeats: int = 10) -> float:
-  benchmark._time(lambda _: function(), {}, repeats=1)  # Traced, warm.
-  return statistics.median(benchmark._time(lambda _: function(), {},
-                                           repeats=repeats))
+  benchmark.time_calls(function, repeats=1)  # Traced, warm.
+  return statistics.median(benchmark.time_calls(function, repeats=repeats))
 
 
 def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
@@ -95,7 +94,7 @@ def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
   def routing_forward_and_backward():
     with tf.GradientTape() as tape:
       tape.watch(votes)
-      loss = tf.reduce_sum(weights * layers._fused_routing(  # pylint: disable=protected-access
+      loss = tf.reduce_sum(weights * layers.fused_routing(
           votes, biases, 3, False, input_axis=0))
     return tape.gradient(loss, votes)
 
@@ -106,15 +105,14 @@ def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
 def profile(config: benchmark.Config, *, compute_dtype: str,
             batch: int) -> Dict[str, float]:
   """Seconds per training step: the wall time, and the groups of its ops."""
-  model = benchmark._make_model(config, compute_dtype=compute_dtype)  # pylint: disable=protected-access
-  features = benchmark._features(config, batch=batch)  # pylint: disable=protected-access
-  step = tf.function(model.train_step)
-  benchmark._time(step, features, repeats=1)  # pylint: disable=protected-access
+  step = benchmark.train_step(config, compute_dtype=compute_dtype,
+                              train_batch_size=batch)
+  benchmark.time_calls(step, repeats=1)
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)
     start = time.perf_counter()
     for _ in range(PROFILED_STEPS):
-      benchmark._run(step, features)  # pylint: disable=protected-access
+      benchmark.run(step)
     wall = (time.perf_counter() - start) / PROFILED_STEPS
     tf.profiler.experimental.stop()
     seconds = grouped(_op_times(logdir), PROFILED_STEPS)

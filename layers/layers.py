@@ -28,7 +28,7 @@ _SQUASH_EPSILON = 1e-20
 Evaluation = collections.namedtuple(
     'Evaluation', ('total_loss', 'correct', 'almost', 'classification_loss'))
 
-# One routing iteration, as `_routing_iterations` yields it.
+# One routing iteration, as `routing_iterations` yields it.
 RoutingIteration = collections.namedtuple(
     'RoutingIteration', ('logits', 'route', 'activation', 'agreement'))
 
@@ -67,7 +67,7 @@ def _leaky_routing(logits: tf.Tensor, output_dim: int) -> tf.Tensor:
   return tf.split(leaky_routing, [1, output_dim], axis=2)[1]
 
 
-def _routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
+def routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
                         num_routing: int, leaky: bool,
                         input_axis: int = 1) -> Iterator[RoutingIteration]:
   """Dynamic routing by agreement (Sabour et al., Procedure 1), step by step.
@@ -122,7 +122,7 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
   """Dynamic routing by agreement (Sabour et al., Procedure 1).
 
   The reference's `logit_shape`, `num_dims`, `input_dim` and `output_dim`
-  arguments are read off `votes` here. Runs `_routing_iterations` (a Python
+  arguments are read off `votes` here. Runs `routing_iterations` (a Python
   loop, unrolled in the graph) and keeps the last activation.
 
   Args:
@@ -137,14 +137,14 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
   Returns:
     `[batch, output_dim, atoms, ...]` activations of the last iteration.
   """
-  *_, last = _routing_iterations(votes, biases=biases,
+  *_, last = routing_iterations(votes, biases=biases,
                                  num_routing=num_routing, leaky=leaky,
                                  input_axis=input_axis)
   return last.activation
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
+def fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
                    leaky: bool, input_axis: int = 1) -> tf.Tensor:
   """`_update_routing` in float32, compiled by XLA.
 
@@ -455,7 +455,7 @@ class Capsule(_Tf1Layer):
     return votes if input_major else tf.transpose(votes, [1, 0, 2, 3])
 
   def call(self, input_tensor):
-    return _fused_routing(self.votes(input_tensor, input_major=True),
+    return fused_routing(self.votes(input_tensor, input_major=True),
                           tf.convert_to_tensor(self.biases), self.num_routing,
                           self.leaky, input_axis=0)
 
@@ -540,7 +540,7 @@ class ConvSlimCapsule(_Tf1Layer):
                        implementation=self.conv_implementation)
 
   def call(self, input_tensor):
-    return _fused_routing(self.votes(input_tensor),
+    return fused_routing(self.votes(input_tensor),
                           tf.convert_to_tensor(self.biases), self.num_routing,
                           self.leaky)
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import experiment
 from models import adam
 from models import capsule_model
+from models import hparams as hparams_lib
 from models import model as model_lib
+import test_utils
 
 _SHAPE = model_lib.DataShape(height=28, depth=1, num_classes=10,
                              num_targets=1)
@@ -27,8 +28,8 @@ _TOLERANCE = 1e-6
 
 def _model(seed=1):
   keras.utils.set_random_seed(seed)
-  model = capsule_model.CapsuleModel(experiment.default_hparams().parse(_KINKY))
-  model.build(_SHAPE.height, _SHAPE.depth)
+  model = capsule_model.CapsuleModel(hparams_lib.default_hparams().parse(_KINKY))
+  model.build(_SHAPE)
   return model
 
 
@@ -65,8 +66,9 @@ def _reference_weights(features):
 
 def _max_errors(model, features, reference):
   errors = []
+  step = test_utils.trainer_on(model, features)
   for expected in reference:
-    model.train_step(features)
+    step()
     errors.append(max(np.max(np.abs(var.numpy() - want)) for var, want in
                       zip(model.trainable_variables, expected)))
   return errors

@@ -1,12 +1,13 @@
 """CapsNet: a ReLU convolution, primary capsules and routed class capsules."""
 
-from typing import List, Mapping, Optional
+from typing import List, Mapping
 
 import tensorflow as tf
 
+import errors
 from layers import layers
-from models import devices
 from models import model
+from models import run_config
 
 CONV1_KERNEL = 9
 PRIME_KERNEL = 9
@@ -25,18 +26,10 @@ class CapsuleModel(model.Model):
   hparams.remake the shared reconstruction network `recons` per target.
   """
 
-  def __init__(self, hparams, compute_dtype: str = 'float32',
-               conv_implementation: Optional[str] = None):
-    """See `model.Model`.
-
-    Args:
-      hparams: as for `model.Model`.
-      compute_dtype: as for `model.Model`.
-      conv_implementation: of the primary capsules' convolution, 'fourier'
-        or 'native' (see `layers.kernels.conv2d`); None: the device's
-        (`devices.conv_implementation`).
-    """
-    super().__init__(hparams, compute_dtype)
+  def __init__(self, hparams, *,
+               config: run_config.RunConfig = run_config.RunConfig()):
+    """See `model.Model`; the primary capsules convolve as config says."""
+    super().__init__(hparams, config=config)
     self._conv1 = layers.Conv(
         hparams.conv1_channels, CONV1_KERNEL, hparams.padding, name='conv1',
         dtype=self._dtype_policy)
@@ -45,8 +38,7 @@ class CapsuleModel(model.Model):
         output_atoms=hparams.prime_capsule_atoms,
         stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
         num_routing=1, leaky=hparams.leaky, data_format='channels_last',
-        conv_implementation=(conv_implementation or
-                             devices.conv_implementation()),
+        conv_implementation=config.conv_implementation,
         name='conv_capsule1', dtype=self._dtype_policy)
     self._capsule2 = None
     self._recons = None
@@ -115,7 +107,7 @@ class CapsuleModel(model.Model):
     primary = self.primary_capsules(features)
     capsule2 = self._capsule2
     votes = capsule2.votes(primary)
-    return list(layers._routing_iterations(  # pylint: disable=protected-access
+    return list(layers.routing_iterations(
         tf.cast(votes, tf.float32), biases=tf.convert_to_tensor(
             capsule2.biases), num_routing=capsule2.num_routing,
         leaky=capsule2.leaky))
@@ -131,12 +123,13 @@ class CapsuleModel(model.Model):
       float32 `[batch, depth * height * width]` reconstructions in [0, 1].
 
     Raises:
-      ValueError: the model has no decoder (hparam remake=false) or has not
-        been built.
+      errors.ConfigError: the model has no decoder (hparam remake=false) or
+        has not been built.
     """
     if self._recons is None:
-      raise ValueError('this capsule model has no decoder: it needs hparam '
-                       'remake=true and a forward pass (or build) first')
+      raise errors.ConfigError('this capsule model has no decoder: it needs '
+                               'hparam remake=true and a forward pass (or '
+                               'build) first')
     # The layer also returns the loss against a target image, unused here.
     no_target = tf.zeros([tf.shape(capsule_output)[0],
                           self._recons.num_pixels])

@@ -3,9 +3,11 @@
 import numpy as np
 import tensorflow as tf
 
-import experiment
 from models import capsule_model
+from models import hparams as hparams_lib
 from models import model as model_lib
+from models import run_config
+import test_utils
 
 
 def _features(*, batch, depth, height, num_targets=1, seed=0):
@@ -43,7 +45,7 @@ def _num_params(model):
 def _built_alike(*models):
   """The models built for 20x20 digits, all with the first one's weights."""
   for model in models:
-    model.build(20, 1)
+    model.build(model_lib.DataShape(20, 1))
   for model in models[1:]:
     for source, target in zip(models[0].trainable_variables,
                               model.trainable_variables):
@@ -54,8 +56,8 @@ def _built_alike(*models):
 class CapsuleModelTest(tf.test.TestCase):
 
   def testFullMnistParameterCount(self):
-    model = capsule_model.CapsuleModel(experiment.default_hparams())
-    model.build(28, 1)
+    model = capsule_model.CapsuleModel(hparams_lib.default_hparams())
+    model.build(model_lib.DataShape(28, 1))
     # conv1: 9*9*1*256 + 256 = 20,992.
     # conv_capsule1: 9*9*256*(32*8) + 32*8 = 5,308,672.
     # 28 -> 20 (conv1, VALID) -> 6 (9x9 stride 2, VALID): 32*6*6 = 1,152
@@ -67,10 +69,10 @@ class CapsuleModelTest(tf.test.TestCase):
     self.assertEqual(_num_params(model), 8_215_728)
 
   def testSvhnNetworkParameterCount(self):
-    model = capsule_model.CapsuleModel(experiment.default_hparams().parse(
+    model = capsule_model.CapsuleModel(hparams_lib.default_hparams().parse(
         'conv1_channels=64,num_prime_capsules=16,prime_capsule_atoms=6,'
         'digit_capsule_atoms=8'))
-    model.build(32, 3)
+    model.build(model_lib.DataShape(32, 3))
     # conv1: 9*9*3*64 + 64 = 15,616; 32 -> 24 (VALID).
     # conv_capsule1: 9*9*64*(16*6) + 16*6 = 497,760; 24 -> 8 (stride 2).
     # capsule2: 16*8*8 = 1,024 inputs: 1024*6*(10*8) + 10*8 = 491,600.
@@ -82,10 +84,10 @@ class CapsuleModelTest(tf.test.TestCase):
                      (1024, 6, 80))
 
   def testCifarConfigurationShapes(self):
-    hparams = experiment.default_hparams().parse(
+    hparams = hparams_lib.default_hparams().parse(
         'num_prime_capsules=64,padding=SAME,leaky=true,remake=false')
     model = capsule_model.CapsuleModel(hparams)
-    model.build(24, 3)
+    model.build(model_lib.DataShape(24, 3))
     shapes = {name: list(var.shape)
               for name, var in model.tf1_variable_map().items()}
     # SAME keeps 24x24 after conv1, stride 2 gives 12x12: 64*12*12 inputs.
@@ -95,7 +97,7 @@ class CapsuleModelTest(tf.test.TestCase):
 
   def testInferenceContract(self):
     model = capsule_model.CapsuleModel(
-        experiment.default_hparams().parse('num_prime_capsules=2'))
+        hparams_lib.default_hparams().parse('num_prime_capsules=2'))
     features = _features(batch=3, depth=1, height=20)
     inferred = model.inference(features)
     self.assertEqual(inferred.logits.shape, (3, 10))
@@ -107,7 +109,7 @@ class CapsuleModelTest(tf.test.TestCase):
   def testLossesAndCountsFromLogits(self):
     """Total loss, correct and almost recomputed in numpy from the outputs."""
     model = capsule_model.CapsuleModel(
-        experiment.default_hparams().parse('num_prime_capsules=2'))
+        hparams_lib.default_hparams().parse('num_prime_capsules=2'))
     for num_targets in (1, 2):
       features = _features(batch=6, depth=1, height=20,
                            num_targets=num_targets, seed=num_targets)
@@ -136,7 +138,7 @@ class CapsuleModelTest(tf.test.TestCase):
 
   def testTwoTargetsReconstructBoth(self):
     model = capsule_model.CapsuleModel(
-        experiment.default_hparams().parse('num_prime_capsules=2'))
+        hparams_lib.default_hparams().parse('num_prime_capsules=2'))
     features = _features(batch=2, depth=1, height=20, num_targets=2)
     forward = model.forward(features)
     self.assertLen(forward.remakes, 2)
@@ -148,7 +150,7 @@ class CapsuleModelTest(tf.test.TestCase):
   def testChannelsFirstImagesMatterInOrder(self):
     """Swapping two colour planes changes the output: depth is axis 1."""
     model = capsule_model.CapsuleModel(
-        experiment.default_hparams().parse('num_prime_capsules=2,remake=false'))
+        hparams_lib.default_hparams().parse('num_prime_capsules=2,remake=false'))
     features = _features(batch=1, depth=3, height=20)
     swapped = dict(features,
                    images=tf.gather(features['images'], [2, 1, 0], axis=1))
@@ -156,27 +158,28 @@ class CapsuleModelTest(tf.test.TestCase):
                            model.inference(swapped).logits)
 
   def testTrainStepAdvancesGlobalStepAndLowersLoss(self):
-    model = capsule_model.CapsuleModel(
-        experiment.default_hparams().parse('num_prime_capsules=2'))
-    features = _features(batch=4, depth=1, height=20)
-    first, _, _ = model.train_step(features)
-    for _ in range(4):
-      last, _, _ = model.train_step(features)
+    model, = _built_alike(capsule_model.CapsuleModel(
+        hparams_lib.default_hparams().parse('num_prime_capsules=2')))
+    step = test_utils.trainer_on(model, _features(batch=4, depth=1,
+                                                  height=20))
+    first = step().loss
+    last = step(4).loss  # The mean of the four.
     self.assertEqual(int(model.global_step.numpy()), 5)
     self.assertLess(float(last), float(first))
 
-  def testTrainStepInTfFunction(self):
-    """A traced train step updates like an eager one from the same weights."""
-    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+  def testTrainingStepMatchesAnEagerStep(self):
+    """The compiled training step updates like one run op by op."""
+    hparams = hparams_lib.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=2, depth=1, height=20)
     graph_model, eager_model = _built_alike(
         capsule_model.CapsuleModel(hparams),
         capsule_model.CapsuleModel(hparams))
     start = [v.numpy() for v in graph_model.trainable_variables]
-    graph_loss, _, _ = tf.function(graph_model.train_step)(features)
-    eager_loss, _, _ = eager_model.train_step(features)
+    graph_loss = test_utils.trainer_on(graph_model, features)().loss
+    grads, result = eager_model.compute_gradients(features)
+    eager_model.apply_gradients(grads)
     self.assertEqual(int(graph_model.global_step.numpy()), 1)
-    self.assertAllClose(graph_loss, eager_loss, rtol=1e-5)
+    self.assertAllClose(graph_loss, result.total_loss, rtol=1e-5)
     for before, graph, eager in zip(start, graph_model.trainable_variables,
                                     eager_model.trainable_variables):
       self.assertNotAllClose(graph, before)
@@ -184,34 +187,37 @@ class CapsuleModelTest(tf.test.TestCase):
 
   def testBothConvolutionPathsTrainAlike(self):
     """The GPU path (TensorFlow's convolution) forced on CPU: same steps."""
-    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+    hparams = hparams_lib.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=2, depth=1, height=20)
     models = _built_alike(*[
-        capsule_model.CapsuleModel(hparams, conv_implementation=path)
+        capsule_model.CapsuleModel(hparams, config=run_config.RunConfig(
+            conv_implementation=path))
         for path in ('fourier', 'native')])
-    losses = [[float(tf.function(model.train_step)(features)[0])
-               for _ in range(2)] for model in models]
+    steps = [test_utils.trainer_on(model, features) for model in models]
+    losses = [[float(step().loss) for _ in range(2)] for step in steps]
     self.assertAllClose(losses[0], losses[1], rtol=1e-5)
     for fourier, native in zip(*[model.trainable_variables
                                  for model in models]):
       self.assertAllClose(fourier, native, rtol=0, atol=1e-5)
 
   def testMixedPrecisionKeepsFloat32WeightsAndLogitsClose(self):
-    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+    hparams = hparams_lib.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=3, depth=1, height=20)
     # bfloat16 keeps 8 bits of mantissa, float16 11.
     for dtype, tolerance in (('bfloat16', 2e-2), ('float16', 5e-3)):
       with self.subTest(dtype):
         full, mixed = _built_alike(
             capsule_model.CapsuleModel(hparams),
-            capsule_model.CapsuleModel(hparams, compute_dtype=dtype))
+            capsule_model.CapsuleModel(hparams, config=run_config.RunConfig(
+                compute_dtype=dtype)))
         logits = mixed.inference(features).logits
         self.assertEqual(logits.dtype, tf.float32)
         self.assertAllClose(logits, full.inference(features).logits,
                             atol=tolerance)
-        first, _, _ = mixed.train_step(features)
+        step = test_utils.trainer_on(mixed, features)
+        first = step().loss
         for _ in range(3):
-          last, _, _ = mixed.train_step(features)
+          last = step().loss
         self.assertLess(float(last), float(first))
         self.assertEqual(int(mixed.global_step.numpy()), 4)
         # Checkpoints hold float32 weights and the same Adam slots.
@@ -221,16 +227,17 @@ class CapsuleModelTest(tf.test.TestCase):
                             if v is not mixed.global_step))
 
   def testFloat16SkipsTheStepsWhoseGradientsOverflow(self):
-    hparams = experiment.default_hparams().parse('num_prime_capsules=2')
+    hparams = hparams_lib.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=3, depth=1, height=20)
-    half = capsule_model.CapsuleModel(hparams, compute_dtype='float16')
-    half.build(20, 1)
-    half.train_step(features)
+    half, = _built_alike(capsule_model.CapsuleModel(
+        hparams, config=run_config.RunConfig(compute_dtype='float16')))
+    step = test_utils.trainer_on(half, features)
+    step()
     # A loss scale that overflows float32: no update, the scale halved.
     scale = half.optimizer.dynamic_scale
     scale.assign(3e38)
     weights = [v.numpy() for v in half.trainable_variables]
-    half.train_step(features)
+    step()
     self.assertEqual(int(half.global_step.numpy()), 1)
     self.assertAllClose(scale, 1.5e38)
     for before, after in zip(weights, half.trainable_variables):

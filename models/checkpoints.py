@@ -19,6 +19,7 @@ from typing import Dict, List
 
 import tensorflow as tf
 
+import errors
 from models import model as model_lib
 
 PREFIX = 'model.ckpt'
@@ -30,8 +31,16 @@ _DATA_SUFFIX = '.data-00000-of-00001'
 _STEP_PATTERN = re.compile(re.escape(PREFIX) + r'-(\d+)\.index$')
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.UserError, ValueError):
   """A checkpoint cannot be used; the message says which and why."""
+
+
+class MissingCheckpointError(errors.UserError, FileNotFoundError):
+  """No checkpoint of that name."""
+
+
+class CheckpointExistsError(errors.UserError, FileExistsError):
+  """A loadable checkpoint of that name is there already."""
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -45,7 +54,7 @@ class CorruptCheckpointError(CheckpointError):
 def _reader(path: str):
   """Opens a checkpoint's index, with errors that name the file."""
   if not tf.io.gfile.exists(path + '.index'):
-    raise FileNotFoundError(
+    raise MissingCheckpointError(
         f'cannot read checkpoint {path!r}: {path}.index does not exist; give '
         f'the prefix of an existing checkpoint (e.g. .../model.ckpt-1500, '
         f'without .index)')
@@ -80,7 +89,7 @@ def load(model: model_lib.Model, path: str, *,
     The restored global step.
 
   Raises:
-    FileNotFoundError: there is no such checkpoint.
+    MissingCheckpointError: there is no such checkpoint.
     CheckpointMismatchError: a model variable is missing or has another
       shape; the message lists each by name.
     CorruptCheckpointError: the checkpoint's files are truncated or damaged.
@@ -151,8 +160,9 @@ def write(model: model_lib.Model, path: str, *,
 
   Raises:
     ValueError: a variable holds NaN or infinity (nothing is written).
-    OSError: the files could not be written (e.g. the disk is full); nothing
-      is left under `path`, and the partial temporary files are removed.
+    errors.StorageError: the files could not be written (e.g. the disk is
+      full); nothing is left under `path`, and the partial temporary files
+      are removed.
   """
   model.require_built()
   tensors = _tensors(model, include_optimizer)
@@ -172,7 +182,7 @@ def write(model: model_lib.Model, path: str, *,
   except (tf.errors.OpError, OSError) as error:
     for name in tf.io.gfile.glob(temp + '*'):
       tf.io.gfile.remove(name)  # Only this call's partial files.
-    raise OSError(
+    raise errors.StorageError(
         f'could not write the checkpoint {path} ({_first_line(error)}); '
         f'free some disk space and rerun: the earlier checkpoints are '
         f'intact') from None
@@ -265,9 +275,11 @@ def save(model: model_lib.Model, train_dir: str) -> str:
     The checkpoint's prefix.
 
   Raises:
-    FileExistsError: a loadable checkpoint of this step is already there.
+    CheckpointExistsError: a loadable checkpoint of this step is already
+      there.
     ValueError: a variable holds NaN or infinity (nothing is written).
-    OSError: the files could not be written (e.g. the disk is full).
+    errors.StorageError: the files could not be written (e.g. the disk is
+      full).
   """
   path = os.path.join(train_dir, f'{PREFIX}-{int(model.global_step.numpy())}')
   if tf.io.gfile.exists(path + '.index'):
@@ -291,7 +303,9 @@ def _damaged(path: str) -> bool:
 def _keep_broken(path: str) -> None:
   """Renames a damaged checkpoint's files out of the way, keeping them."""
   if not _damaged(path):
-    raise FileExistsError(f'refusing to overwrite the checkpoint {path}')
+    raise CheckpointExistsError(
+        f'refusing to overwrite the checkpoint {path}; is another run '
+        f'training in this folder?')
   for name in tf.io.gfile.glob(path + '.*'):
     if not name.endswith(BROKEN_SUFFIX):
       tf.io.gfile.rename(name, name + BROKEN_SUFFIX)

@@ -1,6 +1,6 @@
 """Tests for models/checkpoints.py on a tiny capsule model.
 
-Crash cases through the training loop are in experiment_test.py; here the
+Crash cases through the training loop are in training_test.py; here the
 verbs themselves, and the Keras internals the Adam slot names rely on.
 """
 
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import experiment
 from models import capsule_model
 from models import checkpoints
+from models import hparams as hparams_lib
 from models import model as model_lib
+import test_utils
 
 _SHAPE = model_lib.DataShape(height=20, depth=1, num_classes=10,
                              num_targets=1)
@@ -21,8 +22,8 @@ _SHAPE = model_lib.DataShape(height=20, depth=1, num_classes=10,
 
 def _model():
   model = capsule_model.CapsuleModel(
-      experiment.default_hparams().parse('num_prime_capsules=2,remake=false'))
-  model.build(_SHAPE.height, _SHAPE.depth)
+      hparams_lib.default_hparams().parse('num_prime_capsules=2,remake=false'))
+  model.build(_SHAPE)
   return model
 
 
@@ -65,7 +66,7 @@ def test_slot_map_names_every_adam_slot_keras_keeps():
 
 def test_write_and_load_round_trip(tmp_path):
   model = _model()
-  model.train_step(_features())
+  test_utils.trainer_on(model, _features())()
   path = checkpoints.write(model, str(tmp_path / 'model.ckpt-1'))
   other = _model()
   assert checkpoints.load(other, path, include_optimizer=True) == 1
@@ -103,9 +104,10 @@ def test_damaged_checkpoint_leaves_the_model_as_it_was(tmp_path):
 
 def test_save_lists_every_checkpoint_in_the_state_file(tmp_path):
   model = _model()
+  step = test_utils.trainer_on(model, _features())
   for _ in range(3):
     checkpoints.save(model, str(tmp_path))
-    model.train_step(_features())
+    step()
   assert list(checkpoints.list_steps(str(tmp_path))) == [0, 1, 2]
   state = tf.train.get_checkpoint_state(str(tmp_path))
   assert state.model_checkpoint_path.endswith('model.ckpt-2')

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from layers import layers
 from models import model
+from models import run_config
 
 CONV_CHANNELS = (512, 256)
 CONV_KERNEL = 5
@@ -39,8 +40,9 @@ class ConvModel(model.Model):
   weights match the released layout.
   """
 
-  def __init__(self, hparams, compute_dtype: str = 'float32'):
-    super().__init__(hparams, compute_dtype)
+  def __init__(self, hparams, *,
+               config: run_config.RunConfig = run_config.RunConfig()):
+    super().__init__(hparams, config=config)
     self._convs = [
         layers.Conv(channels, CONV_KERNEL, hparams.padding, name=f'conv{i}',
                     dtype=self._dtype_policy)
@@ -103,8 +105,9 @@ class PaperBaselineModel(model.Model):
   Evaluation, ensembles and `inference` run without dropout.
   """
 
-  def __init__(self, hparams, compute_dtype: str = 'float32'):
-    super().__init__(hparams, compute_dtype)
+  def __init__(self, hparams, *,
+               config: run_config.RunConfig = run_config.RunConfig()):
+    super().__init__(hparams, config=config)
     self._convs = []
     self._fcs = []
     self._softmax_layer = None

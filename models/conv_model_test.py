@@ -3,15 +3,17 @@
 import numpy as np
 import tensorflow as tf
 
-import experiment
 from models import conv_model
+from models import hparams as hparams_lib
+from models import model as model_lib
+from models import registry
 
 
 class ConvModelTest(tf.test.TestCase):
 
   def testFullMnistParameterCount(self):
-    model = conv_model.ConvModel(experiment.default_hparams())
-    model.build(28, 1)
+    model = conv_model.ConvModel(hparams_lib.default_hparams())
+    model.build(model_lib.DataShape(28, 1))
     # conv1 5x5x1x512 + 512; 28 -> 24 (VALID) -> 12 (pool).
     # conv2 5x5x512x256 + 256; 12 -> 8 -> 4 (pool): fc1 takes 256*4*4.
     # fc1 4096*1024 + 1024; softmax_layer 1024*10 + 10.
@@ -27,8 +29,8 @@ class ConvModelTest(tf.test.TestCase):
   def testFlattensChannelsFirst(self):
     """fc1 row r reads channel r // (h*w), position r % (h*w)."""
     model = conv_model.ConvModel(
-        experiment.default_hparams().parse('padding=SAME'))
-    model.build(4, 1)  # 4 -> pool 2 -> pool 1: fc1 rows are the channels.
+        hparams_lib.default_hparams().parse('padding=SAME'))
+    model.build(model_lib.DataShape(4, 1))  # 4 -> pool 2 -> pool 1: fc1 rows are the channels.
     images = tf.random.uniform((1, 1, 4, 4))
     features = dict(images=images, labels=tf.one_hot([3], 10),
                     recons_image=images, recons_label=tf.constant([3]),
@@ -62,8 +64,8 @@ class PaperBaselineModelTest(tf.test.TestCase):
 
   def testFullMnistParameterCount(self):
     # padding=VALID in the hparams: the paper's network ignores it.
-    model = conv_model.PaperBaselineModel(experiment.default_hparams())
-    model.build(28, 1)
+    model = conv_model.PaperBaselineModel(hparams_lib.default_hparams())
+    model.build(model_lib.DataShape(28, 1))
     # conv1 5x5x1x256 + 256 = 6,656; conv2 5x5x256x256 + 256 = 1,638,656;
     # conv3 5x5x256x128 + 128 = 819,328. SAME and no pooling keep 28x28,
     # so fc1 takes 28*28*128 = 100,352 inputs: 100,352*328 + 328 =
@@ -84,12 +86,12 @@ class PaperBaselineModelTest(tf.test.TestCase):
         'softmax_layer/biases', 'global_step'])
 
   def testRegisteredInExperiment(self):
-    self.assertIs(experiment.models['baseline_paper'],
+    self.assertIs(registry.MODELS['baseline_paper'],
                   conv_model.PaperBaselineModel)
 
   def testHeInitialization(self):
-    model = conv_model.PaperBaselineModel(experiment.default_hparams())
-    model.build(28, 1)
+    model = conv_model.PaperBaselineModel(hparams_lib.default_hparams())
+    model.build(model_lib.DataShape(28, 1))
     weights = model.tf1_variable_map()
     # Truncated at 2 stddevs: the values' std is 0.88 of the stddev.
     self.assertAllClose(np.std(weights['fc1/weights'].numpy()),
@@ -100,8 +102,8 @@ class PaperBaselineModelTest(tf.test.TestCase):
   def testDropoutOnlyInTraining(self):
     """Evaluation is deterministic; training steps drop half of fc2."""
     model = conv_model.PaperBaselineModel(
-        experiment.default_hparams().parse('loss_type=softmax'))
-    model.build(28, 1)
+        hparams_lib.default_hparams().parse('loss_type=softmax'))
+    model.build(model_lib.DataShape(28, 1))
     features = _paper_features()
     first = model.compute_loss(features)[0]
     self.assertAllEqual(model.compute_loss(features)[0], first)

@@ -1,6 +1,7 @@
 """The devices a run uses, and how the model computes on them.
 
-Every choice that depends on the hardware is made here:
+Every choice that depends on the hardware is made here, and
+`resolve_run_config` puts them into the run's `RunConfig`:
 - `conv_implementation`: the primary capsules' convolution by DFT matrix
   products on CPUs, TensorFlow's (cuDNN) on GPUs;
 - `mixed_precision_dtype`: what `--compute_dtype=mixed` means on this
@@ -8,7 +9,7 @@ Every choice that depends on the hardware is made here:
 - `allow_gpu_memory_growth` and `make_strategy`: GPU memory as needed, and
   the `tf.distribute` strategy that places the replicas (one device, several
   GPUs, or several workers).
-Routing is compiled by XLA on every device (`layers._fused_routing`).
+Routing is compiled by XLA on every device (`layers.fused_routing`).
 
 No GPU was available to this project: the GPU branches follow the libraries'
 documentation and are tested on CPU by forcing each one (docs/speed.md).
@@ -19,7 +20,9 @@ from typing import List
 
 import tensorflow as tf
 
+import errors
 from layers import variables
+from models import run_config as run_config_lib
 
 # `--compute_dtype`'s values: a compute dtype, or 'mixed' for this machine's.
 COMPUTE_DTYPE_NAMES = variables.COMPUTE_DTYPES + ('mixed',)
@@ -73,15 +76,32 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo') -> str:
   return 'float32'
 
 
-def compute_dtype(name: str) -> str:
+def resolve_compute_dtype(name: str) -> str:
   """`--compute_dtype`'s value as a dtype: 'mixed' becomes this machine's."""
   return mixed_precision_dtype() if name == 'mixed' else name
 
 
+def resolve_run_config(*, compute_dtype: str = 'float32',
+                       **settings) -> run_config_lib.RunConfig:
+  """The run's configuration on this machine.
+
+  Args:
+    compute_dtype: a name of COMPUTE_DTYPE_NAMES; 'mixed' becomes this
+      machine's (`mixed_precision_dtype`).
+    **settings: other `RunConfig` fields, as given.
+
+  Returns:
+    A `RunConfig` with the device's convolution (`conv_implementation`).
+  """
+  return run_config_lib.RunConfig(
+      compute_dtype=resolve_compute_dtype(compute_dtype),
+      conv_implementation=conv_implementation(), **settings)
+
+
 def check_replicas(num_replicas: int, global_batch_size: int) -> None:
-  """Raises ValueError unless the replicas split the global batch evenly."""
+  """Raises ConfigError unless the replicas split the global batch evenly."""
   if num_replicas < 1 or global_batch_size % num_replicas:
-    raise ValueError(
+    raise errors.ConfigError(
         f'{num_replicas} replicas cannot split the global batch of '
         f'{global_batch_size} evenly; use a number of GPUs (times workers) '
         f'that divides {global_batch_size}')
@@ -110,14 +130,14 @@ def make_strategy(num_gpus: int, *,
   else the default strategy (one device).
 
   Raises:
-    ValueError: if num_gpus does not divide the global batch or exceeds the
+    errors.ConfigError: if num_gpus does not divide the global batch or exceeds the
       GPUs this machine has.
   """
   check_replicas(num_gpus, global_batch_size)
   gpus = tf.config.list_physical_devices('GPU')
   if num_gpus > 1 and num_gpus > len(gpus):
-    raise ValueError(f'num_gpus={num_gpus} but this machine has {len(gpus)} '
-                     f'GPUs')
+    raise errors.ConfigError(f'num_gpus={num_gpus} but this machine has '
+                             f'{len(gpus)} GPUs')
   if 'TF_CONFIG' in os.environ:
     if gpus:
       tf.config.set_visible_devices(gpus[:num_gpus], 'GPU')

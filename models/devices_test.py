@@ -61,10 +61,10 @@ def test_mixed_precision_on_cpus(gpus, flags, expected, tmp_path):
 
 
 def test_compute_dtype_names():
-  assert devices.compute_dtype('float16') == 'float16'
+  assert devices.resolve_compute_dtype('float16') == 'float16'
   with mock.patch.object(devices, 'mixed_precision_dtype',
                          return_value='bfloat16'):
-    assert devices.compute_dtype('mixed') == 'bfloat16'
+    assert devices.resolve_compute_dtype('mixed') == 'bfloat16'
 
 
 def test_gpu_memory_grows_on_demand():

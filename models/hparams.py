@@ -1,13 +1,16 @@
-"""Strict hyperparameter container with the reference's `key=value` overrides.
+"""The hyperparameters: the reference's defaults and `key=value` overrides.
 
 The reference used `tf.contrib.training.HParams`, which no longer exists. This
 class keeps its two behaviours that users rely on (attribute access and
 `parse('key=value,key=value')` with values cast to the type of the default) and
-makes them strict: an unknown key or a value that does not parse raises a
-`ValueError` that names the key and lists the valid keys.
+makes them strict: an unknown key or a value that does not parse raises an
+`errors.ConfigError` (a `ValueError`) that names the key and lists the valid
+keys.
 """
 
 from typing import Any, Dict
+
+import errors
 
 
 def _parse_bool(text: str) -> bool:
@@ -16,7 +19,7 @@ def _parse_bool(text: str) -> bool:
     return True
   if lowered in ('false', '0', 'no'):
     return False
-  raise ValueError('expected true or false')
+  raise errors.ConfigError('expected true or false')
 
 
 class HParams:
@@ -53,15 +56,15 @@ class HParams:
       if isinstance(default, float):
         return float(text)
       return text
-    except ValueError:
-      raise ValueError(
+    except ValueError:  # int(), float() or _parse_bool.
+      raise errors.ConfigError(
           f'hparam {key!r} expects a {type(default).__name__} '
           f'(default {default!r}), got {text!r}') from None
 
   def set_hparam(self, key: str, value: Any) -> None:
     """Sets one hparam, casting strings to the type of its default."""
     if key not in self._values:
-      raise ValueError(
+      raise errors.ConfigError(
           f'unknown hparam {key!r}; valid keys: {", ".join(sorted(self._values))}')
     self._values[key] = self._cast(key, value) if isinstance(value, str) else (
         type(self._values[key])(value))
@@ -77,14 +80,36 @@ class HParams:
       self, so that `default_hparams().parse('...')` reads naturally.
 
     Raises:
-      ValueError: for a pair without `=`, an unknown key or a value that does
-        not parse as the default's type.
+      errors.ConfigError: for a pair without `=`, an unknown key or a value
+        that does not parse as the default's type.
     """
     for pair in filter(None, (p.strip() for p in (overrides or '').split(','))):
       key, sep, text = pair.partition('=')
       if not sep:
-        raise ValueError(
+        raise errors.ConfigError(
             f'hparams override {pair!r} is not of the form key=value; valid '
             f'keys: {", ".join(sorted(self._values))}')
       self.set_hparam(key.strip(), text.strip())
     return self
+
+
+def default_hparams() -> HParams:
+  """The reference's default hyperparameters (and three widths of ours)."""
+  return HParams(
+      # Not in the reference: the network's widths, so that the paper's
+      # smaller SVHN network (conv1_channels=64, num_prime_capsules=16,
+      # prime_capsule_atoms=6, digit_capsule_atoms=8) is an override.
+      conv1_channels=256,
+      prime_capsule_atoms=8,
+      digit_capsule_atoms=16,
+      decay_rate=0.96,
+      decay_steps=2000,
+      leaky=False,
+      learning_rate=0.001,
+      loss_type='margin',
+      num_prime_capsules=32,
+      padding='VALID',
+      remake=True,
+      routing=3,
+      verbose=False,
+  )

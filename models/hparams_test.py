@@ -1,12 +1,12 @@
 """Tests for the strict HParams overrides."""
 
 import pytest
+from models import hparams as hparams_lib
 
-import experiment
 
 
 def test_defaults_are_the_reference_values():
-  assert experiment.default_hparams().values() == dict(
+  assert hparams_lib.default_hparams().values() == dict(
       # Ours: the widths of the reference's network, as it hard-coded them.
       conv1_channels=256, prime_capsule_atoms=8, digit_capsule_atoms=16,
       decay_rate=0.96, decay_steps=2000, leaky=False, learning_rate=0.001,
@@ -15,7 +15,7 @@ def test_defaults_are_the_reference_values():
 
 
 def test_override_casts_to_default_types():
-  hparams = experiment.default_hparams().parse(
+  hparams = hparams_lib.default_hparams().parse(
       'num_prime_capsules=64,padding=SAME,leaky=true,remake=false,'
       'learning_rate=0.01,decay_steps=10')
   assert hparams.num_prime_capsules == 64
@@ -27,7 +27,7 @@ def test_override_casts_to_default_types():
 
 
 def test_empty_override_changes_nothing():
-  assert experiment.default_hparams().parse('') == experiment.default_hparams()
+  assert hparams_lib.default_hparams().parse('') == hparams_lib.default_hparams()
 
 
 @pytest.mark.parametrize('override, words', [
@@ -38,7 +38,7 @@ def test_empty_override_changes_nothing():
 ])
 def test_bad_override_names_the_key(override, words):
   with pytest.raises(ValueError) as error:
-    experiment.default_hparams().parse(override)
+    hparams_lib.default_hparams().parse(override)
   for word in words:
     assert word in str(error.value)
 
@@ -49,4 +49,4 @@ def test_bad_override_names_the_key(override, words):
 def test_models_reject_unusable_hparams(override, word):
   from models import capsule_model  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=word):
-    capsule_model.CapsuleModel(experiment.default_hparams().parse(override))
+    capsule_model.CapsuleModel(hparams_lib.default_hparams().parse(override))

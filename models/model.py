@@ -13,15 +13,18 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 import keras
 import tensorflow as tf
 
+import errors
 from layers import layers
 from layers import variables as layer_variables
 from models import adam
+from models import run_config as run_config_lib
 
 Inferred = collections.namedtuple('Inferred', ('logits', 'remakes'))
 
 # The Python ints a model reads from the feature dict, from the data.
 DataShape = collections.namedtuple(
-    'DataShape', ('height', 'depth', 'num_classes', 'num_targets'))
+    'DataShape', ('height', 'depth', 'num_classes', 'num_targets'),
+    defaults=(10, 1))
 
 # Everything a forward pass produces: `Inferred` plus what the loss needs.
 Forward = collections.namedtuple(
@@ -87,31 +90,37 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
 class Model(abc.ABC):
   """A model with the reference's optimizer, steps and checkpoint names."""
 
-  def __init__(self, hparams, compute_dtype: str = 'float32'):
+  def __init__(self, hparams, *,
+               config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
     """Creates the optimizer; layers are built on the first forward pass.
 
     Args:
-      hparams: `experiment.default_hparams()`, possibly overridden.
-      compute_dtype: 'float32', or 'bfloat16' or 'float16' for mixed
-        precision: the convolutions and matrix products run in that dtype on
-        float32 weights, squash, routing and losses stay float32. float16,
-        whose range is narrow, trains on a dynamically scaled loss
+      hparams: `models.hparams.default_hparams()`, possibly overridden.
+      config: how the model computes. Its compute_dtype is 'float32', or
+        'bfloat16' or 'float16' for mixed precision: the convolutions and
+        matrix products run in that dtype on float32 weights, squash,
+        routing and losses stay float32. float16, whose range is narrow,
+        trains on a dynamically scaled loss
         (`keras.optimizers.LossScaleOptimizer`: a step whose gradients
         overflow is skipped and the scale halved).
 
     Raises:
-      ValueError: for a padding, loss_type or routing that cannot work, or an
-        unknown compute_dtype.
+      errors.ConfigError: for a padding, loss_type or routing that cannot
+        work.
     """
     if hparams.padding not in PADDINGS:
-      raise ValueError(f'hparam padding={hparams.padding!r}: use SAME or VALID')
+      raise errors.ConfigError(
+          f'hparam padding={hparams.padding!r}: use SAME or VALID')
     if hparams.loss_type not in LOSS_TYPES:
-      raise ValueError(f'hparam loss_type={hparams.loss_type!r}: use one of '
-                       f'{", ".join(LOSS_TYPES)}')
+      raise errors.ConfigError(
+          f'hparam loss_type={hparams.loss_type!r}: use one of '
+          f'{", ".join(LOSS_TYPES)}')
     if hparams.routing < 1:
-      raise ValueError(f'hparam routing={hparams.routing}: needs at least 1')
+      raise errors.ConfigError(
+          f'hparam routing={hparams.routing}: needs at least 1')
     self._hparams = hparams
-    self._dtype_policy = layer_variables.dtype_policy(compute_dtype)
+    self._config = config
+    self._dtype_policy = layer_variables.dtype_policy(config.compute_dtype)
     self._adam = adam.ReferenceAdam(LearningRateSchedule(
         hparams.learning_rate, hparams.decay_steps, hparams.decay_rate))
     self.optimizer = (keras.optimizers.LossScaleOptimizer(self._adam)
@@ -120,6 +129,11 @@ class Model(abc.ABC):
   @property
   def hparams(self):
     return self._hparams
+
+  @property
+  def config(self) -> run_config_lib.RunConfig:
+    """How the model computes (its compute dtype, its convolution)."""
+    return self._config
 
   @property
   def compute_dtype(self) -> str:
@@ -157,20 +171,21 @@ class Model(abc.ABC):
     out = self.forward(features)
     return Inferred(out.logits, out.remakes)
 
-  def build(self, height: int, depth: int, num_classes: int = 10,
-            num_targets: int = 1) -> None:
+  def build(self, shape: DataShape) -> None:
     """Creates the variables with a forward pass on one zero image.
 
     Call it under a `tf.distribute` strategy's scope to get distributed
     variables, and before restoring a checkpoint.
+
+    Args:
+      shape: the shape of the data the model will see.
     """
-    image = tf.zeros([1, depth, height, height])
+    image = tf.zeros([1, shape.depth, shape.height, shape.height])
     label = tf.zeros([1], tf.int32)
-    tensors = dict(images=image, labels=tf.one_hot(label, num_classes),
+    tensors = dict(images=image, labels=tf.one_hot(label, shape.num_classes),
                    recons_image=image, recons_label=label, spare_image=image,
                    spare_label=label)
-    self.forward(features(
-        tensors, DataShape(height, depth, num_classes, num_targets)))
+    self.forward(features(tensors, shape))
     self.optimizer.build(self.trainable_variables)
 
   @property
@@ -223,16 +238,6 @@ class Model(abc.ABC):
     here, or the step is skipped if they overflowed.
     """
     self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-
-  def train_step(self, features: Mapping
-                ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """One optimizer update on a batch; returns its `(loss, correct, almost)`.
-
-    The returned values are those of the batch before the update.
-    """
-    grads, result = self.compute_gradients(features)
-    self.apply_gradients(grads)
-    return result.total_loss, result.correct, result.almost
 
   def summarize(self, losses: Losses, features: Mapping, *,
                 step: tf.Tensor, batch_size: int) -> None:
@@ -291,5 +296,5 @@ class Model(abc.ABC):
     """Raises RuntimeError unless the model has its variables."""
     if not self.built:
       raise RuntimeError(
-          'the model has no variables yet: call model.build(height, depth, '
-          '...) or run it on a batch before loading or saving a checkpoint')
+          'the model has no variables yet: call model.build(shape) or run '
+          'it on a batch before loading or saving a checkpoint')

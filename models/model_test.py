@@ -2,8 +2,10 @@
 
 For each case of the goldens: restore `model.ckpt-0` (a TF1 name-based
 checkpoint written by the reference), reproduce the forward values, losses,
-counts and gradients, then take two training steps and compare with the
-reference's `model.ckpt-2` and `step2_logits`.
+counts and gradients, then take two training steps (the training step
+training runs, `training.Trainer`) and compare with the reference's
+`model.ckpt-2` and `step2_logits`; with TensorFlow's convolution and with
+the Fourier convolution that CPUs train with.
 """
 
 import os
@@ -12,15 +14,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import experiment
 import golden_utils
 from models import capsule_model
 from models import checkpoints
 from models import conv_model
+from models import hparams as hparams_lib
 from models import model as model_lib
+from models import run_config
+import test_utils
 
 CASES = ('capsule_tiny', 'capsule_cifar_tiny', 'capsule_multimnist_tiny',
          'baseline_small')
+CONVOLUTIONS = ('native', 'fourier')
 _MODELS = {'capsule': capsule_model.CapsuleModel,
            'baseline': conv_model.ConvModel}
 
@@ -29,15 +34,20 @@ def _require(case, name):
   return golden_utils.require(os.path.join(case, name))
 
 
-def _golden_model(case):
+def _shape(config):
+  return model_lib.DataShape(config['height'], config['depth'],
+                             config['num_classes'], config['num_targets'])
+
+
+def _golden_model(case, conv_implementation='native'):
   """A model of the case's config restored from its ckpt-0, and its batch."""
   config = golden_utils.load_config(case)
   golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
-  hparams = experiment.default_hparams().parse(
+  hparams = hparams_lib.default_hparams().parse(
       config['hparams_override'] or '')
-  model = _MODELS[config['model']](hparams)
-  model.build(config['height'], config['depth'], config['num_classes'],
-              config['num_targets'])
+  model = _MODELS[config['model']](hparams, config=run_config.RunConfig(
+      conv_implementation=conv_implementation))
+  model.build(_shape(config))
   checkpoints.load(model, _require(case, 'model.ckpt-0'))
   features = {key[len('input/'):]: tf.constant(value)
               for key, value in golden.items() if key.startswith('input/')}
@@ -58,10 +68,11 @@ def test_variable_names_match_reference(case):
     assert list(var.shape) == shapes[name], name
 
 
+@pytest.mark.parametrize('conv', CONVOLUTIONS)
 @pytest.mark.parametrize('case', CASES)
-def test_forward_matches_reference(case):
+def test_forward_matches_reference(case, conv):
   _require(case, 'golden.npz')
-  model, features, golden, _ = _golden_model(case)
+  model, features, golden, _ = _golden_model(case, conv)
   result = model.losses(features)
   golden_utils.assert_forward_close(result.logits, golden['logits'], 'logits')
   forward = model.forward(features)
@@ -85,10 +96,11 @@ def test_forward_matches_reference(case):
   assert float(result.almost) == float(golden['almost'])
 
 
+@pytest.mark.parametrize('conv', CONVOLUTIONS)
 @pytest.mark.parametrize('case', CASES[:3])
-def test_gradients_match_reference(case):
+def test_gradients_match_reference(case, conv):
   _require(case, 'golden.npz')
-  model, features, golden, _ = _golden_model(case)
+  model, features, golden, _ = _golden_model(case, conv)
   grads, _ = model.compute_gradients(features)
   names = list(model.tf1_variable_map())[:-1]
   assert len(names) == len(grads)
@@ -96,12 +108,12 @@ def test_gradients_match_reference(case):
     golden_utils.assert_gradient_close(grad, golden[f'grad/{name}'], name)
 
 
+@pytest.mark.parametrize('conv', CONVOLUTIONS)
 @pytest.mark.parametrize('case', CASES[:3])
-def test_two_train_steps_match_reference(case):
+def test_two_train_steps_match_reference(case, conv):
   reference_path = _require(case, 'model.ckpt-2')
-  model, features, golden, _ = _golden_model(case)
-  for _ in range(2):
-    model.train_step(features)
+  model, features, golden, _ = _golden_model(case, conv)
+  test_utils.trainer_on(model, features)(2)
   assert int(model.global_step.numpy()) == 2
   reader = tf.train.load_checkpoint(reference_path)
   for name, var in model.tf1_variable_map().items():
@@ -117,8 +129,7 @@ def test_adam_slots_match_reference_training_checkpoint():
   case = 'capsule_cifar_tiny'
   reference_path = _require(case, 'model.ckpt-2')
   model, features, _, _ = _golden_model(case)
-  for _ in range(2):
-    model.train_step(features)
+  test_utils.trainer_on(model, features)(2)
   reader = tf.train.load_checkpoint(reference_path)
   for name, slot in model.slot_map().items():
     golden_utils.assert_weights_close(slot, reader.get_tensor(name), name)
@@ -129,8 +140,8 @@ def test_tf1_checkpoint_round_trip(tmp_path):
   case = 'capsule_cifar_tiny'
   reference_path = _require(case, 'model.ckpt-2')
   model, features, _, _ = _golden_model(case)
-  for _ in range(2):
-    model.train_step(features)
+  step = test_utils.trainer_on(model, features)
+  step(2)
   path = checkpoints.write(model, str(tmp_path / 'model.ckpt-2'))
   ours = tf.train.load_checkpoint(path)
   reference = tf.train.load_checkpoint(reference_path)
@@ -143,11 +154,11 @@ def test_tf1_checkpoint_round_trip(tmp_path):
   # Resuming from our checkpoint continues exactly where training was.
   resumed, _, _, _ = _golden_model(case)
   assert checkpoints.load(resumed, path, include_optimizer=True) == 2
-  model.train_step(features)
-  resumed.train_step(features)
+  step()
+  test_utils.trainer_on(resumed, features)()
   for (name, a), b in zip(model.tf1_variable_map().items(),
                           resumed.tf1_variable_map().values()):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-7, err_msg=name)
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
 
 
 def test_loading_skips_optimizer_slots_by_default():
@@ -169,29 +180,29 @@ def test_checkpoint_of_other_architecture_is_rejected_by_name():
   case = 'capsule_cifar_tiny'
   path = _require(case, 'model.ckpt-0')
   # Default hparams: 32 primary capsule types and VALID padding.
-  model = capsule_model.CapsuleModel(experiment.default_hparams())
-  model.build(20, 3)
+  model = capsule_model.CapsuleModel(hparams_lib.default_hparams())
+  model.build(model_lib.DataShape(20, 3))
   with pytest.raises(checkpoints.CheckpointMismatchError) as error:
     checkpoints.load(model, path)
   message = str(error.value)
   assert 'conv_capsule1/weights has shape [9, 9, 256, 16]' in message
   assert 'recons/recons_1/weights missing' in message
   baseline = conv_model.ConvModel(
-      experiment.default_hparams().parse('padding=SAME'))
-  baseline.build(12, 3)
+      hparams_lib.default_hparams().parse('padding=SAME'))
+  baseline.build(model_lib.DataShape(12, 3))
   with pytest.raises(checkpoints.CheckpointMismatchError, match='conv2/weights'):
     checkpoints.load(baseline, path)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-  model = conv_model.ConvModel(experiment.default_hparams())
-  model.build(16, 1)
+  model = conv_model.ConvModel(hparams_lib.default_hparams())
+  model.build(model_lib.DataShape(16, 1))
   with pytest.raises(FileNotFoundError, match='model.ckpt-7'):
     checkpoints.load(model, str(tmp_path / 'model.ckpt-7'))
 
 
 def test_unbuilt_model_cannot_load():
-  model = conv_model.ConvModel(experiment.default_hparams())
+  model = conv_model.ConvModel(hparams_lib.default_hparams())
   with pytest.raises(RuntimeError, match='model.build'):
     checkpoints.load(model, '/nonexistent/model.ckpt-1')
 
@@ -210,12 +221,12 @@ def test_bfloat16_is_close_to_reference(case):
   """Mixed precision: float32 weights and logits near the float32 golden."""
   config = golden_utils.load_config(case)
   golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
-  hparams = experiment.default_hparams().parse(
+  hparams = hparams_lib.default_hparams().parse(
       config['hparams_override'] or '')
-  model = _MODELS[config['model']](hparams, compute_dtype='bfloat16')
+  model = _MODELS[config['model']](
+      hparams, config=run_config.RunConfig(compute_dtype='bfloat16'))
   assert model.compute_dtype == 'bfloat16'
-  model.build(config['height'], config['depth'], config['num_classes'],
-              config['num_targets'])
+  model.build(_shape(config))
   checkpoints.load(model, _require(case, 'model.ckpt-0'))
   _, features, _, _ = _golden_model(case)
   logits = model.inference(features).logits
@@ -232,5 +243,4 @@ def test_bfloat16_is_close_to_reference(case):
 def test_unknown_compute_dtype_is_rejected():
   with pytest.raises(ValueError, match="compute_dtype='int8': use one of "
                      'float32, bfloat16, float16'):
-    capsule_model.CapsuleModel(experiment.default_hparams(),
-                               compute_dtype='int8')
+    run_config.RunConfig(compute_dtype='int8')

@@ -33,6 +33,8 @@ name the one it follows.
 import dataclasses
 from typing import Dict, Mapping, Optional, Tuple
 
+import errors
+
 # The reference README's MNIST and CIFAR10 training commands.
 MNIST_STEPS = 300000
 CIFAR10_STEPS = 600000
@@ -247,10 +249,11 @@ def get(name: str) -> Experiment:
   """The experiment of this name.
 
   Raises:
-    ValueError: for an unknown name; the message lists the known ones.
+    errors.ConfigError: for an unknown name; the message lists the known
+      ones.
   """
   if name not in EXPERIMENTS:
-    raise ValueError(f'unknown experiment {name!r}; use one of '
+    raise errors.ConfigError(f'unknown experiment {name!r}; use one of '
                      f'{", ".join(EXPERIMENTS)}')
   return EXPERIMENTS[name]
 

@@ -6,9 +6,11 @@ import re
 import numpy as np
 import pytest
 
-import experiment
 from input_data import datasets
+from models import hparams as hparams_lib
 from models import model as model_lib
+from models import registry
+from models import run_config
 from paper import experiments
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +77,7 @@ def test_table_1_matches_paper_md():
 
 
 def test_table_1_hparams():
-  values = {name: experiment.default_hparams().parse(
+  values = {name: hparams_lib.default_hparams().parse(
       experiments.EXPERIMENTS[name].hparams)
             for name in _PAPER if name.startswith('mnist_r')}
   assert {name: (h.routing, h.remake) for name, h in values.items()} == {
@@ -84,7 +86,7 @@ def test_table_1_hparams():
   for name in ('multimnist_baseline', 'multimnist_r1_recon',
                'multimnist_r3_recon'):
     entry = experiments.EXPERIMENTS[name]
-    assert experiment.default_hparams().parse(
+    assert hparams_lib.default_hparams().parse(
         entry.hparams).decay_steps == 20000
     assert (entry.num_targets, entry.data_options) == (
         2, {'multi_mnist_shift': 'paper'})
@@ -92,10 +94,10 @@ def test_table_1_hparams():
 
 def test_every_entry_names_a_model_data_set_and_steps():
   for entry in experiments.EXPERIMENTS.values():
-    experiment.default_hparams().parse(entry.hparams)  # Raises if unknown.
-    assert entry.model in experiment.models, entry.name
+    hparams_lib.default_hparams().parse(entry.hparams)  # Raises if unknown.
+    assert entry.model in registry.MODELS, entry.name
     assert entry.dataset in datasets.DATASETS, entry.name
-    assert entry.eval_size % experiment.EVAL_BATCH_SIZE == 0, entry.name
+    assert entry.eval_size % run_config.EVAL_BATCH_SIZE == 0, entry.name
   assert experiments.EXPERIMENTS['mnist_r3'].steps == 300000
   assert experiments.EXPERIMENTS['cifar10_ensemble'].steps == 600000
   assert experiments.EXPERIMENTS['cifar10_ensemble'].seeds == 7
@@ -105,8 +107,8 @@ def test_every_entry_names_a_model_data_set_and_steps():
 
 def _num_params(name, height):
   entry = experiments.EXPERIMENTS[name]
-  model = experiment.build_model(
-      experiment.default_hparams().parse(entry.hparams),
+  model = registry.build_model(
+      hparams_lib.default_hparams().parse(entry.hparams),
       model_type=entry.model,
       shape=model_lib.DataShape(height, 1, 10, entry.num_targets))
   return sum(int(np.prod(v.shape)) for v in model.trainable_variables)

@@ -55,14 +55,17 @@ from matplotlib.backends import backend_agg
 import numpy as np
 import tensorflow as tf
 
-import experiment
+import errors
 from input_data import datasets
 from input_data import prepare
 from models import capsule_model
 from models import checkpoints
 from models import devices
-from models import model as model_lib
+from models import hparams as hparams_lib
 from models.hparams import HParams
+from models import model as model_lib
+from models import registry
+from models import run_config as run_config_lib
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -181,7 +184,7 @@ def predict(model: capsule_model.CapsuleModel, dataset: tf.data.Dataset, *,
     logits.append(logits_of(tensors).numpy())
     num_examples += size
   if not num_examples:
-    raise ValueError('the test data holds no examples')
+    raise errors.DataError('the test data holds no examples')
   labels = np.concatenate(labels)
   predictions = _top_classes(np.concatenate(logits), shape.num_targets)
   correct = np.all(np.sort(labels, axis=1) == np.sort(predictions, axis=1),
@@ -268,8 +271,8 @@ def take_examples(dataset: tf.data.Dataset,
     if start > wanted[-1]:
       break
   if start <= wanted[-1]:
-    raise ValueError(f'the data holds {start} examples, fewer than the '
-                     f'{wanted[-1] + 1} needed')
+    raise errors.DataError(f'the data holds {start} examples, fewer than '
+                           f'the {wanted[-1] + 1} needed')
   inverse = np.empty_like(order)
   inverse[order] = np.arange(len(order))
   return {key: np.concatenate(value)[inverse] for key, value in pieces.items()}
@@ -397,7 +400,7 @@ def routing_statistics(model: capsule_model.CapsuleModel,
     `Routing` of the batch.
 
   Raises:
-    ValueError: the primary capsules do not lie on a square grid.
+    errors.ConfigError: the primary capsules do not lie on a square grid.
   """
   iterations = model.class_routing(features)
   logit_change = np.array(
@@ -409,8 +412,8 @@ def routing_statistics(model: capsule_model.CapsuleModel,
   num_types = model.hparams.num_prime_capsules
   side = int(round(np.sqrt(route.shape[1] / num_types)))
   if num_types * side * side != route.shape[1]:
-    raise ValueError(f'{route.shape[1]} primary capsules are not '
-                     f'{num_types} types on a square grid')
+    raise errors.ConfigError(f'{route.shape[1]} primary capsules are not '
+                             f'{num_types} types on a square grid')
   couplings = route.reshape(-1, num_types, side, side).mean(axis=1)
   return Routing(logit_change=logit_change, couplings=couplings,
                  uniform=float(iterations[0].route[0, 0, 0]),
@@ -479,7 +482,7 @@ def training_curves(summary_dir: str) -> Curves:
   curves = Curves(train['total_loss'], train['accuracy'],
                   Scalars(steps, 100.0 * missed / (right + missed)))
   if not any(curve.steps.size for curve in curves):
-    raise FileNotFoundError(
+    raise errors.MissingDataError(
         f'no {", ".join(TRAIN_TAGS)} scalars in {summary_dir}/train and no '
         f'{", ".join(TEST_TAGS)} in {summary_dir}/test: give the '
         f'summary_dir of experiment.py')
@@ -635,7 +638,9 @@ def plot_curves(curves: Curves, path: str) -> None:
 def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
                  num_targets: int = 1, summary_dir: Optional[str] = None,
                  hparams: Optional[HParams] = None,
-                 eval_size: int = DEFAULT_EVAL_SIZE) -> List[str]:
+                 eval_size: int = DEFAULT_EVAL_SIZE,
+                 config: run_config_lib.RunConfig = run_config_lib.RunConfig()
+                ) -> List[str]:
   """Writes the figures of a capsule model checkpoint.
 
   Args:
@@ -648,36 +653,39 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
     num_targets: 1 (MNIST: Fig. 3 and 4) or 2 (MultiMNIST: Fig. 5).
     summary_dir: `experiment.py`'s summary_dir, for `curves.png`; None:
       no curves.
-    hparams: the model's hparams; None: `experiment.default_hparams()`.
+    hparams: the model's hparams; None: `default_hparams()`.
     eval_size: test examples evaluated for the confusion matrix and to find
       the failures shown.
+    config: the evaluation batch size and how the model computes.
 
   Returns:
     The paths written.
 
   Raises:
-    ValueError: a missing argument, a model without decoder, or bad data.
-    OSError: unreadable checkpoint, data or summaries.
+    errors.UserError: a missing argument, a model without decoder, bad or
+      missing data, an unreadable checkpoint or summaries.
   """
-  hparams = hparams or experiment.default_hparams()
+  hparams = hparams or hparams_lib.default_hparams()
   for name, value in (('checkpoint', checkpoint), ('data_dir', data_dir),
                       ('output_dir', output_dir)):
     if not value:
-      raise ValueError(f'{name} is required: pass --{name}=...')
+      raise errors.ConfigError(f'{name} is required: pass --{name}=...')
   if num_targets not in (1, 2):
-    raise ValueError(f'num_targets must be 1 or 2, got {num_targets}')
+    raise errors.ConfigError(
+        f'num_targets must be 1 or 2, got {num_targets}')
   if not hparams.remake:
-    raise ValueError('the figures need the decoder: hparam remake=true')
+    raise errors.ConfigError(
+        'the figures need the decoder: hparam remake=true')
   if eval_size < 1:
-    raise ValueError(f'eval_size must be positive, got {eval_size}')
+    raise errors.ConfigError(f'eval_size must be positive, got {eval_size}')
   # Read first: a wrong summary_dir fails before the long evaluation.
   curves = training_curves(summary_dir) if summary_dir else None
   input_fn = datasets.input_fn('mnist', data_dir=data_dir,
                                num_targets=num_targets)
-  dataset = input_fn('test', experiment.EVAL_BATCH_SIZE)
-  shape = model_lib.data_shape(
-      dataset.element_spec, num_targets)
-  model = experiment.build_model(hparams, model_type='capsule', shape=shape)
+  dataset = input_fn('test', config.eval_batch_size)
+  shape = model_lib.data_shape(dataset.element_spec, num_targets)
+  model = registry.build_model(hparams, model_type='capsule', shape=shape,
+                               config=config)
   step = checkpoints.load(model, checkpoint)
   tf.io.gfile.makedirs(output_dir)
   paths = []
@@ -746,8 +754,9 @@ def main(argv: List[str]) -> None:
   make_figures(
       FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
       num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,
-      hparams=experiment.default_hparams().parse(FLAGS.hparams_override or ''),
-      eval_size=FLAGS.eval_size)
+      hparams=hparams_lib.default_hparams().parse(
+          FLAGS.hparams_override or ''),
+      eval_size=FLAGS.eval_size, config=devices.resolve_run_config())
 
 
 if __name__ == '__main__':

@@ -17,10 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 import cli
-import experiment
 from input_data.mnist import mnist_shift
 from models import checkpoints
+from models import hparams as hparams_lib
 from models import model as model_lib
+from models import registry
 from paper import figures
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +32,7 @@ _SUBPROCESS_TIMEOUT_S = 120
 
 
 def _tiny_model():
-  return experiment.build_model(experiment.default_hparams().parse(_TINY),
+  return registry.build_model(hparams_lib.default_hparams().parse(_TINY),
                                 model_type='capsule', shape=_SHAPE)
 
 
@@ -335,14 +336,14 @@ class MakeFiguresTest(tf.test.TestCase):
     paths = figures.make_figures(
         self.checkpoint, data_dir=f'{prefix}@{len(shards)}',
         output_dir=output_dir, num_targets=2,
-        hparams=experiment.default_hparams().parse(_TINY), eval_size=100)
+        hparams=hparams_lib.default_hparams().parse(_TINY), eval_size=100)
     self.assertCountEqual([os.path.basename(path) for path in paths],
                           ['multimnist.png', 'routing.png', 'confusion.png'])
     self._assert_pngs(output_dir, ['multimnist.png', 'routing.png',
                                    'confusion.png'])
 
   def testMistakesAreOneLineErrors(self):
-    hparams = experiment.default_hparams().parse('num_prime_capsules=3')
+    hparams = hparams_lib.default_hparams().parse('num_prime_capsules=3')
     with self.assertRaisesRegex(ValueError, 'conv_capsule1/weights') as caught:
       figures.make_figures(self.checkpoint, data_dir=self.mnist_dir,
                            output_dir=self.root, hparams=hparams)
@@ -360,4 +361,4 @@ class MakeFiguresTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'remake=true'):
       figures.make_figures(
           self.checkpoint, data_dir=self.root, output_dir=self.root,
-          hparams=experiment.default_hparams().parse(_TINY + ',remake=false'))
+          hparams=hparams_lib.default_hparams().parse(_TINY + ',remake=false'))

@@ -5,14 +5,14 @@ r"""Reproduces the paper's results by name: trains, evaluates, tabulates.
   python -m paper.reproduce --list
 
 For each experiment of paper/experiments.py and each seed k < K (default:
-the paper's number of trials), `experiment.train` trains in
-`O/NAME/seed<k>/` with `seed=k`, `experiment.evaluate` tests its last
+the paper's number of trials), `models.training.train` trains in
+`O/NAME/seed<k>/` with `seed=k`, `models.evaluation.evaluate` tests its last
 checkpoint (and on the further test sets the paper reports for it, such as
 expanded MNIST for the affNIST models), and `O/NAME/seed<k>/result.json`
 records the errors. Every file an experiment reads is made or checked
 before anything trains. Ensembles
 (cifar10_ensemble) are then evaluated together with
-`experiment.evaluate_ensemble` (`O/NAME/ensemble.json`). `O/results.json`
+`models.evaluation.evaluate_ensemble` (`O/NAME/ensemble.json`). `O/results.json`
 and `O/results.md` give, per experiment, the paper's number beside the
 measured mean +- std over the seeds, the steps done against the paper's, the
 data, the wall time and the device.
@@ -52,16 +52,20 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-import experiment
+import errors
 from input_data import datasets
 from input_data import prepare
 from models import checkpoints
+from models import devices
+from models import evaluation
+from models import hparams as hparams_lib
+from models import run_config as run_config_lib
+from models import training
 from paper import experiments as experiments_lib
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
-SAVE_STEP = 1500  # experiment.py's --save_step default.
 RESULT_FILE = 'result.json'  # Per seed, in O/NAME/seed<k>/.
 ENSEMBLE_FILE = 'ensemble.json'  # Per ensemble experiment, in O/NAME/.
 RESULTS_JSON = 'results.json'
@@ -128,10 +132,10 @@ def _test_datasets(entry: experiments_lib.Experiment) -> List[str]:
 
 
 def _check_available(entry: experiments_lib.Experiment) -> None:
-  """Raises ValueError when datasets.py lacks a data set the entry needs."""
+  """Raises ConfigError when datasets.py lacks a data set the entry needs."""
   for dataset in [entry.dataset] + _test_datasets(entry):
     if dataset not in datasets.DATASETS:
-      raise ValueError(
+      raise errors.ConfigError(
           f'experiment {entry.name} needs the data set {dataset!r}, which '
           f'input_data/datasets.py does not provide yet (it has '
           f'{", ".join(datasets.DATASETS)})')
@@ -166,7 +170,8 @@ def _input_fns(entry: experiments_lib.Experiment, *, data_dir: str,
 
 def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
               hparams, data_dir: str, output_dir: str, max_steps: int,
-              eval_size: int, save_step: int) -> Dict[str, object]:
+              eval_size: int,
+              config: run_config_lib.RunConfig) -> Dict[str, object]:
   """Trains (or resumes) one seed and evaluates its last checkpoint."""
   summary_dir = seed_dir(output_dir, entry.name, seed)
   print(f'== {entry.name} seed {seed}: {entry.model} on {entry.dataset}, '
@@ -176,27 +181,27 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
   saved = checkpoints.list_steps(os.path.join(summary_dir, 'train'))
   start_step = max(saved, default=0)
   start = time.monotonic()
-  step = experiment.train(
+  step = training.train(
       hparams, summary_dir=summary_dir, model_type=entry.model,
-      max_steps=max_steps, save_step=save_step, input_fn=train_fn,
-      num_targets=entry.num_targets, seed=seed)
+      max_steps=max_steps, input_fn=train_fn, num_targets=entry.num_targets,
+      config=config, seed=seed)
   train_seconds = time.monotonic() - start
   checkpoint = os.path.join(summary_dir, 'train',
                             f'{checkpoints.PREFIX}-{step}')
   start = time.monotonic()
-  [result] = experiment.evaluate(
+  [result] = evaluation.evaluate(
       hparams, summary_dir=summary_dir, model_type=entry.model,
       eval_size=eval_size, input_fn=test_fn, num_targets=entry.num_targets,
-      checkpoint=checkpoint)
+      checkpoint=checkpoint, config=config)
   other_errors = {}
   for other in entry.other_tests:
     print(f'Also on the {other.dataset} test set:', flush=True)
-    [other_result] = experiment.evaluate(
+    [other_result] = evaluation.evaluate(
         hparams, summary_dir=os.path.join(summary_dir, other.dataset),
         model_type=entry.model, eval_size=min(other.eval_size, eval_size),
         input_fn=datasets.input_fn(other.dataset, data_dir=data_dir,
                                    eval_size=min(other.eval_size, eval_size)),
-        checkpoint=checkpoint)
+        checkpoint=checkpoint, config=config)
     other_errors[other.dataset] = other_result.wrong_percent
   return dict(seed=seed, error=result.wrong_percent, wrong=result.wrong,
               other_errors=other_errors, step=step, start_step=start_step,
@@ -206,10 +211,11 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
 
 def _run_ensemble(entry: experiments_lib.Experiment, *, hparams,
                   data_dir: str, output_dir: str, steps: Sequence[int],
-                  eval_size: int) -> Dict[str, object]:
+                  eval_size: int,
+                  config: run_config_lib.RunConfig) -> Dict[str, object]:
   """Evaluates the seeds' last checkpoints as one ensemble."""
   if len(set(steps)) > 1:
-    raise ValueError(
+    raise errors.ConfigError(
         f'the {entry.name} members stopped at different steps '
         f'({", ".join(map(str, steps))}); rerun with one --max_steps')
   # The members' checkpoints, `{}` for the seed (other braces escaped).
@@ -219,11 +225,11 @@ def _run_ensemble(entry: experiments_lib.Experiment, *, hparams,
                          f'{checkpoints.PREFIX}-{steps[0]}')
   print(f'== {entry.name}: ensemble of {len(steps)}', flush=True)
   start = time.monotonic()
-  wrong = experiment.evaluate_ensemble(
+  wrong = evaluation.evaluate_ensemble(
       hparams, model_type=entry.model, eval_size=eval_size,
       input_fn=_input_fns(entry, data_dir=data_dir, eval_size=eval_size)[1],
       checkpoint=pattern, num_trials=len(steps),
-      num_targets=entry.num_targets)
+      num_targets=entry.num_targets, config=config)
   return dict(error=wrong / eval_size * 100, wrong=wrong,
               eval_seconds=time.monotonic() - start)
 
@@ -232,9 +238,9 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
                     output_dir: str, seeds: Optional[int],
                     max_steps: Optional[int], hparams_override: Optional[str],
                     eval_size: Optional[int],
-                    save_step: int) -> Dict[str, object]:
+                    config: run_config_lib.RunConfig) -> Dict[str, object]:
   """Runs (or resumes) every seed of one experiment; see `reproduce`."""
-  hparams = experiment.default_hparams().parse(entry.hparams).parse(
+  hparams = hparams_lib.default_hparams().parse(entry.hparams).parse(
       hparams_override or '')
   num_seeds = seeds or entry.seeds
   max_steps = max_steps or entry.steps
@@ -253,7 +259,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
         settings, lambda seed=seed: _run_seed(
             entry, seed, hparams=hparams, data_dir=data_dir,
             output_dir=output_dir, max_steps=max_steps, eval_size=eval_size,
-            save_step=save_step)))
+            config=config)))
   ensemble = None
   if entry.ensemble:
     steps = [run['step'] for run in runs]
@@ -261,7 +267,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
         os.path.join(output_dir, entry.name, ENSEMBLE_FILE),
         dict(settings, seeds=num_seeds), lambda: _run_ensemble(
             entry, hparams=hparams, data_dir=data_dir, output_dir=output_dir,
-            steps=steps, eval_size=eval_size))
+            steps=steps, eval_size=eval_size, config=config))
   errors = [run['error'] for run in runs]
   other_tests = []
   for other in entry.other_tests:
@@ -355,7 +361,8 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
               seeds: Optional[int] = None, max_steps: Optional[int] = None,
               hparams_override: Optional[str] = None,
               eval_size: Optional[int] = None,
-              save_step: int = SAVE_STEP) -> Dict[str, Dict[str, object]]:
+              config: run_config_lib.RunConfig = run_config_lib.RunConfig()
+             ) -> Dict[str, Dict[str, object]]:
   """Trains and evaluates experiments, writing results.json and results.md.
 
   Every name is checked, and every file the experiments read is made or
@@ -372,22 +379,24 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
     hparams_override: `key=value,...` over each experiment's hparams (e.g. a
       tiny model for tests); it is recorded in the results.
     eval_size: test examples instead of the experiment's.
-    save_step: checkpoint period in steps.
+    config: batch sizes, cadence and how the models compute.
 
   Returns:
     The summary of each experiment run, by name, as in results.json.
 
   Raises:
     ValueError: unknown names, a missing data set or output_dir, or the
-      errors of `experiment.train` and `evaluate`.
+      errors of `training.train` and `evaluation.evaluate`.
     FileNotFoundError: a data file is missing and cannot be made.
   """
   if not output_dir:
-    raise ValueError('output_dir is required: pass --output_dir=<directory>')
+    raise errors.ConfigError(
+        'output_dir is required: pass --output_dir=<directory>')
   entries = [experiments_lib.get(name) for name in names]
   if not entries:
-    raise ValueError('no experiment given: pass --experiment=NAME[,NAME...] '
-                     '(--list shows them)')
+    raise errors.ConfigError(
+        'no experiment given: pass --experiment=NAME[,NAME...] (--list '
+        'shows them)')
   for entry in entries:
     _check_available(entry)
   for entry in entries:
@@ -403,7 +412,7 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
     run[entry.name] = results[entry.name] = _run_experiment(
         entry, data_dir=data_dir, output_dir=output_dir, seeds=seeds,
         max_steps=max_steps, hparams_override=hparams_override,
-        eval_size=eval_size, save_step=save_step)
+        eval_size=eval_size, config=config)
     _write_json(json_path, dict(experiments=results))
     _write_text(os.path.join(output_dir, RESULTS_MD),
                 results_markdown(results))
@@ -449,7 +458,7 @@ def _define_flags() -> None:
   flags.DEFINE_integer('eval_size', None,
                        'Test examples evaluated (whole batches of 100) '
                        'instead of the experiment\'s (the whole test set).',
-                       lower_bound=experiment.EVAL_BATCH_SIZE)
+                       lower_bound=run_config_lib.EVAL_BATCH_SIZE)
   flags.DEFINE_bool('list', False,
                     'Print the experiments with the paper\'s numbers.')
 
@@ -459,10 +468,12 @@ def main(argv: List[str]) -> None:
   if FLAGS.list:
     print(experiment_list())
     return
+  devices.allow_gpu_memory_growth()
   tf.config.experimental.enable_op_determinism()
   reproduce(FLAGS.experiment, data_dir=FLAGS.data_dir,
             output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
-            max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size)
+            max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size,
+            config=devices.resolve_run_config())
 
 
 if __name__ == '__main__':

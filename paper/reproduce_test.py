@@ -2,7 +2,7 @@
 
 A tiny capsule model (`num_prime_capsules=2`) trained for 2 steps on
 MNIST-layout records of random digits (256 training, 200 test), through
-`experiment.train` / `evaluate` as the tool calls them.
+`training.train` / `evaluation.evaluate` as the tool calls them.
 """
 
 import dataclasses
@@ -18,12 +18,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import experiment
 from input_data import datasets
-from input_data import records
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_shift
 from input_data.mnist import mnist_shift_test
+from input_data import records
+from models import evaluation
+from models import hparams as hparams_lib
+from models import run_config
+from models import training
 from paper import experiments
 from paper import reproduce
 
@@ -103,16 +106,16 @@ def test_two_seeds_write_result_files_with_numpys_mean_and_std(two_seeds):
 
 
 def _count_calls(monkeypatch):
-  """Counts experiment.train and evaluate calls, which still run."""
+  """Counts training.train and evaluation.evaluate calls, which still run."""
   calls = []
-  for name in ('train', 'evaluate'):
-    original = getattr(experiment, name)
+  for module, name in ((training, 'train'), (evaluation, 'evaluate')):
+    original = getattr(module, name)
 
     def counted(*args, name=name, original=original, **kwargs):
       calls.append((name, kwargs.get('summary_dir')))
       return original(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, name, counted)
+    monkeypatch.setattr(module, name, counted)
   return calls
 
 
@@ -157,8 +160,8 @@ def test_ensemble_sums_the_seeds_models(two_seeds, data_dir, monkeypatch):
   assert not calls  # The members are the seeds, trained before.
   members = os.path.join(output_dir, 'mnist_r1', 'seed{}', 'train',
                          'model.ckpt-2')
-  wrong = experiment.evaluate_ensemble(
-      experiment.default_hparams().parse(f'routing=1,remake=false,{_TINY}'),
+  wrong = evaluation.evaluate_ensemble(
+      hparams_lib.default_hparams().parse(f'routing=1,remake=false,{_TINY}'),
       model_type='capsule', eval_size=_NUM_TEST,
       input_fn=reproduce._input_fns(  # pylint: disable=protected-access
           experiments.EXPERIMENTS['mnist_r1'], data_dir=data_dir,
@@ -177,9 +180,10 @@ def _trained_weights(data_dir, summary_dir, seed):
   input_fn = reproduce._input_fns(  # pylint: disable=protected-access
       experiments.EXPERIMENTS['mnist_r1'], data_dir=data_dir,
       eval_size=_NUM_TEST)[0]
-  experiment.train(experiment.default_hparams().parse(_TINY),
-                   summary_dir=summary_dir, model_type='capsule', max_steps=2,
-                   save_step=2, input_fn=input_fn, seed=seed)
+  training.train(hparams_lib.default_hparams().parse(_TINY),
+                 summary_dir=summary_dir, model_type='capsule', max_steps=2,
+                 input_fn=input_fn, config=run_config.RunConfig(save_step=2),
+                 seed=seed)
   reader = tf.train.load_checkpoint(os.path.join(summary_dir, 'train'))
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()}
@@ -311,8 +315,8 @@ def test_affnist_models_are_also_tested_on_expanded_mnist(
   assert other['paper'] == dict(error=0.77, std=None,
                                 source='section 5.2 (99.23% accuracy)')
   # The same checkpoint, evaluated on expanded MNIST's test digits.
-  [expected] = experiment.evaluate(
-      experiment.default_hparams().parse(_TINY), summary_dir=str(
+  [expected] = evaluation.evaluate(
+      hparams_lib.default_hparams().parse(_TINY), summary_dir=str(
           tmp_path / 'check'), model_type='capsule', eval_size=_NUM_TEST,
       input_fn=datasets.input_fn('expanded_mnist', data_dir=idx_dir,
                                  eval_size=_NUM_TEST),

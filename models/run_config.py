@@ -1,0 +1,68 @@
+"""How a run trains and evaluates, in one value passed down from `main`.
+
+The reference hard-coded these deep inside its functions (batch 128 in the
+input functions, 100 for evaluation, a 60 s poll); here `experiment.py`
+resolves them once, from its flags and the machine
+(`devices.resolve_run_config`), and hands the `RunConfig` to the library.
+Library defaults are the reference's values and TensorFlow's own
+convolution, so a `RunConfig()` made in a test or a notebook runs anywhere.
+"""
+
+import dataclasses
+
+import errors
+from layers import kernels
+from layers import variables
+
+TRAIN_BATCH_SIZE = 128  # Global batch, split evenly across replicas.
+EVAL_BATCH_SIZE = 100
+LOG_EVERY_STEPS = 100
+SAVE_STEP = 1500
+EVAL_POLL_SECONDS = 60  # Between looks for a new checkpoint to evaluate.
+EVAL_TIMEOUT_SECONDS = 360 * EVAL_POLL_SECONDS  # Idle time before it stops.
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Batch sizes, cadence and how the model computes on this machine.
+
+  Attributes:
+    train_batch_size: the global training batch, split evenly across
+      replicas.
+    eval_batch_size: examples per evaluation batch; evaluation reads whole
+      batches.
+    log_every_steps: training prints a progress line every so many steps;
+      also the most steps one compiled call runs.
+    save_step: training writes a checkpoint every so many steps (and at the
+      last).
+    compute_dtype: 'float32', or 'bfloat16' / 'float16' for mixed precision
+      (see `models.model.Model`).
+    conv_implementation: the primary capsules' convolution, one of
+      `kernels.IMPLEMENTATIONS` ('fourier' is faster on CPUs).
+    eval_poll_seconds: the least time between two evaluations when
+      following a training folder.
+    eval_timeout_seconds: how long that waits for a new checkpoint.
+  """
+  train_batch_size: int = TRAIN_BATCH_SIZE
+  eval_batch_size: int = EVAL_BATCH_SIZE
+  log_every_steps: int = LOG_EVERY_STEPS
+  save_step: int = SAVE_STEP
+  compute_dtype: str = 'float32'
+  conv_implementation: str = 'native'
+  eval_poll_seconds: float = EVAL_POLL_SECONDS
+  eval_timeout_seconds: float = EVAL_TIMEOUT_SECONDS
+
+  def __post_init__(self):
+    for name in ('train_batch_size', 'eval_batch_size', 'log_every_steps',
+                 'save_step'):
+      if getattr(self, name) < 1:
+        raise errors.ConfigError(
+            f'{name} must be positive, got {getattr(self, name)}')
+    if self.compute_dtype not in variables.COMPUTE_DTYPES:
+      raise errors.ConfigError(
+          f'compute_dtype={self.compute_dtype!r}: use one of '
+          f'{", ".join(variables.COMPUTE_DTYPES)}')
+    if self.conv_implementation not in kernels.IMPLEMENTATIONS:
+      raise errors.ConfigError(
+          f'conv_implementation={self.conv_implementation!r}: use one of '
+          f'{", ".join(kernels.IMPLEMENTATIONS)}')

@@ -1,0 +1,283 @@
+"""Training: the one training step, and the loop that runs it.
+
+`Trainer.run` is the training step: `train`'s loop runs it, and so do the
+benchmarks and the tests, so the step measured is the step trained. It runs
+up to `log_every_steps` steps in one compiled call, each on one batch per
+replica under a `tf.distribute` strategy, with the reference's summaries of
+every step, and stops after a step whose loss is not finite.
+
+`train` is the reference's training loop: resume from the newest loadable
+checkpoint, train to `max_steps`, save every `save_step` steps and at the
+end, print progress every `log_every_steps` steps.
+"""
+
+import collections
+import os
+import time
+from typing import Callable, Iterator, Mapping, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import errors
+from input_data import datasets
+from models import checkpoints
+from models import devices
+from models.hparams import HParams
+from models import model as model_lib
+from models import registry
+from models import run_config as run_config_lib
+
+# What `Trainer.run` returns: the mean loss and accuracy of the steps run,
+# how many ran, and whether every loss was finite.
+StepsResult = collections.namedtuple(
+    'StepsResult', ('loss', 'accuracy', 'steps_run', 'finite'))
+
+
+class NonFiniteLossError(errors.UserError, ArithmeticError):
+  """The training loss became NaN or infinite."""
+
+
+class Trainer:
+  """The training step of a built model under a distribution strategy."""
+
+  def __init__(self, model: model_lib.Model, *, shape: model_lib.DataShape,
+               strategy: Optional[tf.distribute.Strategy] = None,
+               config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
+    """Wraps a model built under `strategy`'s scope.
+
+    Args:
+      model: a built model (`registry.build_model`).
+      shape: the shape ints of its data.
+      strategy: the strategy whose scope built the model; None: the default
+        strategy (one device).
+      config: batch sizes and cadence.
+
+    Raises:
+      errors.ConfigError: the replicas do not split the global batch.
+    """
+    self.model = model
+    self.shape = shape
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.config = config
+    devices.check_replicas(self.strategy.num_replicas_in_sync,
+                           config.train_batch_size)
+    self._run = tf.function(self._steps)
+
+  @property
+  def replica_batch_size(self) -> int:
+    return self.config.train_batch_size // self.strategy.num_replicas_in_sync
+
+  def distribute(self, dataset_fn: Callable[[tf.distribute.InputContext],
+                                            tf.data.Dataset]) -> Iterator:
+    """An iterator over batches of `dataset_fn`, one per replica per step.
+
+    Args:
+      dataset_fn: gives each input pipeline its dataset of replica batches,
+        as `tf.distribute.Strategy.distribute_datasets_from_function` calls
+        it.
+    """
+    return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+  def repeat(self, tensors: Mapping[str, tf.Tensor]) -> Iterator:
+    """An endless iterator over one batch of replica_batch_size examples."""
+    dataset = tf.data.Dataset.from_tensors(dict(tensors)).repeat()
+    return self.distribute(lambda _: dataset)
+
+  def run(self, iterator: Iterator, num_steps: int) -> StepsResult:
+    """Runs up to num_steps training steps; see the module docstring.
+
+    Each step's summaries go to the default summary writer at the global
+    step before its update (the reference's numbering).
+    """
+    return self._run(iterator, tf.constant(num_steps))
+
+  def _replica_step(self, tensors):
+    grads, result = self.model.compute_gradients(
+        model_lib.features(tensors, self.shape),
+        loss_scale=1.0 / self.strategy.num_replicas_in_sync)
+    self.model.apply_gradients(grads)
+    return result._replace(remakes=result.remakes or []), tensors
+
+  def _steps(self, iterator, num_steps):
+    strategy = self.strategy
+
+    def reduce(op, value):
+      return strategy.reduce(op, value, axis=None)
+
+    def mean(value):
+      return reduce(tf.distribute.ReduceOp.MEAN, value)
+
+    def first(value):  # Of the first replica's batch, for summaries.
+      return strategy.experimental_local_results(value)[0]
+
+    loss_sum = correct_sum = tf.constant(0.0)
+    steps_run = tf.constant(0)
+    finite = tf.constant(True)
+    for _ in tf.range(num_steps):
+      step = tf.identity(self.model.global_step)
+      result, tensors = strategy.run(self._replica_step,
+                                     args=(next(iterator),))
+      result = model_lib.Losses(
+          total_loss=mean(result.total_loss),
+          correct=reduce(tf.distribute.ReduceOp.SUM, result.correct),
+          almost=reduce(tf.distribute.ReduceOp.SUM, result.almost),
+          classification_loss=mean(result.classification_loss),
+          reconstruction_losses=[mean(loss)
+                                 for loss in result.reconstruction_losses],
+          logits=first(result.logits),
+          remakes=[first(remake) for remake in result.remakes])
+      # The reference's tags, outside the loop's `while/` name scope.
+      with tf.name_scope(''):
+        self.model.summarize(
+            result, model_lib.features(tf.nest.map_structure(first, tensors),
+                                       self.shape),
+            step=step, batch_size=self.config.train_batch_size)
+      loss_sum += result.total_loss
+      correct_sum += result.correct
+      steps_run += 1
+      if not tf.math.is_finite(result.total_loss):
+        finite = tf.constant(False)
+        break
+    steps = tf.cast(steps_run, tf.float32)
+    return StepsResult(
+        loss_sum / steps,
+        correct_sum / (steps * self.config.train_batch_size), steps_run,
+        finite)
+
+
+def _next_stop(step: int, *, max_steps: int,
+               config: run_config_lib.RunConfig) -> int:
+  """The next step at which training saves, logs or ends."""
+  def next_multiple(every):
+    return (step // every + 1) * every
+  return min(max_steps, next_multiple(config.save_step),
+             next_multiple(config.log_every_steps))
+
+
+def train(hparams: HParams, *, summary_dir: str, model_type: str,
+          max_steps: int, input_fn: datasets.InputFn, num_targets: int = 1,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          config: run_config_lib.RunConfig = run_config_lib.RunConfig(),
+          seed: Optional[int] = None) -> int:
+  """Trains a model up to global step max_steps.
+
+  Resumes from the newest loadable checkpoint in `summary_dir/train/` and
+  never deletes anything there. Saves `model.ckpt-<step>` every
+  `config.save_step` steps and at max_steps; writes summaries for every
+  step. Under multi-worker training only the chief writes files. Each input
+  pipeline builds its own dataset and reads its share of the records.
+
+  Args:
+    hparams: model hyperparameters (`default_hparams()`, overridden).
+    summary_dir: experiment directory; training uses `summary_dir/train/`.
+    model_type: key of `registry.MODELS`.
+    max_steps: global step to train to.
+    input_fn: `input_fn(split, batch_size, input_context=None)`.
+    num_targets: objects per image (2 for MultiMNIST).
+    strategy: distribution strategy; None: the default (one device).
+    config: batch sizes, cadence and how the model computes.
+    seed: seeds Python, NumPy, TensorFlow and Keras
+      (`keras.utils.set_random_seed`) and makes the training input's order
+      deterministic, so the same seed gives the same initial weights and
+      batches; a resumed seeded run passes over the batches of the steps
+      already done, so it sees the batches an uninterrupted run would.
+      Bitwise-equal runs on GPUs, or with random distortions (cifar10,
+      norb), also need `tf.config.experimental.enable_op_determinism()` (as
+      `--seed` does). None: unseeded, the input in any order (faster).
+
+  Returns:
+    The global step reached.
+
+  Raises:
+    errors.ConfigError: unknown model, missing summary_dir, or replicas
+      that do not divide the global batch.
+    NonFiniteLossError: the loss became NaN or infinite (nothing is saved
+      after the last good checkpoint).
+    checkpoints.CheckpointError: the checkpoints in train/ belong to another
+      architecture, or none of them loads.
+    errors.StorageError: a checkpoint could not be written (e.g. the disk
+      is full).
+  """
+  if not summary_dir:
+    raise errors.ConfigError('summary_dir is required for training: pass '
+                             '--summary_dir=<experiment directory>')
+  strategy = strategy or tf.distribute.get_strategy()
+  devices.check_replicas(strategy.num_replicas_in_sync,
+                         config.train_batch_size)
+  if seed is not None:
+    keras.utils.set_random_seed(seed)
+  # Order-deterministic input for a seeded run only: `records.read_files`
+  # interleaves its files in the order this option asks for.
+  options = tf.data.Options()
+  options.deterministic = seed is not None
+  train_dir = os.path.join(summary_dir, 'train')
+  is_chief = strategy.extended.should_checkpoint
+  if is_chief:
+    tf.io.gfile.makedirs(train_dir)
+  replica_batch = config.train_batch_size // strategy.num_replicas_in_sync
+  # A pipeline made only for its shapes, before the model, in every run
+  # alike: the training pipeline below then draws the same op seeds whether
+  # the run starts or resumes.
+  shape = model_lib.data_shape(input_fn('train', replica_batch).element_spec,
+                               num_targets)
+  with strategy.scope():
+    model = registry.build_model(hparams, model_type=model_type, shape=shape,
+                                 config=config)
+  trainer = Trainer(model, shape=shape, strategy=strategy, config=config)
+  num_params = sum(int(np.prod(var.shape)) for var in model.trainable_variables)
+  print(f'total_params: {num_params}', flush=True)
+  step = checkpoints.restore_latest(model, train_dir)
+  # A seeded run resumes in its own data order: the batches of the steps
+  # done are read and passed over (unseeded, the order is random anyway).
+  done = step if seed is not None else 0
+
+  def dataset_fn(input_context):
+    replicas_here = (strategy.num_replicas_in_sync //
+                     input_context.num_input_pipelines)
+    return input_fn('train', replica_batch, input_context).with_options(
+        options).skip(done * replicas_here)
+
+  iterator = trainer.distribute(dataset_fn)
+  if step >= max_steps:
+    print(f'Nothing to train: the global step {step} has reached max_steps '
+          f'{max_steps}', flush=True)
+  writer = (tf.summary.create_file_writer(train_dir) if is_chief
+            else tf.summary.create_noop_writer())
+  with writer.as_default():
+    while step < max_steps:
+      start_time = time.time()
+      result = trainer.run(
+          iterator, _next_stop(step, max_steps=max_steps, config=config) - step)
+      steps_run = int(result.steps_run)
+      seconds_per_step = (time.time() - start_time) / steps_run
+      last_step = step + steps_run - 1
+      # Not step + steps_run: float16 skips the steps that overflow.
+      step = int(model.global_step.numpy())
+      if not result.finite:
+        writer.flush()
+        saved = checkpoints.list_steps(train_dir)
+        last = f'model.ckpt-{max(saved)}' if saved else 'no checkpoint'
+        raise NonFiniteLossError(
+            f'the loss became {float(result.loss):.4g} at step {last_step}; '
+            f'nothing was saved after {last}. Lower the learning rate '
+            f'(--hparams_override=learning_rate=...) and rerun to resume')
+      if is_chief and (step % config.save_step == 0 or step == max_steps):
+        writer.flush()
+        checkpoints.save(model, train_dir)
+      if step % config.log_every_steps == 0 or step == max_steps:
+        _print_progress(step, result, max_steps=max_steps,
+                        seconds_per_step=seconds_per_step, config=config)
+  writer.close()
+  return step
+
+
+def _print_progress(step: int, result: StepsResult, *, max_steps: int,
+                    seconds_per_step: float,
+                    config: run_config_lib.RunConfig) -> None:
+  minutes, seconds = divmod(int((max_steps - step) * seconds_per_step), 60)
+  print(f'step {step}: loss {float(result.loss):.4f}, accuracy '
+        f'{float(result.accuracy):.4f}, '
+        f'{config.train_batch_size / seconds_per_step:.1f} examples/s, '
+        f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d} left', flush=True)
