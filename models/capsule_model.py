@@ -33,7 +33,7 @@ class CapsuleModel(model.Model):
       hparams: as for `model.Model`.
       compute_dtype: as for `model.Model`.
       conv_implementation: of the primary capsules' convolution, 'fourier'
-        or 'native' (see `layers.kernels.conv2d`); None: the device's
+        or 'native' (see `layers.CONV_IMPLEMENTATIONS`); None: the device's
         (`devices.conv_implementation`).
     """
     super().__init__(hparams, compute_dtype)
