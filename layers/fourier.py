@@ -3,10 +3,11 @@
 An optional accelerator, not the paper's math: the capsule layers run it
 when asked (`conv_implementation='fourier'`), and TensorFlow's convolution
 otherwise. It pays for the primary capsules' large-kernel convolution (9x9,
-stride 2, 256 channels in and out), where it does a fifth of the direct
-convolution's multiplications, on CPUs; GPUs have tuned convolutions of
-their own. It gives `tf.nn.conv2d`'s numbers up to float rounding, values
-and both gradients, in float32, bfloat16 and float16.
+stride 2, 256 channels in and out), where its frequency products are a
+fifth of the direct convolution's multiplications, on CPUs; GPUs have
+tuned convolutions of their own. It gives `tf.nn.conv2d`'s numbers up to
+float rounding, values and both gradients, in float32, bfloat16 and
+float16.
 
 In the frequency domain the convolution is one small complex matrix product
 per frequency, `[batch, in_channels] x [in_channels, out_channels]`; with
