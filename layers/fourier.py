@@ -182,8 +182,16 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
   and `s1` and `s2` trade places: `real = s0 - s1`, `imag = s0 - s2`.
   Each reading matrix below applies one such pair of differences and the
   next linear map in one: `M_r (s0 - s2) + M_i (s0 - s1)` is
-  `[M_r + M_i, -M_i, -M_r]` on the stack. Every step is an exact identity,
-  so only float rounding tells the result from `tf.nn.conv2d`'s.
+  `[M_r + M_i, -M_i, -M_r]` on the stack.
+
+  Every step is exact, so only float rounding tells the result from
+  `tf.nn.conv2d`'s: with the DFT length of `_axis` the circular
+  correlation is the linear one at every output read; the padding's zeros
+  and the unread samples add nothing (`_dft_matrix`); Gauss's products are
+  an identity; the inverse DFT holds at any position, so evaluating it at
+  the strided outputs only loses nothing, and a real output is the real
+  part of its half spectrum's sum with each conjugate pair counted twice;
+  the gradient of a linear map is its transpose.
   """
   rows = _axis(height, kernel_size=kernel_size, stride=stride,
                padding=padding)
@@ -234,7 +242,11 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
           [from_real + from_imag, -from_imag, -from_real], axis=1),
       output_width_idft=np.concatenate(
           [np.cos(angle_w) * weight, -np.sin(angle_w) * weight], axis=1),
-      # The transposed inverse: (o, part) pairs to dYr and dYi, stacked.
+      # The output is from_real Yr + from_imag Yi along the height, so the
+      # transposes take the output gradient's (o, part) pairs to dYr and
+      # dYi, stacked for the product that reads them: [dYr + dYi, dYi, dYr],
+      # A's stack with its last two swapped (see above), and
+      # [dYr, dYr + dYi, dYr - dYi], B's for B = dY.
       d_output_for_images=np.concatenate(
           [from_real.T + from_imag.T, from_imag.T, from_real.T]),
       d_output_for_kernel=np.concatenate(
