@@ -193,11 +193,11 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
   part of its half spectrum's sum with each conjugate pair counted twice;
   the gradient of a linear map is its transpose.
   """
-  rows = _axis(height, kernel_size=kernel_size, stride=stride,
-               padding=padding)
-  columns = _axis(width, kernel_size=kernel_size, stride=stride,
-                  padding=padding)
-  length_h, length_w = rows.dft_length, columns.dft_length
+  along_height = _axis(height, kernel_size=kernel_size, stride=stride,
+                       padding=padding)
+  along_width = _axis(width, kernel_size=kernel_size, stride=stride,
+                      padding=padding)
+  length_h, length_w = along_height.dft_length, along_width.dft_length
   half_width = length_w // 2 + 1
 
   def width_dft(size, offset):  # [2 * hw, size]: rows (part, frequency)
@@ -208,13 +208,13 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
     return _complex_map(*_dft_matrix(size, length=length_h, offset=offset,
                                      half=False))
 
-  image_to_real, image_to_imag = height_dft(height, rows.pad_before)
+  image_to_real, image_to_imag = height_dft(height, along_height.pad_before)
   kernel_to_real, kernel_to_imag = height_dft(kernel_size, 0)
 
   # The inverse DFT along the height at the strided rows: row o of a
   # complex Y times exp(+2 pi i stride o frequency / lh), from Yr and from
   # Yi to (o, part) pairs.
-  angle_h = (2 * np.pi * stride * np.arange(rows.out_size)[:, None] *
+  angle_h = (2 * np.pi * stride * np.arange(along_height.out_size)[:, None] *
              np.arange(length_h)[None, :] / length_h)  # [oh, lh]
   cos_h, sin_h = np.cos(angle_h), np.sin(angle_h)
   from_real = np.stack([cos_h, sin_h], axis=1).reshape(-1, length_h)
@@ -224,13 +224,13 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
   # but 0 (and an even length's last) twice for its conjugate; 1 / (lh lw)
   # is the inverse DFT's scale.
   frequency_w = np.arange(half_width)[None, :]
-  angle_w = (2 * np.pi * stride * np.arange(columns.out_size)[:, None] *
+  angle_w = (2 * np.pi * stride * np.arange(along_width.out_size)[:, None] *
              frequency_w / length_w)                   # [ow, hw]
   weight = np.where((frequency_w == 0) | (2 * frequency_w == length_w),
                     1.0, 2.0) / (length_h * length_w)
 
   matrices = dict(
-      image_width_dft=width_dft(width, columns.pad_before),
+      image_width_dft=width_dft(width, along_width.pad_before),
       image_height_dft=np.concatenate(
           [image_to_real + image_to_imag, image_to_real, image_to_imag]),
       kernel_width_dft=width_dft(kernel_size, 0),
@@ -263,7 +263,7 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
            -kernel_to_real.T], axis=1),
   )
   return _Plan(height_frequencies=length_h, width_frequencies=half_width,
-               out_height=rows.out_size, out_width=columns.out_size,
+               out_height=along_height.out_size, out_width=along_width.out_size,
                **{name: matrix.astype(np.float32)
                   for name, matrix in matrices.items()})
 
