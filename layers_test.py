@@ -3,8 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+import errors
 import golden_utils
-from layers import kernels
 from layers import layers
 from layers import variables
 
@@ -184,87 +184,32 @@ class LayersTest(tf.test.TestCase):
     self.assertAllClose(fused, layers._update_routing(votes, biases, 2, False),
                         atol=2e-2)
 
-  def testConv2dMatchesTensorFlow(self):
-    """Fourier: tf.nn.conv2d's values and gradients, by its own code."""
-    # Odd and even DFT lengths, padding before the image, unread rows.
-    for shape, kernel_size in (((2, 7, 6, 3), 3), ((2, 8, 9, 3), 4),
-                               ((1, 20, 20, 2), 9)):
-      images = tf.random.normal(shape)
-      kernel = tf.random.normal((kernel_size, kernel_size, shape[3], 5))
-      for padding in ('SAME', 'VALID'):
-        for stride in (1, 2):
-          with tf.GradientTape(persistent=True) as tape:
-            tape.watch([images, kernel])
-            expected = tf.nn.conv2d(images, kernel, stride, padding)
-            output = kernels.conv2d(images, kernel, stride=stride,
-                                    padding=padding)
-            weights = tf.random.normal(expected.shape, seed=1)
-            expected_loss = tf.reduce_sum(expected * weights)
-            loss = tf.reduce_sum(output * weights)
-          message = f'{shape} {kernel_size} {padding} {stride}'
-          self.assertEqual(output.shape, expected.shape, msg=message)
-          self.assertAllClose(output, expected, rtol=1e-5, atol=1e-5,
-                              msg=message)
-          for wrt in (images, kernel):
-            self.assertAllClose(tape.gradient(loss, wrt),
-                                tape.gradient(expected_loss, wrt), rtol=1e-5,
-                                atol=1e-4, msg=message)
+  def testConvImplementations(self):
+    """'fourier' gives TensorFlow's votes by other ops; 'native' is default."""
+    input_tensor = tf.random.uniform((2, 3, 4, 7, 7))
+    native = layers.ConvSlimCapsule(output_dim=2, output_atoms=5, stride=2,
+                                    kernel_size=3, padding='VALID')
+    fourier = layers.ConvSlimCapsule(output_dim=2, output_atoms=5, stride=2,
+                                     kernel_size=3, padding='VALID',
+                                     conv_implementation='fourier')
+    native(input_tensor)
+    fourier(input_tensor)
+    fourier.kernel.assign(native.kernel)
+    self.assertAllClose(fourier.votes(input_tensor),
+                        native.votes(input_tensor), rtol=1e-5, atol=1e-5)
 
-  def testDftMatrixIsNumpysFft(self):
-    """The DFT of a signal placed at an offset, as NumPy's zero-padded FFT."""
-    signal = np.random.RandomState(0).normal(size=5)
-    real, imag = kernels._dft_matrix(5, length=9, offset=2, half=True)
-    padded = np.zeros(9)
-    padded[2:7] = signal
-    self.assertAllClose(real @ signal + 1j * (imag @ signal),
-                        np.fft.rfft(padded))
-    # VALID's unread samples past the length weigh nothing.
-    real, _ = kernels._dft_matrix(5, length=4, offset=0, half=False)
-    self.assertAllEqual(real[:, 4], np.zeros(4))
+    def op_types(layer):
+      votes = tf.function(layer.votes).get_concrete_function(input_tensor)
+      return {op.type for op in votes.graph.get_operations()}
 
-  def testFourierGeometry(self):
-    # MNIST's primary capsules: 20x20 -> 6x6, the last row and column
-    # unread; 19 x 10 frequencies.
-    self.assertEqual(kernels._geometry(20, kernel_size=9, stride=2,
-                                       padding='VALID'), (6, 0, 19))
-    plan = kernels._plan(20, 20, kernel_size=9, stride=2, padding='VALID')
-    self.assertEqual(plan.num_frequencies, 190)
-    # CIFAR10's: 24x24 SAME -> 12x12, 3 zero rows before the image.
-    self.assertEqual(kernels._geometry(24, kernel_size=9, stride=2,
-                                       padding='SAME'), (12, 3, 31))
-    with self.assertRaisesRegex(ValueError, 'use SAME or VALID'):
-      kernels._geometry(24, kernel_size=9, stride=2, padding='FULL')
-
-  def testConv2dInNarrowDtypes(self):
-    """bfloat16 runs in bfloat16; float16's spectra are multiplied float32."""
-    images = tf.random.normal((2, 11, 11, 8))
-    kernel = tf.random.normal((5, 5, 8, 6))
-    weights = tf.random.normal((2, 4, 4, 6))
-
-    def output_and_gradient(dtype):
-      cast = tf.cast(images, dtype)
-      with tf.GradientTape() as tape:
-        tape.watch(cast)
-        output = kernels.conv2d(cast, tf.cast(kernel, dtype), stride=2,
-                                padding='VALID')
-        loss = tf.reduce_sum(tf.cast(output, tf.float32) * weights)
-      return output, tape.gradient(loss, cast)
-
-    expected = output_and_gradient(tf.float32)
-    for dtype, low, high in ((tf.bfloat16, 2e-3, 2e-2),
-                             (tf.float16, 5e-5, 2e-3)):
-      for value, reference in zip(output_and_gradient(dtype), expected):
-        self.assertEqual(value.dtype, dtype)
-        # Relative to the whole tensor: bfloat16 keeps 8 bits of mantissa
-        # (2^-9 per rounding, a few roundings), float16 11 (its inputs).
-        error = float(tf.norm(tf.cast(value, tf.float32) - reference) /
-                      tf.norm(reference))
-        self.assertBetween(error, low, high, msg=dtype.name)
-
-  def testConv2dRefusesAnUnknownImplementation(self):
-    with self.assertRaisesRegex(ValueError, 'use one of fourier, native'):
-      kernels.conv2d(tf.zeros((1, 3, 3, 1)), tf.zeros((3, 3, 1, 1)),
-                     stride=1, padding='VALID', implementation='winograd')
+    self.assertIn('Conv2D', op_types(native))
+    self.assertNotIn('Conv2D', op_types(fourier))
+    with self.assertRaisesRegex(errors.ConfigError,
+                                'use one of native, fourier'):
+      layers._depthwise_conv3d(
+          input_tensor, native.kernel, input_dim=3, output_dim=2,
+          input_atoms=4, output_atoms=5, stride=2, padding='VALID',
+          implementation='winograd')
 
   def testRoutingOnInputMajorVotes(self):
     """input_axis=0 routes the transposed votes alike, gradients too."""

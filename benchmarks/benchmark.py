@@ -35,7 +35,7 @@ losses, Adam) is not counted. A training step counts 3x the forward FLOPs
 convention, although the gradient of the images is never computed: this
 overstates the MNIST CapsNet step by the 1.4% of conv1. These are the FLOPs
 of the direct convolution; the capsule models' primary capsules multiply in
-the frequency domain (`layers/kernels.py`), a fifth of those multiplications
+the frequency domain (`layers/fourier.py`), a fifth of those multiplications
 for MNIST, so their utilization can pass 100%: it compares the step with
 the direct algorithm run at the peak, not how busy the multipliers are.
 """
@@ -241,14 +241,14 @@ def load() -> float:
   return os.getloadavg()[0]
 
 
-def _device_type() -> str:
+def device_type() -> str:
   return 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
 
 
 def matmul_peak(dtype: tf.DType = tf.float32,
                 size: Optional[int] = None) -> float:
   """Best FLOP/s of a large square matrix product on the default device."""
-  size = size or PEAK_MATMUL_SIZE[_device_type()]
+  size = size or PEAK_MATMUL_SIZE[device_type()]
   a = tf.random.stateless_normal([size, size], [1, 2], dtype=dtype)
   b = tf.random.stateless_normal([size, size], [3, 4], dtype=dtype)
   product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[0, :1]))
@@ -351,7 +351,7 @@ def _format(timing: Timing, peak: float) -> str:
           f'{achieved / 1e9:8.1f} {achieved / peak:6.1%} {timing.load:5.2f}')
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
   """Peak resident set of this process in bytes.
 
   Linux's `VmHWM` where there is one: `ru_maxrss` also counts the parent's
@@ -377,8 +377,8 @@ def peak_memory(config: Config, *, compute_dtype: str,
   """
   time_calls(train_step(config, compute_dtype=compute_dtype, **settings),
              repeats=1)
-  peak = {'rss': _peak_rss()}
-  if _device_type() == 'GPU':
+  peak = {'rss': peak_rss()}
+  if device_type() == 'GPU':
     peak['device'] = tf.config.experimental.get_memory_info('GPU:0')['peak']
   return peak
 
@@ -446,7 +446,7 @@ def main(argv: Optional[List[str]] = None) -> None:
   if unknown:
     raise SystemExit(f'unknown configs {unknown}; use {", ".join(CONFIGS)}')
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
-  print(f'TensorFlow {tf.__version__}, {_device_type()}, '
+  print(f'TensorFlow {tf.__version__}, {device_type()}, '
         f'compute dtype {args.compute_dtype}, {args.repeats} repeats')
   # First, while nothing else runs: the probe is a process of its own.
   memory = None if args.skip_memory else _peak_memory_in_subprocess(

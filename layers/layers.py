@@ -9,7 +9,9 @@ Capsule tensors keep the reference's layout: atoms on axis 2 after the batch
 and capsule axes (`[batch, capsules, atoms]`, or
 `[batch, capsules, atoms, height, width]` for convolutional capsules).
 Convolutions themselves run channels-last, which every TensorFlow device
-supports; the primary capsules' convolution is `kernels.conv2d` (DFTs).
+supports. The convolutional capsules' convolution is TensorFlow's, or on
+request the Fourier convolution of `fourier.py`, a CPU accelerator
+(`CONV_IMPLEMENTATIONS`).
 """
 
 import collections
@@ -18,8 +20,13 @@ from typing import Dict, Iterator, Sequence, Tuple
 import keras
 import tensorflow as tf
 
-from layers import kernels
+import errors
+from layers import fourier
 from layers import variables
+
+# The convolutions `_conv2d` runs: TensorFlow's, and `fourier.conv2d` (the same
+# numbers up to float rounding, faster on CPUs for large kernels).
+CONV_IMPLEMENTATIONS = ('native', 'fourier')
 
 # Added to |s|^2 under the square root so that the gradient of squash at the
 # zero vector is finite; far below float32 resolution for any non-zero norm.
@@ -167,10 +174,36 @@ def fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
                          leaky, input_axis=input_axis)
 
 
+def _conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
+            padding: str, implementation: str) -> tf.Tensor:
+  """`tf.nn.conv2d`, by TensorFlow or by `fourier.conv2d`.
+
+  Args:
+    images: `[batch, height, width, in_channels]`.
+    kernel: `[k, k, in_channels, out_channels]`, same dtype.
+    stride: convolution stride.
+    padding: 'SAME' or 'VALID'.
+    implementation: one of `CONV_IMPLEMENTATIONS`.
+
+  Returns:
+    `[batch, out_height, out_width, out_channels]`.
+
+  Raises:
+    errors.ConfigError: for an implementation not in `CONV_IMPLEMENTATIONS`.
+  """
+  if implementation == 'native':
+    return tf.nn.conv2d(images, kernel, stride, padding)
+  if implementation == 'fourier':
+    return fourier.conv2d(images, kernel, stride=stride, padding=padding)
+  raise errors.ConfigError(
+      f'conv_implementation={implementation!r}: use one of '
+      f'{", ".join(CONV_IMPLEMENTATIONS)}')
+
+
 def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
                       input_dim: int, output_dim: int, input_atoms: int,
                       output_atoms: int, stride: int, padding: str,
-                      implementation: str = 'fourier') -> tf.Tensor:
+                      implementation: str = 'native') -> tf.Tensor:
   """Convolves every input capsule type with one shared kernel.
 
   The capsule-type axis is folded into the batch, the atoms become channels,
@@ -186,7 +219,7 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
     output_atoms: atoms per output capsule.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
-    implementation: of the convolution, see `kernels.conv2d`.
+    implementation: of the convolution, see `_conv2d`.
 
   Returns:
     Votes `[batch, input_dim, output_dim, output_atoms, out_height,
@@ -202,7 +235,7 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
 
 def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
                 output_dim: int, output_atoms: int, stride: int,
-                padding: str, implementation: str = 'fourier') -> tf.Tensor:
+                padding: str, implementation: str = 'native') -> tf.Tensor:
   """`_depthwise_conv3d` on channels-last images of every input capsule type.
 
   Args:
@@ -214,14 +247,14 @@ def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
     output_atoms: atoms per output capsule.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
-    implementation: of the convolution, see `kernels.conv2d`.
+    implementation: of the convolution, see `_conv2d`.
 
   Returns:
     Votes `[batch, input_dim, output_dim, output_atoms, out_height,
     out_width]` in the dtype of `images`.
   """
-  conv = kernels.conv2d(images, kernel, stride=stride, padding=padding,
-                        implementation=implementation)  # [b*in, oh, ow, o*a]
+  conv = _conv2d(images, kernel, stride=stride, padding=padding,
+                 implementation=implementation)        # [b*in, oh, ow, o*a]
   out_height, out_width = conv.shape[1], conv.shape[2]
   conv = tf.reshape(conv, [-1, input_dim, out_height, out_width, output_dim,
                            output_atoms])
@@ -473,15 +506,16 @@ class ConvSlimCapsule(_Tf1Layer):
   `[batch, output_dim, output_atoms, out_height, out_width]`. One kernel
   `[k, k, input_atoms, output_dim * output_atoms]` is shared by all input
   capsule types and positions; biases `[output_dim, output_atoms, 1, 1]`.
-  The convolution runs in the compute dtype (`kernels.conv2d` by
-  `conv_implementation`), the routing in float32.
+  The convolution runs in the compute dtype (`_conv2d` by
+  `conv_implementation`: 'native', TensorFlow's, or 'fourier'), the routing
+  in float32.
   """
 
   def __init__(self, output_dim: int, output_atoms: int = 8, stride: int = 2,
                kernel_size: int = 5, padding: str = 'SAME',
                num_routing: int = 3, leaky: bool = False,
                data_format: str = 'channels_first',
-               conv_implementation: str = 'fourier', **kwargs):
+               conv_implementation: str = 'native', **kwargs):
     super().__init__(**kwargs)
     if data_format not in ('channels_first', 'channels_last'):
       raise ValueError(f'data_format={data_format!r}: use channels_first or '

@@ -88,14 +88,15 @@ def resolve_run_config(*, compute_dtype: str = 'float32',
   Args:
     compute_dtype: a name of COMPUTE_DTYPE_NAMES; 'mixed' becomes this
       machine's (`mixed_precision_dtype`).
-    **settings: other `RunConfig` fields, as given.
+    **settings: other `RunConfig` fields, as given; without
+      conv_implementation, the device's (`conv_implementation`).
 
   Returns:
-    A `RunConfig` with the device's convolution (`conv_implementation`).
+    The `RunConfig`.
   """
+  settings.setdefault('conv_implementation', conv_implementation())
   return run_config_lib.RunConfig(
-      compute_dtype=resolve_compute_dtype(compute_dtype),
-      conv_implementation=conv_implementation(), **settings)
+      compute_dtype=resolve_compute_dtype(compute_dtype), **settings)
 
 
 def check_replicas(num_replicas: int, global_batch_size: int) -> None:

@@ -11,7 +11,7 @@ convolution, so a `RunConfig()` made in a test or a notebook runs anywhere.
 import dataclasses
 
 import errors
-from layers import kernels
+from layers import layers
 from layers import variables
 
 TRAIN_BATCH_SIZE = 128  # Global batch, split evenly across replicas.
@@ -38,7 +38,7 @@ class RunConfig:
     compute_dtype: 'float32', or 'bfloat16' / 'float16' for mixed precision
       (see `models.model.Model`).
     conv_implementation: the primary capsules' convolution, one of
-      `kernels.IMPLEMENTATIONS` ('fourier' is faster on CPUs).
+      `layers.CONV_IMPLEMENTATIONS` ('fourier' is faster on CPUs).
     eval_poll_seconds: the least time between two evaluations when
       following a training folder.
     eval_timeout_seconds: how long that waits for a new checkpoint.
@@ -62,7 +62,7 @@ class RunConfig:
       raise errors.ConfigError(
           f'compute_dtype={self.compute_dtype!r}: use one of '
           f'{", ".join(variables.COMPUTE_DTYPES)}')
-    if self.conv_implementation not in kernels.IMPLEMENTATIONS:
+    if self.conv_implementation not in layers.CONV_IMPLEMENTATIONS:
       raise errors.ConfigError(
           f'conv_implementation={self.conv_implementation!r}: use one of '
-          f'{", ".join(kernels.IMPLEMENTATIONS)}')
+          f'{", ".join(layers.CONV_IMPLEMENTATIONS)}')
