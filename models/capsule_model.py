@@ -1,6 +1,6 @@
 """CapsNet: a ReLU convolution, primary capsules and routed class capsules."""
 
-from typing import List, Mapping
+from typing import List, Mapping, Optional
 
 import tensorflow as tf
 
@@ -87,7 +87,9 @@ class CapsuleModel(model.Model):
     return tf.reshape(capsule1_atom_last,
                       [-1, types * grid_height * grid_width, atoms])
 
-  def class_routing(self, features: Mapping) -> List[layers.RoutingIteration]:
+  def class_routing(self, features: Mapping, *,
+                    num_routing: Optional[int] = None
+                   ) -> List[layers.RoutingIteration]:
     """capsule2's dynamic routing, iteration by iteration.
 
     The same votes and routing as `forward`, run op by op (not compiled), so
@@ -96,6 +98,9 @@ class CapsuleModel(model.Model):
 
     Args:
       features: the feature dict (see `model.Model.forward`).
+      num_routing: iterations to run; None: the model's (hparam routing).
+        More than the model was trained with show where routing goes on
+        to; `forward` always runs the model's.
 
     Returns:
       One `layers.RoutingIteration` per routing iteration: the logits and the
@@ -109,7 +114,7 @@ class CapsuleModel(model.Model):
     votes = capsule2.votes(primary)
     return list(layers.routing_iterations(
         tf.cast(votes, tf.float32), biases=tf.convert_to_tensor(
-            capsule2.biases), num_routing=capsule2.num_routing,
+            capsule2.biases), num_routing=num_routing or capsule2.num_routing,
         leaky=capsule2.leaky))
 
   def decode(self, capsule_output: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

@@ -11,10 +11,14 @@ Writes to --output_dir, from the test split of --data_dir:
 - `multimnist.png` (Fig. 5), with --num_targets=2: input pairs above the
   reconstructions of their two predicted digits overlaid in red and green;
   columns marked * decode a digit that is neither label nor prediction.
-- `routing.png` (Appendix A): the mean absolute change of the routing logits
-  in each routing iteration over the first test batch, and for a few inputs
-  the coupling coefficients of the primary capsules to the predicted class on
-  their grid, averaged over the primary capsule types.
+- `routing.png` (Appendix A, Fig. A.1): the average change of the routing
+  logits b_ij in each routing iteration (the mean |u_hat_j|i . v_j| over the
+  first test batch), on a log scale: over training, from the checkpoints in
+  summary_dir/train/ (with --summary_dir), and at the checkpoint for up to
+  --routing_iterations iterations (more than the model trained with show
+  where routing goes on to); and for a few inputs the coupling coefficients
+  of the primary capsules to the predicted class on their grid, averaged
+  over the primary capsule types.
 - `confusion.png`: the confusion matrix of the evaluated test examples.
 - `curves.png`, with --summary_dir: training loss, training accuracy and test
   error against the step, from the TensorBoard event files that
@@ -58,6 +62,7 @@ import tensorflow as tf
 import errors
 from input_data import datasets
 from input_data import prepare
+from layers import layers
 from models import capsule_model
 from models import checkpoints
 from models import devices
@@ -79,6 +84,7 @@ NUM_WRONG_SHOWN = 4  # Fig. 3 and 5: failures shown (when there are any).
 NUM_PERTURBED = 3  # Fig. 4: digits whose capsule is tweaked.
 NUM_ABSENT_SHOWN = 2  # Fig. 5: columns decoding a digit not in the image.
 NUM_ROUTING_SHOWN = 4  # Appendix A: inputs whose coupling grid is shown.
+ROUTING_ITERATIONS = 10  # Appendix A: iterations run at the checkpoint.
 DPI = 120
 EVENTS_PER_READ = 4096
 
@@ -113,15 +119,22 @@ MultiReconstructions = collections.namedtuple(
     'MultiReconstructions',
     ('images', 'labels', 'predictions', 'reconstructed', 'remakes', 'absent'))
 
-# Appendix A: `logit_change` `[num_routing]`, the mean over examples, primary
-# and class capsules of |logits after - logits before| of each iteration;
-# `couplings` `[n, grid_height, grid_width]`, the last iteration's coupling
-# coefficients to the predicted class, averaged over the `num_types` primary
-# capsule types, and `uniform`, the coupling of the first iteration (no
-# preference); `predictions` `[n]`; `images` `[n, height, width]`.
+# Appendix A: `logit_change` `[iterations]`, the mean over examples, primary
+# and class capsules of |logits after - logits before| of each iteration,
+# for as many iterations as were run, of which the model trained with
+# `trained_routing`; `couplings` `[n, grid_height, grid_width]`, the coupling
+# coefficients to the predicted class after the model's iterations,
+# averaged over the `num_types` primary capsule types, and `uniform`, the
+# coupling of the first iteration (no preference); `predictions` `[n]`;
+# `images` `[n, height, width]`.
 Routing = collections.namedtuple(
-    'Routing', ('logit_change', 'couplings', 'uniform', 'predictions',
-                'images', 'num_types'))
+    'Routing', ('logit_change', 'trained_routing', 'couplings', 'uniform',
+                'predictions', 'images', 'num_types'))
+
+# Appendix A over training: `steps` `[k]` of the checkpoints, `logit_change`
+# `[k, routing]` as in `Routing`, for the model's iterations.
+RoutingHistory = collections.namedtuple('RoutingHistory',
+                                        ('steps', 'logit_change'))
 
 # One scalar series: `steps` and `values`, `[k]` each, by increasing step.
 Scalars = collections.namedtuple('Scalars', ('steps', 'values'))
@@ -383,18 +396,32 @@ def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
       absent=np.arange(len(columns)) >= len(logits))
 
 
-def routing_statistics(model: capsule_model.CapsuleModel,
-                       features: Mapping) -> Routing:
+def _logit_change(iterations: Sequence[layers.RoutingIteration]
+                 ) -> np.ndarray:
+  """The mean |change of the routing logits| of each iteration.
+
+  Iteration i adds its agreement to the logits b_ij, so their change is
+  |agreement|, averaged over examples, primary and class capsules: the
+  paper's "average change of each routing logit (b_ij) by each routing
+  iteration". The last iteration's change is the one a further iteration
+  would route with.
+  """
+  return np.array([float(tf.reduce_mean(tf.abs(iteration.agreement)))
+                   for iteration in iterations])
+
+
+def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
+                       *, num_routing: Optional[int] = None) -> Routing:
   """Appendix A: how the routing logits settle, and where capsules route.
 
   Runs `CapsuleModel.class_routing`, capsule2's routing iteration by
-  iteration. Iteration i adds its agreement to the logits, so their change
-  is |agreement|; the last iteration's change is the one a further iteration
-  would route with.
+  iteration (see `_logit_change`).
 
   Args:
     model: a built capsule model.
     features: the feature dict of a batch.
+    num_routing: iterations to run; None: the model's. The couplings and
+      predictions are those of the model's own iterations.
 
   Returns:
     `Routing` of the batch.
@@ -402,10 +429,11 @@ def routing_statistics(model: capsule_model.CapsuleModel,
   Raises:
     errors.ConfigError: the primary capsules do not lie on a square grid.
   """
-  iterations = model.class_routing(features)
-  logit_change = np.array(
-      [float(tf.reduce_mean(tf.abs(it.agreement))) for it in iterations])
-  last = iterations[-1]
+  trained = model.hparams.routing
+  iterations = model.class_routing(features,
+                                   num_routing=max(num_routing or 0, trained))
+  logit_change = _logit_change(iterations[:num_routing or trained])
+  last = iterations[trained - 1]
   predictions = _top_classes(tf.norm(last.activation, axis=-1), 1)[:, 0]
   route = tf.gather(last.route, predictions, axis=2,
                     batch_dims=1).numpy()  # [n, P * h * w]
@@ -415,11 +443,37 @@ def routing_statistics(model: capsule_model.CapsuleModel,
     raise errors.ConfigError(f'{route.shape[1]} primary capsules are not '
                              f'{num_types} types on a square grid')
   couplings = route.reshape(-1, num_types, side, side).mean(axis=1)
-  return Routing(logit_change=logit_change, couplings=couplings,
+  return Routing(logit_change=logit_change, trained_routing=trained,
+                 couplings=couplings,
                  uniform=float(iterations[0].route[0, 0, 0]),
                  predictions=predictions,
                  images=_pictures(features['images'], features),
                  num_types=num_types)
+
+
+def routing_history(model: capsule_model.CapsuleModel, features: Mapping,
+                    checkpoint_paths: Mapping[int, str]) -> RoutingHistory:
+  """Appendix A over training: the logit change of each of the model's
+  iterations at each checkpoint, on one batch.
+
+  Loads every checkpoint into the model in turn: reload the one you need
+  afterwards.
+
+  Args:
+    model: a built capsule model.
+    features: the feature dict of a batch.
+    checkpoint_paths: step to checkpoint prefix
+      (`checkpoints.list_steps(summary_dir/train)`).
+
+  Returns:
+    `RoutingHistory` by increasing step.
+  """
+  steps = sorted(checkpoint_paths)
+  changes = []
+  for step in steps:
+    checkpoints.load(model, checkpoint_paths[step])
+    changes.append(_logit_change(model.class_routing(features)))
+  return RoutingHistory(np.array(steps), np.array(changes))
 
 
 def _scalar_value(value) -> float:
@@ -566,36 +620,57 @@ def plot_multimnist(multi: MultiReconstructions, path: str) -> None:
   fig.savefig(path)
 
 
-def plot_routing(routing: Routing, path: str,
+def plot_routing(routing: Routing, path: str, *,
+                 history: Optional[RoutingHistory] = None,
                  num_shown: int = NUM_ROUTING_SHOWN) -> None:
-  """Appendix A: logit change per iteration, coupling grids of some inputs."""
+  """Appendix A: the logit change per iteration (over training, with a
+  history, and at the checkpoint), the coupling grids of some inputs."""
   num_shown = min(num_shown, len(routing.images))
-  fig = _new_figure(3.2 + 1.6 * num_shown, 3.6)
-  grid = fig.add_gridspec(2, num_shown + 1, width_ratios=[2] + [1] * num_shown)
-  ax = fig.add_subplot(grid[:, 0])
+  panels = 2 if history is not None else 1
+  fig = _new_figure(3.2 * panels + 1.6 * num_shown, 3.8)
+  grid = fig.add_gridspec(2, panels + num_shown,
+                          width_ratios=[2] * panels + [1] * num_shown)
+  if history is not None:
+    ax = fig.add_subplot(grid[:, 0])
+    for i in range(history.logit_change.shape[1]):
+      ax.semilogy(history.steps, history.logit_change[:, i], 'o-',
+                  label=f'iteration {i + 1}')
+    ax.set_xlabel('training step')
+    ax.set_ylabel('mean |change of routing logits|')
+    ax.set_title('over training', fontsize=9)
+    ax.legend(fontsize=7)
+  ax = fig.add_subplot(grid[:, panels - 1])
   iterations = np.arange(1, len(routing.logit_change) + 1)
-  ax.plot(iterations, routing.logit_change, 'o-')
+  trained = iterations <= routing.trained_routing
+  ax.semilogy(iterations[trained], routing.logit_change[trained], 'o-',
+              label=f'the model\'s {routing.trained_routing}')
+  if not trained.all():
+    ax.semilogy(iterations[routing.trained_routing - 1:],
+                routing.logit_change[routing.trained_routing - 1:], 'o--',
+                color='gray', label='further iterations')
+    ax.legend(fontsize=7)
   ax.set_xticks(iterations)
   ax.set_xlabel('routing iteration')
   ax.set_ylabel('mean |change of routing logits|')
+  ax.set_title('at this checkpoint', fontsize=9)
   # Red: routed to the prediction more than uniformly, blue: less.
   spread = max(float(np.abs(routing.couplings[:num_shown] -
                             routing.uniform).max()), 1e-6)
   coupling_axes = []
   for i in range(num_shown):
-    _show(fig.add_subplot(grid[0, i + 1]), routing.images[i],
+    _show(fig.add_subplot(grid[0, panels + i]), routing.images[i],
           f'predicted {routing.predictions[i]}')
-    coupling_axes.append(fig.add_subplot(grid[1, i + 1]))
+    coupling_axes.append(fig.add_subplot(grid[1, panels + i]))
     shown = coupling_axes[-1].imshow(
         routing.couplings[i], cmap='RdBu_r', vmin=routing.uniform - spread,
         vmax=routing.uniform + spread)
     coupling_axes[-1].set_axis_off()
   fig.colorbar(shown, ax=coupling_axes,
                label=f'coupling (uniform {routing.uniform:.3f})')
-  fig.suptitle('Routing logit change per iteration (left); coupling to the '
-               'predicted class, mean over the '
-               f'{routing.num_types} primary capsule types (bottom right)',
-               fontsize=8)
+  fig.suptitle('Average change of the routing logits per iteration (left); '
+               'coupling to the predicted class after the model\'s '
+               f'iterations, mean over the {routing.num_types} primary '
+               'capsule types (bottom right)', fontsize=8)
   fig.savefig(path)
 
 
@@ -639,6 +714,7 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
                  num_targets: int = 1, summary_dir: Optional[str] = None,
                  hparams: Optional[HParams] = None,
                  eval_size: int = DEFAULT_EVAL_SIZE,
+                 routing_iterations: int = ROUTING_ITERATIONS,
                  config: run_config_lib.RunConfig = run_config_lib.RunConfig()
                 ) -> List[str]:
   """Writes the figures of a capsule model checkpoint.
@@ -651,11 +727,14 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
       sharded pattern `path/name.tfrecords@N`.
     output_dir: where the PNG files go (made if missing).
     num_targets: 1 (MNIST: Fig. 3 and 4) or 2 (MultiMNIST: Fig. 5).
-    summary_dir: `experiment.py`'s summary_dir, for `curves.png`; None:
-      no curves.
+    summary_dir: `experiment.py`'s summary_dir, for `curves.png` and the
+      routing over training (the checkpoints of summary_dir/train/); None:
+      neither.
     hparams: the model's hparams; None: `default_hparams()`.
     eval_size: test examples evaluated for the confusion matrix and to find
       the failures shown.
+    routing_iterations: routing iterations run at the checkpoint for
+      `routing.png` (at least the model's).
     config: the evaluation batch size and how the model computes.
 
   Returns:
@@ -718,7 +797,16 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
   else:
     save(plot_multimnist, multimnist_grid(model, shown), 'multimnist.png')
   first_batch = model_lib.features(next(iter(dataset)), shape)
-  save(plot_routing, routing_statistics(model, first_batch), 'routing.png')
+  routing = routing_statistics(model, first_batch,
+                               num_routing=routing_iterations)
+  history = None
+  saved = (checkpoints.list_steps(os.path.join(summary_dir, 'train'))
+           if summary_dir else {})
+  if len(saved) > 1:
+    history = routing_history(model, first_batch, saved)
+    checkpoints.load(model, checkpoint)
+  save(lambda arrays, path: plot_routing(arrays, path, history=history),
+       routing, 'routing.png')
   if curves:
     save(plot_curves, curves, 'curves.png')
   return paths
@@ -745,6 +833,10 @@ def _define_flags() -> None:
   flags.DEFINE_integer('eval_size', DEFAULT_EVAL_SIZE,
                        'Test examples evaluated for the confusion matrix and '
                        'the failures shown.')
+  flags.DEFINE_integer('routing_iterations', ROUTING_ITERATIONS,
+                       'Routing iterations run at the checkpoint for '
+                       'routing.png (the model\'s are marked).',
+                       lower_bound=1)
 
 
 def main(argv: List[str]) -> None:
@@ -756,7 +848,8 @@ def main(argv: List[str]) -> None:
       num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,
       hparams=hparams_lib.default_hparams().parse(
           FLAGS.hparams_override or ''),
-      eval_size=FLAGS.eval_size, config=devices.resolve_run_config())
+      eval_size=FLAGS.eval_size, routing_iterations=FLAGS.routing_iterations,
+      config=devices.resolve_run_config())
 
 
 if __name__ == '__main__':

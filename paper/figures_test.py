@@ -207,6 +207,7 @@ class FigureArraysTest(tf.test.TestCase):
   def testRoutingStatisticsMatchRoutingStepByStep(self):
     features = _features(self.images, self.predicted)
     routing = figures.routing_statistics(self.model, features)
+    further = figures.routing_statistics(self.model, features, num_routing=5)
     # Votes u_hat = u W of capsule2's weights, routed in numpy (Procedure 1).
     weights = self.model.tf1_variable_map()
     kernel = weights['capsule2/weights'].numpy()  # [in, 8, 10 * 16]
@@ -215,17 +216,24 @@ class FigureArraysTest(tf.test.TestCase):
     votes = np.einsum('bia,iaj->bij', primary, kernel).reshape(
         6, kernel.shape[0], 10, 16)
     logits = np.zeros(votes.shape[:3])
-    changes = []
-    for _ in range(3):
-      route = _softmax(logits)
-      activation = _squash(np.sum(route[..., None] * votes, axis=1) + biases)
-      agreement = np.sum(votes * activation[:, None], axis=3)
+    changes, activations, routes = [], [], []
+    for _ in range(5):
+      routes.append(_softmax(logits))
+      activations.append(_squash(
+          np.sum(routes[-1][..., None] * votes, axis=1) + biases))
+      agreement = np.sum(votes * activations[-1][:, None], axis=3)
       changes.append(np.mean(np.abs(agreement)))
       logits = logits + agreement
+    # The model's 3 iterations; 5 run for the figure, the same first 3.
+    activation, route = activations[2], routes[2]
     self.assertAllClose(activation,
                         self.model.forward(features).capsule_output,
                         rtol=1e-4, atol=1e-6)
-    self.assertAllClose(routing.logit_change, changes, rtol=1e-4)
+    self.assertAllClose(routing.logit_change, changes[:3], rtol=1e-4)
+    self.assertAllClose(further.logit_change, changes, rtol=1e-4)
+    self.assertEqual((routing.trained_routing, further.trained_routing),
+                     (3, 3))
+    self.assertAllClose(further.couplings, routing.couplings)
     predictions = np.argmax(np.linalg.norm(activation, axis=-1), axis=1)
     self.assertAllEqual(routing.predictions, predictions)
     # 2 types on a 2x2 grid, ordered (type, row, column); mean over types.
@@ -235,6 +243,25 @@ class FigureArraysTest(tf.test.TestCase):
                         rtol=1e-4)
     self.assertEqual(routing.num_types, 2)
     self.assertAllClose(routing.uniform, 0.1)
+
+
+  def testRoutingHistoryEvaluatesEachCheckpoint(self):
+    features = _features(self.images, self.predicted)
+    directory = self.get_temp_dir()
+    model = _tiny_model()
+    paths, expected = {}, []
+    for step, scale in ((0, 1.0), (7, 3.0)):
+      for var in model.trainable_variables:
+        var.assign(var * scale)
+      model.set_step(step)
+      paths[step] = checkpoints.write(model, os.path.join(
+          directory, f'model.ckpt-{step}'))
+      expected.append(figures.routing_statistics(model, features).logit_change)
+    history = figures.routing_history(_tiny_model(), features, paths)
+    self.assertAllEqual(history.steps, [0, 7])
+    self.assertAllClose(history.logit_change, expected, rtol=1e-5)
+    # Three times the weights: other votes, another change.
+    self.assertNotAllClose(expected[0], expected[1])
 
 
 class ReadScalarsTest(tf.test.TestCase):
