@@ -8,8 +8,20 @@ import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 _cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture(scope='session')
+def two_cpu_strategy():
+  """One MirroredStrategy over the two logical CPUs for every test.
+
+  Two strategies over the same devices in one process can hand their
+  collective all-reduces the same instance keys, and a later one then
+  fails with a shape mismatch: the tests share this one.
+  """
+  return tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])

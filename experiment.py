@@ -83,7 +83,8 @@ def _define_flags() -> None:
                        'digit in a training epoch.')
   flags.DEFINE_integer('num_gpus', 1,
                        'Number of GPUs (replicas per worker) to use; the '
-                       'global batch is split evenly across all replicas.')
+                       'global batch is split evenly across all replicas. '
+                       '0: the CPU, with any GPUs hidden.', lower_bound=0)
   flags.DEFINE_integer('num_targets', 1,
                        'Number of targets to detect (1, or 2 for MultiMNIST).')
   flags.DEFINE_integer('num_trials', 1,
@@ -108,9 +109,16 @@ def _define_flags() -> None:
                     'precision, the convolutions and matrix products in that '
                     'dtype on float32 weights, squash, routing and losses in '
                     'float32; float16 with a dynamic loss scale. mixed: the '
-                    'one this machine runs fast (bfloat16 on GPUs from '
+                    'one the devices in use run fast (bfloat16 on GPUs from '
                     'Ampere on and CPUs with bfloat16 instructions, float16 '
-                    'on older GPUs, else float32).')
+                    'on older GPUs, else float32). tf32: float32 whose '
+                    'matrix products may run in TF32 on GPUs that have it '
+                    '(faster, about 1e-3 relative off); float32 never does.')
+  flags.DEFINE_bool('xla', True,
+                    'Not in the reference. Compile with XLA: the routing, '
+                    'and on GPUs each replica\'s whole step. false: no XLA, '
+                    'where it cannot compile (e.g. it finds no CUDA '
+                    'libdevice).')
   flags.DEFINE_bool('train', True, 'Either train the model or test the model.')
   flags.DEFINE_bool('validate', False,
                     'Use the train/validation split files for training and '
@@ -126,12 +134,15 @@ def main(argv: List[str]) -> None:
   devices.allow_gpu_memory_growth()
   hparams = hparams_lib.default_hparams().parse(FLAGS.hparams_override or '')
   # Before anything else starts TensorFlow's runtime: a multi-worker
-  # strategy configures its collective ops at start-up.
+  # strategy configures its collective ops at start-up, and --num_gpus=0
+  # hides the GPUs.
   strategy = devices.make_strategy(
       FLAGS.num_gpus, global_batch_size=run_config.TRAIN_BATCH_SIZE) if (
-          FLAGS.train) else None
-  config = devices.resolve_run_config(compute_dtype=FLAGS.compute_dtype,
-                                      save_step=FLAGS.save_step)
+          FLAGS.train or FLAGS.num_gpus == 0) else None
+  config = devices.resolve_run_config(
+      compute_dtype=FLAGS.compute_dtype, num_gpus=FLAGS.num_gpus,
+      xla=FLAGS.xla, save_step=FLAGS.save_step)
+  print(devices.describe(config, num_replicas=FLAGS.num_gpus), flush=True)
   print(f'Data: {FLAGS.data_dir}', flush=True)
   input_fn = datasets.input_fn(
       FLAGS.dataset, data_dir=FLAGS.data_dir, num_targets=FLAGS.num_targets,

@@ -251,16 +251,17 @@ class LayersTest(tf.test.TestCase):
     """bfloat16 compute on float32 weights; capsules and remakes in float32."""
     mixed = variables.dtype_policy('bfloat16')
     cases = [
-        (lambda **kw: layers.Conv(3, 2, 'SAME', **kw),
+        (lambda **kw: layers.Conv(3, kernel_size=2, padding='SAME', **kw),
          (tf.random.uniform((2, 4, 4, 2)),), tf.bfloat16),
-        (lambda **kw: layers.FullyConnected(3, tf.nn.relu, **kw),
+        (lambda **kw: layers.FullyConnected(3, activation=tf.nn.relu, **kw),
          (tf.random.uniform((2, 5)),), tf.bfloat16),
         (lambda **kw: layers.Capsule(output_dim=2, output_atoms=5, **kw),
          (tf.random.uniform((4, 3, 2)),), tf.float32),
         (lambda **kw: layers.ConvSlimCapsule(
             output_dim=2, output_atoms=5, kernel_size=2, **kw),
          (tf.random.uniform((2, 3, 4, 5, 5)),), tf.float32),
-        (lambda **kw: layers.Reconstruction((5, 10), 9, 0.1, **kw),
+        (lambda **kw: layers.Reconstruction((5, 10), num_pixels=9,
+                                            balance_factor=0.1, **kw),
          (tf.random.uniform((2, 10, 4)), tf.one_hot([2, 7], 10),
           tf.random.uniform((2, 9))), tf.float32),
     ]

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from benchmarks import benchmark
 from layers import layers
+from models import devices
 
 VARIANTS = layers.CONV_IMPLEMENTATIONS
 BASELINE = 'native'  # The variant the others are compared with.
@@ -85,13 +86,15 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
+  devices.allow_gpu_memory_growth()
   if args.child:
     print(json.dumps(_measure(args.child, args.repeats, args.memory)))
     return
   variants = args.variants.split(',')
   print('$ python -m benchmarks.ablation ' + ' '.join(sys.argv[1:]))
-  print(f'TensorFlow {tf.__version__}, {benchmark.device_type()}, full MNIST '
-        f'CapsNet float32: median seconds per step over {args.rounds} rounds '
+  print(devices.describe(benchmark.run_config('float32')))
+  print(f'TensorFlow {tf.__version__}, full MNIST CapsNet float32: median '
+        f'seconds per step over {args.rounds} rounds '
         f'(range in brackets) of {args.repeats} timed steps each')
   # Round-robin, so that a slow spell of the machine hits every variant.
   results = {variant: [] for variant in variants}

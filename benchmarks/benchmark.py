@@ -437,6 +437,7 @@ def _print_peaks(compute_dtype: str) -> float:
 
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
+  devices.allow_gpu_memory_growth()
   if args.memory_probe:
     print(json.dumps(peak_memory(CONFIGS['mnist'],
                                  compute_dtype=args.compute_dtype)))
@@ -446,8 +447,8 @@ def main(argv: Optional[List[str]] = None) -> None:
   if unknown:
     raise SystemExit(f'unknown configs {unknown}; use {", ".join(CONFIGS)}')
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
-  print(f'TensorFlow {tf.__version__}, {device_type()}, '
-        f'compute dtype {args.compute_dtype}, {args.repeats} repeats')
+  print(devices.describe(run_config(args.compute_dtype)))
+  print(f'TensorFlow {tf.__version__}, {args.repeats} repeats')
   # First, while nothing else runs: the probe is a process of its own.
   memory = None if args.skip_memory else _peak_memory_in_subprocess(
       args.compute_dtype)

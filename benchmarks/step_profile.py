@@ -31,6 +31,7 @@ from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylin
 
 from benchmarks import benchmark
 from layers import layers
+from models import devices
 
 PROFILED_STEPS = 3
 # (group, test on the op's type and name), the first that matches counts.
@@ -128,9 +129,11 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
+  devices.allow_gpu_memory_growth()
   # One op at a time: each op's self time is then its own.
   tf.config.threading.set_inter_op_parallelism_threads(1)
   print('$ python -m benchmarks.step_profile ' + ' '.join(sys.argv[1:]))
+  print(devices.describe(benchmark.run_config(args.compute_dtype)))
   seconds = profile(benchmark.CONFIGS['mnist'],
                     compute_dtype=args.compute_dtype, batch=128)
   wall = seconds.pop('wall')

@@ -174,6 +174,28 @@ def fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
                          leaky, input_axis=input_axis)
 
 
+def route(votes: tf.Tensor, biases: tf.Tensor, *, num_routing: int,
+          leaky: bool, input_axis: int = 1, xla: bool = True) -> tf.Tensor:
+  """`_update_routing` in float32: compiled by XLA (`fused_routing`), or op
+  by op where XLA cannot compile (the same numbers up to float rounding).
+
+  Args:
+    votes: as for `_update_routing`, float32 or narrower.
+    biases: float32, as for `_update_routing`.
+    num_routing: number of routing iterations, at least 1.
+    leaky: route with `_leaky_routing` instead of a plain softmax.
+    input_axis: as for `_update_routing`.
+    xla: compile with XLA.
+
+  Returns:
+    float32 `[batch, output_dim, atoms, ...]` activations.
+  """
+  if xla:
+    return fused_routing(votes, biases, num_routing, leaky, input_axis)
+  return _update_routing(tf.cast(votes, tf.float32), biases, num_routing,
+                         leaky, input_axis=input_axis)
+
+
 def _conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
             padding: str, implementation: str) -> tf.Tensor:
   """`tf.nn.conv2d`, by TensorFlow or by `fourier.conv2d`.
@@ -377,7 +399,7 @@ class Conv(_Tf1Layer):
   the output in the layer's compute dtype.
   """
 
-  def __init__(self, filters: int, kernel_size: int, padding: str,
+  def __init__(self, filters: int, *, kernel_size: int, padding: str,
                stddev: float = 5e-2, **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
@@ -410,7 +432,7 @@ class FullyConnected(_Tf1Layer):
   The output is in the layer's compute dtype.
   """
 
-  def __init__(self, units: int, activation=None, stddev: float = 0.1,
+  def __init__(self, units: int, *, activation=None, stddev: float = 0.1,
                **kwargs):
     super().__init__(**kwargs)
     self.units = units
@@ -445,13 +467,15 @@ class Capsule(_Tf1Layer):
   the routing in float32.
   """
 
-  def __init__(self, output_dim: int, output_atoms: int = 8,
-               num_routing: int = 3, leaky: bool = False, **kwargs):
+  def __init__(self, output_dim: int, *, output_atoms: int = 8,
+               num_routing: int = 3, leaky: bool = False,
+               xla_routing: bool = True, **kwargs):
     super().__init__(**kwargs)
     self.output_dim = output_dim
     self.output_atoms = output_atoms
     self.num_routing = num_routing
     self.leaky = leaky
+    self.xla_routing = xla_routing
 
   def build(self, input_shape):
     _, self.input_dim, self.input_atoms = input_shape
@@ -488,9 +512,10 @@ class Capsule(_Tf1Layer):
     return votes if input_major else tf.transpose(votes, [1, 0, 2, 3])
 
   def call(self, input_tensor):
-    return fused_routing(self.votes(input_tensor, input_major=True),
-                          tf.convert_to_tensor(self.biases), self.num_routing,
-                          self.leaky, input_axis=0)
+    return route(self.votes(input_tensor, input_major=True),
+                 tf.convert_to_tensor(self.biases),
+                 num_routing=self.num_routing, leaky=self.leaky, input_axis=0,
+                 xla=self.xla_routing)
 
   def tf1_variables(self):
     return {'weights': self.kernel, 'biases': self.biases}
@@ -511,11 +536,12 @@ class ConvSlimCapsule(_Tf1Layer):
   in float32.
   """
 
-  def __init__(self, output_dim: int, output_atoms: int = 8, stride: int = 2,
-               kernel_size: int = 5, padding: str = 'SAME',
+  def __init__(self, output_dim: int, *, output_atoms: int = 8,
+               stride: int = 2, kernel_size: int = 5, padding: str = 'SAME',
                num_routing: int = 3, leaky: bool = False,
                data_format: str = 'channels_first',
-               conv_implementation: str = 'native', **kwargs):
+               conv_implementation: str = 'native', xla_routing: bool = True,
+               **kwargs):
     super().__init__(**kwargs)
     if data_format not in ('channels_first', 'channels_last'):
       raise ValueError(f'data_format={data_format!r}: use channels_first or '
@@ -529,6 +555,7 @@ class ConvSlimCapsule(_Tf1Layer):
     self.leaky = leaky
     self.data_format = data_format
     self.conv_implementation = conv_implementation
+    self.xla_routing = xla_routing
 
   def build(self, input_shape):
     if self.data_format == 'channels_last':
@@ -574,9 +601,9 @@ class ConvSlimCapsule(_Tf1Layer):
                        implementation=self.conv_implementation)
 
   def call(self, input_tensor):
-    return fused_routing(self.votes(input_tensor),
-                          tf.convert_to_tensor(self.biases), self.num_routing,
-                          self.leaky)
+    return route(self.votes(input_tensor), tf.convert_to_tensor(self.biases),
+                 num_routing=self.num_routing, leaky=self.leaky,
+                 xla=self.xla_routing)
 
   def tf1_variables(self):
     return {'weights': self.kernel, 'biases': self.biases}
@@ -591,7 +618,7 @@ class Reconstruction(_Tf1Layer):
   layers run in the compute dtype; the image and the loss are float32.
   """
 
-  def __init__(self, layer_sizes: Sequence[int], num_pixels: int,
+  def __init__(self, layer_sizes: Sequence[int], *, num_pixels: int,
                balance_factor: float, **kwargs):
     super().__init__(**kwargs)
     first, second = layer_sizes
@@ -599,9 +626,12 @@ class Reconstruction(_Tf1Layer):
     self.num_pixels = num_pixels
     policy = self.dtype_policy
     self.recons_layers = [
-        FullyConnected(first, tf.nn.relu, name='recons_1', dtype=policy),
-        FullyConnected(second, tf.nn.relu, name='recons_2', dtype=policy),
-        FullyConnected(num_pixels, tf.sigmoid, name='recons_3', dtype=policy),
+        FullyConnected(first, activation=tf.nn.relu, name='recons_1',
+                       dtype=policy),
+        FullyConnected(second, activation=tf.nn.relu, name='recons_2',
+                       dtype=policy),
+        FullyConnected(num_pixels, activation=tf.sigmoid, name='recons_3',
+                       dtype=policy),
     ]
 
   def call(self, capsule_embedding, capsule_mask, image):

@@ -11,8 +11,8 @@ that into a different gradient, which Adam's normalised update carries in
 full: weights 40 times past the goldens' tolerance within three steps.
 `ReferenceAdam` runs the reference's kernel on the reference's running beta
 powers, so a step here is the reference's step bit for bit; being a Keras
-optimizer, it keeps working under `keras.optimizers.LossScaleOptimizer` and
-`tf.distribute`.
+optimizer, it keeps working under `tf.distribute`. `DynamicLossScale` is
+float16's loss scale.
 """
 
 from typing import Tuple
@@ -25,6 +25,10 @@ import tensorflow as tf
 BETA1 = 0.9
 BETA2 = 0.999
 EPSILON = 1e-8
+# float16's dynamic loss scale, with keras.optimizers.LossScaleOptimizer's
+# defaults.
+INITIAL_LOSS_SCALE = 2.0**15
+LOSS_SCALE_GROWTH_STEPS = 2000
 
 
 def beta_power(beta: float, step: int) -> np.float32:
@@ -96,8 +100,37 @@ class ReferenceAdam(keras.optimizers.Adam):
   def apply(self, grads, trainable_variables=None):
     super().apply(grads, trainable_variables)
     if len(grads):  # Keras skips an empty update.
-      self._beta1_power.assign(self._beta1_power * BETA1)
-      self._beta2_power.assign(self._beta2_power * BETA2)
+      self._finish()
+
+  def apply_summed(self, grads, trainable_variables) -> None:
+    """One update with gradients already summed over replicas.
+
+    Keras' `apply` sums the gradients over replicas itself, inside; this
+    applies sums made before (the same on every replica), in cross-replica
+    context (a strategy's scope, outside `strategy.run`), or anywhere off
+    strategies: each variable is updated on its devices
+    (`tf.distribute.StrategyExtended.update`), as Keras does after its sum.
+
+    Args:
+      grads: the summed gradients, one per variable (under a strategy, the
+        values `batch_reduce_to` put on the variables' devices).
+      trainable_variables: the variables the optimizer was built with.
+    """
+    with tf.name_scope(self.name):
+      learning_rate = self.learning_rate
+      strategy = tf.distribute.get_strategy()
+      for grad, variable in zip(grads, trainable_variables):
+        strategy.extended.update(
+            variable.value,
+            lambda var, grad: self.update_step(grad, var, learning_rate),
+            args=(grad,), group=False)
+      self.iterations.assign_add(1)
+      self._finish()
+
+  def _finish(self) -> None:
+    """The reference's `_finish`: the beta powers of the next step."""
+    self._beta1_power.assign(self._beta1_power * BETA1)
+    self._beta2_power.assign(self._beta2_power * BETA2)
 
   def set_step(self, step: int) -> None:
     """Sets the step counter and the beta powers the reference has there.
@@ -108,3 +141,43 @@ class ReferenceAdam(keras.optimizers.Adam):
     self.iterations.assign(step)
     self._beta1_power.assign(beta_power(BETA1, step))
     self._beta2_power.assign(beta_power(BETA2, step))
+
+
+class DynamicLossScale:
+  """float16's loss scale: doubled after a run of finite steps, halved at
+  an overflow, as `keras.optimizers.LossScaleOptimizer` does it.
+
+  Kept apart from the optimizer so that a step can all-reduce its
+  gradients over replicas first and then decide, on the summed gradients
+  that every replica holds alike, whether the step is applied: deciding on
+  each replica's own gradients before the sum (Keras' order) lets an
+  overflow on one replica through on the others.
+  """
+
+  def __init__(self, *, initial_scale: float = INITIAL_LOSS_SCALE,
+               growth_steps: int = LOSS_SCALE_GROWTH_STEPS):
+    self.growth_steps = growth_steps
+    only_first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    self.scale = tf.Variable(initial_scale, dtype=tf.float32,
+                             trainable=False, aggregation=only_first,
+                             name='loss_scale')
+    self.finite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                    aggregation=only_first,
+                                    name='finite_steps')
+
+  def update(self, finite: tf.Tensor) -> None:
+    """Doubles the scale after growth_steps finite steps, halves it now if
+    this step's gradients are not finite."""
+    def grow():
+      self.finite_steps.assign(0)
+      self.scale.assign(self.scale * 2)
+
+    def count():
+      self.finite_steps.assign_add(1)
+
+    def shrink():
+      self.finite_steps.assign(0)
+      self.scale.assign(self.scale / 2)
+
+    tf.cond(finite, lambda: tf.cond(
+        self.finite_steps + 1 >= self.growth_steps, grow, count), shrink)

@@ -31,15 +31,16 @@ class CapsuleModel(model.Model):
     """See `model.Model`; the primary capsules convolve as config says."""
     super().__init__(hparams, config=config)
     self._conv1 = layers.Conv(
-        hparams.conv1_channels, CONV1_KERNEL, hparams.padding, name='conv1',
-        dtype=self._dtype_policy)
+        hparams.conv1_channels, kernel_size=CONV1_KERNEL,
+        padding=hparams.padding, name='conv1', dtype=self._dtype_policy)
     self._conv_capsule1 = layers.ConvSlimCapsule(
         output_dim=hparams.num_prime_capsules,
         output_atoms=hparams.prime_capsule_atoms,
         stride=PRIME_STRIDE, kernel_size=PRIME_KERNEL, padding=hparams.padding,
         num_routing=1, leaky=hparams.leaky, data_format='channels_last',
         conv_implementation=config.conv_implementation,
-        name='conv_capsule1', dtype=self._dtype_policy)
+        xla_routing=config.xla_routing, name='conv_capsule1',
+        dtype=self._dtype_policy)
     self._capsule2 = None
     self._recons = None
 
@@ -58,11 +59,13 @@ class CapsuleModel(model.Model):
           output_dim=features['num_classes'],
           output_atoms=self._hparams.digit_capsule_atoms,
           num_routing=self._hparams.routing, leaky=self._hparams.leaky,
-          name='capsule2', dtype=self._dtype_policy)
+          xla_routing=self._config.xla_routing, name='capsule2',
+          dtype=self._dtype_policy)
     if self._hparams.remake and self._recons is None:
       num_pixels = features['depth'] * features['height'] * features['height']
       self._recons = layers.Reconstruction(
-          RECONS_LAYER_SIZES, num_pixels, RECONS_BALANCE_FACTOR, name='recons',
+          RECONS_LAYER_SIZES, num_pixels=num_pixels,
+          balance_factor=RECONS_BALANCE_FACTOR, name='recons',
           dtype=self._dtype_policy)
 
   def primary_capsules(self, features: Mapping) -> tf.Tensor:

@@ -234,7 +234,7 @@ class CapsuleModelTest(tf.test.TestCase):
     step = test_utils.trainer_on(half, features)
     step()
     # A loss scale that overflows float32: no update, the scale halved.
-    scale = half.optimizer.dynamic_scale
+    scale = half.loss_scale.scale
     scale.assign(3e38)
     weights = [v.numpy() for v in half.trainable_variables]
     step()

@@ -44,11 +44,13 @@ class ConvModel(model.Model):
                config: run_config.RunConfig = run_config.RunConfig()):
     super().__init__(hparams, config=config)
     self._convs = [
-        layers.Conv(channels, CONV_KERNEL, hparams.padding, name=f'conv{i}',
+        layers.Conv(channels, kernel_size=CONV_KERNEL,
+                    padding=hparams.padding, name=f'conv{i}',
                     dtype=self._dtype_policy)
         for i, channels in enumerate(CONV_CHANNELS, start=1)
     ]
-    self._fc1 = layers.FullyConnected(FC1_UNITS, tf.nn.relu, name='fc1',
+    self._fc1 = layers.FullyConnected(FC1_UNITS, activation=tf.nn.relu,
+                                      name='fc1',
                                       dtype=self._dtype_policy)
     self._softmax_layer = None
 
@@ -125,13 +127,15 @@ class PaperBaselineModel(model.Model):
     fan_in = CONV_KERNEL * CONV_KERNEL * features['depth']
     for i, channels in enumerate(PAPER_CONV_CHANNELS, start=1):
       self._convs.append(layers.Conv(
-          channels, CONV_KERNEL, PAPER_PADDING, stddev=np.sqrt(2 / fan_in),
+          channels, kernel_size=CONV_KERNEL, padding=PAPER_PADDING,
+          stddev=np.sqrt(2 / fan_in),
           name=f'conv{i}', dtype=self._dtype_policy))
       fan_in = CONV_KERNEL * CONV_KERNEL * channels
     fan_in = features['height'] ** 2 * PAPER_CONV_CHANNELS[-1]
     for i, units in enumerate(PAPER_FC_UNITS, start=1):
       self._fcs.append(layers.FullyConnected(
-          units, tf.nn.relu, stddev=np.sqrt(2 / fan_in), name=f'fc{i}',
+          units, activation=tf.nn.relu, stddev=np.sqrt(2 / fan_in),
+          name=f'fc{i}',
           dtype=self._dtype_policy))
       fan_in = units
     self._softmax_layer = layers.FullyConnected(
@@ -154,6 +158,6 @@ class PaperBaselineModel(model.Model):
     logits = tf.cast(self._softmax_layer(hidden), tf.float32)
     return model.Forward(logits, None, None, [])
 
-  def compute_gradients(self, features, loss_scale=1.0):
+  def compute_gradients(self, features, *, replicas=1):
     return super().compute_gradients(dict(features, **{TRAINING: True}),
-                                     loss_scale)
+                                     replicas=replicas)

@@ -4,19 +4,23 @@ Every choice that depends on the hardware is made here, and
 `resolve_run_config` puts them into the run's `RunConfig`:
 - `conv_implementation`: the primary capsules' convolution by DFT matrix
   products on CPUs, TensorFlow's (cuDNN) on GPUs;
-- `mixed_precision_dtype`: what `--compute_dtype=mixed` means on this
-  machine (bfloat16 or float16, or float32 where neither is fast);
+- `mixed_precision_dtype`: what `--compute_dtype=mixed` means on the GPUs in
+  use (bfloat16 or float16, or float32 where neither is fast);
+- on GPUs: the whole replica step compiled by XLA, the summaries once per
+  log interval, the input copied to the GPU ahead of the step;
+- `set_precision`: float32 means float32 (TensorFlow's TF32 is off unless
+  asked for);
 - `allow_gpu_memory_growth` and `make_strategy`: GPU memory as needed, and
   the `tf.distribute` strategy that places the replicas (one device, several
-  GPUs, or several workers).
-Routing is compiled by XLA on every device (`layers.fused_routing`).
+  GPUs, or several workers);
+- `describe`: the one line `Devices: ...` every command prints first.
 
 No GPU was available to this project: the GPU branches follow the libraries'
-documentation and are tested on CPU by forcing each one (docs/speed.md).
+documentation and are tested on CPU by forcing each one (docs/gpu.md).
 """
 
 import os
-from typing import List
+from typing import List, Optional
 
 import tensorflow as tf
 
@@ -24,12 +28,20 @@ import errors
 from layers import variables
 from models import run_config as run_config_lib
 
-# `--compute_dtype`'s values: a compute dtype, or 'mixed' for this machine's.
-COMPUTE_DTYPE_NAMES = variables.COMPUTE_DTYPES + ('mixed',)
+# `--compute_dtype`'s values: a compute dtype, 'tf32' (float32 that may run
+# in TF32 on GPUs) or 'mixed' for the dtype the GPUs in use run fast.
+COMPUTE_DTYPE_NAMES = variables.COMPUTE_DTYPES + ('tf32', 'mixed')
 # GPUs of this compute capability and newer (Ampere) multiply bfloat16 fast.
 BFLOAT16_COMPUTE_CAPABILITY = (8, 0)
 # CPU features (Linux /proc/cpuinfo flags) that multiply bfloat16 natively.
 BFLOAT16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+GPU_REQUIREMENTS = 'requirements-gpu.txt'
+
+
+def _gpus_in_use(num_gpus: Optional[int] = None) -> List:
+  """The visible GPUs a run of num_gpus replicas uses (None: all)."""
+  gpus = tf.config.get_visible_devices('GPU')
+  return gpus if num_gpus is None else gpus[:num_gpus]
 
 
 def conv_implementation() -> str:
@@ -39,7 +51,7 @@ def conv_implementation() -> str:
   benchmarks.ablation`, docs/speed.md); on a GPU cuDNN's convolutions are
   the tuned ones, with FFT and Winograd algorithms of their own.
   """
-  return 'native' if tf.config.list_logical_devices('GPU') else 'fourier'
+  return 'native' if _gpus_in_use() else 'fourier'
 
 
 def _cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> List[str]:
@@ -53,18 +65,20 @@ def _cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> List[str]:
   return []
 
 
-def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo') -> str:
-  """The compute dtype of mixed precision on this machine's devices.
+def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
+                          num_gpus: Optional[int] = None) -> str:
+  """The compute dtype of mixed precision on the devices in use.
 
   bfloat16 on GPUs of compute capability 8.0 and newer and on CPUs with
   bfloat16 instructions; float16 (with loss scaling) on older GPUs, which
   have fast float16 but no fast bfloat16; float32 on other CPUs, where
-  narrower types only add conversions.
+  narrower types only add conversions. The slowest GPU in use decides.
 
   Args:
     cpuinfo: where the CPU's feature flags are read (Linux).
+    num_gpus: the GPUs the run uses (the first visible ones); None: all.
   """
-  gpus = tf.config.list_physical_devices('GPU')
+  gpus = _gpus_in_use(num_gpus)
   if gpus:
     capabilities = [tf.config.experimental.get_device_details(gpu).get(
         'compute_capability', (0, 0)) for gpu in gpus]
@@ -76,27 +90,59 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo') -> str:
   return 'float32'
 
 
-def resolve_compute_dtype(name: str) -> str:
-  """`--compute_dtype`'s value as a dtype: 'mixed' becomes this machine's."""
-  return mixed_precision_dtype() if name == 'mixed' else name
-
-
 def resolve_run_config(*, compute_dtype: str = 'float32',
+                       num_gpus: Optional[int] = None, xla: bool = True,
                        **settings) -> run_config_lib.RunConfig:
   """The run's configuration on this machine.
 
+  Call it after `make_strategy`, which decides which GPUs are in use.
+
   Args:
-    compute_dtype: a name of COMPUTE_DTYPE_NAMES; 'mixed' becomes this
-      machine's (`mixed_precision_dtype`).
-    **settings: other `RunConfig` fields, as given; without
-      conv_implementation, the device's (`conv_implementation`).
+    compute_dtype: a name of COMPUTE_DTYPE_NAMES: 'mixed' becomes the dtype
+      of the GPUs in use (`mixed_precision_dtype`), 'tf32' float32 with
+      TF32 allowed.
+    num_gpus: GPUs per worker the run uses (None: all visible).
+    xla: compile with XLA: the routing, and on GPUs each replica's whole
+      step. False where XLA cannot compile.
+    **settings: other `RunConfig` fields, as given; by default those of the
+      device: its convolution, and on GPUs the XLA step, summaries once per
+      log interval and, for one GPU, the input copied to it ahead.
 
   Returns:
     The `RunConfig`.
+
+  Raises:
+    errors.ConfigError: an unknown compute_dtype.
   """
-  settings.setdefault('conv_implementation', conv_implementation())
+  if compute_dtype not in COMPUTE_DTYPE_NAMES:
+    raise errors.ConfigError(f'compute_dtype={compute_dtype!r}: use one of '
+                             f'{", ".join(COMPUTE_DTYPE_NAMES)}')
+  gpus = _gpus_in_use(num_gpus)
+  if compute_dtype == 'mixed':
+    compute_dtype = mixed_precision_dtype(num_gpus=num_gpus)
+  settings.setdefault('tf32', compute_dtype == 'tf32')
+  settings.setdefault('conv_implementation',
+                      'native' if gpus else 'fourier')
+  settings.setdefault('xla_routing', xla)
+  settings.setdefault('xla_step', xla and bool(gpus))
+  if gpus:
+    settings.setdefault('summary_every_steps', settings.get(
+        'log_every_steps', run_config_lib.LOG_EVERY_STEPS))
+    if len(gpus) == 1:
+      settings.setdefault('prefetch_to_device', '/gpu:0')
   return run_config_lib.RunConfig(
-      compute_dtype=resolve_compute_dtype(compute_dtype), **settings)
+      compute_dtype='float32' if compute_dtype == 'tf32' else compute_dtype,
+      **settings)
+
+
+def set_precision(config: run_config_lib.RunConfig) -> None:
+  """float32 means float32: TF32 matrix products only if config.tf32.
+
+  TensorFlow runs float32 products and convolutions in TF32 on Ampere and
+  newer GPUs by default, which moves results by about 1e-3 relative, past
+  the reference's tolerances. The switch is process-wide.
+  """
+  tf.config.experimental.enable_tensor_float_32_execution(config.tf32)
 
 
 def check_replicas(num_replicas: int, global_batch_size: int) -> None:
@@ -128,14 +174,22 @@ def make_strategy(num_gpus: int, *,
   With `TF_CONFIG` set, a `MultiWorkerMirroredStrategy` over the workers it
   lists, each using its first `num_gpus` GPUs (or its CPU when it has none);
   otherwise a `MirroredStrategy` over `num_gpus` GPUs when `num_gpus > 1`,
-  else the default strategy (one device).
+  else the default strategy (one device). `num_gpus=0` hides the GPUs: the
+  run is on the CPU. Call it before anything else starts TensorFlow's
+  runtime (a multi-worker strategy configures its collective ops then).
 
   Raises:
-    errors.ConfigError: if num_gpus does not divide the global batch or exceeds the
-      GPUs this machine has.
+    errors.ConfigError: if num_gpus is negative, does not divide the global
+      batch or exceeds the GPUs this machine has.
   """
-  check_replicas(num_gpus, global_batch_size)
+  if num_gpus < 0:
+    raise errors.ConfigError(f'num_gpus={num_gpus}: use 0 for the CPU, or '
+                             f'the number of GPUs per machine')
   gpus = tf.config.list_physical_devices('GPU')
+  if num_gpus == 0:
+    tf.config.set_visible_devices([], 'GPU')
+    return tf.distribute.get_strategy()
+  check_replicas(num_gpus, global_batch_size)
   if num_gpus > 1 and num_gpus > len(gpus):
     raise errors.ConfigError(f'num_gpus={num_gpus} but this machine has '
                              f'{len(gpus)} GPUs')
@@ -147,3 +201,52 @@ def make_strategy(num_gpus: int, *,
     return tf.distribute.MirroredStrategy(
         [f'/gpu:{i}' for i in range(num_gpus)])
   return tf.distribute.get_strategy()
+
+
+def _no_gpu_reason() -> str:
+  """Why a run sees no GPU, as far as this process can tell."""
+  if tf.config.list_physical_devices('GPU'):
+    return 'GPUs hidden (--num_gpus=0)'
+  build = tf.sysconfig.get_build_info()
+  if build.get('is_cuda_build'):
+    return (f'no GPU visible: this TensorFlow is built for CUDA '
+            f'{build.get("cuda_version", "")} but found no GPU (no NVIDIA '
+            f'driver, or its CUDA libraries are not installed: pip install '
+            f'-r {GPU_REQUIREMENTS})').replace('CUDA  ', 'CUDA ')
+  return 'no GPU visible (this TensorFlow is built without CUDA)'
+
+
+def _gpu_names(gpus) -> str:
+  names = [tf.config.experimental.get_device_details(gpu).get(
+      'device_name', gpu.name) for gpu in gpus]
+  return ', '.join(sorted(set(names), key=names.index))
+
+
+def describe(config: run_config_lib.RunConfig, *,
+             num_replicas: int = 1) -> str:
+  """The `Devices: ...` line: what the run computes on, and how.
+
+  E.g. `Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), bfloat16, cuDNN
+  convolution, XLA step` or `Devices: CPU (2 cores), no GPU visible: ...,
+  float32, Fourier convolution, XLA routing`.
+
+  Args:
+    config: the run's configuration.
+    num_replicas: replicas on this machine (the GPUs it trains on).
+  """
+  gpus = _gpus_in_use(num_replicas)
+  if gpus:
+    where = (f'{len(gpus)} GPU{"s" if len(gpus) > 1 else ""} '
+             f'({_gpu_names(gpus)})')
+  else:
+    where = f'CPU ({os.cpu_count()} cores), {_no_gpu_reason()}'
+  dtype = {'float32': 'float32' + (' (TF32 allowed)' if config.tf32 else ''),
+           'bfloat16': 'bfloat16 mixed precision',
+           'float16': 'float16 mixed precision (loss scaling)',
+           }[config.compute_dtype]
+  conv = {'fourier': 'Fourier convolution',
+          'native': 'cuDNN convolution' if gpus else 'TensorFlow convolution',
+          }[config.conv_implementation]
+  xla = ('XLA step' if config.xla_step else
+         'XLA routing' if config.xla_routing else 'no XLA')
+  return f'Devices: {where}, {dtype}, {conv}, {xla}'

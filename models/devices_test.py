@@ -7,6 +7,9 @@ import pytest
 import tensorflow as tf
 
 from models import devices
+from models import hparams
+from models import model as model_lib
+from models import registry
 
 _GPUS = [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
          for i in range(2)]
@@ -17,7 +20,8 @@ def _with_gpus(gpus):
   """Within the block TensorFlow sees these stand-in GPUs (and no others)."""
   listed = lambda kind=None: list(gpus) if kind == 'GPU' else []
   with mock.patch.object(tf.config, 'list_physical_devices', listed), \
-       mock.patch.object(tf.config, 'list_logical_devices', listed):
+       mock.patch.object(tf.config, 'list_logical_devices', listed), \
+       mock.patch.object(tf.config, 'get_visible_devices', listed):
     yield
 
 
@@ -61,10 +65,12 @@ def test_mixed_precision_on_cpus(gpus, flags, expected, tmp_path):
 
 
 def test_compute_dtype_names():
-  assert devices.resolve_compute_dtype('float16') == 'float16'
+  assert devices.resolve_run_config(
+      compute_dtype='float16').compute_dtype == 'float16'
   with mock.patch.object(devices, 'mixed_precision_dtype',
                          return_value='bfloat16'):
-    assert devices.resolve_compute_dtype('mixed') == 'bfloat16'
+    assert devices.resolve_run_config(
+        compute_dtype='mixed').compute_dtype == 'bfloat16'
 
 
 def test_gpu_memory_grows_on_demand():
@@ -82,3 +88,101 @@ def test_replicas_must_split_the_batch():
   with pytest.raises(ValueError, match='3 replicas cannot split the global '
                      'batch of 128'):
     devices.check_replicas(3, 128)
+
+
+def _details(names_and_capabilities):
+  """A stand-in for get_device_details of the stand-in GPUs."""
+  details = {gpu.name: dict(device_name=name, compute_capability=capability)
+             for gpu, (name, capability) in zip(_GPUS, names_and_capabilities)}
+  return mock.patch.object(tf.config.experimental, 'get_device_details',
+                           lambda gpu: details[gpu.name])
+
+
+def test_mixed_precision_looks_at_the_gpus_in_use_only():
+  with _with_gpus(_GPUS), _details([('A100', (8, 0)), ('V100', (7, 0))]):
+    assert devices.mixed_precision_dtype(num_gpus=1) == 'bfloat16'
+    assert devices.mixed_precision_dtype(num_gpus=2) == 'float16'
+    assert devices.resolve_run_config(
+        compute_dtype='mixed', num_gpus=1).compute_dtype == 'bfloat16'
+
+
+@pytest.mark.parametrize('gpus', [[]], indirect=True)
+def test_cpu_run_configuration(gpus):
+  del gpus  # None.
+  config = devices.resolve_run_config()
+  assert (config.conv_implementation, config.xla_routing, config.xla_step,
+          config.summary_every_steps, config.prefetch_to_device) == (
+              'fourier', True, False, 1, None)
+  assert not devices.resolve_run_config(xla=False).xla_routing
+
+
+def test_gpu_run_configuration():
+  with _with_gpus(_GPUS[:1]):
+    config = devices.resolve_run_config(num_gpus=1)
+  # Each replica's whole step compiled, summaries once per log interval,
+  # the input copied to the GPU ahead.
+  assert (config.conv_implementation, config.xla_step,
+          config.summary_every_steps, config.prefetch_to_device) == (
+              'native', True, config.log_every_steps, '/gpu:0')
+  with _with_gpus(_GPUS):
+    config = devices.resolve_run_config(num_gpus=2, xla=False)
+  assert (config.xla_routing, config.xla_step, config.prefetch_to_device) == (
+      False, False, None)
+
+
+def test_float32_means_float32():
+  """TensorFlow allows TF32 by default; a float32 model turns it off."""
+  try:
+    tf.config.experimental.enable_tensor_float_32_execution(True)
+    registry.build_model(hparams.default_hparams().parse(
+        'num_prime_capsules=2'), model_type='capsule',
+                         shape=model_lib.DataShape(20, 1))
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    tf32 = devices.resolve_run_config(compute_dtype='tf32')
+    assert (tf32.compute_dtype, tf32.tf32) == ('float32', True)
+    devices.set_precision(tf32)
+    assert tf.config.experimental.tensor_float_32_execution_enabled()
+  finally:
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+def test_devices_line_names_the_gpus_dtype_and_convolution():
+  with _with_gpus(_GPUS), _details([('NVIDIA A100-SXM4-40GB', (8, 0))] * 2):
+    config = devices.resolve_run_config(compute_dtype='bfloat16', num_gpus=2)
+    assert devices.describe(config, num_replicas=2) == (
+        'Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), bfloat16 mixed precision, '
+        'cuDNN convolution, XLA step')
+
+
+@pytest.mark.parametrize('gpus', [[]], indirect=True)
+def test_devices_line_says_why_a_cuda_build_sees_no_gpu(gpus):
+  del gpus  # None.
+  config = devices.resolve_run_config()
+  with mock.patch.object(tf.sysconfig, 'get_build_info',
+                         return_value={'is_cuda_build': True,
+                                       'cuda_version': '12.5.1'}):
+    line = devices.describe(config)
+  assert line.startswith('Devices: CPU (')
+  assert ('no GPU visible: this TensorFlow is built for CUDA 12.5.1 but '
+          'found no GPU (no NVIDIA driver, or its CUDA libraries are not '
+          'installed: pip install -r requirements-gpu.txt), float32, Fourier '
+          'convolution, XLA routing') in line
+  with mock.patch.object(tf.sysconfig, 'get_build_info',
+                         return_value={'is_cuda_build': False}):
+    assert 'built without CUDA' in devices.describe(config)
+
+
+def test_num_gpus_zero_hides_the_gpus():
+  hidden = []
+  with _with_gpus(_GPUS), mock.patch.object(
+      tf.config, 'set_visible_devices',
+      lambda found, kind: hidden.append((found, kind))):
+    strategy = devices.make_strategy(0, global_batch_size=128)
+  assert hidden == [([], 'GPU')]
+  assert strategy is tf.distribute.get_strategy()
+  with pytest.raises(ValueError, match='num_gpus=-1: use 0 for the CPU'):
+    devices.make_strategy(-1, global_batch_size=128)
+  with _with_gpus(_GPUS), mock.patch.object(tf.config, 'get_visible_devices',
+                                            lambda kind=None: []):
+    assert 'GPUs hidden (--num_gpus=0)' in devices.describe(
+        devices.resolve_run_config(num_gpus=0), num_replicas=0)

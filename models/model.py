@@ -67,6 +67,11 @@ def data_shape(element_spec: Mapping[str, tf.TensorSpec],
                    num_targets)
 
 
+def _first_local(value):
+  """The first replica's copy of a value (the value itself off strategies)."""
+  return tf.distribute.get_strategy().experimental_local_results(value)[0]
+
+
 class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
   """`max(lr * rate ** (step / decay_steps), 1e-6)`, continuous decay."""
 
@@ -100,9 +105,8 @@ class Model(abc.ABC):
         'bfloat16' or 'float16' for mixed precision: the convolutions and
         matrix products run in that dtype on float32 weights, squash,
         routing and losses stay float32. float16, whose range is narrow,
-        trains on a dynamically scaled loss
-        (`keras.optimizers.LossScaleOptimizer`: a step whose gradients
-        overflow is skipped and the scale halved).
+        trains on a dynamically scaled loss (`adam.DynamicLossScale`: a
+        step whose gradients overflow is skipped and the scale halved).
 
     Raises:
       errors.ConfigError: for a padding, loss_type or routing that cannot
@@ -123,12 +127,17 @@ class Model(abc.ABC):
     self._dtype_policy = layer_variables.dtype_policy(config.compute_dtype)
     self._adam = adam.ReferenceAdam(LearningRateSchedule(
         hparams.learning_rate, hparams.decay_steps, hparams.decay_rate))
-    self.optimizer = (keras.optimizers.LossScaleOptimizer(self._adam)
-                      if self.compute_dtype == 'float16' else self._adam)
+    self.loss_scale = (adam.DynamicLossScale()
+                       if self.compute_dtype == 'float16' else None)
 
   @property
   def hparams(self):
     return self._hparams
+
+  @property
+  def optimizer(self) -> adam.ReferenceAdam:
+    """The reference's Adam, `tf.compat.v1.train.AdamOptimizer`'s step."""
+    return self._adam
 
   @property
   def config(self) -> run_config_lib.RunConfig:
@@ -215,29 +224,49 @@ class Model(abc.ABC):
     result = self.losses(features)
     return result.total_loss, result.correct, result.almost
 
-  def compute_gradients(self, features: Mapping, loss_scale: float = 1.0
+  def compute_gradients(self, features: Mapping, *, replicas: int = 1
                        ) -> Tuple[List[tf.Tensor], Losses]:
-    """Gradients of `loss_scale * total_loss` for `trainable_variables`.
+    """Gradients of `total_loss / replicas` for `trainable_variables`.
 
     Under a `tf.distribute` strategy each replica passes
-    `1 / num_replicas_in_sync`: the optimizer sums gradients over replicas, so
-    the update uses the gradient of the global-batch mean loss.
+    `num_replicas_in_sync`: the sum of their gradients is then the gradient
+    of the global-batch mean loss. In float16 the loss is scaled by the
+    loss scale for the backward pass and the gradients unscaled again (by
+    a power of two: exactly); an overflow shows as a non-finite gradient.
     """
     with tf.GradientTape() as tape:
       result = self.losses(features)
-      scaled_loss = result.total_loss * loss_scale
-      if self.optimizer is not self._adam:  # float16's dynamic loss scale.
-        scaled_loss = self.optimizer.scale_loss(scaled_loss)
+      scaled_loss = result.total_loss * (1.0 / replicas)
+      if self.loss_scale is not None:
+        scaled_loss *= self.loss_scale.scale
     grads = tape.gradient(scaled_loss, self.trainable_variables)
+    if self.loss_scale is not None:
+      grads = [grad / self.loss_scale.scale for grad in grads]
     return grads, result
 
   def apply_gradients(self, grads: Sequence[tf.Tensor]) -> None:
     """One Adam update at the current global step, which then advances.
 
-    The gradients are `compute_gradients`'; in float16 they are unscaled
-    here, or the step is skipped if they overflowed.
+    The gradients are `compute_gradients`', summed over replicas already:
+    under a strategy, call this in cross-replica context (in the strategy's
+    scope, outside `strategy.run`) with the all-reduced gradients. In
+    float16 a step whose gradients are not finite is skipped (the global
+    step stays) and the loss scale updated, alike on every replica.
     """
-    self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+    if self.loss_scale is None:
+      self._adam.apply_summed(grads, self.trainable_variables)
+      return
+    # Every replica holds the same sum: the first one's decides.
+    finite = tf.reduce_all([
+        tf.reduce_all(tf.math.is_finite(_first_local(grad)))
+        for grad in grads])
+
+    def apply():
+      self._adam.apply_summed(grads, self.trainable_variables)
+      return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+    self.loss_scale.update(finite)
 
   def summarize(self, losses: Losses, features: Mapping, *,
                 step: tf.Tensor, batch_size: int) -> None:

@@ -5,6 +5,7 @@ from typing import Dict, Type
 import errors
 from models import capsule_model
 from models import conv_model
+from models import devices
 from models.hparams import HParams
 from models import model as model_lib
 from models import run_config as run_config_lib
@@ -23,7 +24,8 @@ def build_model(hparams: HParams, *, model_type: str,
   """A `MODELS[model_type]` with its variables, for data of this shape.
 
   Build it under a `tf.distribute` strategy's scope for distributed
-  variables.
+  variables. Sets TensorFlow's float32 precision as config says
+  (`devices.set_precision`).
 
   Raises:
     errors.ConfigError: an unknown model_type, or hparams it cannot use.
@@ -31,6 +33,7 @@ def build_model(hparams: HParams, *, model_type: str,
   if model_type not in MODELS:
     raise errors.ConfigError(f'unknown model {model_type!r}; use one of '
                              f'{", ".join(MODELS)}')
+  devices.set_precision(config)
   model = MODELS[model_type](hparams, config=config)
   model.build(shape)
   return model

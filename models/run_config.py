@@ -9,6 +9,7 @@ convolution, so a `RunConfig()` made in a test or a notebook runs anywhere.
 """
 
 import dataclasses
+from typing import Optional
 
 import errors
 from layers import layers
@@ -37,8 +38,20 @@ class RunConfig:
       last).
     compute_dtype: 'float32', or 'bfloat16' / 'float16' for mixed precision
       (see `models.model.Model`).
+    tf32: let float32 matrix products and convolutions run in TF32 on GPUs
+      that have it (Ampere and newer): faster, but results drift from the
+      reference's by about 1e-3 relative. Off: float32 means float32.
     conv_implementation: the primary capsules' convolution, one of
       `layers.CONV_IMPLEMENTATIONS` ('fourier' is faster on CPUs).
+    xla_routing: compile the routing with XLA (fused loops, several times
+      faster); off where XLA cannot compile (no CUDA libdevice, say).
+    xla_step: compile each replica's whole forward and backward pass with
+      XLA (on GPUs: fewer, larger kernels; XLA's CPU convolutions are slow).
+    summary_every_steps: write the training summaries at every so many
+      global steps (the reference wrote them every step; on a GPU each write
+      waits for the device).
+    prefetch_to_device: a device to copy the next input batches to while
+      the current step runs (one-device runs on a GPU); None: no copy ahead.
     eval_poll_seconds: the least time between two evaluations when
       following a training folder.
     eval_timeout_seconds: how long that waits for a new checkpoint.
@@ -48,13 +61,18 @@ class RunConfig:
   log_every_steps: int = LOG_EVERY_STEPS
   save_step: int = SAVE_STEP
   compute_dtype: str = 'float32'
+  tf32: bool = False
   conv_implementation: str = 'native'
+  xla_routing: bool = True
+  xla_step: bool = False
+  summary_every_steps: int = 1
+  prefetch_to_device: Optional[str] = None
   eval_poll_seconds: float = EVAL_POLL_SECONDS
   eval_timeout_seconds: float = EVAL_TIMEOUT_SECONDS
 
   def __post_init__(self):
     for name in ('train_batch_size', 'eval_batch_size', 'log_every_steps',
-                 'save_step'):
+                 'save_step', 'summary_every_steps'):
       if getattr(self, name) < 1:
         raise errors.ConfigError(
             f'{name} must be positive, got {getattr(self, name)}')

@@ -3,8 +3,10 @@
 `Trainer.run` is the training step: `train`'s loop runs it, and so do the
 benchmarks and the tests, so the step measured is the step trained. It runs
 up to `log_every_steps` steps in one compiled call, each on one batch per
-replica under a `tf.distribute` strategy, with the reference's summaries of
-every step, and stops after a step whose loss is not finite.
+replica under a `tf.distribute` strategy: every replica's gradients, their
+sum over replicas, one Adam update; the reference's summaries every
+`summary_every_steps` steps; and it reports the first step whose loss was
+not finite, checked once per call.
 
 `train` is the reference's training loop: resume from the newest loadable
 checkpoint, train to `max_steps`, save every `save_step` steps and at the
@@ -30,13 +32,18 @@ from models import registry
 from models import run_config as run_config_lib
 
 # What `Trainer.run` returns: the mean loss and accuracy of the steps run,
-# how many ran, and whether every loss was finite.
+# how many ran, and the global step (before its update) of the first step
+# whose loss was not finite, -1 if none.
 StepsResult = collections.namedtuple(
-    'StepsResult', ('loss', 'accuracy', 'steps_run', 'finite'))
+    'StepsResult', ('loss', 'accuracy', 'steps_run', 'first_non_finite'))
 
 
 class NonFiniteLossError(errors.UserError, ArithmeticError):
   """The training loss became NaN or infinite."""
+
+
+class XlaError(errors.UserError, RuntimeError):
+  """XLA could not compile the training step on this machine."""
 
 
 class Trainer:
@@ -52,7 +59,7 @@ class Trainer:
       shape: the shape ints of its data.
       strategy: the strategy whose scope built the model; None: the default
         strategy (one device).
-      config: batch sizes and cadence.
+      config: batch sizes, summary cadence, XLA and input prefetching.
 
     Raises:
       errors.ConfigError: the replicas do not split the global batch.
@@ -63,6 +70,9 @@ class Trainer:
     self.config = config
     devices.check_replicas(self.strategy.num_replicas_in_sync,
                            config.train_batch_size)
+    self._replica_gradients = (
+        tf.function(self._gradients, jit_compile=True) if config.xla_step
+        else self._gradients)
     self._run = tf.function(self._steps)
 
   @property
@@ -73,11 +83,19 @@ class Trainer:
                                             tf.data.Dataset]) -> Iterator:
     """An iterator over batches of `dataset_fn`, one per replica per step.
 
+    With `config.prefetch_to_device` (one device), the next batches are
+    copied to that device while a step runs.
+
     Args:
       dataset_fn: gives each input pipeline its dataset of replica batches,
         as `tf.distribute.Strategy.distribute_datasets_from_function` calls
         it.
     """
+    device = self.config.prefetch_to_device
+    if device and self.strategy.num_replicas_in_sync == 1:
+      prefetched = dataset_fn
+      dataset_fn = lambda context: prefetched(context).apply(
+          tf.data.experimental.prefetch_to_device(device))
     return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
   def repeat(self, tensors: Mapping[str, tf.Tensor]) -> Iterator:
@@ -86,22 +104,48 @@ class Trainer:
     return self.distribute(lambda _: dataset)
 
   def run(self, iterator: Iterator, num_steps: int) -> StepsResult:
-    """Runs up to num_steps training steps; see the module docstring.
+    """Runs num_steps training steps; see the module docstring.
 
     Each step's summaries go to the default summary writer at the global
-    step before its update (the reference's numbering).
-    """
-    return self._run(iterator, tf.constant(num_steps))
+    step before its update (the reference's numbering), at the steps that
+    are multiples of `config.summary_every_steps`.
 
-  def _replica_step(self, tensors):
+    Raises:
+      errors.XlaError: XLA could not compile the step (its message names
+        the way around).
+    """
+    try:
+      return self._run(iterator, tf.constant(num_steps))
+    except tf.errors.InternalError as error:
+      if 'libdevice' not in str(error) and 'XLA' not in str(error):
+        raise
+      raise XlaError(
+          f'XLA could not compile the training step ({_first_line(error)}); '
+          f'rerun with --xla=false (routing op by op, slower), or point XLA '
+          f'at CUDA: XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda'
+      ) from None
+
+  def _gradients(self, tensors):
+    """One replica's gradients (not yet summed over replicas) and losses."""
     grads, result = self.model.compute_gradients(
         model_lib.features(tensors, self.shape),
-        loss_scale=1.0 / self.strategy.num_replicas_in_sync)
-    self.model.apply_gradients(grads)
-    return result._replace(remakes=result.remakes or []), tensors
+        replicas=self.strategy.num_replicas_in_sync)
+    return grads, result._replace(remakes=result.remakes or [])
 
-  def _steps(self, iterator, num_steps):
+  def _step(self, tensors):
+    """One training step on each replica's batch; cross-replica context.
+
+    The gradients are all-reduced first, then applied once: the optimizer
+    (and float16's overflow check, see `Model.apply_gradients`) sees the
+    same sum on every replica.
+    """
     strategy = self.strategy
+    grads, result = strategy.run(self._replica_gradients, args=(tensors,))
+    # Summed onto the variables' devices (the tf.Variables under Keras').
+    destinations = [var.value for var in self.model.trainable_variables]
+    grads = strategy.extended.batch_reduce_to(
+        tf.distribute.ReduceOp.SUM, list(zip(grads, destinations)))
+    self.model.apply_gradients(grads)
 
     def reduce(op, value):
       return strategy.reduce(op, value, axis=None)
@@ -112,39 +156,51 @@ class Trainer:
     def first(value):  # Of the first replica's batch, for summaries.
       return strategy.experimental_local_results(value)[0]
 
+    return model_lib.Losses(
+        total_loss=mean(result.total_loss),
+        correct=reduce(tf.distribute.ReduceOp.SUM, result.correct),
+        almost=reduce(tf.distribute.ReduceOp.SUM, result.almost),
+        classification_loss=mean(result.classification_loss),
+        reconstruction_losses=[mean(loss)
+                               for loss in result.reconstruction_losses],
+        logits=first(result.logits),
+        remakes=[first(remake) for remake in result.remakes]), first
+
+  def _steps(self, iterator, num_steps):
+    """num_steps steps, without a wait for the device between them.
+
+    A non-finite loss does not stop the loop (testing it would wait for
+    every step): the steps after it run on, and the first non-finite step
+    is returned for the caller, who saves nothing after it.
+    """
     loss_sum = correct_sum = tf.constant(0.0)
-    steps_run = tf.constant(0)
-    finite = tf.constant(True)
+    first_bad = tf.constant(-1, tf.int64)
     for _ in tf.range(num_steps):
       step = tf.identity(self.model.global_step)
-      result, tensors = strategy.run(self._replica_step,
-                                     args=(next(iterator),))
-      result = model_lib.Losses(
-          total_loss=mean(result.total_loss),
-          correct=reduce(tf.distribute.ReduceOp.SUM, result.correct),
-          almost=reduce(tf.distribute.ReduceOp.SUM, result.almost),
-          classification_loss=mean(result.classification_loss),
-          reconstruction_losses=[mean(loss)
-                                 for loss in result.reconstruction_losses],
-          logits=first(result.logits),
-          remakes=[first(remake) for remake in result.remakes])
+      tensors = next(iterator)
+      with self.strategy.scope():
+        result, first = self._step(tensors)
       # The reference's tags, outside the loop's `while/` name scope.
-      with tf.name_scope(''):
+      with tf.name_scope(''), tf.summary.record_if(
+          step % self.config.summary_every_steps == 0):
         self.model.summarize(
             result, model_lib.features(tf.nest.map_structure(first, tensors),
                                        self.shape),
             step=step, batch_size=self.config.train_batch_size)
       loss_sum += result.total_loss
       correct_sum += result.correct
-      steps_run += 1
-      if not tf.math.is_finite(result.total_loss):
-        finite = tf.constant(False)
-        break
-    steps = tf.cast(steps_run, tf.float32)
+      first_bad = tf.where(
+          (first_bad < 0) & ~tf.math.is_finite(result.total_loss),
+          tf.cast(step, tf.int64), first_bad)
+    steps = tf.cast(num_steps, tf.float32)
     return StepsResult(
         loss_sum / steps,
-        correct_sum / (steps * self.config.train_batch_size), steps_run,
-        finite)
+        correct_sum / (steps * self.config.train_batch_size), num_steps,
+        first_bad)
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _next_stop(step: int, *, max_steps: int,
@@ -250,18 +306,17 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
       start_time = time.time()
       result = trainer.run(
           iterator, _next_stop(step, max_steps=max_steps, config=config) - step)
-      steps_run = int(result.steps_run)
-      seconds_per_step = (time.time() - start_time) / steps_run
-      last_step = step + steps_run - 1
+      seconds_per_step = (time.time() - start_time) / int(result.steps_run)
       # Not step + steps_run: float16 skips the steps that overflow.
       step = int(model.global_step.numpy())
-      if not result.finite:
+      if result.first_non_finite >= 0:
         writer.flush()
         saved = checkpoints.list_steps(train_dir)
         last = f'model.ckpt-{max(saved)}' if saved else 'no checkpoint'
         raise NonFiniteLossError(
-            f'the loss became {float(result.loss):.4g} at step {last_step}; '
-            f'nothing was saved after {last}. Lower the learning rate '
+            f'the loss became {float(result.loss):.4g} at step '
+            f'{int(result.first_non_finite)}; nothing was saved after '
+            f'{last}. Lower the learning rate '
             f'(--hparams_override=learning_rate=...) and rerun to resume')
       if is_chief and (step % config.save_step == 0 or step == max_steps):
         writer.flush()

@@ -9,6 +9,7 @@ by a non-finite loss and a full disk; tiny random data elsewhere.
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,6 +18,8 @@ import golden_utils
 from input_data import datasets
 from models import checkpoints
 from models import hparams as hparams_lib
+from models import model as model_lib
+from models import registry
 from models import run_config
 from models import training
 import test_utils
@@ -40,7 +43,8 @@ def _train_golden_two_steps(summary_dir, strategy):
           tf.train.load_checkpoint(os.path.join(train_dir, 'model.ckpt-2')))
 
 
-def test_mirrored_training_matches_one_device_and_reference(tmp_path):
+def test_mirrored_training_matches_one_device_and_reference(
+    tmp_path, two_cpu_strategy):
   """Two replicas, one device and the reference take the same two steps.
 
   The batch is 64 copies of the golden's two examples, so its mean loss and
@@ -50,8 +54,8 @@ def test_mirrored_training_matches_one_device_and_reference(tmp_path):
   reference = tf.train.load_checkpoint(
       golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-2'))
   one_losses, one = _train_golden_two_steps(str(tmp_path / 'one'), None)
-  mirrored = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
-  two_losses, two = _train_golden_two_steps(str(tmp_path / 'two'), mirrored)
+  two_losses, two = _train_golden_two_steps(str(tmp_path / 'two'),
+                                           two_cpu_strategy)
 
   golden_utils.assert_forward_close(one_losses[0], golden['total_loss'])
   for step in (0, 1):
@@ -217,3 +221,92 @@ def test_full_disk_during_save_keeps_earlier_checkpoints(tmp_path):
       _train_golden(tmp_path, max_steps=2)
   assert test_utils.file_bytes(train_dir) == before
   assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-0')
+
+
+def _tiny_trainer(strategy=None, **settings):
+  """A tiny capsule model built under strategy, and its Trainer."""
+  strategy = strategy or tf.distribute.get_strategy()
+  shape = model_lib.DataShape(20, 1)
+  config = run_config.RunConfig(**dict(dict(train_batch_size=4), **settings))
+  keras.utils.set_random_seed(11)
+  with strategy.scope():
+    model = registry.build_model(test_utils.tiny_hparams(),
+                                 model_type='capsule', shape=shape,
+                                 config=config)
+  return training.Trainer(model, shape=shape, strategy=strategy,
+                          config=config)
+
+
+def _batch(size, *, scale=1.0, seed=0):
+  rng = np.random.default_rng(seed)
+  images = (rng.uniform(size=(size, 1, 20, 20)) * scale).astype(np.float32)
+  labels = rng.integers(0, 10, size).astype(np.int32)
+  return dict(images=images, labels=np.eye(10, dtype=np.float32)[labels],
+              recons_image=images, recons_label=labels)
+
+
+def test_float16_overflow_on_one_replica_skips_the_step_everywhere(
+    two_cpu_strategy):
+  """The gradients are summed before the overflow check, not after.
+
+  Replica 0 gets a normal batch, replica 1 one whose images overflow
+  float16. The step is skipped on both, the loss scale halves on both,
+  and the weights stay finite and equal on both.
+  """
+  strategy = two_cpu_strategy
+  trainer = _tiny_trainer(strategy, compute_dtype='float16')
+  model = trainer.model
+  batches = tf.data.Dataset.from_tensors(_batch(2)).concatenate(
+      tf.data.Dataset.from_tensors(_batch(2, scale=1e5))).repeat()
+  before = [v.numpy() for v in model.trainable_variables]
+  result = trainer.run(trainer.distribute(lambda _: batches), 1)
+  assert int(model.global_step.numpy()) == 0
+  assert int(result.first_non_finite) == 0
+  scales = strategy.experimental_local_results(model.loss_scale.scale)
+  assert [float(scale) for scale in scales] == [2.0**14] * 2
+  for var, old in zip(model.trainable_variables, before):
+    replicas = [value.numpy()
+                for value in strategy.experimental_local_results(var.value)]
+    np.testing.assert_array_equal(replicas[0], old)
+    np.testing.assert_array_equal(replicas[1], old)
+
+
+def _weights_after_steps(trainer, num_steps=2):
+  trainer.run(trainer.repeat(_batch(4)), num_steps)
+  return [v.numpy() for v in trainer.model.trainable_variables]
+
+
+@pytest.mark.parametrize('settings', [
+    dict(xla_step=True),        # Each replica's step compiled whole (GPUs).
+    dict(xla_routing=False),    # No XLA at all (--xla=false).
+    dict(prefetch_to_device='/cpu:0'),  # The input copied ahead.
+], ids=lambda settings: next(iter(settings)))
+def test_step_variants_train_as_the_default_step(settings):
+  expected = _weights_after_steps(_tiny_trainer())
+  weights = _weights_after_steps(_tiny_trainer(**settings))
+  for got, want in zip(weights, expected):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_summaries_at_multiples_of_summary_every_steps(tmp_path):
+  trainer = _tiny_trainer(summary_every_steps=2)
+  with tf.summary.create_file_writer(str(tmp_path)).as_default():
+    trainer.run(trainer.repeat(_batch(4)), 5)
+  assert sorted(test_utils.events(str(tmp_path))['total_loss']) == [0, 2, 4]
+
+
+def test_xla_compile_failure_is_one_line_naming_the_way_around():
+  trainer = _tiny_trainer()
+
+  def fails(*unused):
+    raise tf.errors.InternalError(
+        None, None, 'libdevice not found at ./libdevice.10.bc\nmore')
+
+  trainer._run = fails  # pylint: disable=protected-access
+  with pytest.raises(training.XlaError) as raised:
+    trainer.run(trainer.repeat(_batch(4)), 1)
+  message = str(raised.value)
+  assert '\n' not in message
+  assert 'libdevice not found at ./libdevice.10.bc' in message
+  assert '--xla=false' in message
+  assert 'XLA_FLAGS=--xla_gpu_cuda_data_dir=' in message

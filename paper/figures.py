@@ -843,13 +843,15 @@ def main(argv: List[str]) -> None:
   del argv  # Unused.
   tf.get_logger().setLevel('ERROR')  # Retracing notices of the small batches.
   devices.allow_gpu_memory_growth()
+  config = devices.resolve_run_config(num_gpus=1)
+  print(devices.describe(config), flush=True)
   make_figures(
       FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
       num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,
       hparams=hparams_lib.default_hparams().parse(
           FLAGS.hparams_override or ''),
       eval_size=FLAGS.eval_size, routing_iterations=FLAGS.routing_iterations,
-      config=devices.resolve_run_config())
+      config=config)
 
 
 if __name__ == '__main__':

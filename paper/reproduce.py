@@ -470,10 +470,12 @@ def main(argv: List[str]) -> None:
     return
   devices.allow_gpu_memory_growth()
   tf.config.experimental.enable_op_determinism()
+  config = devices.resolve_run_config(num_gpus=1)
+  print(devices.describe(config), flush=True)
   reproduce(FLAGS.experiment, data_dir=FLAGS.data_dir,
             output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
             max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size,
-            config=devices.resolve_run_config())
+            config=config)
 
 
 if __name__ == '__main__':
