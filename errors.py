@@ -27,3 +27,20 @@ class MissingDataError(UserError, FileNotFoundError):
 
 class StorageError(UserError, OSError):
   """A file could not be written (a full disk, say); nothing is lost."""
+
+
+class Interrupted(Exception):
+  """The user (Ctrl-C) or the system (SIGTERM) asked the run to stop.
+
+  Not a mistake: the command prints the message as its one line and exits
+  with the shell's code for the signal, 128 + its number (130 for SIGINT,
+  143 for SIGTERM).
+  """
+
+  def __init__(self, message: str, *, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+  @property
+  def exit_code(self) -> int:
+    return 128 + self.signum
