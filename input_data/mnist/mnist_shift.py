@@ -34,43 +34,52 @@ from input_data.mnist import mnist_records
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
-  """Defines the tool's flags.
+def _define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """Defines the tool's flags in flag_values.
 
   Only when run as a script: experiment.py defines a --data_dir too, and
-  absl refuses a flag defined twice in one process (e.g. one pytest run).
+  absl refuses a flag defined twice in one process (e.g. one pytest run);
+  a test defines them in a FlagValues of its own.
   """
   flags.DEFINE_string('data_dir', '/tmp/tensorflow/mnist/input_data',
-                      'Directory of the MNIST idx files (gzipped or not).')
+                      'Directory of the MNIST idx files (gzipped or not).',
+                      flag_values=flag_values)
   flags.DEFINE_string('output_dir', None,
-                      'Directory for the records; default: --data_dir.')
+                      'Directory for the records; default: --data_dir.',
+                      flag_values=flag_values)
   flags.DEFINE_enum('source', 'idx', ['idx', 'tfds'],
                     'Read the idx files in --data_dir, or '
-                    'tensorflow-datasets\' mnist.')
+                    'tensorflow-datasets\' mnist.', flag_values=flag_values)
   flags.DEFINE_string('tfds_data_dir', None,
                       'tensorflow-datasets\' data directory for '
-                      '--source=tfds; default ~/tensorflow_datasets.')
-  flags.DEFINE_integer('shift', 2, 'Maximum shift range.', lower_bound=0)
-  flags.DEFINE_integer('pad', 0, 'Padding size.', lower_bound=0)
+                      '--source=tfds; default ~/tensorflow_datasets.',
+                      flag_values=flag_values)
+  flags.DEFINE_integer('shift', 2, 'Maximum shift range.', lower_bound=0,
+                       flag_values=flag_values)
+  flags.DEFINE_integer('pad', 0, 'Padding size.', lower_bound=0,
+                       flag_values=flag_values)
   flags.DEFINE_boolean('multi_targets', False,
-                       'If set generate multi digit MNIST.')
+                       'If set generate multi digit MNIST.',
+                       flag_values=flag_values)
   flags.DEFINE_integer('max_shard', 0,
                        'Maximum number of examples in each file.',
-                       lower_bound=0)
+                       lower_bound=0, flag_values=flag_values)
   flags.DEFINE_integer('num_pairs', 0,
                        'Number of generated pairs for each image.',
-                       lower_bound=0)
+                       lower_bound=0, flag_values=flag_values)
   flags.DEFINE_enum('split', 'train', list(idx.SPLITS),
-                    'The split of data to process.')
+                    'The split of data to process.', flag_values=flag_values)
   flags.DEFINE_integer('seed', 0,
                        'Seed of the MultiMNIST draws; the input pipelines '
                        '(input_data.datasets) generate the same pairs from '
-                       'the same seed.', lower_bound=0)
+                       'the same seed.', lower_bound=0,
+                       flag_values=flag_values)
   flags.register_multi_flags_validator(
       ['multi_targets', 'num_pairs', 'max_shard'],
       lambda f: not f['multi_targets'] or (f['num_pairs'] > 0 and
                                            f['max_shard'] > 0),
-      message='--multi_targets needs --num_pairs > 0 and --max_shard > 0')
+      message='--multi_targets needs --num_pairs > 0 and --max_shard > 0',
+      flag_values=flag_values)
 
 
 def main(argv: List[str]) -> None:

@@ -5,12 +5,14 @@ import subprocess
 import sys
 import tempfile
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from input_data.mnist import generated_input
 from input_data.mnist import idx
 from input_data.mnist import mnist_input_record
+from input_data.mnist import mnist_shift
 from input_data.mnist.idx_test import write_mnist_idx
 from input_data.mnist.mnist_records_test import read_records
 
@@ -31,26 +33,25 @@ class MnistShiftTest(tf.test.TestCase):
     command = [sys.executable, '-m', 'input_data.mnist.mnist_shift',
                f'--data_dir={tmp}', f'--output_dir={output_dir}',
                '--split=valid_train', '--shift=2']
-    # Three commands at once: each process spends seconds starting TF.
+    # Both commands at once: each process spends seconds starting TF.
     processes = [subprocess.Popen(arguments, cwd=_ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
                  for arguments in (
-                     command, command + ['--multi_targets'],
+                     command,
                      # --seed: the pairs generated_input makes from it.
                      command + ['--multi_targets', '--num_pairs=1',
                                 '--max_shard=1', '--shift=6', '--pad=4',
                                 '--seed=3'])]
     outputs = [process.communicate() for process in processes]
-    stderrs = [stderr for _, stderr in outputs]
-    self.assertEqual(0, processes[0].returncode, stderrs[0])
+    for process, (_, stderr) in zip(processes, outputs):
+      self.assertEqual(0, process.returncode, stderr)
     self.assertEqual(
         'Wrote 50 records to '
         f'{output_dir}/valid_train_2shifted_mnist.tfrecords\n', outputs[0][0])
-    # The user's mistake: one line, no traceback.
-    self.assertEqual(1, processes[1].returncode)
-    self.assertRegex(stderrs[1], '^mnist_shift: error: .*--multi_targets '
-                     'needs --num_pairs > 0.*\n$')
-    self.assertEqual(0, processes[2].returncode, stderrs[2])
+    self.assertEqual(
+        'Wrote 2 pairs to '
+        f'{output_dir}/multivalid_train_6shifted_mnist.tfrecords@2\n',
+        outputs[1][0])
     dataset = mnist_input_record.inputs('train', data_dir=output_dir,
                                         batch_size=10, validate=True)
     batch = next(iter(dataset))
@@ -68,6 +69,20 @@ class MnistShiftTest(tf.test.TestCase):
         batch_size=2, shift='reference', num_pairs=1, seed=3, eval_size=2)))
     for key in generated:
       self.assertAllEqual(generated[key], written[key])
+
+  def testMultiTargetsNeedsPairsAndShards(self):
+    """The flags' own check (the command line reports it in one line)."""
+    flag_values = flags.FlagValues()
+    mnist_shift._define_flags(flag_values)  # pylint: disable=protected-access
+    with self.assertRaisesRegex(
+        flags.IllegalFlagValueError,
+        '--multi_targets needs --num_pairs > 0 and --max_shard > 0'):
+      flag_values(['mnist_shift', '--multi_targets', '--num_pairs=1'])
+    flag_values(['mnist_shift', '--multi_targets', '--num_pairs=1',
+                 '--max_shard=1'])
+    self.assertEqual((True, 1, 1), (flag_values.multi_targets,
+                                    flag_values.num_pairs,
+                                    flag_values.max_shard))
 
 
 if __name__ == '__main__':
