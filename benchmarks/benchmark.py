@@ -407,7 +407,7 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument('--skip_memory', action='store_true',
                       help='do not measure the peak memory')
   parser.add_argument('--loop', action='store_true',
-                      help='also time experiment.train\'s loop on the first '
+                      help='also time training.train\'s loop on the first '
                       'config (300 steps)')
   parser.add_argument('--memory_probe', action='store_true',
                       help=argparse.SUPPRESS)

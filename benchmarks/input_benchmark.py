@@ -21,9 +21,9 @@ import tensorflow as tf
 from input_data.cifar10 import cifar10_input
 from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_shift
-from input_data.norb import norb_convert
+from input_data.mnist import mnist_records
 from input_data.norb import norb_input_record
+from input_data.norb import norb_records
 from models import run_config
 
 WARMUP_BATCHES = 20
@@ -46,17 +46,19 @@ def _write_fixtures(root: str, rng: np.random.Generator) -> str:
   """Writes every fixture under root; returns the MultiMNIST pattern."""
   digits = rng.integers(0, 256, (_MNIST_TEST_IMAGES, 28, 28), np.uint8)
   labels = rng.integers(0, 10, _MNIST_TEST_IMAGES).astype(np.uint8)
-  mnist_shift.shift_write_mnist(
-      digits[:_MNIST_IMAGES], labels[:_MNIST_IMAGES],
-      os.path.join(root, mnist_shift.shifted_mnist_filename('train', 2)),
+  mnist_records.shift_write_mnist(
+      digits[:_MNIST_IMAGES], labels=labels[:_MNIST_IMAGES],
+      filename=os.path.join(
+          root, mnist_records.shifted_mnist_filename('train', shift=2)),
       shift=2, pad=0)
-  mnist_shift.shift_write_mnist(
-      digits, labels,
-      os.path.join(root, mnist_shift.shifted_mnist_filename('test', 0)),
+  mnist_records.shift_write_mnist(
+      digits, labels=labels,
+      filename=os.path.join(
+          root, mnist_records.shifted_mnist_filename('test', shift=0)),
       shift=0, pad=0)
-  prefix = os.path.join(root, mnist_shift.shifted_mnist_filename(
-      'train', 6, multi_targets=True))
-  shards = mnist_shift.shift_write_multi_mnist(
+  prefix = os.path.join(root, mnist_records.shifted_mnist_filename(
+      'train', shift=6, multi_targets=True))
+  shards = mnist_records.shift_write_multi_mnist(
       digits[:_MULTI_IMAGES], labels=labels[:_MULTI_IMAGES],
       file_prefix=prefix, shift=6, pad=4, max_shard=_MULTI_MAX_SHARD,
       num_pairs=_MULTI_PAIRS, seed=0)
@@ -71,12 +73,12 @@ def _write_fixtures(root: str, rng: np.random.Generator) -> str:
     with open(os.path.join(cifar_dir, f'data_batch_{i}.bin'), 'wb') as f:
       f.write(records.tobytes())
 
-  norb_convert.write_records(
+  norb_records.write_records(
       os.path.join(root, 'trainduo.tfrecords'),
-      rng.integers(0, 256, (_NORB_RECORDS, 2, _NORB_SIZE, _NORB_SIZE),
-                   np.uint8),
-      rng.integers(0, norb_input_record.NUM_CLASSES, _NORB_RECORDS),
-      rng.integers(0, 18, (_NORB_RECORDS, 4)))
+      images=rng.integers(0, 256, (_NORB_RECORDS, 2, _NORB_SIZE, _NORB_SIZE),
+                          np.uint8),
+      labels=rng.integers(0, norb_input_record.NUM_CLASSES, _NORB_RECORDS),
+      info=rng.integers(0, 18, (_NORB_RECORDS, 4)))
   return f'{prefix}@{len(shards)}'
 
 
@@ -104,18 +106,19 @@ def run(root: str) -> List[Tuple[str, float]]:
   eval_batch = run_config.EVAL_BATCH_SIZE
   pipelines: List[Tuple[str, Callable[[], tf.data.Dataset]]] = [
       ('MNIST train', lambda: mnist_input_record.inputs(
-          root, batch_size=train_batch, split='train', num_targets=1)),
+          'train', data_dir=root, batch_size=train_batch, num_targets=1)),
       ('MNIST test', lambda: mnist_input_record.inputs(
-          root, batch_size=eval_batch, split='test', num_targets=1)),
+          'test', data_dir=root, batch_size=eval_batch, num_targets=1)),
       ('MultiMNIST train', lambda: mnist_input_record.inputs(
-          multi_pattern, batch_size=train_batch, split='train',
+          'train', data_dir=multi_pattern, batch_size=train_batch,
           num_targets=2)),
       ('MultiMNIST generated', lambda: generated_input.multi_mnist_inputs(
-          digits, digit_labels, split='train', batch_size=train_batch)),
+          'train', images=digits, labels=digit_labels,
+          batch_size=train_batch)),
       ('CIFAR10 train', lambda: cifar10_input.inputs(
           'train', data_dir=cifar_dir, batch_size=train_batch)),
       ('NORB train', lambda: norb_input_record.inputs(
-          root, batch_size=train_batch, split='train')),
+          'train', data_dir=root, batch_size=train_batch)),
   ]
   return [(name, _examples_per_second(build(), TIMED_BATCHES))
           for name, build in pipelines]

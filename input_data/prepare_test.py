@@ -1,7 +1,6 @@
 """Tests for prepare: records made on demand, reused, never overwritten."""
 
 import contextlib
-import gzip
 import io
 import os
 import tempfile
@@ -13,14 +12,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from input_data import datasets
+import errors
 from input_data import prepare
-from input_data.mnist import mnist_shift
-from input_data.mnist.mnist_shift_test import write_mnist_idx
-from input_data.norb import norb_convert
-from input_data.norb.norb_convert_test import BYTE_MAGIC
-from input_data.norb.norb_convert_test import INT_MAGIC
-from input_data.norb.norb_convert_test import matrix_bytes
+from input_data.mnist import idx
+from input_data.mnist import mnist_records
+from input_data.mnist.idx_test import write_mnist_idx
+from input_data.norb import norb_records
+from input_data.norb.norb_records_test import write_norb_mat
 
 # Generous: the offline error takes well under a second after the imports.
 MAX_OFFLINE_SECONDS = 10
@@ -76,25 +74,15 @@ class PrepareTest(tf.test.TestCase):
 
   def _prepare_mnist(self, split, **kwargs):
     """prepare_mnist, and what it printed."""
-    return _printed(prepare.prepare_mnist, self.data_dir, split,
+    return _printed(prepare.prepare_mnist, split, data_dir=self.data_dir,
                     tfds_data_dir=self.tfds_dir, **kwargs)
 
   def _mnist_shift_bytes(self, images, labels, shift):
     """The bytes mnist_shift writes for these digits."""
     path = os.path.join(self._tmpdir(), 'records')
-    mnist_shift.shift_write_mnist(images, labels, path, shift, 0)
+    mnist_records.shift_write_mnist(images, labels=labels, filename=path,
+                                    shift=shift, pad=0)
     return _read(path)
-
-  def _write_norb_mat(self, split, images, labels, info):
-    """Writes a split's .mat files, the labels gzipped."""
-    name = norb_convert.SMALLNORB_FILES[split]
-    with open(os.path.join(self.data_dir, name.format('dat')), 'wb') as f:
-      f.write(matrix_bytes(BYTE_MAGIC, images))
-    with gzip.open(os.path.join(self.data_dir, name.format('cat') + '.gz'),
-                   'wb') as f:
-      f.write(matrix_bytes(INT_MAGIC, labels))
-    with open(os.path.join(self.data_dir, name.format('info')), 'wb') as f:
-      f.write(matrix_bytes(INT_MAGIC, info))
 
   def testMnistFromIdxEqualsMnistShift(self):
     for gzipped in (True, False):
@@ -121,11 +109,11 @@ class PrepareTest(tf.test.TestCase):
       self.assertEqual(75 * 891, os.path.getsize(train_path))
 
   def testMnistValidationFiles(self):
-    images, labels = self._digits(mnist_shift.VALIDATION_SIZE + 2)
+    images, labels = self._digits(idx.VALIDATION_SIZE + 2)
     write_mnist_idx(self.data_dir, images, labels, gzipped=False)
     train_path, _ = self._prepare_mnist('train', validate=True)
     test_path, _ = self._prepare_mnist('test', validate=True)
-    start = mnist_shift.VALIDATION_SIZE
+    start = idx.VALIDATION_SIZE
     self.assertEqual(self._mnist_shift_bytes(images[start:], labels[start:], 2),
                      _read(train_path))
     self.assertEqual(self._mnist_shift_bytes(images[:start], labels[:start], 0),
@@ -137,27 +125,33 @@ class PrepareTest(tf.test.TestCase):
          'valid_test_0shifted_mnist.tfrecords'], os.listdir(self.data_dir))
 
   def testMnistDigitsFromIdx(self):
-    images, labels = self._digits(mnist_shift.VALIDATION_SIZE + 3)
+    images, labels = self._digits(idx.VALIDATION_SIZE + 3)
     write_mnist_idx(self.data_dir, images, labels)
     for split, rows in (('train', slice(None)),
-                        ('valid_train', slice(mnist_shift.VALIDATION_SIZE,
-                                              None)),
-                        ('valid_test', slice(mnist_shift.VALIDATION_SIZE))):
-      (got_images, got_labels), _ = _printed(prepare.mnist_digits,
-                                             self.data_dir, split)
+                        ('valid_train', slice(idx.VALIDATION_SIZE, None)),
+                        ('valid_test', slice(idx.VALIDATION_SIZE))):
+      (got_images, got_labels), _ = _printed(prepare.mnist_digits, split,
+                                             data_dir=self.data_dir)
       self.assertEqual(np.uint8, got_images.dtype)
       self.assertEqual(np.uint8, got_labels.dtype)
       self.assertAllEqual(images[rows], got_images)
       self.assertAllEqual(labels[rows], got_labels)
-    with self.assertRaisesRegex(ValueError, 'split must be one of'):
-      prepare.mnist_digits(self.data_dir, 'validation')
+    with self.assertRaisesRegex(errors.ConfigError, 'split must be one of'):
+      prepare.mnist_digits('validation', data_dir=self.data_dir)
+
+  def testBadSplits(self):
+    for prepare_split in (prepare.prepare_mnist, prepare.prepare_norb):
+      with self.assertRaisesRegex(errors.ConfigError,
+                                  "split must be train or test, got 'valid'"):
+        prepare_split('valid', data_dir=self.data_dir)
 
   def testMnistFromTfds(self):
     with tfds.testing.mock_data(num_examples=4), _online():
       path, printed = self._prepare_mnist('test')
-      (images, labels), _ = _printed(prepare.mnist_digits, self.data_dir,
-                                     'test', tfds_data_dir=self.tfds_dir)
-      expected = mnist_shift.read_tfds_data('test', self.tfds_dir)
+      (images, labels), _ = _printed(prepare.mnist_digits, 'test',
+                                     data_dir=self.data_dir,
+                                     tfds_data_dir=self.tfds_dir)
+      expected = idx.read_tfds_data('test', tfds_data_dir=self.tfds_dir)
     self.assertEqual((4, 28, 28), images.shape)
     self.assertEqual(np.uint8, images.dtype)
     self.assertAllEqual(expected[0], images)
@@ -168,8 +162,8 @@ class PrepareTest(tf.test.TestCase):
   def testOfflineErrorIsFastAndNamesTheFiles(self):
     start = time.monotonic()
     with _offline():
-      with self.assertRaises(FileNotFoundError) as caught:
-        prepare.prepare_mnist(self.data_dir, 'train',
+      with self.assertRaises(errors.MissingDataError) as caught:
+        prepare.prepare_mnist('train', data_dir=self.data_dir,
                               tfds_data_dir=self.tfds_dir)
     self.assertLess(time.monotonic() - start, MAX_OFFLINE_SECONDS)
     message = str(caught.exception)
@@ -186,17 +180,18 @@ class PrepareTest(tf.test.TestCase):
   def testOfflineErrorsOfNorbAndCifar10(self):
     with _offline():
       with self.assertRaisesRegex(
-          FileNotFoundError,
+          errors.MissingDataError,
           f'^{self.data_dir} lacks smallnorb-5x46789x9x18x6x2x96x96-'
           r'training-dat.mat\[.gz\], .*-cat.mat\[.gz\], .*-info.mat\[.gz\] '
           r'\(from https://cs.nyu.edu/.*cannot reach cs.nyu.edu'):
-        prepare.prepare_norb(self.data_dir, 'train',
+        prepare.prepare_norb('train', data_dir=self.data_dir,
                              tfds_data_dir=self.tfds_dir)
       with self.assertRaisesRegex(
-          FileNotFoundError,
+          errors.MissingDataError,
           f'^{self.data_dir} lacks cifar-10-batches-bin/ \\(extract '
           r'https://www.cs.toronto.edu/.*cannot reach www.cs.toronto.edu'):
-        prepare.prepare_cifar10(self.data_dir, tfds_data_dir=self.tfds_dir)
+        prepare.prepare_cifar10(data_dir=self.data_dir,
+                                tfds_data_dir=self.tfds_dir)
 
   def testReusesPreparedFiles(self):
     write_mnist_idx(self.data_dir, *self._digits(2))
@@ -225,14 +220,14 @@ class PrepareTest(tf.test.TestCase):
   def testFileWrittenMeanwhileIsNotOverwritten(self):
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
     path = os.path.join(self.data_dir, 'test_0shifted_mnist.tfrecords')
-    write = mnist_shift.shift_write_mnist
+    write = mnist_records.shift_write_mnist
 
     def write_while_another_writes(*args, **kwargs):
       write(*args, **kwargs)
       with open(path, 'wb') as f:
         f.write(b'theirs')
 
-    with mock.patch.object(mnist_shift, 'shift_write_mnist',
+    with mock.patch.object(mnist_records, 'shift_write_mnist',
                            write_while_another_writes):
       _, printed = self._prepare_mnist('test')
     self.assertEqual(b'theirs', _read(path))
@@ -244,13 +239,13 @@ class PrepareTest(tf.test.TestCase):
   def testInterruptedPreparationLeavesNoFile(self):
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
 
-    def interrupted(images, labels, filename, shift, pad):
+    def interrupted(images, *, labels, filename, shift, pad):
       del images, labels, shift, pad  # unused
       with open(filename, 'wb') as f:
         f.write(b'half')
       raise KeyboardInterrupt
 
-    with mock.patch.object(mnist_shift, 'shift_write_mnist', interrupted):
+    with mock.patch.object(mnist_records, 'shift_write_mnist', interrupted):
       with self.assertRaises(KeyboardInterrupt):
         self._prepare_mnist('test')
     self.assertCountEqual(
@@ -271,14 +266,14 @@ class PrepareTest(tf.test.TestCase):
 
   def testProgressLines(self):
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
-    write = mnist_shift.shift_write_mnist
+    write = mnist_records.shift_write_mnist
 
     def slow_write(*args, **kwargs):
       write(*args, **kwargs)
       time.sleep(0.5)
 
     with mock.patch.object(prepare, 'PROGRESS_SECONDS', 0.1), \
-        mock.patch.object(mnist_shift, 'shift_write_mnist', slow_write):
+        mock.patch.object(mnist_records, 'shift_write_mnist', slow_write):
       _, printed = self._prepare_mnist('test')
     # The whole file is written before the pause.
     self.assertRegex(printed, r'\n  100% \(0 MB\) after 0 s\n')
@@ -287,20 +282,22 @@ class PrepareTest(tf.test.TestCase):
     images = self.rng.integers(0, 256, (3, 2, 8, 8), np.uint8)
     labels = np.array([4, 0, 2])
     info = self.rng.integers(0, 18, (3, 4))
-    self._write_norb_mat('test', images, labels, info)
+    write_norb_mat(self.data_dir, 'test', images, labels, info)
     with _offline():  # tfds is not needed
-      path, printed = _printed(prepare.prepare_norb, self.data_dir, 'test',
+      path, printed = _printed(prepare.prepare_norb, 'test',
+                               data_dir=self.data_dir,
                                tfds_data_dir=self.tfds_dir)
     self.assertEqual(os.path.join(self.data_dir, 'testduo.tfrecords'), path)
     expected = os.path.join(self._tmpdir(), 'testduo.tfrecords')
-    norb_convert.write_records(expected, images, labels, info)
+    norb_records.write_records(expected, images=images, labels=labels,
+                               info=info)
     self.assertEqual(_read(expected), _read(path))
     self.assertIn(f'.mat files in {self.data_dir}', printed)
 
   def testNorbFromTfds(self):
     with tfds.testing.mock_data(num_examples=3), _online():
-      path, _ = _printed(prepare.prepare_norb, self.data_dir, 'train',
-                         tfds_data_dir=self.tfds_dir)
+      path, _ = _printed(prepare.prepare_norb, 'train',
+                         data_dir=self.data_dir, tfds_data_dir=self.tfds_dir)
       expected = list(tfds.builder('smallnorb', data_dir=self.tfds_dir)
                       .as_dataset(split='train', shuffle_files=False)
                       .as_numpy_iterator())
@@ -321,27 +318,17 @@ class PrepareTest(tf.test.TestCase):
 
   def testCifar10Source(self):
     with tfds.testing.mock_data(num_examples=2), _online():
-      source, printed = _printed(prepare.prepare_cifar10, self.data_dir,
+      source, printed = _printed(prepare.prepare_cifar10,
+                                 data_dir=self.data_dir,
                                  tfds_data_dir=self.tfds_dir)
     self.assertEqual('tfds', source)
+    self.assertEqual('tfds', prepare.cifar10_source(self.data_dir))
     self.assertIn("reading tensorflow-datasets' cifar10", printed)
     os.mkdir(os.path.join(self.data_dir, 'cifar-10-batches-bin'))
+    self.assertEqual('bin', prepare.cifar10_source(self.data_dir))
     with _offline():  # tfds is not needed
       self.assertEqual('bin', prepare.prepare_cifar10(
-          self.data_dir, tfds_data_dir=self.tfds_dir))
-
-  def testInputFnPreparesMissingRecords(self):
-    images, labels = self._digits(3)
-    write_mnist_idx(self.data_dir, images, labels, prefix='t10k')
-    input_fn = datasets.input_fn('mnist', data_dir=self.data_dir)
-    with _offline():  # tfds is not needed
-      batches, printed = _printed(
-          lambda: list(input_fn('test', 2).as_numpy_iterator()))
-    self.assertIn('Writing 3 records', printed)
-    self.assertAllEqual(labels, np.concatenate(
-        [batch['recons_label'] for batch in batches]))
-    self.assertAllClose(images / 255, np.concatenate(
-        [batch['images'][:, 0] for batch in batches]))
+          data_dir=self.data_dir, tfds_data_dir=self.tfds_dir))
 
 
 if __name__ == '__main__':

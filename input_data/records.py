@@ -15,6 +15,8 @@ import urllib.request
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import errors
+
 # Files read at once when the training input interleaves several shards.
 _INTERLEAVE_FILES = 4
 # Records counted per step while a file is checked; large batches keep the
@@ -48,11 +50,11 @@ def expand_sharded_pattern(pattern: str) -> List[str]:
     The shard paths in order.
 
   Raises:
-    ValueError: if the pattern has no `@N` suffix with a positive N.
+    errors.ConfigError: if the pattern has no `@N` suffix with a positive N.
   """
   prefix, _, count = pattern.rpartition('@')
   if not prefix or not count.isdigit() or int(count) < 1:
-    raise ValueError(
+    raise errors.ConfigError(
         f'expected a sharded pattern like path/name.tfrecords@N, got '
         f'{pattern!r}')
   return sharded_filenames(prefix, int(count))
@@ -69,13 +71,13 @@ def open_maybe_gzipped(path: str, how_to_get: str) -> BinaryIO:
     A binary file object of the uncompressed contents.
 
   Raises:
-    FileNotFoundError: if neither file exists.
+    errors.MissingDataError: if neither file exists.
   """
   if os.path.exists(path):
     return open(path, 'rb')
   if os.path.exists(path + '.gz'):
     return gzip.open(path + '.gz', 'rb')
-  raise FileNotFoundError(
+  raise errors.MissingDataError(
       f'{path} (or {path}.gz) does not exist. Get it with:\n  {how_to_get}')
 
 
@@ -90,18 +92,18 @@ def bytes_feature(value: bytes) -> tf.train.Feature:
 
 
 def require_files(paths: Sequence[str], how_to_create: str) -> None:
-  """Raises FileNotFoundError naming the first missing path and its remedy.
+  """Raises MissingDataError naming the first missing path and its remedy.
 
   Args:
     paths: the files a pipeline is about to read.
     how_to_create: the command (or steps) that produce the files.
 
   Raises:
-    FileNotFoundError: if any path does not exist.
+    errors.MissingDataError: if any path does not exist.
   """
   for path in paths:
     if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(
+      raise errors.MissingDataError(
           f'{path} does not exist. Create it with:\n  {how_to_create}')
 
 
@@ -122,9 +124,9 @@ def count_tfrecords(paths: Sequence[str], how_to_create: str) -> List[int]:
     The number of records in each file.
 
   Raises:
-    FileNotFoundError: if a file does not exist.
-    tf.errors.DataLossError: if a file is truncated or a record is corrupt;
-      the message names the file.
+    errors.MissingDataError: if a file does not exist.
+    errors.DataError: if a file is truncated or a record is corrupt; the
+      message names the file.
   """
   require_files(paths, how_to_create)
   counts = []
@@ -135,8 +137,7 @@ def count_tfrecords(paths: Sequence[str], how_to_create: str) -> List[int]:
           tf.constant(0, tf.int64),
           lambda total, batch: total + tf.shape(batch, out_type=tf.int64)[0])
     except tf.errors.DataLossError as error:
-      raise tf.errors.DataLossError(
-          None, None,
+      raise errors.DataError(
           f'{path} is truncated or corrupt ({error.message.strip()}). '
           f'Recreate it with:\n  {how_to_create}') from error
     counts.append(int(count))
@@ -153,11 +154,11 @@ def first_example(path: str) -> tf.train.Example:
     The first example.
 
   Raises:
-    ValueError: if the file holds no records.
+    errors.DataError: if the file holds no records.
   """
   for record in tf.data.TFRecordDataset(path).take(1):
     return tf.train.Example.FromString(record.numpy())
-  raise ValueError(f'{path} holds no records')
+  raise errors.DataError(f'{path} holds no records')
 
 
 def example_int(example: tf.train.Example, key: str) -> int:
@@ -166,7 +167,7 @@ def example_int(example: tf.train.Example, key: str) -> int:
 
 
 def read_files(
-    paths: Sequence[str], train: bool,
+    paths: Sequence[str], *, train: bool,
     reader: Callable[[tf.Tensor], tf.data.Dataset] = tf.data.TFRecordDataset,
     input_context: Optional[tf.distribute.InputContext] = None
 ) -> tf.data.Dataset:
@@ -212,7 +213,7 @@ def shard(dataset: tf.data.Dataset,
                        input_context.input_pipeline_id)
 
 
-def batch_dataset(dataset: tf.data.Dataset, batch_size: int, train: bool,
+def batch_dataset(dataset: tf.data.Dataset, *, batch_size: int, train: bool,
                   shuffle_buffer: int) -> tf.data.Dataset:
   """Batches examples for training (shuffled, endless) or testing (in order).
 
@@ -258,13 +259,13 @@ def _check_reachable(url: str) -> None:
     ) from error
 
 
-def prepare_tfds(name: str, data_dir: Optional[str] = None, *,
+def prepare_tfds(name: str, *, tfds_data_dir: Optional[str] = None,
                  server_url: Optional[str] = None) -> tfds.core.DatasetBuilder:
   """Returns a tensorflow-datasets builder, preparing its data when needed.
 
   Args:
     name: the tensorflow-datasets name, e.g. 'mnist' or 'cifar10'.
-    data_dir: tensorflow-datasets' data directory (None: its default,
+    tfds_data_dir: tensorflow-datasets' data directory (None: its default,
       ~/tensorflow_datasets).
     server_url: a file that tensorflow-datasets downloads; when given, its
       server must answer within _CONNECT_TIMEOUT_SECONDS before the download
@@ -274,11 +275,11 @@ def prepare_tfds(name: str, data_dir: Optional[str] = None, *,
     The builder of the prepared data set.
 
   Raises:
-    FileNotFoundError: if the data set is not prepared and cannot be
+    errors.MissingDataError: if the data set is not prepared and cannot be
       downloaded (no network); the one-line message says what to download
       where.
   """
-  builder = tfds.builder(name, data_dir=data_dir)
+  builder = tfds.builder(name, data_dir=tfds_data_dir)
   if not builder.is_prepared():
     # builder.data_dir is ROOT/name/version.
     root = os.path.dirname(os.path.dirname(builder.data_dir))
@@ -289,7 +290,7 @@ def prepare_tfds(name: str, data_dir: Optional[str] = None, *,
     # A download can fail in many ways (no network, a missing optional
     # dependency of the downloader); all of them call for the same remedy.
     except Exception as error:  # pylint: disable=broad-except
-      raise FileNotFoundError(
+      raise errors.MissingDataError(
           f'tensorflow-datasets has no prepared {name!r} in {root} and could '
           f'not download it ({error}). On a machine with network access run '
           f'`python -c "import tensorflow_datasets as tfds; '
@@ -298,21 +299,21 @@ def prepare_tfds(name: str, data_dir: Optional[str] = None, *,
   return builder
 
 
-def load_tfds(name: str, split: str,
-              data_dir: Optional[str] = None) -> tf.data.Dataset:
+def load_tfds(name: str, split: str, *,
+              tfds_data_dir: Optional[str] = None) -> tf.data.Dataset:
   """Loads a tensorflow-datasets split, preparing it first when needed.
 
   Args:
     name: the tensorflow-datasets name, e.g. 'mnist' or 'cifar10'.
     split: the split, e.g. 'train' or 'test'.
-    data_dir: tensorflow-datasets' data directory (None: its default,
+    tfds_data_dir: tensorflow-datasets' data directory (None: its default,
       ~/tensorflow_datasets).
 
   Returns:
     A dataset of the split's feature dictionaries, in the stored order.
 
   Raises:
-    FileNotFoundError: see `prepare_tfds`.
+    errors.MissingDataError: see `prepare_tfds`.
   """
-  return prepare_tfds(name, data_dir).as_dataset(split=split,
-                                                 shuffle_files=False)
+  return prepare_tfds(name, tfds_data_dir=tfds_data_dir).as_dataset(
+      split=split, shuffle_files=False)

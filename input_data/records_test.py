@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import errors
 from input_data import records
 
 
@@ -35,7 +36,7 @@ class RecordsTest(tf.test.TestCase):
     self.assertEqual(records.sharded_filenames('/d/x.tfrecords', 3),
                      records.expand_sharded_pattern('/d/x.tfrecords@3'))
     for bad in ('/d/x.tfrecords', '/d/x.tfrecords@', '/d/x@0', '@2', '/d@x'):
-      with self.assertRaisesRegex(ValueError, 'sharded pattern'):
+      with self.assertRaisesRegex(errors.ConfigError, 'sharded pattern'):
         records.expand_sharded_pattern(bad)
 
   def testRequireFilesNamesPathAndCommand(self):
@@ -43,7 +44,7 @@ class RecordsTest(tf.test.TestCase):
     open(present, 'wb').close()
     records.require_files([present], 'make it')
     missing = present + '_missing'
-    with self.assertRaisesRegex(FileNotFoundError,
+    with self.assertRaisesRegex(errors.MissingDataError,
                                 f'{missing} does not exist.*\n  make it'):
       records.require_files([present, missing], 'make it')
 
@@ -61,7 +62,7 @@ class RecordsTest(tf.test.TestCase):
       data = f.read()
     with open(path, 'wb') as f:
       f.write(data[:-30])
-    with self.assertRaisesRegex(tf.errors.DataLossError,
+    with self.assertRaisesRegex(errors.DataError,
                                 f'{path} is truncated or corrupt.*\n  cmd'):
       records.count_tfrecords([path], 'cmd')
 
@@ -73,11 +74,11 @@ class RecordsTest(tf.test.TestCase):
     data[500] ^= 0xff  # inside the 5th record's payload: a checksum mismatch
     with open(path, 'wb') as f:
       f.write(bytes(data))
-    with self.assertRaisesRegex(tf.errors.DataLossError, path):
+    with self.assertRaisesRegex(errors.DataError, path):
       records.count_tfrecords([path], 'cmd')
 
   def testCountTfrecordsMissingFile(self):
-    with self.assertRaises(FileNotFoundError):
+    with self.assertRaises(errors.MissingDataError):
       records.count_tfrecords(['/nonexistent/x.tfrecords'], 'cmd')
 
   def testFirstExample(self):
@@ -89,7 +90,7 @@ class RecordsTest(tf.test.TestCase):
                                              'height'))
     empty = path + '.empty'
     _write_records(empty, [])
-    with self.assertRaisesRegex(ValueError, 'holds no records'):
+    with self.assertRaisesRegex(errors.DataError, 'holds no records'):
       records.first_example(empty)
 
   def testOpenMaybeGzipped(self):
@@ -101,7 +102,8 @@ class RecordsTest(tf.test.TestCase):
     for name in ('plain', 'zipped'):
       with records.open_maybe_gzipped(os.path.join(tmp, name), 'get') as f:
         self.assertEqual(name.encode() + b' bytes', f.read())
-    with self.assertRaisesRegex(FileNotFoundError, 'other.gz.*\n  wget x'):
+    with self.assertRaisesRegex(errors.MissingDataError,
+                                'other.gz.*\n  wget x'):
       records.open_maybe_gzipped(os.path.join(tmp, 'other'), 'wget x')
 
   def testReadFilesTestOrder(self):
@@ -144,14 +146,14 @@ class RecordsTest(tf.test.TestCase):
 
   def testBatchDatasetTest(self):
     batches = list(records.batch_dataset(
-        tf.data.Dataset.range(10), 4, train=False,
+        tf.data.Dataset.range(10), batch_size=4, train=False,
         shuffle_buffer=5000).as_numpy_iterator())
     self.assertEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]],
                      [b.tolist() for b in batches])
 
   def testBatchDatasetTrain(self):
-    dataset = records.batch_dataset(tf.data.Dataset.range(10), 4, train=True,
-                                    shuffle_buffer=5000)
+    dataset = records.batch_dataset(tf.data.Dataset.range(10), batch_size=4,
+                                    train=True, shuffle_buffer=5000)
     self.assertEqual([4], dataset.element_spec.shape.as_list())
     values = np.concatenate(list(dataset.take(50).as_numpy_iterator()))
     # Shuffled, endless, and every example about equally often.
@@ -162,7 +164,7 @@ class RecordsTest(tf.test.TestCase):
   def testLoadTfdsMock(self):
     with tfds.testing.mock_data(num_examples=6):
       dataset = records.load_tfds('mnist', 'test',
-                                  self._tmpdir())
+                                  tfds_data_dir=self._tmpdir())
       examples = list(dataset.as_numpy_iterator())
     self.assertLen(examples, 6)
     self.assertEqual((28, 28, 1), examples[0]['image'].shape)
@@ -172,10 +174,10 @@ class RecordsTest(tf.test.TestCase):
     with mock.patch.object(tfds.core.DatasetBuilder, 'download_and_prepare',
                            side_effect=ConnectionError('network down')):
       with self.assertRaisesRegex(
-          FileNotFoundError,
+          errors.MissingDataError,
           f'^tensorflow-datasets has no prepared \'mnist\' in {data_dir} '
           '.*network down.*download_and_prepare.*copy DIR/mnist into'):
-        records.load_tfds('mnist', 'train', data_dir)
+        records.load_tfds('mnist', 'train', tfds_data_dir=data_dir)
 
   def testPrepareTfdsFailsFastWithoutServer(self):
     data_dir = self._tmpdir()
@@ -185,9 +187,9 @@ class RecordsTest(tf.test.TestCase):
                            download):
       # .invalid never resolves (RFC 6761), online or not.
       with self.assertRaisesRegex(
-          FileNotFoundError,
+          errors.MissingDataError,
           '^[^\n]*could not download it \\(cannot reach capsules.invalid'):
-        records.prepare_tfds('mnist', data_dir,
+        records.prepare_tfds('mnist', tfds_data_dir=data_dir,
                              server_url='https://capsules.invalid/a.gz')
     self.assertLess(time.monotonic() - start, 15)
     download.assert_not_called()
@@ -203,7 +205,7 @@ class RecordsTest(tf.test.TestCase):
       with mock.patch.object(tfds.core.DatasetBuilder,
                              'download_and_prepare', download):
         records.prepare_tfds(
-            'mnist', self._tmpdir(),
+            'mnist', tfds_data_dir=self._tmpdir(),
             server_url=f'http://127.0.0.1:{server.server_port}/missing.gz')
     finally:
       server.shutdown()

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import cli
-from input_data.mnist import mnist_shift
+from input_data.mnist import mnist_records
 from models import checkpoints
 from models import hparams as hparams_lib
 from models import model as model_lib
@@ -321,9 +321,10 @@ class MakeFiguresTest(tf.test.TestCase):
     cls.labels = np.arange(12) % 10
     cls.mnist_dir = os.path.join(cls.root, 'mnist')
     os.makedirs(cls.mnist_dir)
-    mnist_shift.shift_write_mnist(
-        cls.images, cls.labels, os.path.join(
-            cls.mnist_dir, mnist_shift.shifted_mnist_filename('test', 0)),
+    mnist_records.shift_write_mnist(
+        cls.images, labels=cls.labels, filename=os.path.join(
+            cls.mnist_dir, mnist_records.shifted_mnist_filename('test',
+                                                                shift=0)),
         shift=0, pad=0)
 
   def _assert_pngs(self, output_dir, names):
@@ -356,7 +357,7 @@ class MakeFiguresTest(tf.test.TestCase):
 
   def testApiWritesMultimnistFigures(self):
     prefix = os.path.join(self.root, 'multitest_1shifted_mnist.tfrecords')
-    shards = mnist_shift.shift_write_multi_mnist(
+    shards = mnist_records.shift_write_multi_mnist(
         self.images, labels=self.labels, file_prefix=prefix, shift=1, pad=0,
         max_shard=100, num_pairs=1, seed=0)
     output_dir = os.path.join(self.root, 'multi_figures')

@@ -20,9 +20,9 @@ import tensorflow as tf
 
 from input_data import datasets
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_shift
-from input_data.mnist import mnist_shift_test
 from input_data import records
+from input_data.mnist import idx_test
+from input_data.mnist import mnist_records
 from models import evaluation
 from models import hparams as hparams_lib
 from models import run_config
@@ -40,8 +40,9 @@ def _write_digits(path, num, seed):
   rng = np.random.default_rng(seed)
   with tf.io.TFRecordWriter(path) as writer:
     for _ in range(num):
-      writer.write(mnist_shift.single_example(
-          rng.integers(0, 256, (28, 28), np.uint8), int(rng.integers(10))))
+      writer.write(mnist_records.single_example(
+          rng.integers(0, 256, (28, 28), np.uint8),
+          label=int(rng.integers(10))))
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +53,7 @@ def data_dir(tmp_path_factory):
       ('train', mnist_input_record.TRAIN_SHIFT, 256, 1),
       ('test', mnist_input_record.TEST_SHIFT, _NUM_TEST, 2)):
     _write_digits(os.path.join(
-        directory, mnist_shift.shifted_mnist_filename(split, shift)),
+        directory, mnist_records.shifted_mnist_filename(split, shift=shift)),
                   num, seed)
   return directory
 
@@ -225,7 +226,8 @@ def test_seeded_interleave_keeps_its_order(tmp_path):
     keras.utils.set_random_seed(3)
     options = tf.data.Options()
     options.deterministic = True
-    dataset = records.read_files(paths, True, reader).with_options(options)
+    dataset = records.read_files(paths, train=True,
+                                 reader=reader).with_options(options)
     return list(dataset.take(200).as_numpy_iterator())
 
   assert order() == order()
@@ -275,7 +277,7 @@ def idx_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp('idx'))
   rng = np.random.default_rng(4)
   for prefix, num in (('train', 300), ('t10k', _NUM_TEST)):
-    mnist_shift_test.write_mnist_idx(
+    idx_test.write_mnist_idx(
         directory, rng.integers(0, 256, (num, 28, 28), np.uint8),
         rng.integers(0, 10, num).astype(np.uint8), prefix=prefix)
   return directory

@@ -23,6 +23,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
+import errors
 from input_data import image_ops
 from input_data import records
 from input_data.mnist import mnist_input_record
@@ -150,13 +151,14 @@ def transform(digits: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
   return tf.cast(tf.clip_by_value(tf.round(canvas), 0, MAX_PIXEL), tf.uint8)
 
 
-def inputs(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
-           seed: int = 0, eval_size: int = DEFAULT_EVAL_SIZE,
+def inputs(split: str, *, images: np.ndarray, labels: np.ndarray,
+           batch_size: int, seed: int = 0, eval_size: int = DEFAULT_EVAL_SIZE,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
   """The affine_mnist test set: eval_size examples, once, in order.
 
   Args:
+    split: 'test', the only split.
     images: uint8 `[num_digits, 28, 28]`, the MNIST test digits.
     labels: int `[num_digits]`.
     batch_size: examples per batch; the last batch may be smaller.
@@ -168,7 +170,13 @@ def inputs(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
   Returns:
     A dataset of `mnist_input_record.digit_features` dictionaries, images
     `[batch, 1, 40, 40]`.
+
+  Raises:
+    errors.ConfigError: for a split other than 'test'.
   """
+  if split != 'test':
+    raise errors.ConfigError(
+        f'affine_mnist has a test split only, got {split!r}')
   draws = draw(images, seed=seed, size=eval_size)
   digits = tf.constant(images, tf.uint8)
   labels = tf.constant(np.asarray(labels, np.int32))

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+import errors
 from input_data.affnist import affine_mnist
 
 
@@ -80,8 +81,8 @@ class AffineMnistTest(tf.test.TestCase):
     other = affine_mnist.draw(self.digits, seed=8, size=400)
     self.assertNotAllClose(self.draws.matrix, other.matrix)
     labels = np.arange(20) % 10
-    dataset = affine_mnist.inputs(self.digits, labels, batch_size=16,
-                                  seed=7, eval_size=50)
+    dataset = affine_mnist.inputs('test', images=self.digits, labels=labels,
+                                  batch_size=16, seed=7, eval_size=50)
     batches = list(dataset)
     self.assertEqual([16, 16, 16, 2], [len(b['labels']) for b in batches])
     self.assertEqual([None, 1, 40, 40],
@@ -93,6 +94,9 @@ class AffineMnistTest(tf.test.TestCase):
     self.assertAllClose(self.digits[np.arange(50) % 20].sum(axis=(1, 2)) *
                         np.linalg.det(matrix[:, :, :2]) / 255,
                         images.sum(axis=(1, 2, 3)), rtol=0.03)
+    with self.assertRaisesRegex(errors.ConfigError, 'test split only'):
+      affine_mnist.inputs('train', images=self.digits, labels=labels,
+                          batch_size=16)
 
 
 if __name__ == '__main__':

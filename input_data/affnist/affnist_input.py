@@ -29,6 +29,7 @@ import numpy as np
 from scipy import io as scipy_io
 import tensorflow as tf
 
+import errors
 from input_data import records
 from input_data.mnist import mnist_input_record
 
@@ -46,7 +47,8 @@ def test_files(data_dir: str) -> List[str]:
     The paths, batches in their numeric order.
 
   Raises:
-    FileNotFoundError: if neither is there; the message says what to get.
+    errors.MissingDataError: if neither is there; the message says what to
+      get.
   """
   whole = os.path.join(data_dir, 'test.mat')
   if os.path.exists(whole):
@@ -56,7 +58,7 @@ def test_files(data_dir: str) -> List[str]:
   batches = sorted((n for n in names if re.fullmatch(r'\d+\.mat', n)),
                    key=lambda n: int(n[:-len('.mat')]))
   if not batches:
-    raise FileNotFoundError(
+    raise errors.MissingDataError(
         f'{whole} (or {batch_dir}/1.mat ...) does not exist. Get it with:\n'
         f'  wget {AFFNIST_URL}test.mat.zip && unzip test.mat.zip -d '
         f'{data_dir}')
@@ -73,17 +75,17 @@ def read_mat(path: str) -> Tuple[np.ndarray, np.ndarray]:
     uint8 images `[num_images, 40, 40]` and uint8 labels `[num_images]`.
 
   Raises:
-    ValueError: if the struct is missing or its image and label fields
-      disagree with affNIST's layout.
+    errors.DataError: if the struct is missing or its image and label
+      fields disagree with affNIST's layout.
   """
   contents = scipy_io.loadmat(path)
   if 'affNISTdata' not in contents:
-    raise ValueError(f'{path} holds no affNISTdata struct, only '
+    raise errors.DataError(f'{path} holds no affNISTdata struct, only '
                      f'{sorted(k for k in contents if not k.startswith("__"))}')
   data = contents['affNISTdata'][0, 0]
   pixels, labels = data['image'], data['label_int'].ravel()
   if pixels.shape != (IMAGE_SIZE * IMAGE_SIZE, len(labels)):
-    raise ValueError(
+    raise errors.DataError(
         f'{path}: affNISTdata.image is {pixels.shape}, expected '
         f'[{IMAGE_SIZE * IMAGE_SIZE}, {len(labels)}] for {len(labels)} labels')
   # Column n is image n, its pixels row by row.
@@ -91,12 +93,13 @@ def read_mat(path: str) -> Tuple[np.ndarray, np.ndarray]:
   return images.astype(np.uint8), labels.astype(np.uint8)
 
 
-def inputs(data_dir: str, *, batch_size: int,
+def inputs(split: str, *, data_dir: str, batch_size: int,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
   """The affNIST test set, in file order, once.
 
   Args:
+    split: 'test', the only split.
     data_dir: holds test.mat or test_batches/ (see `test_files`).
     batch_size: images per batch; the last batch may be smaller.
     input_context: this input pipeline's place among several; it reads
@@ -106,9 +109,12 @@ def inputs(data_dir: str, *, batch_size: int,
     A dataset of `mnist_input_record.digit_features` dictionaries.
 
   Raises:
-    FileNotFoundError: see `test_files`.
-    ValueError: see `read_mat`.
+    errors.ConfigError: for a split other than 'test'.
+    errors.MissingDataError: see `test_files`.
+    errors.DataError: see `read_mat`.
   """
+  if split != 'test':
+    raise errors.ConfigError(f'affNIST has a test split only, got {split!r}')
   images, labels = zip(*(read_mat(path) for path in test_files(data_dir)))
   dataset = tf.data.Dataset.from_tensor_slices(
       (np.concatenate(images), np.concatenate(labels).astype(np.int32)))

@@ -7,6 +7,7 @@ import numpy as np
 from scipy import io as scipy_io
 import tensorflow as tf
 
+import errors
 from input_data.affnist import affnist_input
 
 
@@ -51,7 +52,8 @@ class AffnistInputTest(tf.test.TestCase):
                         self.images[rows], self.labels[rows])
     self.assertEqual([os.path.join(batch_dir, f'{n}.mat') for n in (1, 2, 10)],
                      affnist_input.test_files(self.dir))
-    batches = list(affnist_input.inputs(self.dir, batch_size=4))
+    batches = list(affnist_input.inputs('test', data_dir=self.dir,
+                                        batch_size=4))
     self.assertEqual([4, 3], [len(b['labels']) for b in batches])
     self.assertAllClose(self.images[:4, None] / 255, batches[0]['images'])
     self.assertAllEqual(batches[0]['images'], batches[0]['recons_image'])
@@ -59,25 +61,29 @@ class AffnistInputTest(tf.test.TestCase):
         self.labels, np.concatenate([b['recons_label'] for b in batches]))
     self.assertAllEqual(np.eye(10)[self.labels[:4]], batches[0]['labels'])
     shares = [np.concatenate([b['recons_label'] for b in affnist_input.inputs(
-        self.dir, batch_size=4, input_context=tf.distribute.InputContext(
+        'test', data_dir=self.dir, batch_size=4,
+        input_context=tf.distribute.InputContext(
             num_input_pipelines=2, input_pipeline_id=i))]) for i in range(2)]
     self.assertAllEqual(self.labels[0::2], shares[0])
     self.assertAllEqual(self.labels[1::2], shares[1])
+    with self.assertRaisesRegex(errors.ConfigError, 'test split only'):
+      affnist_input.inputs('train', data_dir=self.dir, batch_size=4)
 
   def testMissingFilesSayWhatToGet(self):
     with self.assertRaisesRegex(
-        FileNotFoundError, f'(?s){self.dir}/test.mat .*wget https://www.cs.'
-        'toronto.edu/~tijmen/affNIST/32x/transformed/test.mat.zip'):
+        errors.MissingDataError,
+        f'(?s){self.dir}/test.mat .*wget https://www.cs.toronto.edu/'
+        '~tijmen/affNIST/32x/transformed/test.mat.zip'):
       affnist_input.test_files(self.dir)
 
   def testWrongLayoutIsRejected(self):
     path = os.path.join(self.dir, 'test.mat')
     scipy_io.savemat(path, {'affNISTdata': {
         'image': self.images.reshape(7, -1), 'label_int': self.labels[None]}})
-    with self.assertRaisesRegex(ValueError, r'image is \(7, 1600\)'):
+    with self.assertRaisesRegex(errors.DataError, r'image is \(7, 1600\)'):
       affnist_input.read_mat(path)
     scipy_io.savemat(path, {'mnist': self.images})
-    with self.assertRaisesRegex(ValueError, 'no affNISTdata'):
+    with self.assertRaisesRegex(errors.DataError, 'no affNISTdata'):
       affnist_input.read_mat(path)
 
 

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+import errors
 from input_data import image_ops
 from input_data import records
 
@@ -61,16 +62,15 @@ def _check_binary_files(paths: Sequence[str], how_to_create: str) -> None:
     how_to_create: the command that downloads them, for error messages.
 
   Raises:
-    FileNotFoundError: if a file is missing.
-    tf.errors.DataLossError: if a file's size is not a multiple of
-      RECORD_BYTES (or is zero).
+    errors.MissingDataError: if a file is missing.
+    errors.DataError: if a file's size is not a multiple of RECORD_BYTES
+      (or is zero).
   """
   records.require_files(paths, how_to_create)
   for path in paths:
     size = tf.io.gfile.stat(path).length
     if size == 0 or size % RECORD_BYTES:
-      raise tf.errors.DataLossError(
-          None, None,
+      raise errors.DataError(
           f'{path} is truncated or not a CIFAR-10 binary batch: {size} bytes '
           f'is not a whole number of {RECORD_BYTES}-byte records. Recreate '
           f'it with:\n  {how_to_create}')
@@ -155,8 +155,8 @@ def _preprocess(images: tf.Tensor, labels: tf.Tensor,
   return image_ops.standardized_features(images, labels, NUM_CLASSES)
 
 
-def inputs(split: str,
-           data_dir: str,
+def inputs(split: str, *,
+           data_dir: Optional[str],
            batch_size: int,
            source: str = 'bin',
            tfds_data_dir: Optional[str] = None,
@@ -187,31 +187,33 @@ def inputs(split: str,
     but the batch is static.
 
   Raises:
-    ValueError: on a bad split or source.
-    FileNotFoundError: if a file is missing (or tensorflow-datasets cannot
-      provide cifar10); the message says how to get it.
-    tf.errors.DataLossError: if a binary file is truncated.
+    errors.ConfigError: on a bad split or source.
+    errors.MissingDataError: if a file is missing (or tensorflow-datasets
+      cannot provide cifar10); the message says how to get it.
+    errors.DataError: if a binary file is truncated.
   """
   if split not in ('train', 'test'):
-    raise ValueError(f'split must be train or test, got {split!r}')
+    raise errors.ConfigError(f'split must be train or test, got {split!r}')
   train = split == 'train'
   if source == 'bin':
     paths = _filenames(data_dir, split)
     _check_binary_files(paths, _download_command(data_dir))
     dataset = records.read_files(
-        paths, train,
-        lambda path: tf.data.FixedLengthRecordDataset(path, RECORD_BYTES),
+        paths, train=train,
+        reader=lambda path: tf.data.FixedLengthRecordDataset(path,
+                                                             RECORD_BYTES),
         input_context=input_context)
     decode = _decode
   elif source == 'tfds':
     dataset = records.shard(
-        records.load_tfds('cifar10', split, tfds_data_dir),
+        records.load_tfds('cifar10', split, tfds_data_dir=tfds_data_dir),
         input_context).map(lambda example: (example['image'],
                                             example['label']))
     decode = lambda images, labels: (images, tf.cast(labels, tf.int32))
   else:
-    raise ValueError(f'source must be bin or tfds, got {source!r}')
-  dataset = records.batch_dataset(dataset, batch_size, train, batch_capacity)
+    raise errors.ConfigError(f'source must be bin or tfds, got {source!r}')
+  dataset = records.batch_dataset(dataset, batch_size=batch_size, train=train,
+                                  shuffle_buffer=batch_capacity)
   dataset = dataset.map(
       lambda *batch: _preprocess(*decode(*batch), train),
       num_parallel_calls=tf.data.AUTOTUNE)

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import errors
 from input_data.cifar10 import cifar10_input
 
 RECORDS_PER_FILE = 6
@@ -50,7 +51,7 @@ class Cifar10InputTest(tf.test.TestCase):
 
   def testTestPipelineIsCompleteOrderedAndCentred(self):
     labels, images = self.files['test_batch.bin']
-    dataset = cifar10_input.inputs('test', self.data_dir, 4)
+    dataset = cifar10_input.inputs('test', data_dir=self.data_dir, batch_size=4)
     self.assertEqual([None, 3, 24, 24],
                      dataset.element_spec['images'].shape.as_list())
     batches = list(dataset)
@@ -67,7 +68,8 @@ class Cifar10InputTest(tf.test.TestCase):
       self.assertAllEqual(first['images'], second['images'])
 
   def testTrainPipeline(self):
-    dataset = cifar10_input.inputs('train', self.data_dir, 8)
+    dataset = cifar10_input.inputs('train', data_dir=self.data_dir,
+                                   batch_size=8)
     spec = dataset.element_spec
     self.assertEqual([8, 3, 24, 24], spec['images'].shape.as_list())
     self.assertEqual([8, 10], spec['labels'].shape.as_list())
@@ -122,10 +124,11 @@ class Cifar10InputTest(tf.test.TestCase):
 
   def testTfdsSource(self):
     with tfds.testing.mock_data(num_examples=10):
-      test = list(cifar10_input.inputs('test', None, 4, source='tfds',
+      test = list(cifar10_input.inputs('test', data_dir=None, batch_size=4,
+                                       source='tfds',
                                        tfds_data_dir=self.data_dir))
-      train = cifar10_input.inputs('train', None, 4, source='tfds',
-                                   tfds_data_dir=self.data_dir)
+      train = cifar10_input.inputs('train', data_dir=None, batch_size=4,
+                                   source='tfds', tfds_data_dir=self.data_dir)
       self.assertEqual([4, 3, 24, 24],
                        train.element_spec['images'].shape.as_list())
       next(iter(train))
@@ -138,11 +141,11 @@ class Cifar10InputTest(tf.test.TestCase):
     os.remove(os.path.join(self.data_dir, 'data_batch_3.bin'))
     parent = os.path.dirname(self.data_dir)
     with self.assertRaisesRegex(
-        FileNotFoundError,
+        errors.MissingDataError,
         f'data_batch_3.bin does not exist.*\n  wget '
         f'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz && tar '
         f'-xzf cifar-10-binary.tar.gz -C {parent}'):
-      cifar10_input.inputs('train', self.data_dir, 4)
+      cifar10_input.inputs('train', data_dir=self.data_dir, batch_size=4)
 
   def testTruncatedFile(self):
     path = os.path.join(self.data_dir, 'test_batch.bin')
@@ -150,15 +153,15 @@ class Cifar10InputTest(tf.test.TestCase):
       data = f.read()
     with open(path, 'wb') as f:
       f.write(data[:-1])
-    with self.assertRaisesRegex(tf.errors.DataLossError,
-                                f'{path} is truncated'):
-      cifar10_input.inputs('test', self.data_dir, 4)
+    with self.assertRaisesRegex(errors.DataError, f'{path} is truncated'):
+      cifar10_input.inputs('test', data_dir=self.data_dir, batch_size=4)
 
   def testBadArguments(self):
-    with self.assertRaisesRegex(ValueError, 'split'):
-      cifar10_input.inputs('valid', self.data_dir, 4)
-    with self.assertRaisesRegex(ValueError, 'source'):
-      cifar10_input.inputs('test', self.data_dir, 4, source='png')
+    with self.assertRaisesRegex(errors.ConfigError, 'split'):
+      cifar10_input.inputs('valid', data_dir=self.data_dir, batch_size=4)
+    with self.assertRaisesRegex(errors.ConfigError, 'source'):
+      cifar10_input.inputs('test', data_dir=self.data_dir, batch_size=4,
+                           source='png')
 
 
 if __name__ == '__main__':

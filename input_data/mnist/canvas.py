@@ -30,6 +30,7 @@ from typing import NamedTuple, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+import errors
 from input_data import image_ops
 
 MAX_PIXEL = 255
@@ -96,8 +97,8 @@ def place(digits: tf.Tensor, shifts: tf.Tensor, *, pad: int,
 
 def _check(seed: int, shift: int, pad: int) -> None:
   if seed < 0 or shift < 0 or pad < 0:
-    raise ValueError(f'need seed, shift and pad >= 0, got {seed}, {shift} '
-                     f'and {pad}')
+    raise errors.ConfigError(
+        f'need seed, shift and pad >= 0, got {seed}, {shift} and {pad}')
 
 
 class PairPlan(NamedTuple):
@@ -153,8 +154,8 @@ class MultiMnist:
       seed: seed (>= 0) of every draw.
 
     Raises:
-      ValueError: on a negative seed, shift or pad, num_pairs < 1, or a
-        class with fewer than num_pairs digits of other classes.
+      errors.ConfigError: on a negative seed, shift or pad, num_pairs < 1,
+        or a class with fewer than num_pairs digits of other classes.
     """
     _check(seed, shift, pad)
     labels = np.asarray(labels, np.int32)
@@ -162,7 +163,7 @@ class MultiMnist:
         labels, return_inverse=True, return_counts=True)
     others = len(labels) - counts  # [num_classes]
     if num_pairs < 1 or num_pairs > others.min():
-      raise ValueError(
+      raise errors.ConfigError(
           f'num_pairs={num_pairs} must be >= 1 and no more than the '
           f'{others.min()} images of other digits that some digit has to '
           'pair with')
@@ -275,7 +276,7 @@ class ExpandedMnist:
       seed: seed (>= 0) of every draw.
 
     Raises:
-      ValueError: on a negative seed, shift or pad.
+      errors.ConfigError: on a negative seed, shift or pad.
     """
     _check(seed, shift, pad)
     self.shift = shift

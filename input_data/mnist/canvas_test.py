@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+import errors
 from input_data.mnist import canvas
 
 
@@ -69,8 +70,10 @@ class MultiMnistTest(tf.test.TestCase):
       for base, partner in zip(plan.base.numpy(), plan.partner.numpy()):
         met[base].add(partner)
     self.assertEqual({0: {2, 3}, 1: {2, 3}, 2: {0, 1}, 3: {0, 1}}, met)
-    with self.assertRaisesRegex(ValueError, 'num_pairs=3'):
+    with self.assertRaisesRegex(errors.ConfigError, 'num_pairs=3'):
       canvas.MultiMnist(images, labels, shift=0, pad=0, num_pairs=3, seed=0)
+    with self.assertRaisesRegex(errors.ConfigError, 'need seed, shift and pad'):
+      canvas.MultiMnist(images, labels, shift=0, pad=0, num_pairs=1, seed=-1)
 
   def testShiftsCoverTheRange(self):
     images, labels = _digits(500, 10)

@@ -31,6 +31,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
+import errors
 from input_data import records
 from input_data.mnist import canvas
 from input_data.mnist import mnist_input_record
@@ -73,8 +74,8 @@ def _plan_batches(plan: Callable[[tf.Tensor], NamedTuple], num_images: int,
   return rows.batch(batch_size, drop_remainder=train)
 
 
-def multi_mnist_inputs(images: np.ndarray, labels: np.ndarray, *,
-                       split: str, batch_size: int,
+def multi_mnist_inputs(split: str, *, images: np.ndarray,
+                       labels: np.ndarray, batch_size: int,
                        shift: str = canvas.DEFAULT_MULTI_MNIST_SHIFT,
                        num_pairs: int = DEFAULT_NUM_PAIRS, seed: int = 0,
                        eval_size: int = DEFAULT_EVAL_SIZE,
@@ -83,10 +84,10 @@ def multi_mnist_inputs(images: np.ndarray, labels: np.ndarray, *,
   """MultiMNIST pairs generated from a split's digits.
 
   Args:
-    images: uint8 `[num_images, 28, 28]`, the split's digits.
-    labels: int `[num_images]`.
     split: 'train' (endless, full batches, new pairs every round) or 'test'
       (the first eval_size pairs, once, the last batch possibly smaller).
+    images: uint8 `[num_images, 28, 28]`, the split's digits.
+    labels: int `[num_images]`.
     batch_size: pairs per batch.
     shift: a name in `canvas.MULTI_MNIST_SHIFTS`; the canvas is 36x36.
     num_pairs: pairs per digit and epoch: rounds per epoch, in which each
@@ -101,11 +102,13 @@ def multi_mnist_inputs(images: np.ndarray, labels: np.ndarray, *,
     dimension but the test batch is static.
 
   Raises:
-    ValueError: on a bad split or shift name, or see `canvas.MultiMnist`.
+    errors.ConfigError: on a bad split or shift name, or see
+      `canvas.MultiMnist`.
   """
   if shift not in canvas.MULTI_MNIST_SHIFTS:
-    raise ValueError(f'unknown MultiMNIST shift {shift!r}; use one of '
-                     f'{", ".join(canvas.MULTI_MNIST_SHIFTS)}')
+    raise errors.ConfigError(
+        f'unknown MultiMNIST shift {shift!r}; use one of '
+        f'{", ".join(canvas.MULTI_MNIST_SHIFTS)}')
   train = _check_split(split)
   generator = canvas.MultiMnist(
       images, labels, shift=canvas.MULTI_MNIST_SHIFTS[shift],
@@ -124,19 +127,19 @@ def multi_mnist_inputs(images: np.ndarray, labels: np.ndarray, *,
       tf.data.AUTOTUNE)
 
 
-def expanded_mnist_inputs(images: np.ndarray, labels: np.ndarray, *,
-                          split: str, batch_size: int, seed: int = 0,
+def expanded_mnist_inputs(split: str, *, images: np.ndarray,
+                          labels: np.ndarray, batch_size: int, seed: int = 0,
                           eval_size: int = DEFAULT_EVAL_SIZE,
                           input_context: Optional[tf.distribute.InputContext]
                           = None) -> tf.data.Dataset:
   """Expanded MNIST (digits at random on a 40x40 canvas), generated.
 
   Args:
-    images: uint8 `[num_images, 28, 28]`, the split's digits.
-    labels: int `[num_images]`.
     split: 'train' (endless, full batches, new positions and order every
       epoch) or 'test' (eval_size digits, digit k % num_images k-th, at
       positions fixed by the seed; once, the last batch possibly smaller).
+    images: uint8 `[num_images, 28, 28]`, the split's digits.
+    labels: int `[num_images]`.
     batch_size: digits per batch.
     seed: seed (>= 0) of every draw.
     eval_size: digits of the test set.
@@ -148,7 +151,7 @@ def expanded_mnist_inputs(images: np.ndarray, labels: np.ndarray, *,
     dimension but the test batch is static.
 
   Raises:
-    ValueError: on a bad split, or see `canvas.ExpandedMnist`.
+    errors.ConfigError: on a bad split, or see `canvas.ExpandedMnist`.
   """
   train = _check_split(split)
   generator = canvas.ExpandedMnist(images, labels, seed=seed)
@@ -168,5 +171,5 @@ def expanded_mnist_inputs(images: np.ndarray, labels: np.ndarray, *,
 def _check_split(split: str) -> bool:
   """Returns whether split is 'train'; raises unless it is train or test."""
   if split not in ('train', 'test'):
-    raise ValueError(f'split must be train or test, got {split!r}')
+    raise errors.ConfigError(f'split must be train or test, got {split!r}')
   return split == 'train'

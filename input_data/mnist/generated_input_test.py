@@ -6,10 +6,11 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+import errors
 from input_data.mnist import canvas
 from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_shift
+from input_data.mnist import mnist_records
 
 
 def _digits(num_images, num_classes):
@@ -39,7 +40,7 @@ class MultiMnistInputsTest(tf.test.TestCase):
   def _inputs(self, split, batch_size=8, **kwargs):
     kwargs = {'num_pairs': 3, 'eval_size': 40, 'seed': 1, **kwargs}
     return generated_input.multi_mnist_inputs(
-        self.images, self.labels, split=split, batch_size=batch_size,
+        split, images=self.images, labels=self.labels, batch_size=batch_size,
         **kwargs)
 
   def testTrainPairs(self):
@@ -63,13 +64,14 @@ class MultiMnistInputsTest(tf.test.TestCase):
     images = np.zeros((24, 28, 28), np.uint8)
     images[:, 0, 0] = 255  # a single pixel at the digit's corner
     dataset = generated_input.multi_mnist_inputs(
-        images, self.labels, split='train', batch_size=8, shift='paper',
-        num_pairs=3)
+        'train', images=images, labels=self.labels, batch_size=8,
+        shift='paper', num_pairs=3)
     batch = _numpy(dataset, 30)
     corners = np.argwhere(batch['recons_image'][:, 0] > 0)[:, 1:]
     self.assertAllInRange(corners, 0, 8)
     self.assertAllEqual([0, 8], [corners.min(), corners.max()])
-    with self.assertRaisesRegex(ValueError, "unknown MultiMNIST shift 'x'"):
+    with self.assertRaisesRegex(errors.ConfigError,
+                                "unknown MultiMNIST shift 'x'"):
       self._inputs('train', shift='x')
 
   def testSeedDeterminism(self):
@@ -97,12 +99,13 @@ class MultiMnistInputsTest(tf.test.TestCase):
     """The same seed: the same pairs in the same order as the records."""
     prefix = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()),
                           'multitest_6shifted_mnist.tfrecords')
-    filenames = mnist_shift.shift_write_multi_mnist(
+    filenames = mnist_records.shift_write_multi_mnist(
         self.images, labels=self.labels, file_prefix=prefix,
         shift=canvas.MULTI_MNIST_SHIFTS['reference'],
         pad=canvas.MULTI_MNIST_PAD, max_shard=25, num_pairs=3, seed=4)
     written = _numpy(mnist_input_record.inputs(
-        f'{prefix}@{len(filenames)}', 10, 'test', 2))
+        'test', data_dir=f'{prefix}@{len(filenames)}', batch_size=10,
+        num_targets=2))
     self.assertLen(written['labels'], 72)
     generated = _numpy(self._inputs('test', seed=4, eval_size=72))
     train = _numpy(self._inputs('train', seed=4, batch_size=24), 3)
@@ -123,7 +126,8 @@ class MultiMnistInputsTest(tf.test.TestCase):
                             shares[i]['recons_label'])
 
   def testBadSplit(self):
-    with self.assertRaisesRegex(ValueError, 'split must be train or test'):
+    with self.assertRaisesRegex(errors.ConfigError,
+                                'split must be train or test'):
       self._inputs('valid')
 
 
@@ -135,7 +139,7 @@ class ExpandedMnistInputsTest(tf.test.TestCase):
 
   def _inputs(self, split, **kwargs):
     return generated_input.expanded_mnist_inputs(
-        self.images, self.labels, split=split, batch_size=10, seed=3,
+        split, images=self.images, labels=self.labels, batch_size=10, seed=3,
         eval_size=20, **kwargs)
 
   def testTestDigitsInOrderAtFixedPlaces(self):

@@ -1,6 +1,6 @@
 """Input pipelines for shifted MNIST and MultiMNIST records.
 
-Reads the records that `mnist_shift` writes:
+Reads the records that `mnist_shift` writes (`mnist_records`):
 - single digit: `data_dir/train_2shifted_mnist.tfrecords` and
   `data_dir/test_0shifted_mnist.tfrecords`; with validate,
   `valid_train_2shifted_mnist.tfrecords` and
@@ -24,9 +24,10 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+import errors
 from input_data import image_ops
 from input_data import records
-from input_data.mnist import mnist_shift
+from input_data.mnist import mnist_records
 
 NUM_CLASSES = 10
 DEPTH = 1
@@ -221,10 +222,14 @@ def _multi_create_command(pattern: str) -> str:
 
 
 def require_multi_records(pattern: str) -> None:
-  """Raises FileNotFoundError naming the command that writes a missing shard.
+  """Raises MissingDataError naming the command that writes a missing shard.
 
   Args:
     pattern: MultiMNIST records, `path/name.tfrecords@N`.
+
+  Raises:
+    errors.ConfigError: if pattern is not `path@N`.
+    errors.MissingDataError: if a shard is missing.
   """
   records.require_files(records.expand_sharded_pattern(pattern),
                         _multi_create_command(pattern))
@@ -236,7 +241,7 @@ def _single_files(data_dir: str, split: str,
   shift = TRAIN_SHIFT if split == 'train' else TEST_SHIFT
   file_split = 'valid_' + split if validate else split
   path = os.path.join(
-      data_dir, mnist_shift.shifted_mnist_filename(file_split, shift))
+      data_dir, mnist_records.shifted_mnist_filename(file_split, shift=shift))
   return path, _create_command(data_dir, file_split, shift)
 
 
@@ -247,10 +252,10 @@ def _image_size(path: str) -> Tuple[int, int, int]:
                for key in ('height', 'width', 'depth'))
 
 
-def inputs(data_dir: str,
+def inputs(split: str, *,
+           data_dir: str,
            batch_size: int,
-           split: str,
-           num_targets: int,
+           num_targets: int = 1,
            height: Optional[int] = 28,
            distort: bool = False,
            validate: bool = False,
@@ -265,10 +270,10 @@ def inputs(data_dir: str,
   truncated or corrupt file fails now, naming the file.
 
   Args:
+    split: 'train' or 'test'.
     data_dir: directory of the single-digit records, or for MultiMNIST the
       sharded pattern `path/multitest_6shifted_mnist.tfrecords@N`.
     batch_size: examples per batch.
-    split: 'train' or 'test'.
     num_targets: 1 (MNIST) or 2 (MultiMNIST).
     height: height and width of the single-digit records, checked against
       them; None takes the records' own size (for MultiMNIST it always
@@ -288,46 +293,50 @@ def inputs(data_dir: str,
     but the batch is static.
 
   Raises:
-    ValueError: on a bad split, num_targets, pattern or option, or records
-      whose size is not height x height.
-    FileNotFoundError: if a record file is missing; the message gives the
-      mnist_shift command that writes it.
-    tf.errors.DataLossError: if a record file is truncated or corrupt.
+    errors.ConfigError: on a bad split, num_targets, pattern or option.
+    errors.MissingDataError: if a record file is missing; the message gives
+      the mnist_shift command that writes it.
+    errors.DataError: if a record file is truncated or corrupt, holds no
+      records, or holds images that are not height x height.
   """
   if split not in ('train', 'test'):
-    raise ValueError(f'split must be train or test, got {split!r}')
+    raise errors.ConfigError(f'split must be train or test, got {split!r}')
   train = split == 'train'
   if num_targets == 1:
     path, command = _single_files(data_dir, split, validate)
     paths: Sequence[str] = [path]
   elif num_targets == 2:
     if distort or validate:
-      raise ValueError('distort and validate apply to single-digit MNIST only')
+      raise errors.ConfigError(
+          'distort and validate apply to single-digit MNIST only')
     paths = records.expand_sharded_pattern(data_dir)
     command = _multi_create_command(data_dir)
   else:
-    raise ValueError(f'num_targets must be 1 or 2, got {num_targets}')
+    raise errors.ConfigError(f'num_targets must be 1 or 2, got {num_targets}')
 
   if sum(records.count_tfrecords(paths, command)) == 0:
-    raise ValueError(f'{paths} hold no records; recreate them with:\n'
-                     f'  {command}')
+    raise errors.DataError(f'{paths} hold no records; recreate them with:\n'
+                           f'  {command}')
   record_height, record_width, record_depth = _image_size(paths[0])
   if record_depth != DEPTH:
-    raise ValueError(f'{paths[0]} holds images of depth {record_depth}')
+    raise errors.DataError(
+        f'{paths[0]} holds images of depth {record_depth}')
   if num_targets == 1:
     if record_height != record_width:
-      raise ValueError(f'{paths[0]} holds {record_height}x{record_width} '
-                       f'images; the models need square images')
+      raise errors.DataError(
+          f'{paths[0]} holds {record_height}x{record_width} images; the '
+          'models need square images')
     height = record_height if height is None else height
     if record_height != height:
-      raise ValueError(
+      raise errors.DataError(
           f'{paths[0]} holds {record_height}x{record_width} images, expected '
           f'{height}x{height}; pass height={record_height}')
     parse = lambda batch: _single_features(batch, height, distort, train)
   else:
     parse = lambda batch: _multi_features(batch, record_height, record_width)
 
-  dataset = records.read_files(paths, train, input_context=input_context)
-  dataset = records.batch_dataset(dataset, batch_size, train, batch_capacity)
+  dataset = records.read_files(paths, train=train, input_context=input_context)
+  dataset = records.batch_dataset(dataset, batch_size=batch_size, train=train,
+                                  shuffle_buffer=batch_capacity)
   dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,4 @@
-"""Tests for mnist_input_record on records written by mnist_shift."""
+"""Tests for mnist_input_record on records written by mnist_records."""
 
 import os
 import tempfile
@@ -6,16 +6,18 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+import errors
 from input_data import records
 from input_data.mnist import canvas
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_shift
+from input_data.mnist import mnist_records
 
 
 def _write_single(data_dir, split, shift, images, labels, pad=0):
   path = os.path.join(data_dir,
-                      mnist_shift.shifted_mnist_filename(split, shift))
-  mnist_shift.shift_write_mnist(images, labels, path, shift, pad)
+                      mnist_records.shifted_mnist_filename(split, shift=shift))
+  mnist_records.shift_write_mnist(images, labels=labels, filename=path,
+                                  shift=shift, pad=pad)
   return path
 
 
@@ -45,14 +47,15 @@ class MnistInputRecordTest(tf.test.TestCase):
 
   def testSingleTrain(self):
     _write_single(self.data_dir, 'train', 2, self.images, self.labels)
-    dataset = mnist_input_record.inputs(self.data_dir, 8, 'train', 1)
+    dataset = mnist_input_record.inputs('train', data_dir=self.data_dir,
+                                        batch_size=8)
     spec = dataset.element_spec
     self.assertEqual({'images', 'labels', 'recons_image', 'recons_label'},
                      set(spec))
     self.assertEqual([8, 1, 28, 28], spec['images'].shape.as_list())
     self.assertEqual([8, 10], spec['labels'].shape.as_list())
     self.assertEqual(tf.int32, spec['recons_label'].dtype)
-    shifts = mnist_shift.all_shifts(2).astype(np.int32)
+    shifts = mnist_records.all_shifts(2).astype(np.int32)
     copies = canvas.place(  # [4 * 25, 28, 28], image by image
         np.repeat(self.images, 25, axis=0), np.tile(shifts, (4, 1)), pad=0,
         shift=2).numpy().reshape(4, 25, 28, 28)
@@ -71,8 +74,8 @@ class MnistInputRecordTest(tf.test.TestCase):
     labels = np.arange(40) % 10
     images = np.zeros((40, 28, 28), np.uint8)
     _write_single(self.data_dir, 'train', 2, images, labels.astype(np.uint8))
-    batch = next(iter(mnist_input_record.inputs(self.data_dir, 1000, 'train',
-                                                1)))
+    batch = next(iter(mnist_input_record.inputs('train', data_dir=self.data_dir,
+                                                batch_size=1000)))
     file_order = np.repeat(labels, 25)
     self.assertNotEqual(file_order.tolist(),
                         batch['recons_label'].numpy().tolist())
@@ -83,7 +86,8 @@ class MnistInputRecordTest(tf.test.TestCase):
     images = self.rng.integers(0, 256, (13, 28, 28), np.uint8)
     labels = self.rng.integers(0, 10, 13).astype(np.uint8)
     _write_single(self.data_dir, 'test', 0, images, labels)
-    dataset = mnist_input_record.inputs(self.data_dir, 5, 'test', 1)
+    dataset = mnist_input_record.inputs('test', data_dir=self.data_dir,
+                                        batch_size=5)
     batches = list(dataset)
     self.assertEqual([5, 5, 3], [len(b['recons_label']) for b in batches])
     self.assertAllClose(
@@ -97,32 +101,33 @@ class MnistInputRecordTest(tf.test.TestCase):
   def testValidateReadsValidationFiles(self):
     _write_single(self.data_dir, 'valid_test', 0, self.images, self.labels)
     _write_single(self.data_dir, 'valid_train', 2, self.images, self.labels)
-    batch = next(iter(mnist_input_record.inputs(self.data_dir, 4, 'test', 1,
-                                                validate=True)))
+    batch = next(iter(mnist_input_record.inputs('test', data_dir=self.data_dir,
+                                                batch_size=4, validate=True)))
     self.assertAllEqual(self.labels, batch['recons_label'])
-    batch = next(iter(mnist_input_record.inputs(self.data_dir, 4, 'train', 1,
-                                                validate=True)))
+    batch = next(iter(mnist_input_record.inputs('train', data_dir=self.data_dir,
+                                                batch_size=4, validate=True)))
     self.assertEqual((4, 1, 28, 28), batch['images'].shape)
     with self.assertRaisesRegex(
-        FileNotFoundError,
+        errors.MissingDataError,
         'test_0shifted_mnist.tfrecords does not exist.*\n  python -m '
         f'input_data.mnist.mnist_shift --data_dir={self.data_dir} '
         '--split=test --shift=0'):
-      mnist_input_record.inputs(self.data_dir, 4, 'test', 1)
+      mnist_input_record.inputs('test', data_dir=self.data_dir, batch_size=4)
 
   def testReadsReferenceLayoutRecords(self):
     path = os.path.join(self.data_dir, 'test_0shifted_mnist.tfrecords')
     with tf.io.TFRecordWriter(path) as writer:
       for image, label in zip(self.images, self.labels):
         writer.write(_reference_record(image, int(label)))
-    batch = next(iter(mnist_input_record.inputs(self.data_dir, 4, 'test', 1)))
+    batch = next(iter(mnist_input_record.inputs('test', data_dir=self.data_dir,
+                                                batch_size=4)))
     self.assertAllClose(self.images[:, None] / 255, batch['images'])
     self.assertAllEqual(self.labels, batch['recons_label'])
 
   def testSingleTrainDistorted(self):
     _write_single(self.data_dir, 'train', 2, self.images, self.labels)
-    dataset = mnist_input_record.inputs(self.data_dir, 16, 'train', 1,
-                                        distort=True)
+    dataset = mnist_input_record.inputs('train', data_dir=self.data_dir,
+                                        batch_size=16, distort=True)
     self.assertEqual([16, 1, 24, 24],
                      dataset.element_spec['images'].shape.as_list())
     batch = next(iter(dataset))
@@ -133,18 +138,18 @@ class MnistInputRecordTest(tf.test.TestCase):
 
   def testSingleTestDistorted(self):
     _write_single(self.data_dir, 'test', 0, self.images, self.labels)
-    batch = next(iter(mnist_input_record.inputs(self.data_dir, 4, 'test', 1,
-                                                distort=True)))
+    batch = next(iter(mnist_input_record.inputs('test', data_dir=self.data_dir,
+                                                batch_size=4, distort=True)))
     self.assertAllClose(self.images[:, None, 2:26, 2:26] / 255,
                         batch['images'])
     self.assertAllEqual(self.labels, batch['recons_label'])
 
   def _write_multi(self, split, num_images=6, num_pairs=2, max_shard=5):
-    prefix = os.path.join(self.data_dir, mnist_shift.shifted_mnist_filename(
-        split, 2, multi_targets=True))
+    prefix = os.path.join(self.data_dir, mnist_records.shifted_mnist_filename(
+        split, shift=2, multi_targets=True))
     images = self.rng.integers(0, 256, (num_images, 28, 28), np.uint8)
     labels = (np.arange(num_images) % 3).astype(np.uint8)
-    filenames = mnist_shift.shift_write_multi_mnist(
+    filenames = mnist_records.shift_write_multi_mnist(
         images, labels=labels, file_prefix=prefix, shift=2, pad=4,
         max_shard=max_shard, num_pairs=num_pairs, seed=0)
     return f'{prefix}@{len(filenames)}', filenames
@@ -152,7 +157,8 @@ class MnistInputRecordTest(tf.test.TestCase):
   def testMultiTest(self):
     pattern, filenames = self._write_multi('test')
     self.assertEndsWith(pattern, 'multitest_2shifted_mnist.tfrecords@3')
-    dataset = mnist_input_record.inputs(pattern, 4, 'test', 2)
+    dataset = mnist_input_record.inputs('test', data_dir=pattern, batch_size=4,
+                                        num_targets=2)
     batches = list(dataset)
     self.assertEqual([4, 4, 4], [len(b['labels']) for b in batches])
     examples = [tf.train.Example.FromString(r) for f in filenames
@@ -176,7 +182,8 @@ class MnistInputRecordTest(tf.test.TestCase):
 
   def testMultiTrain(self):
     pattern, _ = self._write_multi('train')
-    dataset = mnist_input_record.inputs(pattern, 8, 'train', 2)
+    dataset = mnist_input_record.inputs('train', data_dir=pattern, batch_size=8,
+                                        num_targets=2)
     spec = dataset.element_spec
     for key in ('images', 'recons_image', 'spare_image'):
       self.assertEqual([8, 1, 36, 36], spec[key].shape.as_list())
@@ -190,10 +197,11 @@ class MnistInputRecordTest(tf.test.TestCase):
     pattern, filenames = self._write_multi('test')
     os.remove(filenames[1])
     with self.assertRaisesRegex(
-        FileNotFoundError,
+        errors.MissingDataError,
         f'(?s){filenames[1]} does not exist.*mnist_shift --multi_targets.*'
         '--split=test --shift=2'):
-      mnist_input_record.inputs(pattern, 4, 'test', 2)
+      mnist_input_record.inputs('test', data_dir=pattern, batch_size=4,
+                                num_targets=2)
 
   def testTruncatedFileIsNamed(self):
     path = _write_single(self.data_dir, 'test', 0, self.images, self.labels)
@@ -201,19 +209,19 @@ class MnistInputRecordTest(tf.test.TestCase):
       data = f.read()
     with open(path, 'wb') as f:
       f.write(data[:-100])
-    with self.assertRaisesRegex(tf.errors.DataLossError,
+    with self.assertRaisesRegex(errors.DataError,
                                 f'{path} is truncated or corrupt'):
-      mnist_input_record.inputs(self.data_dir, 4, 'test', 1)
+      mnist_input_record.inputs('test', data_dir=self.data_dir, batch_size=4)
 
   def testEmptyFile(self):
     _write_single(self.data_dir, 'test', 0, self.images[:0], self.labels[:0])
-    with self.assertRaisesRegex(ValueError, 'hold no records'):
-      mnist_input_record.inputs(self.data_dir, 4, 'test', 1)
+    with self.assertRaisesRegex(errors.DataError, 'hold no records'):
+      mnist_input_record.inputs('test', data_dir=self.data_dir, batch_size=4)
 
   def testHeightNoneTakesTheRecordsSize(self):
     _write_single(self.data_dir, 'test', 0, self.images, self.labels, pad=2)
-    batch = next(iter(mnist_input_record.inputs(self.data_dir, 4, 'test', 1,
-                                                height=None)))
+    batch = next(iter(mnist_input_record.inputs('test', data_dir=self.data_dir,
+                                                batch_size=4, height=None)))
     self.assertEqual([4, 1, 32, 32], batch['images'].shape.as_list())
     # The digits sit in the middle of the zero padding.
     self.assertAllClose(self.images / 255, batch['images'][:, 0, 2:30, 2:30])
@@ -222,17 +230,20 @@ class MnistInputRecordTest(tf.test.TestCase):
   def testBadArguments(self):
     path = _write_single(self.data_dir, 'test', 0, self.images, self.labels,
                          pad=4)
-    with self.assertRaisesRegex(ValueError, f'{path} holds 36x36 images'):
-      mnist_input_record.inputs(self.data_dir, 4, 'test', 1)
-    with self.assertRaisesRegex(ValueError, 'split'):
-      mnist_input_record.inputs(self.data_dir, 4, 'valid', 1)
-    with self.assertRaisesRegex(ValueError, 'num_targets'):
-      mnist_input_record.inputs(self.data_dir, 4, 'test', 3)
-    with self.assertRaisesRegex(ValueError, 'single-digit'):
-      mnist_input_record.inputs(self.data_dir + '/x@2', 4, 'test', 2,
-                                distort=True)
-    with self.assertRaisesRegex(ValueError, 'sharded pattern'):
-      mnist_input_record.inputs(self.data_dir, 4, 'test', 2)
+    with self.assertRaisesRegex(errors.DataError,
+                                f'{path} holds 36x36 images'):
+      mnist_input_record.inputs('test', data_dir=self.data_dir, batch_size=4)
+    with self.assertRaisesRegex(errors.ConfigError, 'split'):
+      mnist_input_record.inputs('valid', data_dir=self.data_dir, batch_size=4)
+    with self.assertRaisesRegex(errors.ConfigError, 'num_targets'):
+      mnist_input_record.inputs('test', data_dir=self.data_dir, batch_size=4,
+                                num_targets=3)
+    with self.assertRaisesRegex(errors.ConfigError, 'single-digit'):
+      mnist_input_record.inputs('test', data_dir=self.data_dir + '/x@2',
+                                batch_size=4, num_targets=2, distort=True)
+    with self.assertRaisesRegex(errors.ConfigError, 'sharded pattern'):
+      mnist_input_record.inputs('test', data_dir=self.data_dir, batch_size=4,
+                                num_targets=2)
 
 
 if __name__ == '__main__':

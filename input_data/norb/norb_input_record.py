@@ -1,9 +1,10 @@
 """Input pipeline for smallNORB stereo pairs stored as tfrecords.
 
 Reads `data_dir/{split}duo.tfrecords` (`norb_convert` writes them from the
-original smallNORB files): tf.train.Examples with image_raw (uint8 bytes,
-`[depth, height, width]`, the two stereo views), label (one of 5 object
-categories), height, width, depth and meta (4 int64s).
+original smallNORB files, see `norb_records`): tf.train.Examples with
+image_raw (uint8 bytes, `[depth, height, width]`, the two stereo views),
+label (one of 5 object categories), height, width, depth and meta (4
+int64s).
 
 The images are resized to `height` x `height` (48 by default); training then
 changes brightness (by up to 63 on the [0, 255] scale) and contrast (a factor
@@ -22,8 +23,10 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
+import errors
 from input_data import image_ops
 from input_data import records
+from input_data.norb import norb_records
 
 NUM_CLASSES = 5
 DEPTH = 2
@@ -120,9 +123,9 @@ def _preprocess(serialized: tf.Tensor, record_size: int, size: int,
                                          NUM_CLASSES)
 
 
-def inputs(data_dir: str,
+def inputs(split: str, *,
+           data_dir: str,
            batch_size: int,
-           split: str,
            height: int = 48,
            distort: bool = True,
            batch_capacity: int = SHUFFLE_BUFFER,
@@ -136,9 +139,9 @@ def inputs(data_dir: str,
   or corrupt file fails now, naming the file.
 
   Args:
+    split: 'train' or 'test'.
     data_dir: directory of `trainduo.tfrecords` and `testduo.tfrecords`.
     batch_size: examples per batch.
-    split: 'train' or 'test'.
     height: size the images are resized to, 48 or 32 when distorting.
     distort: crop to DISTORTED_SIZE[height] (random crop, brightness and
       contrast for train, central crop for test).
@@ -152,37 +155,38 @@ def inputs(data_dir: str,
     but the batch is static.
 
   Raises:
-    ValueError: on a bad split or height, or records that are not square
-      stereo pairs.
-    FileNotFoundError: if the record file is missing; the message gives the
-      norb_convert command that writes it.
-    tf.errors.DataLossError: if the record file is truncated or corrupt.
+    errors.ConfigError: on a bad split or height.
+    errors.MissingDataError: if the record file is missing; the message
+      gives the norb_convert command that writes it.
+    errors.DataError: if the record file is truncated or corrupt, empty, or
+      holds images that are not square stereo pairs.
   """
   if split not in ('train', 'test'):
-    raise ValueError(f'split must be train or test, got {split!r}')
+    raise errors.ConfigError(f'split must be train or test, got {split!r}')
   if distort and height not in DISTORTED_SIZE:
-    raise ValueError(f'height must be one of {sorted(DISTORTED_SIZE)} to '
-                     f'distort, got {height}')
+    raise errors.ConfigError(f'height must be one of {sorted(DISTORTED_SIZE)} '
+                             f'to distort, got {height}')
   train = split == 'train'
-  path = os.path.join(data_dir, f'{split}duo.tfrecords')
+  path = os.path.join(data_dir, norb_records.records_filename(split))
   command = ('python -m input_data.norb.norb_convert --data_dir=SMALLNORB_DIR '
              f'--output_dir={data_dir} --split={split}   (SMALLNORB_DIR holds '
              'the smallnorb-*.mat[.gz] files)')
   if records.count_tfrecords([path], command) == [0]:
-    raise ValueError(f'{path} holds no records; recreate it with:\n'
-                     f'  {command}')
+    raise errors.DataError(f'{path} holds no records; recreate it with:\n'
+                           f'  {command}')
   example = records.first_example(path)
   record_size, width, depth = (records.example_int(example, key)
                                for key in ('height', 'width', 'depth'))
   if (width, depth) != (record_size, DEPTH):
-    raise ValueError(f'{path} holds {record_size}x{width}x{depth} images, '
-                     f'expected square ones of depth {DEPTH}')
+    raise errors.DataError(f'{path} holds {record_size}x{width}x{depth} '
+                           f'images, expected square ones of depth {DEPTH}')
   if height > record_size:
-    raise ValueError(
+    raise errors.ConfigError(
         f'height must be at most the stored size {record_size}, got {height}')
 
-  dataset = records.read_files([path], train, input_context=input_context)
-  dataset = records.batch_dataset(dataset, batch_size, train, batch_capacity)
+  dataset = records.read_files([path], train=train, input_context=input_context)
+  dataset = records.batch_dataset(dataset, batch_size=batch_size, train=train,
+                                  shuffle_buffer=batch_capacity)
   dataset = dataset.map(
       lambda batch: _preprocess(batch, record_size, height,
                                 DISTORTED_SIZE.get(height), distort, train),

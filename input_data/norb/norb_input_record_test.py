@@ -6,8 +6,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from input_data.norb import norb_convert
+import errors
 from input_data.norb import norb_input_record
+from input_data.norb import norb_records
 
 
 def _standardize(image):
@@ -26,14 +27,15 @@ class NorbInputRecordTest(tf.test.TestCase):
     images = self.rng.integers(0, 256, (count, depth, size, size), np.uint8)
     labels = self.rng.integers(0, 5, count)
     info = self.rng.integers(0, 18, (count, 4))
-    norb_convert.write_records(
-        os.path.join(self.data_dir, f'{split}duo.tfrecords'), images, labels,
-        info)
+    norb_records.write_records(
+        os.path.join(self.data_dir, f'{split}duo.tfrecords'), images=images,
+        labels=labels, info=info)
     return images, labels
 
   def testTestPipelineIsCompleteOrderedAndCentred(self):
     images, labels = self._write('test', 5)
-    dataset = norb_input_record.inputs(self.data_dir, 2, 'test')
+    dataset = norb_input_record.inputs('test', data_dir=self.data_dir,
+                                       batch_size=2)
     self.assertEqual([None, 2, 32, 32],
                      dataset.element_spec['images'].shape.as_list())
     batches = list(dataset)
@@ -54,15 +56,16 @@ class NorbInputRecordTest(tf.test.TestCase):
 
   def testTestWithoutDistortion(self):
     images, _ = self._write('test', 3, size=48)
-    batch = next(iter(norb_input_record.inputs(self.data_dir, 3, 'test',
-                                               distort=False)))
+    batch = next(iter(norb_input_record.inputs('test', data_dir=self.data_dir,
+                                               batch_size=3, distort=False)))
     self.assertAllClose(
         np.stack([_standardize(image.astype(np.float64)) for image in images]),
         batch['images'], atol=1e-5)
 
   def testTrainPipeline(self):
     _, labels = self._write('train', 10)
-    dataset = norb_input_record.inputs(self.data_dir, 4, 'train')
+    dataset = norb_input_record.inputs('train', data_dir=self.data_dir,
+                                       batch_size=4)
     spec = dataset.element_spec
     self.assertEqual([4, 2, 32, 32], spec['images'].shape.as_list())
     self.assertEqual([4, 5], spec['labels'].shape.as_list())
@@ -103,28 +106,31 @@ class NorbInputRecordTest(tf.test.TestCase):
 
   def testMissingFile(self):
     with self.assertRaisesRegex(
-        FileNotFoundError,
+        errors.MissingDataError,
         'trainduo.tfrecords does not exist.*\n  python -m '
         'input_data.norb.norb_convert --data_dir=SMALLNORB_DIR '
         f'--output_dir={self.data_dir} --split=train'):
-      norb_input_record.inputs(self.data_dir, 4, 'train')
+      norb_input_record.inputs('train', data_dir=self.data_dir, batch_size=4)
 
   def testBadInput(self):
     self._write('test', 2, depth=1)
-    with self.assertRaisesRegex(ValueError, 'depth 2'):
-      norb_input_record.inputs(self.data_dir, 4, 'test')
+    with self.assertRaisesRegex(errors.DataError, 'depth 2'):
+      norb_input_record.inputs('test', data_dir=self.data_dir, batch_size=4)
     self._write('test', 2, size=32)
-    with self.assertRaisesRegex(ValueError, 'at most the stored size 32'):
-      norb_input_record.inputs(self.data_dir, 4, 'test')
-    with self.assertRaisesRegex(ValueError, 'height must be one of'):
-      norb_input_record.inputs(self.data_dir, 4, 'test', height=40)
+    with self.assertRaisesRegex(errors.ConfigError,
+                                'at most the stored size 32'):
+      norb_input_record.inputs('test', data_dir=self.data_dir, batch_size=4)
+    with self.assertRaisesRegex(errors.ConfigError, 'height must be one of'):
+      norb_input_record.inputs('test', data_dir=self.data_dir, batch_size=4,
+                               height=40)
     path = os.path.join(self.data_dir, 'testduo.tfrecords')
     with open(path, 'rb') as f:
       data = f.read()
     with open(path, 'wb') as f:
       f.write(data[:-10])
-    with self.assertRaisesRegex(tf.errors.DataLossError, path):
-      norb_input_record.inputs(self.data_dir, 4, 'test', height=32)
+    with self.assertRaisesRegex(errors.DataError, path):
+      norb_input_record.inputs('test', data_dir=self.data_dir, batch_size=4,
+                               height=32)
 
 
 if __name__ == '__main__':

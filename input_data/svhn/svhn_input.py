@@ -18,6 +18,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+import errors
 from input_data import image_ops
 from input_data import records
 
@@ -50,16 +51,17 @@ def inputs(split: str, *, batch_size: int, tfds_data_dir: Optional[str] = None,
     A dataset of feature dictionaries (see the module doc).
 
   Raises:
-    ValueError: on a bad split.
-    FileNotFoundError: see `records.load_tfds`.
+    errors.ConfigError: on a bad split.
+    errors.MissingDataError: see `records.load_tfds`.
   """
   if split not in ('train', 'test'):
-    raise ValueError(f'split must be train or test, got {split!r}')
+    raise errors.ConfigError(f'split must be train or test, got {split!r}')
   train = split == 'train'
-  dataset = records.load_tfds(TFDS_NAME, split, tfds_data_dir)
+  dataset = records.load_tfds(TFDS_NAME, split, tfds_data_dir=tfds_data_dir)
   dataset = records.shard(dataset, input_context)
   dataset = dataset.map(lambda example: (example['image'], example['label']))
-  dataset = records.batch_dataset(dataset, batch_size, train, batch_capacity)
+  dataset = records.batch_dataset(dataset, batch_size=batch_size, train=train,
+                                  shuffle_buffer=batch_capacity)
   return dataset.map(
       lambda images, labels: image_ops.standardized_features(
           tf.cast(images, tf.float32), tf.cast(labels, tf.int32), NUM_CLASSES),

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import errors
 from input_data.svhn import svhn_input
 
 
@@ -39,7 +40,8 @@ class SvhnInputTest(tf.test.TestCase):
     self.assertLen(labels, 10)
     self.assertAllEqual(labels[0::2], shares[0])
     self.assertAllEqual(labels[1::2], shares[1])
-    with self.assertRaisesRegex(ValueError, 'split must be train or test'):
+    with self.assertRaisesRegex(errors.ConfigError,
+                                'split must be train or test'):
       svhn_input.inputs('extra', batch_size=4)
 
 

@@ -1,0 +1,165 @@
+"""The MNIST digits as arrays: from the idx files, or tensorflow-datasets.
+
+The idx files (`train-images-idx3-ubyte`, ..., gzipped or not, from
+MNIST_URL) hold a big-endian header and then unsigned bytes. The splits:
+train and test are the whole files; valid_train is the training images from
+index VALIDATION_SIZE on and valid_test the first VALIDATION_SIZE. The image
+count comes from the header, so smaller files work too.
+"""
+
+import os
+from typing import BinaryIO, Optional, Tuple
+
+import numpy as np
+
+import errors
+from input_data import records
+
+# First rows of the training images held out by the validation splits.
+VALIDATION_SIZE = 10000
+SPLITS = ('train', 'test', 'valid_train', 'valid_test')
+# Magic numbers of the idx headers: unsigned bytes (0x08) in 3 or 1 dims.
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+_IDX_HEADER_WORD_BYTES = 4
+
+MNIST_FILES = {
+    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'valid_train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'valid_test': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
+}
+# Image index ranges [start, end) of each split; None: to the end of the file.
+MNIST_RANGE = {
+    'train': (0, None),
+    'valid_train': (VALIDATION_SIZE, None),
+    'valid_test': (0, VALIDATION_SIZE),
+    'test': (0, None),
+}
+TFDS_SPLITS = {
+    'train': 'train',
+    'valid_train': 'train',
+    'valid_test': 'train',
+    'test': 'test',
+}
+MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
+
+_TFDS_READ_BATCH = 10000
+
+
+def parse_idx(data: bytes, *, expected_magic: int, name: str) -> np.ndarray:
+  """Decodes an idx file (big-endian header, then unsigned bytes).
+
+  Args:
+    data: the file's bytes.
+    expected_magic: IMAGES_MAGIC or LABELS_MAGIC.
+    name: the file's name, for error messages.
+
+  Returns:
+    uint8 array shaped by the header, e.g. `[num_images, 28, 28]`.
+
+  Raises:
+    errors.DataError: on a wrong magic number or a file shorter than its
+      header says.
+  """
+  word = _IDX_HEADER_WORD_BYTES
+  magic = int.from_bytes(data[:word], 'big')
+  if magic != expected_magic:
+    raise errors.DataError(
+        f'{name} is not an MNIST idx file of the expected kind: magic number '
+        f'{magic:#010x}, expected {expected_magic:#010x}')
+  num_dims = magic & 0xff  # the magic's last byte counts the dimensions
+  header_size = word * (1 + num_dims)
+  shape = tuple(int.from_bytes(data[word * (1 + i):word * (2 + i)], 'big')
+                for i in range(num_dims))
+  size = int(np.prod(shape))
+  if len(data) < header_size + size:
+    raise errors.DataError(
+        f'{name} is truncated: the header announces {shape} '
+        f'({size} bytes), the file holds {len(data) - header_size}')
+  return np.frombuffer(data, np.uint8, size, header_size).reshape(shape)
+
+
+def select_split(split: str, *, images: np.ndarray,
+                 labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """Returns the images and labels of a split's index range.
+
+  Args:
+    split: one of SPLITS.
+    images: uint8 `[num_images, 28, 28]`, the whole train or test file.
+    labels: uint8 `[num_images]`.
+
+  Returns:
+    The split's images and labels.
+
+  Raises:
+    errors.DataError: if counts disagree or a validation split would be
+      empty.
+  """
+  if len(images) != len(labels):
+    raise errors.DataError(
+        f'{len(images)} images but {len(labels)} labels for split {split}')
+  start, end = MNIST_RANGE[split]
+  if split.startswith('valid') and len(images) <= VALIDATION_SIZE:
+    raise errors.DataError(
+        f'the validation splits need more than {VALIDATION_SIZE} training '
+        f'images, found {len(images)}')
+  return images[start:end], labels[start:end]
+
+
+def _open_idx(data_dir: str, name: str) -> BinaryIO:
+  """Opens the idx file `name` (or `name.gz`) in data_dir."""
+  return records.open_maybe_gzipped(
+      os.path.join(data_dir, name),
+      f'wget -P {data_dir} {MNIST_URL}{name}.gz   (or pass --source=tfds)')
+
+
+def read_byte_data(split: str, *,
+                   data_dir: str) -> Tuple[np.ndarray, np.ndarray]:
+  """Reads a split from the MNIST idx files (gzipped or not) in data_dir.
+
+  Args:
+    split: one of SPLITS.
+    data_dir: directory of the idx files.
+
+  Returns:
+    uint8 images `[num_images, 28, 28]` and uint8 labels `[num_images]`.
+
+  Raises:
+    errors.MissingDataError: an idx file is missing; the message gives the
+      command that downloads it.
+    errors.DataError: an idx file is damaged.
+  """
+  image_name, label_name = MNIST_FILES[split]
+  with _open_idx(data_dir, image_name) as f:
+    images = parse_idx(f.read(), expected_magic=IMAGES_MAGIC, name=image_name)
+  with _open_idx(data_dir, label_name) as f:
+    labels = parse_idx(f.read(), expected_magic=LABELS_MAGIC, name=label_name)
+  return select_split(split, images=images, labels=labels)
+
+
+def read_tfds_data(split: str, *, tfds_data_dir: Optional[str] = None
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """Reads a split from tensorflow-datasets' mnist.
+
+  The validation ranges index tensorflow-datasets' stored order, which is not
+  the order of the idx files.
+
+  Args:
+    split: one of SPLITS.
+    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
+
+  Returns:
+    uint8 images `[num_images, 28, 28]` and uint8 labels `[num_images]`.
+
+  Raises:
+    errors.MissingDataError: see `records.load_tfds`.
+  """
+  dataset = records.load_tfds('mnist', TFDS_SPLITS[split],
+                              tfds_data_dir=tfds_data_dir)
+  images, labels = [], []
+  for batch in dataset.batch(_TFDS_READ_BATCH).as_numpy_iterator():
+    images.append(batch['image'][..., 0])
+    labels.append(batch['label'].astype(np.uint8))
+  return select_split(split, images=np.concatenate(images),
+                      labels=np.concatenate(labels))
