@@ -296,10 +296,12 @@ def test_checkpoint_that_does_not_fit_is_named_before_reading_data(tmp_path):
 
 
 def _start_tool(*args, env=None):
+  environment = {key: value for key, value in os.environ.items()
+                 if key != released.URL_VARIABLE}
   return subprocess.Popen(
       [sys.executable, '-m', 'paper.released', *args],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=_ROOT,
-      env=dict(os.environ, **(env or {})))
+      env=dict(environment, **(env or {})))
 
 
 def test_command_line_lists_and_fails_in_one_line(tmp_path):
