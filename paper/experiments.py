@@ -196,7 +196,8 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
         ensemble=True,
         notes=('The released configuration (the reference README). The 7 '
                'seeds are the ensemble\'s members; the measured number is '
-               'their ensemble\'s error.')),
+               'their ensemble\'s error. The reference\'s own 7 members: '
+               'python -m paper.released cifar10.')),
     Experiment(
         name='smallnorb', paper=PaperNumber(2.7, None, 'section 7'),
         model='capsule', hparams='', dataset='norb',
