@@ -8,12 +8,16 @@ traceback for a mistake of theirs: every such error (a flag absl refuses, an
 is one line `<program>: error: <what to do>` on stderr with exit code 1.
 Anything else is a bug, in this code or in a researcher's new layer, and
 keeps its traceback; `CAPSULES_TRACEBACK=1` shows the traceback of the
-user's mistakes too.
+user's mistakes too. Ctrl-C (SIGINT) and SIGTERM end a command with one
+line `<program>: interrupted ...` and the shell's exit code for the signal,
+130 or 143; training saves the step it reached first
+(`models.interrupts`).
 
 This module imports no TensorFlow at import time.
 """
 
 import os
+import signal
 import sys
 from typing import Callable, List, Sequence
 
@@ -75,33 +79,57 @@ def parse_flags(argv: Sequence[str], *, program: str) -> List[str]:
     sys.exit(_one_line(program, f'{error}; see --helpshort'))
 
 
+def _raise_interrupted(signum: int, unused_frame) -> None:
+  raise errors.Interrupted(
+      f'interrupted by {signal.Signals(signum).name}', signum=signum)
+
+
 def call_main(main: Callable[[List[str]], None], argv: List[str], *,
-              program: str) -> None:
+              program: str, arguments: bool = False) -> None:
   """Runs main on parsed flags, the user's mistakes as one line.
 
   Libraries' warnings (tfds' among them) are hidden unless --verbosity is
-  given.
+  given. SIGINT and SIGTERM raise `errors.Interrupted` (training handles
+  them itself while it trains).
+
+  Args:
+    main: the tool's main, given argv.
+    argv: the program name and the arguments absl left.
+    program: the name in the messages.
+    arguments: the tool takes positional arguments (else they are an
+      error).
 
   Raises:
     SystemExit: one of `user_errors()`, with the one-line message (unless
-      CAPSULES_TRACEBACK=1).
+      CAPSULES_TRACEBACK=1), or an interruption, with its line and exit
+      code.
   """
-  if len(argv) > 1:
+  if len(argv) > 1 and not arguments:
     sys.exit(_one_line(program, f'unexpected arguments: {" ".join(argv[1:])}'))
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.ERROR)
-  if os.environ.get(TRACEBACK_VARIABLE) == '1':
-    main(argv)
-    return
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, _raise_interrupted)
   try:
-    main(argv)
-  except user_errors() as error:
-    sys.exit(_one_line(program, error))
+    if os.environ.get(TRACEBACK_VARIABLE) == '1':
+      main(argv)
+      return
+    try:
+      main(argv)
+    except user_errors() as error:
+      sys.exit(_one_line(program, error))
+  except errors.Interrupted as interruption:
+    print(f'{program}: {interruption}', file=sys.stderr, flush=True)
+    sys.exit(interruption.exit_code)
 
 
 def run(main: Callable[[List[str]], None], *, program: str,
-        define_flags: Callable[[], None]) -> None:
-  """Defines the tool's flags and runs main as `absl.app.run` does."""
+        define_flags: Callable[[], None], arguments: bool = False) -> None:
+  """Defines the tool's flags and runs main as `absl.app.run` does.
+
+  With arguments, main gets the positional arguments in argv[1:].
+  """
   define_flags()
-  app.run(lambda argv: call_main(main, argv, program=program),
+  app.run(lambda argv: call_main(main, argv, program=program,
+                                 arguments=arguments),
           flags_parser=lambda argv: parse_flags(argv, program=program))

@@ -91,6 +91,11 @@ def _define_flags() -> None:
                        'Number of trials for ensemble evaluation.')
   flags.DEFINE_integer('save_step', run_config.SAVE_STEP,
                        'How often to save checkpoints.', lower_bound=1)
+  flags.DEFINE_integer('keep_checkpoints', None,
+                       'Not in the reference. Keep the newest N checkpoints, '
+                       'deleting older ones as training saves new ones '
+                       '(never one an evaluation is reading); unset: keep '
+                       'all.', lower_bound=1)
   flags.DEFINE_integer('seed', None,
                        'Not in the reference. Seed of the initial weights, '
                        'the training input order and its random '
@@ -141,7 +146,8 @@ def main(argv: List[str]) -> None:
           FLAGS.train or FLAGS.num_gpus == 0) else None
   config = devices.resolve_run_config(
       compute_dtype=FLAGS.compute_dtype, num_gpus=FLAGS.num_gpus,
-      xla=FLAGS.xla, save_step=FLAGS.save_step)
+      xla=FLAGS.xla, save_step=FLAGS.save_step,
+      keep_checkpoints=FLAGS.keep_checkpoints)
   print(devices.describe(config, num_replicas=FLAGS.num_gpus), flush=True)
   print(f'Data: {FLAGS.data_dir}', flush=True)
   input_fn = datasets.input_fn(

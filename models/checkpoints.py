@@ -8,14 +8,17 @@ load here and these files load in the reference. A training folder holds such
 checkpoints and the `checkpoint` state file that names the latest.
 
 The verbs: `load` and `write` one checkpoint; `list_steps`, `restore_latest`
-and `save` in a training folder. Nothing here deletes a file, and a checkpoint
-appears under its name only once it is complete: a crash at any moment leaves
-every earlier checkpoint loadable and `restore_latest` finds the newest one.
+and `save` in a training folder, `reading` for an evaluation that follows
+one. Nothing here deletes a file unless asked (`save(keep=N)` deletes the
+oldest checkpoints), and a checkpoint appears under its name only once it is
+complete: a crash at any moment leaves every earlier checkpoint loadable and
+`restore_latest` finds the newest one.
 """
 
+import contextlib
 import os
 import re
-from typing import Dict, List
+from typing import Dict, Iterator, List, Optional
 
 import tensorflow as tf
 
@@ -28,6 +31,8 @@ STATE_FILE = 'checkpoint'
 # checkpoint of the same step (they are kept, renamed, never deleted).
 BROKEN_SUFFIX = '.broken'
 _DATA_SUFFIX = '.data-00000-of-00001'
+# Marks a checkpoint an evaluation reads: `<prefix>.reading-<pid>`.
+_READING_SUFFIX = '.reading-'
 _STEP_PATTERN = re.compile(re.escape(PREFIX) + r'-(\d+)\.index$')
 
 
@@ -108,7 +113,8 @@ def load(model: model_lib.Model, path: str, *,
   if problems:
     raise CheckpointMismatchError(
         f'checkpoint {path} does not fit this {type(model).__name__} '
-        f'(check --model, --dataset and --hparams_override): ' +
+        f'(check the model, data set and hparams: --model, --dataset, '
+        f'--hparams_override): ' +
         '; '.join(problems))
   if include_optimizer:
     wanted.update({name: var for name, var in model.slot_map().items()
@@ -260,16 +266,19 @@ def restore_latest(model: model_lib.Model, train_dir: str) -> int:
   return 0
 
 
-def save(model: model_lib.Model, train_dir: str) -> str:
+def save(model: model_lib.Model, train_dir: str, *,
+         keep: Optional[int] = None) -> str:
   """Writes `model.ckpt-<step>` to train_dir and names it in the state file.
 
-  A damaged checkpoint of the same step (one `restore_latest` passed over)
-  is kept under its name plus BROKEN_SUFFIX; a loadable one is never
-  replaced.
+  A damaged checkpoint of the same step (one `restore_latest` passed over,
+  or the data file of a save cut short between its two renames) is kept
+  under its name plus BROKEN_SUFFIX; a loadable one is never replaced.
 
   Args:
     model: a built model.
     train_dir: the training folder.
+    keep: then delete all but the newest `keep` checkpoints, except one
+      that an evaluation is reading (`reading`); None: delete nothing.
 
   Returns:
     The checkpoint's prefix.
@@ -282,11 +291,43 @@ def save(model: model_lib.Model, train_dir: str) -> str:
       full).
   """
   path = os.path.join(train_dir, f'{PREFIX}-{int(model.global_step.numpy())}')
-  if tf.io.gfile.exists(path + '.index'):
+  if tf.io.gfile.exists(path + '.index') or tf.io.gfile.exists(
+      path + _DATA_SUFFIX):
     _keep_broken(path)
   write(model, path)
+  if keep is not None:
+    _delete_older(train_dir, keep=keep)
   _write_state(train_dir, path)
   return path
+
+
+@contextlib.contextmanager
+def reading(path: str) -> Iterator[None]:
+  """Marks a checkpoint as being read, so that training keeps it meanwhile.
+
+  An evaluation following a training folder reads each checkpoint while
+  training goes on, which with `keep` deletes old ones; the mark
+  (`<prefix>.reading-<pid>`, removed afterwards) holds it back.
+  """
+  mark = f'{path}{_READING_SUFFIX}{os.getpid()}'
+  with tf.io.gfile.GFile(mark, 'w') as file:
+    file.write('')
+  try:
+    yield
+  finally:
+    tf.io.gfile.remove(mark)
+
+
+def _delete_older(train_dir: str, *, keep: int) -> None:
+  """Deletes every checkpoint but the newest `keep` and those being read."""
+  for step, path in list(list_steps(train_dir).items())[:-keep]:
+    if tf.io.gfile.glob(path + _READING_SUFFIX + '*'):
+      continue
+    # The index first: a deletion cut short leaves no checkpoint that
+    # looks loadable and is not.
+    for suffix in ('.index', _DATA_SUFFIX):
+      tf.io.gfile.remove(path + suffix)
+    print(f'Deleted {path} (--keep_checkpoints={keep})', flush=True)
 
 
 def _damaged(path: str) -> bool:
@@ -302,7 +343,7 @@ def _damaged(path: str) -> bool:
 
 def _keep_broken(path: str) -> None:
   """Renames a damaged checkpoint's files out of the way, keeping them."""
-  if not _damaged(path):
+  if tf.io.gfile.exists(path + '.index') and not _damaged(path):
     raise CheckpointExistsError(
         f'refusing to overwrite the checkpoint {path}; is another run '
         f'training in this folder?')

@@ -142,7 +142,11 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   writer = tf.summary.create_file_writer(os.path.join(summary_dir, 'test'))
   results = []
   for path in paths:
-    step = checkpoints.load(evaluator.model, path)
+    if checkpoint:
+      step = checkpoints.load(evaluator.model, path)
+    else:  # Training may delete old checkpoints (--keep_checkpoints).
+      with checkpoints.reading(path):
+        step = checkpoints.load(evaluator.model, path)
     print(f'Evaluating {path} (step {step})', flush=True)
     correct = almost = num_batches = 0
     for tensors in evaluator.batches(eval_size):

@@ -36,6 +36,9 @@ class RunConfig:
       also the most steps one compiled call runs.
     save_step: training writes a checkpoint every so many steps (and at the
       last).
+    keep_checkpoints: keep the newest so many checkpoints, deleting older
+      ones when a new one is saved (never the one the state file names, nor
+      one an evaluation is reading); None: keep every checkpoint.
     compute_dtype: 'float32', or 'bfloat16' / 'float16' for mixed precision
       (see `models.model.Model`).
     tf32: let float32 matrix products and convolutions run in TF32 on GPUs
@@ -60,6 +63,7 @@ class RunConfig:
   eval_batch_size: int = EVAL_BATCH_SIZE
   log_every_steps: int = LOG_EVERY_STEPS
   save_step: int = SAVE_STEP
+  keep_checkpoints: Optional[int] = None
   compute_dtype: str = 'float32'
   tf32: bool = False
   conv_implementation: str = 'native'
@@ -76,6 +80,10 @@ class RunConfig:
       if getattr(self, name) < 1:
         raise errors.ConfigError(
             f'{name} must be positive, got {getattr(self, name)}')
+    if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
+      raise errors.ConfigError(
+          f'keep_checkpoints must be positive (or None: keep all), got '
+          f'{self.keep_checkpoints}')
     if self.compute_dtype not in variables.COMPUTE_DTYPES:
       raise errors.ConfigError(
           f'compute_dtype={self.compute_dtype!r}: use one of '

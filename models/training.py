@@ -15,6 +15,7 @@ end, print progress every `log_every_steps` steps.
 
 import collections
 import os
+import signal
 import time
 from typing import Callable, Iterator, Mapping, Optional
 
@@ -26,16 +27,19 @@ import errors
 from input_data import datasets
 from models import checkpoints
 from models import devices
-from models.hparams import HParams
+from models import interrupts
 from models import model as model_lib
 from models import registry
 from models import run_config as run_config_lib
+from models.hparams import HParams
 
 # What `Trainer.run` returns: the mean loss and accuracy of the steps run,
-# how many ran, and the global step (before its update) of the first step
-# whose loss was not finite, -1 if none.
+# how many ran, the global step (before its update) of the first step whose
+# loss was not finite (-1 if none), and whether a stop was asked for
+# (`Trainer.stop_requested`, on any worker) before all steps ran.
 StepsResult = collections.namedtuple(
-    'StepsResult', ('loss', 'accuracy', 'steps_run', 'first_non_finite'))
+    'StepsResult',
+    ('loss', 'accuracy', 'steps_run', 'first_non_finite', 'stopped'))
 
 
 class NonFiniteLossError(errors.UserError, ArithmeticError):
@@ -70,6 +74,12 @@ class Trainer:
     self.config = config
     devices.check_replicas(self.strategy.num_replicas_in_sync,
                            config.train_batch_size)
+    # Read before every step: set (by `interrupts.stop_on_signals`), it
+    # ends the call after the step under way. On the host, so that reading
+    # it never waits for a GPU.
+    with tf.init_scope(), tf.device('/cpu:0'):
+      self.stop_requested = tf.Variable(False, trainable=False,
+                                        name='stop_requested')
     self._replica_gradients = (
         tf.function(self._gradients, jit_compile=True) if config.xla_step
         else self._gradients)
@@ -166,16 +176,35 @@ class Trainer:
         logits=first(result.logits),
         remakes=[first(remake) for remake in result.remakes]), first
 
+  def _stop(self) -> tf.Tensor:
+    """Whether a stop was asked for, here or (multi-worker) on any worker.
+
+    Workers agree by summing their flags, so that all of them stop after
+    the same step.
+    """
+    if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      return self.stop_requested.read_value()
+    flags = self.strategy.run(
+        lambda: tf.cast(self.stop_requested.read_value(), tf.int32))
+    return self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags,
+                                axis=None) > 0
+
   def _steps(self, iterator, num_steps):
-    """num_steps steps, without a wait for the device between them.
+    """Up to num_steps steps, without a wait for the device between them.
 
     A non-finite loss does not stop the loop (testing it would wait for
     every step): the steps after it run on, and the first non-finite step
-    is returned for the caller, who saves nothing after it.
+    is returned for the caller, who saves nothing after it. A stop request
+    does, before the next step.
     """
     loss_sum = correct_sum = tf.constant(0.0)
     first_bad = tf.constant(-1, tf.int64)
+    steps_run = tf.constant(0)
+    stopped = tf.constant(False)
     for _ in tf.range(num_steps):
+      if self._stop():
+        stopped = tf.constant(True)
+        break
       step = tf.identity(self.model.global_step)
       tensors = next(iterator)
       with self.strategy.scope():
@@ -189,14 +218,15 @@ class Trainer:
             step=step, batch_size=self.config.train_batch_size)
       loss_sum += result.total_loss
       correct_sum += result.correct
+      steps_run += 1
       first_bad = tf.where(
           (first_bad < 0) & ~tf.math.is_finite(result.total_loss),
           tf.cast(step, tf.int64), first_bad)
-    steps = tf.cast(num_steps, tf.float32)
+    steps = tf.maximum(tf.cast(steps_run, tf.float32), 1.0)
     return StepsResult(
         loss_sum / steps,
-        correct_sum / (steps * self.config.train_batch_size), num_steps,
-        first_bad)
+        correct_sum / (steps * self.config.train_batch_size), steps_run,
+        first_bad, stopped)
 
 
 def _first_line(error: Exception) -> str:
@@ -301,12 +331,14 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
           f'{max_steps}', flush=True)
   writer = (tf.summary.create_file_writer(train_dir) if is_chief
             else tf.summary.create_noop_writer())
-  with writer.as_default():
+  with writer.as_default(), interrupts.stop_on_signals(
+      trainer.stop_requested) as stop:
     while step < max_steps:
       start_time = time.time()
       result = trainer.run(
           iterator, _next_stop(step, max_steps=max_steps, config=config) - step)
-      seconds_per_step = (time.time() - start_time) / int(result.steps_run)
+      seconds_per_step = ((time.time() - start_time) /
+                          max(int(result.steps_run), 1))
       # Not step + steps_run: float16 skips the steps that overflow.
       step = int(model.global_step.numpy())
       if result.first_non_finite >= 0:
@@ -318,14 +350,40 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
             f'{int(result.first_non_finite)}; nothing was saved after '
             f'{last}. Lower the learning rate '
             f'(--hparams_override=learning_rate=...) and rerun to resume')
+      if result.stopped:
+        writer.flush()
+        _stop(model, train_dir, is_chief=is_chief, signum=stop.signum,
+              config=config)
       if is_chief and (step % config.save_step == 0 or step == max_steps):
         writer.flush()
-        checkpoints.save(model, train_dir)
+        checkpoints.save(model, train_dir, keep=config.keep_checkpoints)
       if step % config.log_every_steps == 0 or step == max_steps:
         _print_progress(step, result, max_steps=max_steps,
                         seconds_per_step=seconds_per_step, config=config)
   writer.close()
   return step
+
+
+def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,
+          signum: Optional[int], config: run_config_lib.RunConfig) -> None:
+  """Saves the step training stopped at (the chief) and raises Interrupted.
+
+  Raises:
+    errors.Interrupted: always; signum None means another worker was
+      asked to stop (its exit code is SIGTERM's).
+  """
+  step = int(model.global_step.numpy())
+  if not is_chief:
+    saved = 'the chief worker saves it'
+  elif step in checkpoints.list_steps(train_dir):
+    saved = f'{checkpoints.list_steps(train_dir)[step]} was saved before'
+  else:
+    saved = 'saved ' + checkpoints.save(model, train_dir,
+                                        keep=config.keep_checkpoints)
+  cause = '' if signum is not None else ' with the other workers'
+  raise errors.Interrupted(
+      f'interrupted at step {step}{cause}; {saved}; run the same command to '
+      f'resume', signum=signal.SIGTERM if signum is None else signum)
 
 
 def _print_progress(step: int, result: StepsResult, *, max_steps: int,

@@ -58,7 +58,6 @@ import urllib.request
 import uuid
 import zlib
 
-from absl import app
 from absl import flags
 
 import errors
@@ -690,22 +689,13 @@ def main(argv: List[str]) -> None:
     raise errors.ConfigError(
         f'name one release, {" or ".join(RELEASES)} (got '
         f'{" ".join(names) or "none"}); --list shows them')
+  config = devices.resolve_run_config(num_gpus=1)
+  print(devices.describe(config), flush=True)
   evaluate_release(get(names[0]), data_dir=FLAGS.data_dir,
                    cache_dir=cache_dir, summary_dir=FLAGS.summary_dir,
-                   tarball=FLAGS.tarball, config=devices.resolve_run_config())
-
-
-def _run() -> None:
-  """`cli.run`, with the release's name as a positional argument.
-
-  `cli.call_main` refuses positional arguments, so main receives absl's
-  remaining arguments itself and call_main only the program's name.
-  """
-  _define_flags()
-  app.run(lambda argv: cli.call_main(lambda _: main(argv), argv[:1],
-                                     program=PROGRAM),
-          flags_parser=lambda argv: cli.parse_flags(argv, program=PROGRAM))
+                   tarball=FLAGS.tarball, config=config)
 
 
 if __name__ == '__main__':
-  _run()
+  cli.run(main, program=PROGRAM, define_flags=_define_flags,
+          arguments=True)
