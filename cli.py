@@ -108,8 +108,8 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
     sys.exit(_one_line(program, f'unexpected arguments: {" ".join(argv[1:])}'))
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.ERROR)
-  for signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(signum, _raise_interrupted)
+  previous = {signum: signal.signal(signum, _raise_interrupted)
+              for signum in (signal.SIGINT, signal.SIGTERM)}
   try:
     if os.environ.get(TRACEBACK_VARIABLE) == '1':
       main(argv)
@@ -121,6 +121,9 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
   except errors.Interrupted as interruption:
     print(f'{program}: {interruption}', file=sys.stderr, flush=True)
     sys.exit(interruption.exit_code)
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
 
 
 def run(main: Callable[[List[str]], None], *, program: str,

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -260,18 +261,10 @@ def _free_ports(count):
 
 def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
   """Two worker processes train the same two steps; the chief saves them."""
-  workers = [f'localhost:{port}' for port in _free_ports(2)]
-  args = [os.path.join(_HERE, 'experiment.py'), f'--data_dir={mnist_dir[0]}',
-          f'--summary_dir={tmp_path}', f'--hparams_override={test_utils.TINY}',
-          '--max_steps=2', f'--eval_size={_NUM_TEST}']
-  processes = []
-  for index in range(2):
-    env = dict(os.environ, TF_CONFIG=json.dumps(
-        {'cluster': {'worker': workers},
-         'task': {'type': 'worker', 'index': index}}))
-    processes.append(subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=_HERE, env=env))
+  processes = _workers([
+      f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
+      f'--hparams_override={test_utils.TINY}', '--max_steps=2',
+      f'--eval_size={_NUM_TEST}'])
   try:
     outputs = [process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
                for process in processes]
@@ -293,6 +286,58 @@ def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
   # ... and evaluates the final checkpoint.
   assert 'Total wrong predictions' in outputs[0][0]
   assert 'Total wrong predictions' not in outputs[1][0]
+
+
+def _workers(args, count=2):
+  """`experiment.py args` as `count` loopback workers of one cluster."""
+  workers = [f'localhost:{port}' for port in _free_ports(count)]
+  processes = []
+  for index in range(count):
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {'cluster': {'worker': workers},
+         'task': {'type': 'worker', 'index': index}}))
+    processes.append(subprocess.Popen(
+        [sys.executable, os.path.join(_HERE, 'experiment.py'), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=_HERE,
+        env=env))
+  return processes
+
+
+def test_sigterm_to_one_worker_stops_all_at_one_step(mnist_dir, tmp_path):
+  """Preemption of one worker: every worker stops after the same step, the
+  chief saves it, and each ends with one line and SIGTERM's exit code."""
+  processes = _workers([
+      f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
+      f'--hparams_override={test_utils.TINY}', '--max_steps=100000',
+      '--save_step=100000'])
+  try:
+    deadline = time.time() + _SUBPROCESS_TIMEOUT_S
+    while not test_utils.events_written(tmp_path / 'train', steps=3):
+      assert time.time() < deadline
+      assert all(process.poll() is None for process in processes)
+      time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = [process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
+               for process in processes]
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  assert [process.returncode for process in processes] == [143, 143], (
+      [stderr[-2000:] for _, stderr in outputs])
+  [chief_line] = outputs[0][1].strip().splitlines()
+  [worker_line] = outputs[1][1].strip().splitlines()
+  match = re.fullmatch(
+      r'experiment\.py: interrupted at step (\d+) with the other workers; '
+      r'saved (.*model\.ckpt-\1); run the same command to resume',
+      chief_line)
+  assert match, chief_line
+  assert worker_line == (
+      f'experiment.py: interrupted at step {match.group(1)}; the chief worker '
+      f'saves it; run the same command to resume')
+  assert checkpoints.list_steps(str(tmp_path / 'train')) == {
+      int(match.group(1)): match.group(2)}
 
 
 # Each case: arguments, a part of the one-line error. The cases marked True
@@ -421,3 +466,37 @@ def test_killed_at_random_moments_resumes_every_time(mnist_dir, tmp_path):
   for step, path in checkpoints.list_steps(str(train_dir)).items():
     assert checkpoints.load(model, path, include_optimizer=True) == step
   assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-8')
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM],
+                         ids=['SIGINT', 'SIGTERM'])
+def test_signal_during_training_saves_the_step_and_resumes(
+    signum, mnist_dir, tmp_path):
+  """Ctrl-C or SIGTERM mid-training: a checkpoint of the step reached, one
+  line, the shell's exit code, and the same command resumes from it."""
+  command = [f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
+             f'--hparams_override={test_utils.TINY}', '--max_steps=100000',
+             '--save_step=100000', '--evaluate_after_training=false']
+  process = _experiment_process(*command)
+  # Training runs once the summaries of its first steps are written.
+  deadline = time.time() + _SUBPROCESS_TIMEOUT_S
+  while not test_utils.events_written(tmp_path / 'train', steps=3):
+    assert time.time() < deadline and process.poll() is None
+    time.sleep(0.2)
+  process.send_signal(signum)
+  stdout, stderr = process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
+  assert process.returncode == 128 + signum, stderr[-3000:]
+  [line] = stderr.strip().splitlines()
+  match = re.fullmatch(
+      r'experiment\.py: interrupted at step (\d+); saved (.*model\.ckpt-\1); '
+      r'run the same command to resume', line)
+  assert match, line
+  step = int(match.group(1))
+  assert step >= 3
+  assert checkpoints.list_steps(str(tmp_path / 'train')) == {
+      step: match.group(2)}
+  resumed = _run_experiment(*command[:-3], f'--max_steps={step + 2}',
+                            '--save_step=100000',
+                            '--evaluate_after_training=false')
+  assert f'Resumed from {match.group(2)} at step {step}' in resumed
+  assert _PROGRESS.search(resumed).group(1) == str(step + 2)

@@ -145,3 +145,13 @@ def trainer_on(model, features: Mapping):
       train_batch_size=len(tensors['labels'])))
   batches = trainer.repeat(tensors)
   return lambda num_steps=1: trainer.run(batches, num_steps)
+
+
+def events_written(log_dir, *, steps: int) -> bool:
+  """Whether the summaries of at least `steps` training steps are there."""
+  if not os.path.isdir(log_dir):
+    return False
+  try:
+    return len(events(str(log_dir)).get('total_loss', {})) >= steps
+  except tf.errors.DataLossError:  # A record being written.
+    return False

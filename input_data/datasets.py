@@ -23,8 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 import errors
-from input_data import prepare
-from input_data import records
 from input_data.affnist import affine_mnist
 from input_data.affnist import affnist_input
 from input_data.cifar10 import cifar10_input
@@ -32,6 +30,8 @@ from input_data.mnist import canvas
 from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
 from input_data.norb import norb_input_record
+from input_data import prepare
+from input_data import records
 from input_data.svhn import svhn_input
 
 # `input_fn(split, batch_size, input_context=None)`.

@@ -12,10 +12,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import errors
-from input_data import datasets
 from input_data.affnist.affnist_input_test import write_affnist_mat
-from input_data.mnist import mnist_records
+from input_data import datasets
 from input_data.mnist.idx_test import write_mnist_idx
+from input_data.mnist import mnist_records
 from input_data.norb.norb_records_test import write_norb_mat
 
 _NAMES = ['mnist', 'norb', 'cifar10', 'expanded_mnist', 'affnist',

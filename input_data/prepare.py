@@ -41,12 +41,12 @@ import numpy as np
 import tensorflow as tf
 
 import errors
-from input_data import records
 from input_data.cifar10 import cifar10_input
 from input_data.mnist import idx
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_records
 from input_data.norb import norb_records
+from input_data import records
 
 # Where the data goes when no data_dir is given, beside tensorflow-datasets'
 # ~/tensorflow_datasets.

@@ -13,12 +13,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import errors
-from input_data import prepare
 from input_data.mnist import idx
-from input_data.mnist import mnist_records
 from input_data.mnist.idx_test import write_mnist_idx
+from input_data.mnist import mnist_records
 from input_data.norb import norb_records
 from input_data.norb.norb_records_test import write_norb_mat
+from input_data import prepare
 
 # Generous: the offline error takes well under a second after the imports.
 MAX_OFFLINE_SECONDS = 10

@@ -115,3 +115,37 @@ def test_save_lists_every_checkpoint_in_the_state_file(tmp_path):
   with pytest.raises(FileExistsError, match=r'model\.ckpt-2'):
     model.optimizer.iterations.assign(2)
     checkpoints.save(model, str(tmp_path))
+
+
+def test_save_keeps_the_newest_and_those_being_read(tmp_path):
+  model = _model()
+  step = test_utils.trainer_on(model, _features())
+  paths = {}
+  for i in range(5):
+    if i == 3:  # An evaluation reads model.ckpt-1 from now on.
+      reading = checkpoints.reading(paths[1])
+      reading.__enter__()
+    paths[i] = checkpoints.save(model, str(tmp_path), keep=2)
+    step()
+  assert list(checkpoints.list_steps(str(tmp_path))) == [1, 3, 4]
+  reading.__exit__(None, None, None)
+  checkpoints.save(model, str(tmp_path), keep=2)
+  assert list(checkpoints.list_steps(str(tmp_path))) == [4, 5]
+  state = tf.train.get_checkpoint_state(str(tmp_path))
+  assert [os.path.basename(path) for path in state.all_model_checkpoint_paths
+         ] == ['model.ckpt-4', 'model.ckpt-5']
+  # Nothing else is left: no mark, no half checkpoint.
+  assert sorted(os.listdir(tmp_path)) == [
+      'checkpoint', 'model.ckpt-4.data-00000-of-00001', 'model.ckpt-4.index',
+      'model.ckpt-5.data-00000-of-00001', 'model.ckpt-5.index']
+
+
+def test_save_moves_aside_the_data_file_of_a_save_cut_short(tmp_path):
+  """Killed between its two renames, a save leaves a data file alone."""
+  model = _model()
+  orphan = tmp_path / 'model.ckpt-0.data-00000-of-00001'
+  orphan.write_bytes(b'half')
+  checkpoints.save(model, str(tmp_path))
+  assert list(checkpoints.list_steps(str(tmp_path))) == [0]
+  assert (tmp_path / ('model.ckpt-0.data-00000-of-00001' +
+                      checkpoints.BROKEN_SUFFIX)).read_bytes() == b'half'

@@ -27,11 +27,11 @@ import errors
 from input_data import datasets
 from models import checkpoints
 from models import devices
+from models.hparams import HParams
 from models import interrupts
 from models import model as model_lib
 from models import registry
 from models import run_config as run_config_lib
-from models.hparams import HParams
 
 # What `Trainer.run` returns: the mean loss and accuracy of the steps run,
 # how many ran, the global step (before its update) of the first step whose

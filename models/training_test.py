@@ -8,12 +8,14 @@ by a non-finite loss and a full disk; tiny random data elsewhere.
 
 import os
 import re
+import signal
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import errors
 import golden_utils
 from input_data import datasets
 from models import checkpoints
@@ -157,12 +159,35 @@ def test_no_loadable_checkpoint_stops_in_one_error(tmp_path):
   assert test_utils.file_bytes(train_dir) == before
 
 
-def test_seeded_run_resumes_in_its_data_order(tmp_path):
-  """Stopped at step 2 and resumed, a seeded run ends where one run ends.
+def _sigterm_at_batch(input_fn, batch):
+  """input_fn whose training pipeline sends this process SIGTERM as it
+  makes its `batch`-th batch (None: never)."""
+  made = []
 
-  The records are shuffled in an order fixed by the seed; without passing
-  over the batches of the steps done, the resumed run would train steps 3
-  and 4 on the batches of steps 1 and 2 again.
+  def count(images):
+    made.append(None)
+    if len(made) == batch:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return images
+
+  def counted(batch_tensors):
+    images = tf.py_function(count, [batch_tensors['images']], tf.float32)
+    images.set_shape(batch_tensors['images'].shape)
+    return dict(batch_tensors, images=images)
+
+  def wrapped(split, batch_size, input_context=None):
+    return input_fn(split, batch_size, input_context).map(counted)
+
+  return wrapped
+
+
+def test_seeded_run_interrupted_and_resumed_ends_where_one_run_ends(
+    tmp_path):
+  """SIGTERM mid-run, then the same call: the weights of an unbroken run.
+
+  The stop saves the step reached; the records are shuffled in an order
+  fixed by the seed, and the resumed run passes over the batches of the
+  steps done, so it trains the rest on the batches an unbroken run would.
   """
   data_dir = tmp_path / 'data'
   data_dir.mkdir()
@@ -171,17 +196,23 @@ def test_seeded_run_resumes_in_its_data_order(tmp_path):
       *test_utils.random_digits(256, seed=1))
   input_fn = datasets.input_fn('mnist', data_dir=str(data_dir))
 
-  def train(summary_dir, max_steps):
+  def train(summary_dir, sigterm_at=None):
     training.train(test_utils.tiny_hparams(), summary_dir=str(summary_dir),
-                     model_type='capsule', max_steps=max_steps,
-                     config=run_config.RunConfig(save_step=2),
-                     input_fn=input_fn, seed=3)
-    return tf.train.load_checkpoint(
-        str(summary_dir / 'train' / f'model.ckpt-{max_steps}'))
+                   model_type='capsule', max_steps=6,
+                   input_fn=_sigterm_at_batch(input_fn, sigterm_at), seed=3)
+    return tf.train.load_checkpoint(str(summary_dir / 'train' /
+                                        'model.ckpt-6'))
 
-  straight = train(tmp_path / 'straight', 4)
-  train(tmp_path / 'resumed', 2)
-  resumed = train(tmp_path / 'resumed', 4)
+  straight = train(tmp_path / 'straight')
+  with pytest.raises(errors.Interrupted) as interrupted:
+    train(tmp_path / 'resumed', sigterm_at=3)
+  assert interrupted.value.exit_code == 143
+  [stopped] = checkpoints.list_steps(str(tmp_path / 'resumed' / 'train'))
+  assert 0 < stopped < 6
+  assert (f'interrupted at step {stopped}; saved '
+          f'{tmp_path}/resumed/train/model.ckpt-{stopped}; run the same '
+          'command to resume') == str(interrupted.value)
+  resumed = train(tmp_path / 'resumed')
   for name in ('conv1/weights', 'capsule2/weights', 'recons/recons_3/biases'):
     np.testing.assert_allclose(resumed.get_tensor(name),
                                straight.get_tensor(name), rtol=1e-5,

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import errors
 from input_data import datasets
-from input_data.mnist import mnist_input_record
-from input_data import records
 from input_data.mnist import idx_test
+from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_records
+from input_data import records
 from models import evaluation
 from models import hparams as hparams_lib
 from models import run_config
@@ -329,3 +330,30 @@ def test_affnist_models_are_also_tested_on_expanded_mnist(
   assert (f'| affnist_capsule, expanded_mnist test | 0.77 | '
           f'{expected.wrong_percent:.2f} | 1 | 1 (300,000) *reduced* | '
           f'the same models, 200 expanded_mnist test examples') in table
+
+
+def test_interrupted_seed_resumes_and_finished_seeds_are_skipped(
+    data_dir, tmp_path, monkeypatch):
+  """Ctrl-C during seed 1: seed 0 is kept, seed 1 resumes where it was."""
+  output_dir = str(tmp_path)
+  real_train = training.train
+
+  def interrupted_train(*args, summary_dir, max_steps, **kwargs):
+    if summary_dir.endswith('seed1'):  # Stops after a step, saving it.
+      real_train(*args, summary_dir=summary_dir, max_steps=1, **kwargs)
+      raise errors.Interrupted('interrupted at step 1', signum=2)
+    return real_train(*args, summary_dir=summary_dir, max_steps=max_steps,
+                      **kwargs)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(training, 'train', interrupted_train)
+    with pytest.raises(errors.Interrupted):
+      _reproduce(data_dir, output_dir)
+  assert os.path.exists(os.path.join(
+      reproduce.seed_dir(output_dir, 'mnist_r1', 0), reproduce.RESULT_FILE))
+  calls = _count_calls(monkeypatch)
+  _reproduce(data_dir, output_dir)
+  seed1 = reproduce.seed_dir(output_dir, 'mnist_r1', 1)
+  assert calls == [('train', seed1), ('evaluate', seed1)]
+  result = _seed_result(output_dir, 1)
+  assert (result['start_step'], result['step']) == (1, 2)

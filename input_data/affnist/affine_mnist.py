@@ -25,8 +25,8 @@ import tensorflow as tf
 
 import errors
 from input_data import image_ops
-from input_data import records
 from input_data.mnist import mnist_input_record
+from input_data import records
 
 CANVAS_SIZE = 40
 MAX_ROTATION_DEGREES = 20.0

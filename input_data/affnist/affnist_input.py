@@ -30,8 +30,8 @@ from scipy import io as scipy_io
 import tensorflow as tf
 
 import errors
-from input_data import records
 from input_data.mnist import mnist_input_record
+from input_data import records
 
 IMAGE_SIZE = 40
 AFFNIST_URL = 'https://www.cs.toronto.edu/~tijmen/affNIST/32x/transformed/'

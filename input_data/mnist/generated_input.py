@@ -32,9 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 import errors
-from input_data import records
 from input_data.mnist import canvas
 from input_data.mnist import mnist_input_record
+from input_data import records
 
 # The paper tests on 10M pairs (1,000 per test digit); one pair per test
 # digit keeps an evaluation as cheap as MNIST's (binomial standard error

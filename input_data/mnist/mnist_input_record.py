@@ -26,8 +26,8 @@ import tensorflow as tf
 
 import errors
 from input_data import image_ops
-from input_data import records
 from input_data.mnist import mnist_records
+from input_data import records
 
 NUM_CLASSES = 10
 DEPTH = 1

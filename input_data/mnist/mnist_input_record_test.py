@@ -7,10 +7,10 @@ import numpy as np
 import tensorflow as tf
 
 import errors
-from input_data import records
 from input_data.mnist import canvas
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_records
+from input_data import records
 
 
 def _write_single(data_dir, split, shift, images, labels, pad=0):

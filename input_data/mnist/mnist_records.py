@@ -22,8 +22,8 @@ from typing import Dict, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from input_data import records
 from input_data.mnist import canvas
+from input_data import records
 
 # Records built per step of the writers: bounds the memory of the shifted
 # copies (a few tens of MB) while keeping numpy's work vectorised.

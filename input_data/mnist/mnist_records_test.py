@@ -6,9 +6,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from input_data import records
 from input_data.mnist import canvas
 from input_data.mnist import mnist_records
+from input_data import records
 
 # The feature spec the reference's reader parsed single-digit records with.
 REFERENCE_SINGLE_SPEC = {

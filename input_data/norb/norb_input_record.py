@@ -25,8 +25,8 @@ import tensorflow as tf
 
 import errors
 from input_data import image_ops
-from input_data import records
 from input_data.norb import norb_records
+from input_data import records
 
 NUM_CLASSES = 5
 DEPTH = 2
