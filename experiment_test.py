@@ -26,8 +26,6 @@ import tensorflow as tf
 import cli
 import experiment
 import golden_utils
-from input_data import datasets
-from input_data import records
 from models import checkpoints
 from models import devices
 from models import model as model_lib
@@ -218,37 +216,6 @@ def test_mixed_precision_keeps_float32_checkpoints_and_counts(
   assert abs(mixed_wrong - float32_wrong) <= 0.02 * _NUM_TEST
 
 
-def _offline(name, *args, **kwargs):
-  raise FileNotFoundError(f'tensorflow-datasets cannot download {name}')
-
-
-def test_validate_reads_the_validation_files(tmp_path):
-  images, labels = test_utils.random_digits(100, seed=4)
-  test_utils.write_mnist_records(
-      str(tmp_path / 'valid_test_0shifted_mnist.tfrecords'), images, labels)
-  validation = datasets.input_fn('mnist', data_dir=str(tmp_path),
-                                 validate=True)
-  batch = next(iter(validation('test', 100)))
-  np.testing.assert_array_equal(batch['recons_label'], labels)
-  # Without validate the test split needs the test digits (offline here).
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(records, 'prepare_tfds', _offline)
-    with pytest.raises(FileNotFoundError, match='lacks t10k-images'):
-      datasets.input_fn('mnist', data_dir=str(tmp_path))('test', 100)
-
-
-def test_mnist_input_takes_the_records_image_size(tmp_path):
-  # mnist_shift --pad=2 writes 32x32 digits; the model is built for them.
-  images, labels = test_utils.random_digits(3, seed=5)
-  padded = np.pad(images, [(0, 0), (2, 2), (2, 2)])
-  test_utils.write_mnist_records(str(tmp_path / 'test_0shifted_mnist.tfrecords'),
-                       padded, labels)
-  batch = next(iter(datasets.input_fn('mnist', data_dir=str(tmp_path))(
-      'test', 3)))
-  assert batch['images'].shape == (3, 1, 32, 32)
-  np.testing.assert_allclose(batch['images'][:, 0], padded / 255)
-
-
 def _free_ports(count):
   sockets = [socket.socket() for _ in range(count)]
   for sock in sockets:
@@ -257,35 +224,6 @@ def _free_ports(count):
   for sock in sockets:
     sock.close()
   return ports
-
-
-def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
-  """Two worker processes train the same two steps; the chief saves them."""
-  processes = _workers([
-      f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
-      f'--hparams_override={test_utils.TINY}', '--max_steps=2',
-      f'--eval_size={_NUM_TEST}'])
-  try:
-    outputs = [process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
-               for process in processes]
-  finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-        process.wait()
-  for process, (_, stderr) in zip(processes, outputs):
-    assert process.returncode == 0, stderr[-3000:]
-  progress = [_PROGRESS.search(stdout).groups() for stdout, _ in outputs]
-  # The loss and accuracy are all-reduced: both workers print the same.
-  assert progress[0] == progress[1]
-  assert progress[0][0] == '2'
-  train_dir = tmp_path / 'train'
-  assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-2')
-  events = [name for name in os.listdir(train_dir) if name.startswith('events')]
-  assert len(events) == 1  # Only the chief writes summaries.
-  # ... and evaluates the final checkpoint.
-  assert 'Total wrong predictions' in outputs[0][0]
-  assert 'Total wrong predictions' not in outputs[1][0]
 
 
 def _workers(args, count=2):
@@ -303,6 +241,46 @@ def _workers(args, count=2):
   return processes
 
 
+def _communicate(processes, before=lambda: None):
+  """Each process's (stdout, stderr) once all ended; kills any left.
+
+  Args:
+    processes: running processes.
+    before: called first, while they run.
+  """
+  try:
+    before()
+    return [process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
+            for process in processes]
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
+  """Two worker processes train the same two steps; the chief saves them."""
+  processes = _workers([
+      f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
+      f'--hparams_override={test_utils.TINY}', '--max_steps=2',
+      f'--eval_size={_NUM_TEST}'])
+  outputs = _communicate(processes)
+  for process, (_, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+  progress = [_PROGRESS.search(stdout).groups() for stdout, _ in outputs]
+  # The loss and accuracy are all-reduced: both workers print the same.
+  assert progress[0] == progress[1]
+  assert progress[0][0] == '2'
+  train_dir = tmp_path / 'train'
+  assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-2')
+  events = [name for name in os.listdir(train_dir) if name.startswith('events')]
+  assert len(events) == 1  # Only the chief writes summaries.
+  # ... and evaluates the final checkpoint.
+  assert 'Total wrong predictions' in outputs[0][0]
+  assert 'Total wrong predictions' not in outputs[1][0]
+
+
 def test_sigterm_to_one_worker_stops_all_at_one_step(mnist_dir, tmp_path):
   """Preemption of one worker: every worker stops after the same step, the
   chief saves it, and each ends with one line and SIGTERM's exit code."""
@@ -310,20 +288,16 @@ def test_sigterm_to_one_worker_stops_all_at_one_step(mnist_dir, tmp_path):
       f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
       f'--hparams_override={test_utils.TINY}', '--max_steps=100000',
       '--save_step=100000'])
-  try:
+
+  def preempt_worker_1():
     deadline = time.time() + _SUBPROCESS_TIMEOUT_S
     while not test_utils.events_written(tmp_path / 'train', steps=3):
       assert time.time() < deadline
       assert all(process.poll() is None for process in processes)
       time.sleep(0.2)
     processes[1].send_signal(signal.SIGTERM)
-    outputs = [process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
-               for process in processes]
-  finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-        process.wait()
+
+  outputs = _communicate(processes, before=preempt_worker_1)
   assert [process.returncode for process in processes] == [143, 143], (
       [stderr[-2000:] for _, stderr in outputs])
   [chief_line] = outputs[0][1].strip().splitlines()

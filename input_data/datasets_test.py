@@ -8,6 +8,7 @@ from unittest import mock
 import urllib.error
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -17,6 +18,8 @@ from input_data import datasets
 from input_data.mnist.idx_test import write_mnist_idx
 from input_data.mnist import mnist_records
 from input_data.norb.norb_records_test import write_norb_mat
+from input_data import records
+import test_utils
 
 _NAMES = ['mnist', 'norb', 'cifar10', 'expanded_mnist', 'affnist',
           'affine_mnist', 'svhn']
@@ -190,3 +193,34 @@ class DatasetsTest(tf.test.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+def _no_tfds(name, *args, **kwargs):
+  raise FileNotFoundError(f'tensorflow-datasets cannot download {name}')
+
+
+def test_validate_reads_the_validation_files(tmp_path):
+  images, labels = test_utils.random_digits(100, seed=4)
+  test_utils.write_mnist_records(
+      str(tmp_path / 'valid_test_0shifted_mnist.tfrecords'), images, labels)
+  validation = datasets.input_fn('mnist', data_dir=str(tmp_path),
+                                 validate=True)
+  batch = next(iter(validation('test', 100)))
+  np.testing.assert_array_equal(batch['recons_label'], labels)
+  # Without validate the test split needs the test digits (offline here).
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(records, 'prepare_tfds', _no_tfds)
+    with pytest.raises(FileNotFoundError, match='lacks t10k-images'):
+      datasets.input_fn('mnist', data_dir=str(tmp_path))('test', 100)
+
+
+def test_mnist_input_takes_the_records_image_size(tmp_path):
+  # mnist_shift --pad=2 writes 32x32 digits; the model is built for them.
+  images, labels = test_utils.random_digits(3, seed=5)
+  padded = np.pad(images, [(0, 0), (2, 2), (2, 2)])
+  test_utils.write_mnist_records(
+      str(tmp_path / 'test_0shifted_mnist.tfrecords'), padded, labels)
+  batch = next(iter(datasets.input_fn('mnist', data_dir=str(tmp_path))(
+      'test', 3)))
+  assert batch['images'].shape == (3, 1, 32, 32)
+  np.testing.assert_allclose(batch['images'][:, 0], padded / 255)

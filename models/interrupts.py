@@ -34,7 +34,8 @@ class StopRequest:
     self.variable = variable
     self.signum: Optional[int] = None
 
-  def _receive(self, signum: int) -> None:
+  def receive(self, signum: int) -> None:
+    """Takes a signal: the first asks to stop, a second ends the process."""
     if self.signum is not None:  # The second: stop now.
       os._exit(128 + signum)  # pylint: disable=protected-access
     self.signum = signum
@@ -72,7 +73,7 @@ def stop_on_signals(variable: tf.Variable,
       if not received:  # The block ended: the write end is closed.
         return
       if received[0] in signals:  # Not another handler's signal.
-        request._receive(received[0])  # pylint: disable=protected-access
+        request.receive(received[0])
 
   watcher = threading.Thread(target=watch, name='stop_on_signals',
                              daemon=True)
