@@ -155,9 +155,9 @@ def test_memory_verdict(capsys):
   benchmark._print_memory({'rss': 2**30, 'device': 2 * 2**30})
   assert capsys.readouterr().out == (
       'peak memory of an MNIST training step (batch 128): rss 1.00 GiB, '
-      'device 2.00 GiB (OVER the 1.5 GiB limit)\n')
+      'device 2.00 GiB (OVER the 1.6 GiB limit)\n')
   benchmark._print_memory({'rss': 1.4 * 2**30})
-  assert 'rss 1.40 GiB (under the 1.5 GiB limit)' in capsys.readouterr().out
+  assert 'rss 1.40 GiB (under the 1.6 GiB limit)' in capsys.readouterr().out
 
 
 def test_matmul_peak_from_a_known_timing():

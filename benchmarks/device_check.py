@@ -29,7 +29,7 @@ step training runs (`training.Trainer`):
   `benchmarks.benchmark` computes them; informational, always PASS;
 - memory: the peak memory of a float32 MNIST training step in a fresh
   process (`benchmarks.benchmark --memory_probe`): the GPU allocator's peak,
-  or on a CPU the peak resident set, against the project's goal of 1.5 GiB;
+  or on a CPU the peak resident set, against the project's goal of 1.6 GiB;
 - replicas: one training step replicated over every GPU (on a machine
   without GPUs, over two logical CPUs) against the same step on one device
   on the same global batch, each replica holding different examples:

@@ -151,10 +151,11 @@ class Trainer:
     """
     strategy = self.strategy
     grads, result = strategy.run(self._replica_gradients, args=(tensors,))
-    # Summed onto the variables' devices (the tf.Variables under Keras').
-    destinations = [var.value for var in self.model.trainable_variables]
-    grads = strategy.extended.batch_reduce_to(
-        tf.distribute.ReduceOp.SUM, list(zip(grads, destinations)))
+    if strategy.num_replicas_in_sync > 1:
+      # Summed onto the variables' devices (the tf.Variables under Keras').
+      destinations = [var.value for var in self.model.trainable_variables]
+      grads = strategy.extended.batch_reduce_to(
+          tf.distribute.ReduceOp.SUM, list(zip(grads, destinations)))
     self.model.apply_gradients(grads)
 
     def reduce(op, value):
