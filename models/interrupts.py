@@ -37,6 +37,9 @@ class StopRequest:
   def receive(self, signum: int) -> None:
     """Takes a signal: the first asks to stop, a second ends the process."""
     if self.signum is not None:  # The second: stop now.
+      os.write(2, b'interrupted again: stopped at once; a checkpoint being '
+               b'written is left unfinished under a temporary name, not '
+               b'used\n')
       os._exit(128 + signum)  # pylint: disable=protected-access
     self.signum = signum
     self.variable.assign(True)
