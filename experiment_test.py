@@ -442,35 +442,42 @@ def test_killed_at_random_moments_resumes_every_time(mnist_dir, tmp_path):
   assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-8')
 
 
-@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM],
-                         ids=['SIGINT', 'SIGTERM'])
-def test_signal_during_training_saves_the_step_and_resumes(
-    signum, mnist_dir, tmp_path):
+def test_signal_during_training_saves_the_step_and_resumes(mnist_dir,
+                                                           tmp_path):
   """Ctrl-C or SIGTERM mid-training: a checkpoint of the step reached, one
-  line, the shell's exit code, and the same command resumes from it."""
-  command = [f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
-             f'--hparams_override={test_utils.TINY}', '--max_steps=100000',
-             '--save_step=100000', '--evaluate_after_training=false']
-  process = _experiment_process(*command)
-  # Training runs once the summaries of its first steps are written.
+  line, the shell's exit code, and the same command resumes from it.
+
+  One process per signal, at once (each spends seconds starting).
+  """
+  def command(summary_dir, max_steps=100000):
+    return [f'--data_dir={mnist_dir[0]}', f'--summary_dir={summary_dir}',
+            f'--hparams_override={test_utils.TINY}',
+            f'--max_steps={max_steps}', '--save_step=100000',
+            '--evaluate_after_training=false']
+
+  runs = {signum: (tmp_path / signal.Signals(signum).name,
+                   _experiment_process(*command(
+                       tmp_path / signal.Signals(signum).name)))
+          for signum in (signal.SIGINT, signal.SIGTERM)}
   deadline = time.time() + _SUBPROCESS_TIMEOUT_S
-  while not test_utils.events_written(tmp_path / 'train', steps=3):
-    assert time.time() < deadline and process.poll() is None
-    time.sleep(0.2)
-  process.send_signal(signum)
-  stdout, stderr = process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
-  assert process.returncode == 128 + signum, stderr[-3000:]
-  [line] = stderr.strip().splitlines()
-  match = re.fullmatch(
-      r'experiment\.py: interrupted at step (\d+); saved (.*model\.ckpt-\1); '
-      r'run the same command to resume', line)
-  assert match, line
-  step = int(match.group(1))
-  assert step >= 3
-  assert checkpoints.list_steps(str(tmp_path / 'train')) == {
-      step: match.group(2)}
-  resumed = _run_experiment(*command[:-3], f'--max_steps={step + 2}',
-                            '--save_step=100000',
-                            '--evaluate_after_training=false')
-  assert f'Resumed from {match.group(2)} at step {step}' in resumed
-  assert _PROGRESS.search(resumed).group(1) == str(step + 2)
+  for signum, (summary_dir, process) in runs.items():
+    # Training runs once the summaries of its first steps are written.
+    while not test_utils.events_written(summary_dir / 'train', steps=3):
+      assert time.time() < deadline and process.poll() is None
+      time.sleep(0.2)
+    process.send_signal(signum)
+  for signum, (summary_dir, process) in runs.items():
+    _, stderr = process.communicate(timeout=_SUBPROCESS_TIMEOUT_S)
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    [line] = stderr.strip().splitlines()
+    match = re.fullmatch(
+        r'experiment\.py: interrupted at step (\d+); saved '
+        r'(.*model\.ckpt-\1); run the same command to resume', line)
+    assert match, line
+    step = int(match.group(1))
+    assert step >= 3
+    assert checkpoints.list_steps(str(summary_dir / 'train')) == {
+        step: match.group(2)}
+    resumed = _run_experiment(*command(summary_dir, max_steps=step + 2))
+    assert f'Resumed from {match.group(2)} at step {step}' in resumed
+    assert _PROGRESS.search(resumed).group(1) == str(step + 2)
