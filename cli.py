@@ -53,6 +53,13 @@ def quiet_tensorflow_start() -> None:
     os.close(saved)
 
 
+def _drop_stderr() -> None:
+  """Points file descriptor 2 at /dev/null for the rest of the process."""
+  sys.stderr.flush()
+  with open(os.devnull, 'w') as devnull:
+    os.dup2(devnull.fileno(), 2)
+
+
 def user_errors() -> tuple:
   """The exceptions that are the user's mistakes, reported in one line.
 
@@ -85,7 +92,8 @@ def _raise_interrupted(signum: int, unused_frame) -> None:
 
 
 def call_main(main: Callable[[List[str]], None], argv: List[str], *,
-              program: str, arguments: bool = False) -> None:
+              program: str, arguments: bool = False,
+              process_ends: bool = False) -> None:
   """Runs main on parsed flags, the user's mistakes as one line.
 
   Libraries' warnings (tfds' among them) are hidden unless --verbosity is
@@ -98,6 +106,11 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
     program: the name in the messages.
     arguments: the tool takes positional arguments (else they are an
       error).
+    process_ends: the process ends when main does (`run`). After an
+      interruption's line, what TensorFlow's teardown writes to stderr is
+      dropped: a worker of several that leaves after the chief has gone
+      would otherwise log the lost connection to the chief's coordination
+      service.
 
   Raises:
     SystemExit: one of `user_errors()`, with the one-line message (unless
@@ -120,6 +133,8 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
       sys.exit(_one_line(program, error))
   except errors.Interrupted as interruption:
     print(f'{program}: {interruption}', file=sys.stderr, flush=True)
+    if process_ends:
+      _drop_stderr()
     sys.exit(interruption.exit_code)
   finally:
     for signum, handler in previous.items():
@@ -134,5 +149,5 @@ def run(main: Callable[[List[str]], None], *, program: str,
   """
   define_flags()
   app.run(lambda argv: call_main(main, argv, program=program,
-                                 arguments=arguments),
+                                 arguments=arguments, process_ends=True),
           flags_parser=lambda argv: parse_flags(argv, program=program))

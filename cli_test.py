@@ -3,6 +3,9 @@ a traceback for everything else."""
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -68,3 +71,27 @@ def test_positional_arguments_only_where_the_tool_takes_them():
   cli.call_main(seen.append, ['tool', 'mnist'], program='tool',
                 arguments=True)
   assert seen == [['tool', 'mnist']]
+
+
+def test_a_process_says_nothing_after_its_interruption_line():
+  """What TensorFlow's teardown writes after the line is dropped (a worker
+  that outlives the chief logs its lost coordination service)."""
+  script = textwrap.dedent('''
+      import atexit, os, signal, sys, types
+      # The tool has TensorFlow loaded; its import is not what is tested.
+      sys.modules['tensorflow'] = types.SimpleNamespace(
+          errors=types.SimpleNamespace(DataLossError=EOFError))
+      import cli, errors
+
+      def main(argv):
+        atexit.register(os.write, 2, b'teardown noise\\n')
+        raise errors.Interrupted('interrupted at step 3',
+                                 signum=signal.SIGTERM)
+
+      cli.run(main, program='tool', define_flags=lambda: None)
+      ''')
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                          text=True, cwd=os.path.dirname(cli.__file__),
+                          timeout=60)
+  assert (result.returncode, result.stderr) == (
+      143, 'tool: interrupted at step 3\n')

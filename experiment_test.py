@@ -259,39 +259,24 @@ def _communicate(processes, before=lambda: None):
         process.wait()
 
 
-def test_multi_worker_training_on_loopback(mnist_dir, tmp_path):
-  """Two worker processes train the same two steps; the chief saves them."""
-  processes = _workers([
-      f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
-      f'--hparams_override={test_utils.TINY}', '--max_steps=2',
-      f'--eval_size={_NUM_TEST}'])
-  outputs = _communicate(processes)
-  for process, (_, stderr) in zip(processes, outputs):
-    assert process.returncode == 0, stderr[-3000:]
-  progress = [_PROGRESS.search(stdout).groups() for stdout, _ in outputs]
-  # The loss and accuracy are all-reduced: both workers print the same.
-  assert progress[0] == progress[1]
-  assert progress[0][0] == '2'
+def test_multi_worker_preempted_then_resumed_on_loopback(mnist_dir, tmp_path):
+  """Two loopback worker processes of one cluster.
+
+  SIGTERM to one worker (preemption): every worker stops after the same
+  step, the chief saves it, and each ends with one line and SIGTERM's exit
+  code. The same command then resumes on both: they train the same steps,
+  print the same all-reduced loss, and only the chief saves, writes
+  summaries and evaluates.
+  """
+  args = [f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
+          f'--hparams_override={test_utils.TINY}', '--save_step=100000',
+          f'--eval_size={_NUM_TEST}']
   train_dir = tmp_path / 'train'
-  assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-2')
-  events = [name for name in os.listdir(train_dir) if name.startswith('events')]
-  assert len(events) == 1  # Only the chief writes summaries.
-  # ... and evaluates the final checkpoint.
-  assert 'Total wrong predictions' in outputs[0][0]
-  assert 'Total wrong predictions' not in outputs[1][0]
-
-
-def test_sigterm_to_one_worker_stops_all_at_one_step(mnist_dir, tmp_path):
-  """Preemption of one worker: every worker stops after the same step, the
-  chief saves it, and each ends with one line and SIGTERM's exit code."""
-  processes = _workers([
-      f'--data_dir={mnist_dir[0]}', f'--summary_dir={tmp_path}',
-      f'--hparams_override={test_utils.TINY}', '--max_steps=100000',
-      '--save_step=100000'])
+  processes = _workers([*args, '--max_steps=100000'])
 
   def preempt_worker_1():
     deadline = time.time() + _SUBPROCESS_TIMEOUT_S
-    while not test_utils.events_written(tmp_path / 'train', steps=3):
+    while not test_utils.events_written(train_dir, steps=3):
       assert time.time() < deadline
       assert all(process.poll() is None for process in processes)
       time.sleep(0.2)
@@ -300,18 +285,37 @@ def test_sigterm_to_one_worker_stops_all_at_one_step(mnist_dir, tmp_path):
   outputs = _communicate(processes, before=preempt_worker_1)
   assert [process.returncode for process in processes] == [143, 143], (
       [stderr[-2000:] for _, stderr in outputs])
-  [chief_line] = outputs[0][1].strip().splitlines()
-  [worker_line] = outputs[1][1].strip().splitlines()
+  chief_lines, worker_lines = [stderr.strip().splitlines()
+                               for _, stderr in outputs]
+  assert len(chief_lines) == 1, chief_lines
+  assert len(worker_lines) == 1, worker_lines
   match = re.fullmatch(
       r'experiment\.py: interrupted at step (\d+) with the other workers; '
       r'saved (.*model\.ckpt-\1); run the same command to resume',
-      chief_line)
-  assert match, chief_line
-  assert worker_line == (
-      f'experiment.py: interrupted at step {match.group(1)}; the chief worker '
-      f'saves it; run the same command to resume')
-  assert checkpoints.list_steps(str(tmp_path / 'train')) == {
-      int(match.group(1)): match.group(2)}
+      chief_lines[0])
+  assert match, chief_lines
+  step = int(match.group(1))
+  assert worker_lines == [
+      f'experiment.py: interrupted at step {step}; the chief worker '
+      f'saves it; run the same command to resume']
+  assert checkpoints.list_steps(str(train_dir)) == {step: match.group(2)}
+
+  processes = _workers([*args, f'--max_steps={step + 2}'])
+  outputs = _communicate(processes)
+  for process, (_, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+  progress = [_PROGRESS.findall(stdout)[-1] for stdout, _ in outputs]
+  # The loss and accuracy are all-reduced: both workers print the same.
+  assert progress[0] == progress[1]
+  assert progress[0][0] == str(step + 2)
+  assert f'Resumed from {match.group(2)} at step {step}' in outputs[0][0]
+  assert tf.train.latest_checkpoint(str(train_dir)).endswith(
+      f'model.ckpt-{step + 2}')
+  events = [name for name in os.listdir(train_dir) if name.startswith('events')]
+  assert len(events) == 2  # Only the chief writes summaries, once per run.
+  # ... and evaluates the final checkpoint.
+  assert 'Total wrong predictions' in outputs[0][0]
+  assert 'Total wrong predictions' not in outputs[1][0]
 
 
 # Each case: arguments, a part of the one-line error. The cases marked True
