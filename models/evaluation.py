@@ -49,10 +49,11 @@ class Evaluator:
     self.shape = model_lib.data_shape(self.dataset.element_spec, num_targets)
     self.model = registry.build_model(hparams, model_type=model_type,
                                       shape=self.shape, config=config)
+    # No control flow that depends on tensors: no AutoGraph rewriting.
     self._counts = tf.function(lambda tensors: self.model.compute_loss(
-        model_lib.features(tensors, self.shape))[1:])
+        model_lib.features(tensors, self.shape))[1:], autograph=False)
     self._logits = tf.function(lambda tensors: self.model.inference(
-        model_lib.features(tensors, self.shape)).logits)
+        model_lib.features(tensors, self.shape)).logits, autograph=False)
 
   def counts(self, tensors: Mapping[str, tf.Tensor]
             ) -> Tuple[tf.Tensor, tf.Tensor]:

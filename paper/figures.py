@@ -185,7 +185,8 @@ def predict(model: capsule_model.CapsuleModel, dataset: tf.data.Dataset, *,
     `Predictions` of the examples evaluated.
   """
   logits_of = tf.function(
-      lambda tensors: model.forward(model_lib.features(tensors, shape)).logits)
+      lambda tensors: model.forward(model_lib.features(tensors, shape)).logits,
+      autograph=False)
   labels, logits = [], []
   num_examples = 0
   for tensors in dataset:
