@@ -307,15 +307,20 @@ def _weights_after_steps(trainer, num_steps=2):
   return [v.numpy() for v in trainer.model.trainable_variables]
 
 
+@pytest.fixture(scope='module')
+def default_step_weights():
+  return _weights_after_steps(_tiny_trainer())
+
+
 @pytest.mark.parametrize('settings', [
     dict(xla_step=True),        # Each replica's step compiled whole (GPUs).
     dict(xla_routing=False),    # No XLA at all (--xla=false).
     dict(prefetch_to_device='/cpu:0'),  # The input copied ahead.
 ], ids=lambda settings: next(iter(settings)))
-def test_step_variants_train_as_the_default_step(settings):
-  expected = _weights_after_steps(_tiny_trainer())
+def test_step_variants_train_as_the_default_step(settings,
+                                                 default_step_weights):
   weights = _weights_after_steps(_tiny_trainer(**settings))
-  for got, want in zip(weights, expected):
+  for got, want in zip(weights, default_step_weights):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
