@@ -179,16 +179,7 @@ def route(votes: tf.Tensor, biases: tf.Tensor, *, num_routing: int,
   """`_update_routing` in float32: compiled by XLA (`fused_routing`), or op
   by op where XLA cannot compile (the same numbers up to float rounding).
 
-  Args:
-    votes: as for `_update_routing`, float32 or narrower.
-    biases: float32, as for `_update_routing`.
-    num_routing: number of routing iterations, at least 1.
-    leaky: route with `_leaky_routing` instead of a plain softmax.
-    input_axis: as for `_update_routing`.
-    xla: compile with XLA.
-
-  Returns:
-    float32 `[batch, output_dim, atoms, ...]` activations.
+  Args and return value as for `fused_routing`, and xla: compile with XLA.
   """
   if xla:
     return fused_routing(votes, biases, num_routing, leaky, input_axis)
