@@ -95,8 +95,8 @@ def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
   def routing_forward_and_backward():
     with tf.GradientTape() as tape:
       tape.watch(votes)
-      loss = tf.reduce_sum(weights * layers.fused_routing(
-          votes, biases, 3, False, input_axis=0))
+      loss = tf.reduce_sum(weights * layers._update_routing(
+          votes, biases, 3, False, input_axis=0, xla=True))
     return tape.gradient(loss, votes)
 
   return {'class capsules: routing, forward and backward (XLA)':
