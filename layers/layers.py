@@ -253,16 +253,7 @@ def _classification_loss(logits: tf.Tensor, labels: tf.Tensor,
 
 def _count_correct(logits: tf.Tensor, labels: tf.Tensor,
                    num_targets: int) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Float32 `[batch]` flags: all k top logits are targets, and at least one.
-
-  Args:
-    logits: `[batch, num_classes]`.
-    labels: `[batch, num_classes]` with k = num_targets ones.
-    num_targets: k, the number of objects in each image.
-
-  Returns:
-    `(correct, almost)`.
-  """
+  """`[batch]` flags: every top-k logit is a target (correct), any (almost)."""
   _, targets = tf.nn.top_k(labels, k=num_targets)           # [b, k]
   _, predictions = tf.nn.top_k(logits, k=num_targets)       # [b, k]
   found = tf.reduce_any(
@@ -299,7 +290,7 @@ def evaluate(logits: tf.Tensor, labels: tf.Tensor, num_targets: int,
 
 
 class _Tf1Layer(keras.layers.Layer):
-  """A layer with the reference's `weights` and `biases` under its TF1 scope.
+  """A layer whose weights have TF1 checkpoint names under its scope.
 
   Weights are float32. A mixed dtype policy (`dtype='mixed_bfloat16'`) makes
   `compute_dtype` bfloat16: each layer then casts its inputs and weights to it
