@@ -1,4 +1,4 @@
-"""Every module, script, path, flag and name that README.md and docs/ use exists.
+"""Every module, script, path, flag and name that the docs use exists.
 
 Docs go stale silently when code moves. This test reads README.md and
 docs/*.md and checks them against the repository's Python sources, read as
@@ -26,6 +26,7 @@ import ast
 import functools
 import glob
 import importlib.util
+import itertools
 import os
 import re
 from typing import Dict, Iterator, List, Optional, Set, Tuple
@@ -381,107 +382,119 @@ def _check_python_block(code: str) -> Iterator[str]:
         yield f'{dotted}: no parameter {keyword.arg}'
 
 
-def stale(doc: str, text: str) -> Dict[str, List[str]]:
-  """What the doc named doc (text) names that does not exist, by kind."""
-  found = {kind: [] for kind in KINDS}
-  counts = {kind: 0 for kind in found}
+Check = Tuple[str, Optional[str], str]  # (kind, error or None, what)
 
-  def report(kind: str, error: Optional[str], what: str) -> None:
-    counts[kind] += 1
-    if error:
-      found[kind].append(f'{doc}: {what}: {error}')
 
-  blocks, prose = _sections(text)
+def _invocation_checks(piece: str) -> Iterator[Check]:
+  """A command's module or script, its flags and their values."""
+  invocation = _INVOCATION.search(piece)
+  if not invocation:  # Flags outside a command: defined somewhere.
+    for flag in _FLAG.findall(piece):
+      yield ('flags', None if flag in all_flags() else 'defined nowhere',
+             f'--{flag}')
+    return
+  module, path = invocation.groups()
+  if module:
+    top = module.split('.')[0]
+    if module_file(module):
+      path = module_file(module)
+    elif module_file(top) or importlib.util.find_spec(top) is None:
+      yield ('modules', 'no such module', f'python -m {module}')
+      return
+    yield ('modules', None, module)
+  else:
+    exists = os.path.isfile(os.path.join(ROOT, path))
+    yield ('scripts', None if exists else 'no such file', f'python {path}')
+    if not exists:
+      return
+  # An installed tool has only the flags listed for it.
+  flags = command_flags(path) if path else EXTERNAL_FLAGS.get(module)
+  if flags is None:
+    return
+  arguments = piece[invocation.end():]
+  for flag in _FLAG.findall(arguments):
+    yield ('flags', None if flag in flags else
+           f'not a flag of {module or path}', f'--{flag}')
+  for flag, accepted in (flag_values(path) if path else {}).items():
+    for value in re.findall(rf'--{flag}(?:=|\s+)([\w,.-]+)', arguments):
+      bad = sorted(set(value.split(',')) - accepted)
+      yield ('flags', bad and f'not among {sorted(accepted)}',
+             f'--{flag} {",".join(bad) or value}')
+
+
+def _command_checks(text: str) -> Iterator[Check]:
+  """Commands, flags, hparams and remeasure comments."""
+  _, prose = _sections(text)
   bare_prose = _SPAN.sub(' ', _COMMENT.sub(' ', prose))
   for segment in list(_commands(text)) + [bare_prose]:
     for piece in re.split(r'&&|;|\|', segment):
-      invocation = _INVOCATION.search(piece)
-      if not invocation:  # Flags outside a command: defined somewhere.
-        for flag in _FLAG.findall(piece):
-          report('flags', None if flag in all_flags() else
-                 'defined nowhere', f'--{flag}')
-        continue
-      module, script = invocation.groups()
-      flags, path = None, script
-      if module:
-        path = module_file(module)
-        if path:
-          report('modules', None, module)
-          flags = command_flags(path)
-        elif module_file(module.split('.')[0]) or (
-            importlib.util.find_spec(module.split('.')[0]) is None):
-          report('modules', 'no such module', f'python -m {module}')
-        else:
-          report('modules', None, module)
-          flags = EXTERNAL_FLAGS.get(module)
-      else:
-        exists = os.path.isfile(os.path.join(ROOT, script))
-        report('scripts', None if exists else 'no such file',
-               f'python {script}')
-        flags = command_flags(script) if exists else None
-      if flags is None:  # An installed tool's: none of ours to check.
-        continue
-      arguments = piece[invocation.end():]
-      for flag in _FLAG.findall(arguments):
-        report('flags', None if flag in flags else
-               f'not a flag of {module or script}', f'--{flag}')
-      for flag, accepted in (flag_values(path) if path else {}).items():
-        for value in re.findall(rf'--{flag}(?:=|\s+)([\w,.-]+)', arguments):
-          bad = sorted(set(value.split(',')) - accepted)
-          report('flags', bad and f'not among {sorted(accepted)}',
-                 f'--{flag} {",".join(bad) or value}')
-
+      yield from _invocation_checks(piece)
   for override in re.findall(r'--hparams_override=(\S+)', text):
     for key in re.findall(r'(?:^|,)(\w+)=', override):
-      report('flags', None if key in hparam_names() else
+      yield ('flags', None if key in hparam_names() else
              f'not a key of {HPARAMS}()', f'hparam {key}')
   for command in re.findall(r'<!--\s*remeasure:(.*?)-->',
                            _SPAN.sub(' ', prose), re.DOTALL):
-    first = command.split()[0] if command.split() else ''
+    first = (command.split() or [''])[0]
     runnable = _INVOCATION.match(command.strip()) or (
         _is_repo_path(first) and not _check_path(first))
-    report('scripts', None if runnable else 'names no command',
+    yield ('scripts', None if runnable else 'names no command',
            f'remeasure:{command}')
 
+
+def _path_checks(doc: str, text: str) -> Iterator[Check]:
+  """Repository paths in code, and links with their anchors."""
   for segment in _commands(text):
     for token in re.split(r'[\s=,;()\'"]+', segment):
       token = token.rstrip('.:;')
       if token and _is_repo_path(token):
-        report('paths', _check_path(token), token)
-
+        yield ('paths', _check_path(token), token)
   doc_dir = os.path.dirname(doc)
-  for target in _LINK.findall(prose):
+  for target in _LINK.findall(_sections(text)[1]):
     if target.startswith(('http://', 'https://', 'mailto:')):
       continue
     target, _, anchor = target.partition('#')
-    target_doc = os.path.normpath(os.path.join(doc_dir, target)) if (
-        target) else doc
     if target:
-      report('paths', _check_path(target, doc_dir or '.'), target)
-    if anchor and os.path.isfile(os.path.join(ROOT, target_doc)):
+      yield ('paths', _check_path(target, doc_dir or '.'), target)
+    target_doc = os.path.normpath(os.path.join(doc_dir, target))
+    if anchor and (not target or os.path.isfile(
+        os.path.join(ROOT, target_doc))):
       slugs = anchors(target_doc) if target else anchors_of(text)
-      report('anchors', None if anchor in slugs else
-             f'no heading of {target_doc} has this anchor', '#' + anchor)
+      yield ('anchors', None if anchor in slugs else
+             f'no heading of {target or doc} has this anchor', '#' + anchor)
 
-  roots = '|'.join(sorted(
-      re.escape(name[:-3] if name.endswith('.py') else name)
-      for name in _top_level_names()
-      if module_file(name[:-3] if name.endswith('.py') else name)))
+
+def _name_checks(text: str) -> Iterator[Check]:
+  """Dotted names of the library, python blocks and test names."""
+  modules = [name[:-3] if name.endswith('.py') else name
+             for name in _top_level_names()]
+  roots = '|'.join(sorted(re.escape(m) for m in modules if module_file(m)))
   dotted = re.compile(rf'(?<![\w/.-])((?:{roots})(?:\.\w+)+)(?![\w/-])')
+  suffixes = {suffix[1:] for suffix in PATH_SUFFIXES} | {'png'}
   for segment in _commands(text):
     for name in dotted.findall(segment):
-      if name.rsplit('.', 1)[1] in {s[1:] for s in PATH_SUFFIXES} | {'png'}:
-        continue
-      error, _ = resolve(name)
-      report('names', error, name)
+      if name.rsplit('.', 1)[1] not in suffixes:
+        yield ('names', resolve(name)[0], name)
+  blocks, prose = _sections(text)
   for language, code in blocks:
     if language == 'python':
       for error in _check_python_block(code):
-        report('names', error, 'python block')
+        yield ('names', error, 'python block')
   for span in _SPAN.findall(_COMMENT.sub('', prose)):
     for name in re.findall(r'\b(test_\w+|test[A-Z]\w*)\b(?![./])', span):
-      report('tests', None if name in defined_tests() else
+      yield ('tests', None if name in defined_tests() else
              'no test of this name', name)
+
+
+def stale(doc: str, text: str) -> Dict[str, List[str]]:
+  """What doc (its text) names that does not exist, by kind; and counts."""
+  found = {kind: [] for kind in KINDS}
+  counts = {kind: 0 for kind in KINDS}
+  for kind, error, what in itertools.chain(
+      _command_checks(text), _path_checks(doc, text), _name_checks(text)):
+    counts[kind] += 1
+    if error:
+      found[kind].append(f'{doc}: {what}: {error}')
   found['counts'] = counts
   return found
 
