@@ -9,13 +9,17 @@ text and parsed with `ast` (nothing is imported, TensorFlow least of all):
 - `python X.py`: the file X.py exists;
 - each `--flag` of such a command is defined by that command's file or a
   repository module it imports (absl `DEFINE_*`'s first argument, argparse
-  `add_argument`); a flag outside a command is defined somewhere;
+  `add_argument`), with a value it accepts where the code lists them (an
+  enum, `choices=`, a `','.join(NAMES)` default); a flag outside a command
+  is defined somewhere; `--hparams_override` keys are hparams;
+- each `<!-- remeasure: COMMAND -->` names a command that exists;
 - repository paths: backticked or command tokens whose first folder is one
   of the repository's own, or that end in .py, .md, .txt or .ini, and
   markdown links (with their `#anchor`, a heading of the target);
 - dotted names that start with a package or module of the repository
   (`models.training.Trainer.run`, `paper/figures.py:_logit_change`), and
-  the imports, attributes and keyword arguments of ```python blocks.
+  the imports, attributes and keyword arguments of ```python blocks;
+- backticked test names (`test_...`, `testCamelCase`) name a test.
 
 Not repository paths: URLs, absolute and home paths, `$VARIABLES`, `..`,
 and placeholders (an all-capital segment such as DIR, or `<...>`, `{}`,
@@ -41,7 +45,7 @@ SKIPPED_DIRS = {'.git', 'testdata', '__pycache__', 'runs'}
 PATH_SUFFIXES = ('.py', '.md', '.txt', '.ini')
 # Flags defined outside this repository, for the commands that have them.
 ABSL_FLAGS = {'helpfull'}
-EXTERNAL_FLAGS = {'pytest': {'durations'}, 'pip': set()}
+EXTERNAL_FLAGS = {'pytest': set(), 'pip': set()}
 HPARAMS = 'models.hparams.default_hparams'
 
 KINDS = ('modules', 'scripts', 'flags', 'paths', 'anchors', 'names', 'tests')
@@ -549,7 +553,7 @@ def test_stale_references_are_found():
       '```sh',
       'python experiment.py --data_dir=$DATA_DIR \\',
       '  --not_an_experiment_flag  # --in_a_comment is ignored',
-      'XLA_FLAGS=--xla_dump_to=/tmp/x python -m pytest -q --durations=5',
+      'XLA_FLAGS=--xla_dump_to=/tmp/x python -m pytest -q --lf',
       '```',
       '```python',
       'from models import training, no_module',
@@ -566,9 +570,10 @@ def test_stale_references_are_found():
                    '--not_an_experiment_flag', 'no_module',
                    'no parameter no_such_keyword', 'test_no_such_case',
                    'hparam no_such_hparam', 'remeasure: benchmarks/gone.sh',
-                   '--variants im2col,none', '--multi_mnist_shift sideways']:
+                   '--variants im2col,none', '--multi_mnist_shift sideways',
+                   '--lf: not a flag of pytest']:
     assert expected in text, (expected, text)
-  for fine in ['--data_dir', '--durations', 'xla_dump_to',
+  for fine in ['--data_dir', 'xla_dump_to',
                '#title', 'in_a_comment', 'testSquashRankSix',
                'hparam routing', '--compute_dtype', '--variants native']:
     assert fine not in text, (fine, text)
