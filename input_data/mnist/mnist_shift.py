@@ -1,6 +1,6 @@
 r"""Writes shifted MNIST and MultiMNIST tfrecords from the MNIST idx files.
 
-The command line of `mnist_records`, which describes the records. The images
+The command line of `mnist_record_writer`, which describes the records. The images
 of --split (train, test, valid_train or valid_test, see `idx`) are padded by
 --pad and written once per shift within --shift to
 `{split}_{shift}shifted_mnist.tfrecords`. With --multi_targets, --num_pairs
@@ -28,7 +28,7 @@ from typing import List
 from absl import flags
 
 from input_data.mnist import idx
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -91,17 +91,17 @@ def main(argv: List[str]) -> None:
     images, labels = idx.read_byte_data(FLAGS.split, data_dir=FLAGS.data_dir)
   output_dir = FLAGS.output_dir or FLAGS.data_dir
   os.makedirs(output_dir, exist_ok=True)
-  path = os.path.join(output_dir, mnist_records.shifted_mnist_filename(
+  path = os.path.join(output_dir, mnist_record_writer.shifted_mnist_filename(
       FLAGS.split, shift=FLAGS.shift, multi_targets=FLAGS.multi_targets))
   if FLAGS.multi_targets:
-    written = mnist_records.shift_write_multi_mnist(
+    written = mnist_record_writer.shift_write_multi_mnist(
         images, labels=labels, file_prefix=path, shift=FLAGS.shift,
         pad=FLAGS.pad, max_shard=FLAGS.max_shard, num_pairs=FLAGS.num_pairs,
         seed=FLAGS.seed)
     print(f'Wrote {len(images) * FLAGS.num_pairs} pairs to '
           f'{path}@{len(written)}')
   else:
-    count = mnist_records.shift_write_mnist(
+    count = mnist_record_writer.shift_write_mnist(
         images, labels=labels, filename=path, shift=FLAGS.shift,
         pad=FLAGS.pad)
     print(f'Wrote {count} records to {path}')

@@ -8,7 +8,8 @@ from scipy import io as scipy_io
 import tensorflow as tf
 
 import errors
-from input_data.affnist import affnist_input
+from input_data.affnist import dataset as affnist_input
+from input_data import interface
 
 
 def write_affnist_mat(path, images, labels):
@@ -52,8 +53,8 @@ class AffnistInputTest(tf.test.TestCase):
                         self.images[rows], self.labels[rows])
     self.assertEqual([os.path.join(batch_dir, f'{n}.mat') for n in (1, 2, 10)],
                      affnist_input.test_files(self.dir))
-    batches = list(affnist_input.inputs('test', data_dir=self.dir,
-                                        batch_size=4))
+    batches = list(affnist_input.inputs(
+        'test', interface.Options(data_dir=self.dir), batch_size=4))
     self.assertEqual([4, 3], [len(b['labels']) for b in batches])
     self.assertAllClose(self.images[:4, None] / 255, batches[0]['images'])
     self.assertAllEqual(batches[0]['images'], batches[0]['recons_image'])
@@ -61,13 +62,14 @@ class AffnistInputTest(tf.test.TestCase):
         self.labels, np.concatenate([b['recons_label'] for b in batches]))
     self.assertAllEqual(np.eye(10)[self.labels[:4]], batches[0]['labels'])
     shares = [np.concatenate([b['recons_label'] for b in affnist_input.inputs(
-        'test', data_dir=self.dir, batch_size=4,
+        'test', interface.Options(data_dir=self.dir), batch_size=4,
         input_context=tf.distribute.InputContext(
             num_input_pipelines=2, input_pipeline_id=i))]) for i in range(2)]
     self.assertAllEqual(self.labels[0::2], shares[0])
     self.assertAllEqual(self.labels[1::2], shares[1])
     with self.assertRaisesRegex(errors.ConfigError, 'test split only'):
-      affnist_input.inputs('train', data_dir=self.dir, batch_size=4)
+      affnist_input.inputs('train', interface.Options(data_dir=self.dir),
+                           batch_size=4)
 
   def testMissingFilesSayWhatToGet(self):
     with self.assertRaisesRegex(
