@@ -185,7 +185,7 @@ def write_new(path: str, write: Callable[[str], object], *, num_records: int,
 def tfds_images(name: str, split: str, *, tfds_data_dir: Optional[str],
                 input_context: Optional[tf.distribute.InputContext]
                ) -> tf.data.Dataset:
-  """(image, label) pairs of a tfds split: this pipeline's share (`interface`)."""
+  """(image, label) pairs of a tfds split, this pipeline's share."""
   dataset = records.shard(load_tfds(name, split, tfds_data_dir=tfds_data_dir),
                           input_context)
   return dataset.map(lambda example: (example['image'], example['label']))

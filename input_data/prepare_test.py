@@ -92,7 +92,7 @@ class PrepareTest(tf.test.TestCase):
     """The bytes mnist_shift writes for these digits."""
     path = os.path.join(self._tmpdir(), 'records')
     mnist_record_writer.shift_write_mnist(images, labels=labels, filename=path,
-                                    shift=shift, pad=0)
+                                          shift=shift, pad=0)
     return _read(path)
 
   def testMnistFromIdxEqualsMnistShift(self):
@@ -252,7 +252,8 @@ class PrepareTest(tf.test.TestCase):
         f.write(b'half')
       raise KeyboardInterrupt
 
-    with mock.patch.object(mnist_record_writer, 'shift_write_mnist', interrupted):
+    with mock.patch.object(mnist_record_writer, 'shift_write_mnist',
+                           interrupted):
       with self.assertRaises(KeyboardInterrupt):
         self._prepare_mnist('test')
     self.assertCountEqual(
@@ -296,7 +297,7 @@ class PrepareTest(tf.test.TestCase):
     self.assertEqual(os.path.join(self.data_dir, 'testduo.tfrecords'), path)
     expected = os.path.join(self._tmpdir(), 'testduo.tfrecords')
     norb_record_writer.write_records(expected, images=images, labels=labels,
-                               info=info)
+                                     info=info)
     self.assertEqual(_read(expected), _read(path))
     self.assertIn(f'.mat files in {self.data_dir}', printed)
 

@@ -5,7 +5,8 @@ so a missing or damaged file fails the same way everywhere: with the path
 and the command that makes it.
 """
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple)
 
 import tensorflow as tf
 
@@ -83,6 +84,16 @@ def count_tfrecords(paths: Sequence[str], how_to_create: str) -> List[int]:
           f'Recreate it with:\n  {how_to_create}') from error
     counts.append(int(count))
   return counts
+
+
+def write_tfrecords(path: str, serialized: Iterable[bytes]) -> int:
+  """Writes serialized records to path, in order; returns their count."""
+  count = 0
+  with tf.io.TFRecordWriter(path) as writer:
+    for record in serialized:
+      writer.write(record)
+      count += 1
+  return count
 
 
 def first_example(path: str) -> tf.train.Example:

@@ -14,10 +14,10 @@ from input_data import records
 
 
 def _write_single(data_dir, split, shift, images, labels, pad=0):
-  path = os.path.join(data_dir,
-                      mnist_record_writer.shifted_mnist_filename(split, shift=shift))
+  path = os.path.join(data_dir, mnist_record_writer.shifted_mnist_filename(
+      split, shift=shift))
   mnist_record_writer.shift_write_mnist(images, labels=labels, filename=path,
-                                  shift=shift, pad=pad)
+                                        shift=shift, pad=pad)
   return path
 
 
@@ -145,8 +145,9 @@ class MnistInputRecordTest(tf.test.TestCase):
     self.assertAllEqual(self.labels, batch['recons_label'])
 
   def _write_multi(self, split, num_images=6, num_pairs=2, max_shard=5):
-    prefix = os.path.join(self.data_dir, mnist_record_writer.shifted_mnist_filename(
-        split, shift=2, multi_targets=True))
+    prefix = os.path.join(
+        self.data_dir, mnist_record_writer.shifted_mnist_filename(
+            split, shift=2, multi_targets=True))
     images = self.rng.integers(0, 256, (num_images, 28, 28), np.uint8)
     labels = (np.arange(num_images) % 3).astype(np.uint8)
     filenames = mnist_record_writer.shift_write_multi_mnist(

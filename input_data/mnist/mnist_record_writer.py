@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+import files
 from input_data.mnist import canvas
 from input_data import records
 
@@ -106,8 +107,8 @@ def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
   """
   shifts = all_shifts(shift).astype(np.int32)
   chunk = max(1, _CHUNK_RECORDS // len(shifts))
-  count = 0
-  with tf.io.TFRecordWriter(filename) as writer:
+
+  def examples() -> Iterator[bytes]:
     for start in range(0, len(images), chunk):
       digits = images[start:start + chunk]
       copies = canvas.place(  # [chunk * k, h, w], image by image
@@ -115,9 +116,8 @@ def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
           np.tile(shifts, (len(digits), 1)), pad=pad, shift=shift).numpy()
       for image, label in zip(copies, np.repeat(labels[start:start + chunk],
                                                 len(shifts))):
-        writer.write(single_example(image, label=label))
-        count += 1
-  return count
+        yield single_example(image, label=label)
+  return records.write_tfrecords(filename, examples())
 
 
 def _num_shards(num_records: int, max_shard: int) -> int:
@@ -159,7 +159,6 @@ def shift_write_multi_mnist(images: np.ndarray, *, labels: np.ndarray,
       file_prefix, _num_shards(len(images) * num_pairs, max_shard))
   examples = _multi_records(generator)
   for filename in filenames:
-    with tf.io.TFRecordWriter(filename) as writer:
-      for example in itertools.islice(examples, max_shard):
-        writer.write(example)
+    files.write_atomically(filename, lambda temp: records.write_tfrecords(
+        temp, itertools.islice(examples, max_shard)))
   return filenames

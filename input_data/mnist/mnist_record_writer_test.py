@@ -51,7 +51,7 @@ class MnistRecordsTest(tf.test.TestCase):
   def testShiftedMnistFilename(self):
     self.assertEqual('valid_train_2shifted_mnist.tfrecords',
                      mnist_record_writer.shifted_mnist_filename('valid_train',
-                                                          shift=2))
+                                                                shift=2))
     self.assertEqual('multitest_6shifted_mnist.tfrecords',
                      mnist_record_writer.shifted_mnist_filename(
                          'test', shift=6, multi_targets=True))
@@ -61,15 +61,15 @@ class MnistRecordsTest(tf.test.TestCase):
     image = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
     self.assertAllEqual([[0, 4, 5], [0, 7, 8], [0, 0, 0]],
                         mnist_record_writer.shift_2d(image, shift=(-1, 1),
-                                               max_shift=3))
+                                                     max_shift=3))
     self.assertAllEqual([[0, 0, 0], [0, 0, 0], [3, 0, 0]],
                         mnist_record_writer.shift_2d(image, shift=(2, -2),
-                                               max_shift=2))
+                                                     max_shift=2))
 
   def testShift2dZero(self):
     image = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
     self.assertAllEqual(image, mnist_record_writer.shift_2d(image, shift=(0, 0),
-                                                      max_shift=0))
+                                                            max_shift=0))
 
   def testAllShiftsOrder(self):
     self.assertAllEqual(
@@ -98,7 +98,8 @@ class MnistRecordsTest(tf.test.TestCase):
   def testRecordParsesWithReferenceSpec(self):
     image = self.rng.integers(0, 256, (28, 28), np.uint8)
     parsed = tf.io.parse_single_example(
-        mnist_record_writer.single_example(image, label=3), REFERENCE_SINGLE_SPEC)
+        mnist_record_writer.single_example(image, label=3),
+        REFERENCE_SINGLE_SPEC)
     self.assertEqual(3, parsed['label'])
     self.assertEqual([28, 28, 1], [parsed['height'], parsed['width'],
                                    parsed['depth']])
@@ -107,7 +108,7 @@ class MnistRecordsTest(tf.test.TestCase):
     merged = np.minimum(image.astype(int) + image.T, 255).astype(np.uint8)
     parsed = tf.io.parse_single_example(
         mnist_record_writer.multi_example(merged, image_1=image, label_1=1,
-                                    image_2=image.T, label_2=2),
+                                          image_2=image.T, label_2=2),
         REFERENCE_MULTI_SPEC)
     self.assertEqual([1, 2], [parsed['label_1'], parsed['label_2']])
     self.assertAllEqual(merged.ravel(),

@@ -45,7 +45,7 @@ class NorbConvertTest(tf.test.TestCase):
           f'Wrote 3 records to {output_dir}/testduo.tfrecords\n', stdout)
     expected = os.path.join(data_dir, 'testduo.tfrecords')
     norb_record_writer.write_records(expected, images=images, labels=labels,
-                               info=info)
+                                     info=info)
     written = []
     for path in [expected] + [os.path.join(output_dir, 'testduo.tfrecords')
                               for output_dir in output_dirs]:

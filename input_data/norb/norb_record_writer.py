@@ -144,6 +144,6 @@ def norb_example(image: np.ndarray, *, label: int,
 def write_records(path: str, *, images: np.ndarray, labels: np.ndarray,
                   info: np.ndarray) -> None:
   """Writes one record per stereo pair to `path`, in order."""
-  with tf.io.TFRecordWriter(path) as writer:
-    for image, label, meta in zip(images, labels, info):
-      writer.write(norb_example(image, label=label, meta=meta))
+  records.write_tfrecords(path, (norb_example(image, label=label, meta=meta)
+                                 for image, label, meta in zip(images, labels,
+                                                               info)))

@@ -72,7 +72,7 @@ class NorbRecordsTest(tf.test.TestCase):
 
     path = os.path.join(self.data_dir, 'testduo.tfrecords')
     norb_record_writer.write_records(path, images=read[0], labels=read[1],
-                               info=read[2])
+                                     info=read[2])
     spec = {
         'image_raw': tf.io.FixedLenFeature([], tf.string),
         'label': tf.io.FixedLenFeature([], tf.int64),
