@@ -82,18 +82,11 @@ def prepare_tfds(name: str, *, tfds_data_dir: Optional[str] = None,
                  server_url: Optional[str] = None) -> tfds.core.DatasetBuilder:
   """Returns a tensorflow-datasets builder, preparing its data when needed.
 
-  Args:
-    name: the tensorflow-datasets name, e.g. 'mnist' or 'cifar10'.
-    tfds_data_dir: tensorflow-datasets' data directory (None: its default,
-      ~/tensorflow_datasets).
-    server_url: a file that tensorflow-datasets downloads; when given, its
-      server must answer within _CONNECT_TIMEOUT_SECONDS before the download
-      starts, which without network retries for minutes (3.5 for mnist).
-
-  Raises:
-    errors.MissingDataError: if the data set is not prepared and cannot be
-      downloaded (no network); the one-line message says what to download
-      where.
+  tfds_data_dir None is tfds' default, ~/tensorflow_datasets. server_url, a
+  file that tensorflow-datasets downloads, must answer within
+  _CONNECT_TIMEOUT_SECONDS before the download starts, which without
+  network retries for minutes (3.5 for mnist). MissingDataError, in one line
+  that says what to download where, if the data cannot be downloaded.
   """
   builder = tfds.builder(name, data_dir=tfds_data_dir)
   if not builder.is_prepared():

@@ -110,14 +110,9 @@ def example_int(example: tf.train.Example, key: str) -> int:
 
 def check_records(paths: Sequence[str],
                   how_to_create: str) -> Tuple[int, int, int]:
-  """Checks every record (`count_tfrecords`); the first one's image size.
+  """(height, width, depth) of the first record, once all are checked.
 
-  Returns:
-    (height, width, depth) of the first record.
-
-  Raises:
-    errors.MissingDataError, errors.DataError: as `count_tfrecords`, or if
-      the files hold no records.
+  Raises as `count_tfrecords`, and DataError if the files hold no records.
   """
   if sum(count_tfrecords(paths, how_to_create)) == 0:
     raise errors.DataError(f'{", ".join(paths)} hold no records; recreate '

@@ -72,11 +72,9 @@ def _linear(rotation: np.ndarray, shear: np.ndarray,
 
 
 def _ink_corners(digits: np.ndarray) -> np.ndarray:
-  """`[n, 4, 2]`, the (x, y) corners of each digit's ink box, about its centre.
-
-  The box holds the non-zero pixels, to their outer edges; a blank digit
-  gets a box of one pixel at its centre.
-  """
+  """`[n, 4, 2]`: each ink box's (x, y) corners, from the digit's centre."""
+  # The box holds the non-zero pixels, to their outer edges; a blank digit
+  # gets a box of one pixel at its centre.
   size = digits.shape[1]
   centre = (size - 1) / 2
   corners = np.zeros((len(digits), 4, 2))

@@ -52,11 +52,9 @@ def _download_command(data_dir: str) -> str:
 
 
 def _check_binary_files(paths: Sequence[str], how_to_create: str) -> None:
-  """Raises unless every file holds a whole, non-zero number of records.
-
-  The records carry no checksum, so a truncated file is the damage that can
-  be detected; FixedLengthRecordDataset would silently drop its tail.
-  """
+  """Raises unless every file holds a whole, non-zero number of records."""
+  # The records carry no checksum, so a truncated file is the damage that can
+  # be detected; FixedLengthRecordDataset would silently drop its tail.
   records.require_files(paths, how_to_create)
   for path in paths:
     size = tf.io.gfile.stat(path).length

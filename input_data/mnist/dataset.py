@@ -9,7 +9,6 @@ is. The digits come from data_dir's idx files (`train-images-idx3-ubyte`,
 ..., gzipped or not), else tensorflow-datasets' mnist (in its order).
 """
 
-import os
 from typing import Optional, Tuple
 
 import numpy as np
@@ -67,11 +66,9 @@ def digits(split: str,
 
 def write_records(split: str, options: interface.Options) -> str:
   """Writes the shifted records a split reads unless they exist; the path."""
-  shift = (mnist_input_record.TRAIN_SHIFT if records.train_split(split) else
-           mnist_input_record.TEST_SHIFT)
-  path = os.path.join(
-      options.data_dir, mnist_record_writer.shifted_mnist_filename(
-          options.file_split(split), shift=shift))
+  records.train_split(split)
+  path, _, shift = mnist_input_record.single_file(
+      options.data_dir, split, validate=options.validate)
   if tf.io.gfile.exists(path):
     return path
   images, labels = digits(split, options)

@@ -126,12 +126,14 @@ def _multi_features(serialized: tf.Tensor, height: int,
 
 
 def _create_command(data_dir: str, split: str, shift: int) -> str:
+  """The mnist_shift command that writes a single-digit record file."""
   return (f'python -m input_data.mnist.mnist_shift --data_dir={data_dir} '
           f'--split={split} --shift={shift}   (--data_dir holds the MNIST '
           f'idx files; add --output_dir={data_dir} if they are elsewhere)')
 
 
 def _multi_create_command(pattern: str) -> str:
+  """The mnist_shift command that writes the shards of a pattern."""
   prefix = pattern.rpartition('@')[0]
   match = re.fullmatch(r'multi(.+)_(\d+)shifted_mnist\.tfrecords',
                        os.path.basename(prefix))
@@ -150,14 +152,13 @@ def require_multi_records(pattern: str) -> None:
                         _multi_create_command(pattern))
 
 
-def _single_files(data_dir: str, split: str,
-                  validate: bool) -> Tuple[str, str]:
-  """The record file of a split and the command that writes it."""
+def single_file(data_dir: str, split: str, *,
+                validate: bool) -> Tuple[str, str, int]:
+  """The record file of a split, its file split and its shift."""
   shift = TRAIN_SHIFT if split == 'train' else TEST_SHIFT
   file_split = 'valid_' + split if validate else split
-  path = os.path.join(data_dir, mnist_record_writer.shifted_mnist_filename(
-      file_split, shift=shift))
-  return path, _create_command(data_dir, file_split, shift)
+  return os.path.join(data_dir, mnist_record_writer.shifted_mnist_filename(
+      file_split, shift=shift)), file_split, shift
 
 
 def inputs(split: str, *,
@@ -193,8 +194,9 @@ def inputs(split: str, *,
   """
   train = records.train_split(split)
   if num_targets == 1:
-    path, command = _single_files(data_dir, split, validate)
+    path, file_split, shift = single_file(data_dir, split, validate=validate)
     paths: Sequence[str] = [path]
+    command = _create_command(data_dir, file_split, shift)
   elif num_targets == 2:
     if distort or validate:
       raise errors.ConfigError(

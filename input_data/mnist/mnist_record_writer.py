@@ -67,10 +67,7 @@ def shift_2d(image: np.ndarray, *, shift: Sequence[int],
 
 
 def _example(size: int, **features: object) -> bytes:
-  """A serialized example of `[size, size]` uint8 images, keys sorted.
-
-  Ints become int64 features, arrays their bytes.
-  """
+  """An example of `[size, size]` uint8 images (bytes) and ints, keys sorted."""
   feature = {key: records.int64_feature([size]) for key in ('height', 'width')}
   feature['depth'] = records.int64_feature([1])
   for key, value in features.items():

@@ -36,12 +36,10 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-  """Defines the tool's flags in flag_values.
-
-  Only when run as a script: experiment.py defines a --data_dir too, and
-  absl refuses a flag defined twice in one process (e.g. one pytest run);
-  a test defines them in a FlagValues of its own.
-  """
+  """Defines the tool's flags in flag_values."""
+  # Only when run as a script: experiment.py defines a --data_dir too, and
+  # absl refuses a flag defined twice in one process (e.g. one pytest run);
+  # a test defines them in a FlagValues of its own.
   flags.DEFINE_string('data_dir', '/tmp/tensorflow/mnist/input_data',
                       'Directory of the MNIST idx files (gzipped or not).',
                       flag_values=flag_values)
