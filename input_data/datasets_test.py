@@ -18,7 +18,7 @@ from input_data import datasets
 from input_data.mnist.idx_test import write_mnist_idx
 from input_data.mnist import mnist_record_writer
 from input_data.norb.norb_record_writer_test import write_norb_mat
-from input_data import prepare
+from input_data import tfds_data
 import test_utils
 
 _NAMES = ['mnist', 'norb', 'cifar10', 'expanded_mnist', 'affnist',
@@ -209,7 +209,7 @@ def test_validate_reads_the_validation_files(tmp_path):
   np.testing.assert_array_equal(batch['recons_label'], labels)
   # Without validate the test split needs the test digits (offline here).
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(prepare, 'prepare_tfds', _no_tfds)
+    patch.setattr(tfds_data, 'prepare_tfds', _no_tfds)
     with pytest.raises(FileNotFoundError, match='lacks t10k-images'):
       datasets.input_fn('mnist', data_dir=str(tmp_path))('test', 100)
 

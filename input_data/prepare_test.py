@@ -1,4 +1,4 @@
-"""Tests for prepare and the data sets' prepare: records made on demand."""
+"""Tests for prepare, tfds_data and the data sets' prepare, on demand."""
 
 import contextlib
 import gzip
@@ -26,6 +26,7 @@ from input_data.norb import norb_record_writer
 from input_data.norb import dataset as norb_dataset
 from input_data.norb.norb_record_writer_test import write_norb_mat
 from input_data import prepare
+from input_data import tfds_data
 
 # Generous: the offline error takes well under a second after the imports.
 MAX_OFFLINE_SECONDS = 10
@@ -83,8 +84,8 @@ class PrepareTest(tf.test.TestCase):
     images = self.rng.integers(0, 256, (count, 28, 28), np.uint8)
     return images, self.rng.integers(0, 10, count).astype(np.uint8)
 
-  def _prepare_mnist(self, split, **kwargs):
-    """prepare_mnist, and what it printed."""
+  def _write_mnist_records(self, split, **kwargs):
+    """mnist's write_records, and what it printed."""
     return _printed(mnist_dataset.write_records, split,
                     self._options(**kwargs))
 
@@ -102,8 +103,8 @@ class PrepareTest(tf.test.TestCase):
       write_mnist_idx(self.data_dir, *train, gzipped=gzipped)
       write_mnist_idx(self.data_dir, *test, prefix='t10k', gzipped=gzipped)
       with _offline():  # tfds is not needed
-        train_path, printed = self._prepare_mnist('train')
-        test_path, _ = self._prepare_mnist('test')
+        train_path, printed = self._write_mnist_records('train')
+        test_path, _ = self._write_mnist_records('test')
       self.assertEqual(
           os.path.join(self.data_dir, 'train_2shifted_mnist.tfrecords'),
           train_path)
@@ -122,8 +123,8 @@ class PrepareTest(tf.test.TestCase):
   def testMnistValidationFiles(self):
     images, labels = self._digits(idx.VALIDATION_SIZE + 2)
     write_mnist_idx(self.data_dir, images, labels, gzipped=False)
-    train_path, _ = self._prepare_mnist('train', validate=True)
-    test_path, _ = self._prepare_mnist('test', validate=True)
+    train_path, _ = self._write_mnist_records('train', validate=True)
+    test_path, _ = self._write_mnist_records('test', validate=True)
     start = idx.VALIDATION_SIZE
     self.assertEqual(self._mnist_shift_bytes(images[start:], labels[start:], 2),
                      _read(train_path))
@@ -158,7 +159,7 @@ class PrepareTest(tf.test.TestCase):
 
   def testMnistFromTfds(self):
     with tfds.testing.mock_data(num_examples=4), _online():
-      path, printed = self._prepare_mnist('test')
+      path, printed = self._write_mnist_records('test')
       (images, labels), _ = _printed(mnist_dataset.digits, 'test',
                                      self._options())
       expected = idx.read_tfds_data('test', tfds_data_dir=self.tfds_dir)
@@ -202,14 +203,14 @@ class PrepareTest(tf.test.TestCase):
 
   def testReusesPreparedFiles(self):
     write_mnist_idx(self.data_dir, *self._digits(2))
-    path, _ = self._prepare_mnist('train')
+    path, _ = self._write_mnist_records('train')
     before = os.stat(path)
     # Without the idx files, and offline: only the records can be used.
     for name in os.listdir(self.data_dir):
       if name.endswith('.gz'):
         os.remove(os.path.join(self.data_dir, name))
     with _offline():
-      again, printed = self._prepare_mnist('train')
+      again, printed = self._write_mnist_records('train')
     self.assertEqual(path, again)
     self.assertEqual('', printed)
     after = os.stat(path)
@@ -221,7 +222,7 @@ class PrepareTest(tf.test.TestCase):
     with open(path, 'wb') as f:
       f.write(b'mine')
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
-    self.assertEqual((path, ''), self._prepare_mnist('test'))
+    self.assertEqual((path, ''), self._write_mnist_records('test'))
     self.assertEqual(b'mine', _read(path))
 
   def testFileWrittenMeanwhileIsNotOverwritten(self):
@@ -236,7 +237,7 @@ class PrepareTest(tf.test.TestCase):
 
     with mock.patch.object(mnist_record_writer, 'shift_write_mnist',
                            write_while_another_writes):
-      _, printed = self._prepare_mnist('test')
+      _, printed = self._write_mnist_records('test')
     self.assertEqual(b'theirs', _read(path))
     self.assertIn(f'Another preparation wrote {path} meanwhile', printed)
     self.assertCountEqual(
@@ -255,7 +256,7 @@ class PrepareTest(tf.test.TestCase):
     with mock.patch.object(mnist_record_writer, 'shift_write_mnist',
                            interrupted):
       with self.assertRaises(KeyboardInterrupt):
-        self._prepare_mnist('test')
+        self._write_mnist_records('test')
     self.assertCountEqual(
         ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'],
         os.listdir(self.data_dir))
@@ -268,7 +269,7 @@ class PrepareTest(tf.test.TestCase):
         self.data_dir, 'test_0shifted_mnist.tfrecords.partial-0badf00d')
     with open(leftover, 'wb') as f:
       f.write(b'half')
-    path, _ = self._prepare_mnist('test')
+    path, _ = self._write_mnist_records('test')
     self.assertEqual(self._mnist_shift_bytes(images, labels, 0), _read(path))
     self.assertEqual(b'half', _read(leftover))
 
@@ -282,7 +283,7 @@ class PrepareTest(tf.test.TestCase):
 
     with mock.patch.object(prepare, 'PROGRESS_SECONDS', 0.1), \
         mock.patch.object(mnist_record_writer, 'shift_write_mnist', slow_write):
-      _, printed = self._prepare_mnist('test')
+      _, printed = self._write_mnist_records('test')
     # The whole file is written before the pause.
     self.assertRegex(printed, r'\n  100% \(0 MB\) after 0 s\n')
 
@@ -350,8 +351,8 @@ class PrepareTest(tf.test.TestCase):
 
   def testLoadTfdsMock(self):
     with tfds.testing.mock_data(num_examples=6):
-      dataset = prepare.load_tfds('mnist', 'test',
-                                  tfds_data_dir=self._tmpdir())
+      dataset = tfds_data.load_tfds('mnist', 'test',
+                                    tfds_data_dir=self._tmpdir())
       examples = list(dataset.as_numpy_iterator())
     self.assertLen(examples, 6)
     self.assertEqual((28, 28, 1), examples[0]['image'].shape)
@@ -364,7 +365,7 @@ class PrepareTest(tf.test.TestCase):
           errors.MissingDataError,
           f'^tensorflow-datasets has no prepared \'mnist\' in {data_dir} '
           '.*network down.*download_and_prepare.*copy DIR/mnist into'):
-        prepare.load_tfds('mnist', 'train', tfds_data_dir=data_dir)
+        tfds_data.load_tfds('mnist', 'train', tfds_data_dir=data_dir)
 
   def testPrepareTfdsFailsFastWithoutServer(self):
     data_dir = self._tmpdir()
@@ -376,8 +377,8 @@ class PrepareTest(tf.test.TestCase):
       with self.assertRaisesRegex(
           errors.MissingDataError,
           '^[^\n]*could not download it \\(cannot reach capsules.invalid'):
-        prepare.prepare_tfds('mnist', tfds_data_dir=data_dir,
-                             server_url='https://capsules.invalid/a.gz')
+        tfds_data.prepare_tfds('mnist', tfds_data_dir=data_dir,
+                               server_url='https://capsules.invalid/a.gz')
     self.assertLess(time.monotonic() - start, 15)
     download.assert_not_called()
 
@@ -391,7 +392,7 @@ class PrepareTest(tf.test.TestCase):
     try:
       with mock.patch.object(tfds.core.DatasetBuilder,
                              'download_and_prepare', download):
-        prepare.prepare_tfds(
+        tfds_data.prepare_tfds(
             'mnist', tfds_data_dir=self._tmpdir(),
             server_url=f'http://127.0.0.1:{server.server_port}/missing.gz')
     finally:

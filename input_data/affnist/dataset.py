@@ -1,8 +1,8 @@
 """affnist and affine_mnist, test sets only, see `interface`.
 
-affnist is the official affNIST test set.
-affNIST (https://www.cs.toronto.edu/~tijmen/affNIST/) transforms each of the
-10,000 MNIST test digits 32 times by random affine maps onto a 40x40 canvas:
+affnist is the official affNIST test set. affNIST
+(https://www.cs.toronto.edu/~tijmen/affNIST/) transforms each of the 10,000
+MNIST test digits 32 times by random affine maps onto a 40x40 canvas:
 320,000 test images. The paper evaluates a model trained on expanded MNIST
 (`expanded_mnist`, never trained on affNIST) on them. The files are MATLAB
 .mat files, the whole set or in 32 batches; get one of them with

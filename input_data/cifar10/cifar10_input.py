@@ -20,8 +20,8 @@ import tensorflow as tf
 
 import errors
 from input_data import image_ops
-from input_data import prepare
 from input_data import records
+from input_data import tfds_data
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -135,7 +135,7 @@ def inputs(split: str, *,
         input_context=input_context)
     decode = _decode
   elif source == 'tfds':
-    dataset = prepare.tfds_images('cifar10', split,
+    dataset = tfds_data.tfds_images('cifar10', split,
                                   tfds_data_dir=tfds_data_dir,
                                   input_context=input_context)
     decode = lambda images, labels: (images, tf.cast(labels, tf.int32))

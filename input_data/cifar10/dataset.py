@@ -11,8 +11,8 @@ from typing import Optional
 import tensorflow as tf
 
 from input_data import interface
-from input_data import prepare as prepare_lib
 from input_data.cifar10 import cifar10_input
+from input_data import tfds_data
 
 CIFAR10_BIN_DIR = 'cifar-10-batches-bin'
 
@@ -34,7 +34,7 @@ def prepare(split: str, options: interface.Options) -> str:
     return 'bin'
   print(f'No {CIFAR10_BIN_DIR}/ in {options.data_dir}; reading '
         'tensorflow-datasets\' cifar10', flush=True)
-  prepare_lib.tfds_instead(
+  tfds_data.tfds_instead(
       'cifar10', server_url=cifar10_input.CIFAR_URL,
       tfds_data_dir=options.tfds_data_dir, data_dir=options.data_dir,
       files_named=(f'{CIFAR10_BIN_DIR}/ (extract {cifar10_input.CIFAR_URL} '

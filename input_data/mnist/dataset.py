@@ -22,6 +22,7 @@ from input_data.mnist import generated_input
 from input_data.mnist import idx
 from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_record_writer
+from input_data import tfds_data
 
 
 def prepare_digits(split: str, options: interface.Options) -> bool:
@@ -38,7 +39,7 @@ def prepare_digits(split: str, options: interface.Options) -> bool:
   names = idx.MNIST_FILES[split]
   if prepare_lib.has_files(options.data_dir, names):
     return True
-  prepare_lib.tfds_instead(
+  tfds_data.tfds_instead(
       'mnist', server_url=f'{idx.MNIST_URL}{names[0]}.gz',
       tfds_data_dir=options.tfds_data_dir, data_dir=options.data_dir,
       files_named=(f'{" and ".join(n + "[.gz]" for n in names)} (from '

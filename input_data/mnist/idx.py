@@ -14,6 +14,7 @@ import numpy as np
 
 import errors
 from input_data import prepare
+from input_data import tfds_data
 
 # First rows of the training images held out by the validation splits.
 VALIDATION_SIZE = 10000
@@ -113,12 +114,12 @@ def read_byte_data(split: str, *,
 
 def read_tfds_data(split: str, *, tfds_data_dir: Optional[str] = None
                   ) -> Tuple[np.ndarray, np.ndarray]:
-  """`read_byte_data` from tensorflow-datasets' mnist (`prepare.load_tfds`).
+  """`read_byte_data` from tensorflow-datasets' mnist (`tfds_data.load_tfds`).
 
   The validation ranges index tensorflow-datasets' stored order, which is not
   the order of the idx files.
   """
-  dataset = prepare.load_tfds('mnist', TFDS_SPLITS[split],
+  dataset = tfds_data.load_tfds('mnist', TFDS_SPLITS[split],
                               tfds_data_dir=tfds_data_dir)
   images, labels = [], []
   for batch in dataset.batch(_TFDS_READ_BATCH).as_numpy_iterator():

@@ -16,6 +16,7 @@ from input_data import prepare as prepare_lib
 from input_data import records
 from input_data.norb import norb_input_record
 from input_data.norb import norb_record_writer as writer
+from input_data import tfds_data
 
 
 def prepare(split: str, options: interface.Options) -> str:
@@ -33,7 +34,7 @@ def prepare(split: str, options: interface.Options) -> str:
   else:
     print(f'No smallNORB .mat files in {data_dir}; reading '
           'tensorflow-datasets\' smallnorb', flush=True)
-    prepare_lib.tfds_instead(
+    tfds_data.tfds_instead(
         'smallnorb', server_url=f'{writer.SMALLNORB_URL}{names[0]}.gz',
         tfds_data_dir=options.tfds_data_dir, data_dir=data_dir,
         files_named=(f'{", ".join(n + "[.gz]" for n in names)} (from '

@@ -22,6 +22,7 @@ import tensorflow as tf
 import errors
 from input_data import prepare
 from input_data import records
+from input_data import tfds_data
 
 SPLITS = ('train', 'test')
 SMALLNORB_FILES = {
@@ -104,7 +105,7 @@ def read_tfds_split(split: str, *, tfds_data_dir: Optional[str] = None
   so that the records hold the original values: instance, elevation,
   azimuth, lighting.
   """
-  dataset = prepare.load_tfds('smallnorb', split, tfds_data_dir=tfds_data_dir)
+  dataset = tfds_data.load_tfds('smallnorb', split, tfds_data_dir=tfds_data_dir)
   height, width, _ = dataset.element_spec['image'].shape
   # Filled in place: the training images alone take 450 MB.
   images = np.empty((len(dataset), 2, height, width), np.uint8)

@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from input_data import image_ops
 from input_data import interface
-from input_data import prepare as prepare_lib
 from input_data import records
+from input_data import tfds_data
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -29,7 +29,7 @@ TFDS_NAME = 'svhn_cropped'
 def prepare(split: str, options: interface.Options) -> None:
   """Prepares tensorflow-datasets' svhn_cropped, which holds both splits."""
   del split
-  prepare_lib.prepare_tfds(TFDS_NAME, tfds_data_dir=options.tfds_data_dir)
+  tfds_data.prepare_tfds(TFDS_NAME, tfds_data_dir=options.tfds_data_dir)
 
 
 def inputs(split: str, options: interface.Options, *, batch_size: int,
@@ -38,7 +38,7 @@ def inputs(split: str, options: interface.Options, *, batch_size: int,
   """Reads SVHN batches from tensorflow-datasets (not from data_dir)."""
   train = records.train_split(split)
   return records.batch_and_map(
-      prepare_lib.tfds_images(TFDS_NAME, split,
+      tfds_data.tfds_images(TFDS_NAME, split,
                               tfds_data_dir=options.tfds_data_dir,
                               input_context=input_context),
       lambda images, labels: image_ops.standardized_features(
