@@ -1,12 +1,12 @@
-r"""Getting the data a run reads: original files, tensorflow-datasets, writes.
+r"""Preparing the data a run reads: the data directory, original files, writes.
 
 Each data set's `prepare` (in its folder's `dataset.py`) runs before a split
 is read, so that on a fresh machine `pip install -r requirements.txt` and
 one `experiment.py` command train a model. Missing files are made from, in
-this order, the original files in data_dir, or tensorflow-datasets (which
-downloads into ~/tensorflow_datasets when the machine is online); without
-either and without network, a MissingDataError names the files to place in
-data_dir within seconds.
+this order, the original files in data_dir, or tensorflow-datasets
+(`tfds_data`, which downloads into ~/tensorflow_datasets when the machine is
+online); without either and without network, a MissingDataError names the
+files to place in data_dir within seconds.
 
 Nothing is overwritten or deleted: an existing file is used as it is, and
 `write_new` writes through `files.write_atomically` with a progress line
