@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import cli
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer as mnist_records
 from models import checkpoints
 from models import hparams as hparams_lib
 from models import model as model_lib

@@ -77,16 +77,9 @@ def place(digits: tf.Tensor, shifts: tf.Tensor, *, pad: int,
           shift: int) -> tf.Tensor:
   """Pads each digit by `pad` and shifts it by its own (row, column) shift.
 
+  digits: uint8 `[n, h, h]`, h static; shifts: int32 `[n, 2]`, each in
+  [-shift, shift]. Returns uint8 `[n, h + 2 * pad, h + 2 * pad]`,
   `out[r, c] = padded[r - row_shift, c - column_shift]`, zero outside.
-
-  Args:
-    digits: uint8 `[n, h, w]`, h and w static.
-    shifts: int32 `[n, 2]`, each in [-shift, shift].
-    pad: zero padding on every side.
-    shift: bound of the shifts.
-
-  Returns:
-    uint8 `[n, h + 2 * pad, h + 2 * pad]` (square digits).
   """
   margin = pad + shift
   padded = tf.pad(digits, [[0, 0], [margin, margin], [margin, margin]])
@@ -96,6 +89,7 @@ def place(digits: tf.Tensor, shifts: tf.Tensor, *, pad: int,
 
 
 def _check(seed: int, shift: int, pad: int) -> None:
+  """ConfigError unless seed, shift and pad are >= 0."""
   if seed < 0 or shift < 0 or pad < 0:
     raise errors.ConfigError(
         f'need seed, shift and pad >= 0, got {seed}, {shift} and {pad}')
@@ -145,17 +139,10 @@ class MultiMnist:
                pad: int, num_pairs: int, seed: int):
     """Checks the arguments and indexes the digits by class.
 
-    Args:
-      images: uint8 `[num_images, h, h]`, the split's digits.
-      labels: int `[num_images]`.
-      shift: maximum shift in each direction.
-      pad: zero padding on every side, before shifting.
-      num_pairs: pairs per digit and epoch (rounds per epoch).
-      seed: seed (>= 0) of every draw.
-
-    Raises:
-      errors.ConfigError: on a negative seed, shift or pad, num_pairs < 1,
-        or a class with fewer than num_pairs digits of other classes.
+    images: uint8 `[num_images, h, h]`, labels int `[num_images]`; shift is
+    the maximum in each direction after padding by pad; num_pairs the pairs
+    per digit and epoch; seed (>= 0) seeds every draw. ConfigError when one
+    is out of range, or a class has fewer than num_pairs digits of others.
     """
     _check(seed, shift, pad)
     labels = np.asarray(labels, np.int32)
@@ -203,14 +190,9 @@ class MultiMnist:
     return tf.gather_nd(others, tf.stack([self._class_index, position], 1))
 
   def plan(self, round_index: tf.Tensor) -> PairPlan:
-    """The pairs of round `round_index`: every digit once as the base.
+    """The pairs of a round (over all epochs), every digit once the base.
 
-    Args:
-      round_index: int scalar, the round counted from 0 over all epochs
-        (epoch = round_index // num_pairs).
-
-    Returns:
-      A PairPlan of num_images rows, in the round's random order.
+    round_index // num_pairs is the epoch; the rows come in a random order.
     """
     round_index = tf.cast(round_index, tf.int64)
     partners = self._partners(round_index // self.num_pairs,
@@ -222,15 +204,7 @@ class MultiMnist:
     return PairPlan(base, tf.gather(partners, base), shifts[0], shifts[1])
 
   def compose(self, plan: PairPlan) -> Pairs:
-    """Makes the pairs of a plan (or of a slice of one).
-
-    Args:
-      plan: the pairs to make, n rows.
-
-    Returns:
-      The pairs; `merged` is the pixelwise sum of the two shifted digits,
-      clipped at 255.
-    """
+    """The pairs of a plan (or a slice of one); merged clipped at 255."""
     image_1 = place(tf.gather(self._images, plan.base), plan.base_shift,
                     pad=self.pad, shift=self.shift)
     image_2 = place(tf.gather(self._images, plan.partner), plan.partner_shift,
@@ -266,18 +240,7 @@ class ExpandedMnist:
   def __init__(self, images: np.ndarray, labels: np.ndarray, *,
                shift: int = EXPANDED_SHIFT, pad: int = EXPANDED_PAD,
                seed: int):
-    """Checks the arguments.
-
-    Args:
-      images: uint8 `[num_images, h, h]`, the split's digits.
-      labels: int `[num_images]`.
-      shift: maximum shift in each direction.
-      pad: zero padding on every side, before shifting.
-      seed: seed (>= 0) of every draw.
-
-    Raises:
-      errors.ConfigError: on a negative seed, shift or pad.
-    """
+    """Checks the arguments, as `MultiMnist`'s."""
     _check(seed, shift, pad)
     self.shift = shift
     self.pad = pad
@@ -291,15 +254,7 @@ class ExpandedMnist:
     return int(self._labels.shape[0])
 
   def plan(self, round_index: tf.Tensor, *, shuffle: bool) -> PlacementPlan:
-    """Places every digit once.
-
-    Args:
-      round_index: int scalar, the round (the epoch when training).
-      shuffle: a random order (training), or the digits' own order.
-
-    Returns:
-      A PlacementPlan of num_images rows.
-    """
+    """Places every digit once: in a random order (shuffle) or their own."""
     index = (_permutation(self.num_images,
                           _key(self.seed, round_index, _BASE_ORDER))
              if shuffle else tf.range(self.num_images))

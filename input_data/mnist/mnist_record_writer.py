@@ -12,16 +12,17 @@ generate on the fly from the same seed, in the same order. They go to the
 shards `multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N` in that
 order, max_shard records each (the last possibly fewer).
 
-`mnist_shift` is the command line of these writers; `prepare` writes the
-single-digit records with them when a run needs them.
+`mnist_shift` is the command line of these writers; `dataset.write_records`
+writes the single-digit records with them when a run needs them.
 """
 
 import itertools
-from typing import Dict, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+import files
 from input_data.mnist import canvas
 from input_data import records
 
@@ -32,33 +33,21 @@ _CHUNK_RECORDS = 16384
 
 def shifted_mnist_filename(split: str, *, shift: int,
                            multi_targets: bool = False) -> str:
-  """Name of the record file (the shard prefix for MultiMNIST) of a split.
+  """The file name (MultiMNIST: shard prefix) of a split of `idx.SPLITS`.
 
   The name holds the split exactly as given to --split, so the validation
   files are `valid_train_2shifted_mnist.tfrecords` and
   `valid_test_0shifted_mnist.tfrecords`, the names the reader opens.
-
-  Args:
-    split: one of `idx.SPLITS`.
-    shift: the maximum shift.
-    multi_targets: MultiMNIST (prefixes 'multi').
-
-  Returns:
-    A file name without directory.
   """
   name = '{}_{}shifted_mnist.tfrecords'.format(split, shift)
   return 'multi' + name if multi_targets else name
 
 
 def all_shifts(shift: int) -> np.ndarray:
-  """Every (row, column) shift in [-shift, shift], row-major.
+  """int `[(2 * shift + 1)^2, 2]`, every (row, column) shift, row-major.
 
-  Args:
-    shift: the maximum shift.
-
-  Returns:
-    int `[(2 * shift + 1)^2, 2]`, from (-shift, -shift) to (shift, shift)
-    with the column shift varying fastest, the order of the records.
+  From (-shift, -shift) to (shift, shift), the column shift varying fastest:
+  the order of the records.
   """
   steps = np.arange(-shift, shift + 1)
   rows, cols = np.meshgrid(steps, steps, indexing='ij')
@@ -67,98 +56,56 @@ def all_shifts(shift: int) -> np.ndarray:
 
 def shift_2d(image: np.ndarray, *, shift: Sequence[int],
              max_shift: int) -> np.ndarray:
-  """Shifts one 2D image by (row, column) `shift`, as the reference did.
+  """Shifts an `[h, h]` image by (row, column) `shift`, zero filled.
 
-  A shift of (1, -2) moves the content one row down and two columns left.
-
-  Args:
-    image: `[h, h]`.
-    shift: (row, column) shift, each in [-max_shift, max_shift].
-    max_shift: bound of the shift.
-
-  Returns:
-    `[h, h]`, zero filled.
+  As the reference did: (1, -2) moves the content one row down and two
+  columns left; each shift is in [-max_shift, max_shift].
   """
   shifts = tf.constant([shift], tf.int32)
   return canvas.place(tf.constant(image)[None], shifts, pad=0,
                       shift=max_shift)[0].numpy()
 
 
-def _int64(value: int) -> tf.train.Feature:
-  return records.int64_feature([value])
-
-
-def _size_features(image_size: int) -> Dict[str, tf.train.Feature]:
-  return {
-      'height': _int64(image_size),
-      'width': _int64(image_size),
-      'depth': _int64(1),
-  }
+def _example(size: int, **features: object) -> bytes:
+  """An example of `[size, size]` uint8 images (bytes) and ints, keys sorted."""
+  feature = {key: records.int64_feature([size]) for key in ('height', 'width')}
+  feature['depth'] = records.int64_feature([1])
+  for key, value in features.items():
+    feature[key] = (records.bytes_feature(value.tobytes())
+                    if isinstance(value, np.ndarray) else
+                    records.int64_feature([int(value)]))
+  example = tf.train.Example(features=tf.train.Features(feature=feature))
+  return example.SerializeToString(deterministic=True)
 
 
 def single_example(image: np.ndarray, *, label: int) -> bytes:
-  """Serializes one digit in the reference's layout.
-
-  Args:
-    image: uint8 `[size, size]`.
-    label: the digit.
-
-  Returns:
-    A serialized tf.train.Example with height, width, depth, label and
-    image_raw.
-  """
-  feature = _size_features(image.shape[0])
-  feature['label'] = _int64(int(label))
-  feature['image_raw'] = records.bytes_feature(image.tobytes())
-  example = tf.train.Example(features=tf.train.Features(feature=feature))
-  return example.SerializeToString(deterministic=True)
+  """One uint8 digit `[size, size]` in the reference's layout."""
+  return _example(image.shape[0], label=label, image_raw=image)
 
 
 def multi_example(merged: np.ndarray, *, image_1: np.ndarray, label_1: int,
                   image_2: np.ndarray, label_2: int) -> bytes:
-  """Serializes one MultiMNIST pair in the reference's layout.
+  """One MultiMNIST pair in the reference's layout, uint8 `[size, size]`s.
 
-  Args:
-    merged: uint8 `[size, size]`, the clipped sum of both digits.
-    image_1: uint8 `[size, size]`, the base digit (shifted).
-    label_1: its digit.
-    image_2: uint8 `[size, size]`, the overlaid digit (shifted).
-    label_2: its digit.
-
-  Returns:
-    A serialized tf.train.Example with height, width, depth, label_1,
-    label_2, image_raw_1, image_raw_2 and merged_raw.
+  image_1 and image_2 are the shifted digits, merged their clipped sum.
   """
-  feature = _size_features(merged.shape[0])
-  feature['label_1'] = _int64(int(label_1))
-  feature['label_2'] = _int64(int(label_2))
-  feature['image_raw_1'] = records.bytes_feature(image_1.tobytes())
-  feature['image_raw_2'] = records.bytes_feature(image_2.tobytes())
-  feature['merged_raw'] = records.bytes_feature(merged.tobytes())
-  example = tf.train.Example(features=tf.train.Features(feature=feature))
-  return example.SerializeToString(deterministic=True)
+  return _example(merged.shape[0], label_1=label_1, label_2=label_2,
+                  image_raw_1=image_1, image_raw_2=image_2,
+                  merged_raw=merged)
 
 
 def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
                       filename: str, shift: int, pad: int) -> int:
   """Writes every shifted copy of every padded image to one record file.
 
-  Records come image by image, each image's copies in `all_shifts` order.
-
-  Args:
-    images: uint8 `[num_images, 28, 28]`.
-    labels: `[num_images]`.
-    filename: the record file to write.
-    shift: the maximum shift.
-    pad: zero padding on every side, before shifting.
-
-  Returns:
-    The number of records written, num_images * (2 * shift + 1)^2.
+  Records come image by image (uint8 `[num_images, 28, 28]`, each padded by
+  `pad` on every side), each image's copies in `all_shifts` order. Returns
+  the number of records written, num_images * (2 * shift + 1)^2.
   """
   shifts = all_shifts(shift).astype(np.int32)
   chunk = max(1, _CHUNK_RECORDS // len(shifts))
-  count = 0
-  with tf.io.TFRecordWriter(filename) as writer:
+
+  def examples() -> Iterator[bytes]:
     for start in range(0, len(images), chunk):
       digits = images[start:start + chunk]
       copies = canvas.place(  # [chunk * k, h, w], image by image
@@ -166,9 +113,8 @@ def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
           np.tile(shifts, (len(digits), 1)), pad=pad, shift=shift).numpy()
       for image, label in zip(copies, np.repeat(labels[start:start + chunk],
                                                 len(shifts))):
-        writer.write(single_example(image, label=label))
-        count += 1
-  return count
+        yield single_example(image, label=label)
+  return records.write_tfrecords(filename, examples())
 
 
 def _num_shards(num_records: int, max_shard: int) -> int:
@@ -200,23 +146,9 @@ def shift_write_multi_mnist(images: np.ndarray, *, labels: np.ndarray,
   same pairs in the same order, shard after shard, max_shard in each (the
   last possibly fewer), so that reading the shards in order gives the
   generated stream. (The reference put each pair in a random shard; the
-  stream is in a random order already.)
-
-  Args:
-    images: uint8 `[num_images, 28, 28]`.
-    labels: `[num_images]`.
-    file_prefix: path of the sharded file without the shard suffix.
-    shift: the maximum shift.
-    pad: zero padding on every side, before shifting.
-    max_shard: the most records per shard.
-    num_pairs: records per image.
-    seed: seed (>= 0) of the draws; the same seed writes the same files.
-
-  Returns:
-    The shard paths written.
-
-  Raises:
-    errors.ConfigError: see `canvas.MultiMnist`.
+  stream is in a random order already.) Arguments as `shift_write_mnist`
+  and `canvas.MultiMnist`; file_prefix is the path without the shard
+  suffix. Returns the shard paths written.
   """
   generator = canvas.MultiMnist(images, labels, shift=shift, pad=pad,
                                 num_pairs=num_pairs, seed=seed)
@@ -224,7 +156,6 @@ def shift_write_multi_mnist(images: np.ndarray, *, labels: np.ndarray,
       file_prefix, _num_shards(len(images) * num_pairs, max_shard))
   examples = _multi_records(generator)
   for filename in filenames:
-    with tf.io.TFRecordWriter(filename) as writer:
-      for example in itertools.islice(examples, max_shard):
-        writer.write(example)
+    files.write_atomically(filename, lambda temp: records.write_tfrecords(
+        temp, itertools.islice(examples, max_shard)))
   return filenames

@@ -7,8 +7,8 @@ lighting of each pair (`-info.mat`, `[n, 4]`), gzipped or not. Each pair
 becomes one tf.train.Example with image_raw (the `[2, 96, 96]` bytes), label,
 height, width, depth and meta (the 4 info values), in file order, in
 `{split}duo.tfrecords`. `read_tfds_split` reads the same values from
-tensorflow-datasets' smallnorb (`prepare` uses it when the original files
-are not at hand).
+tensorflow-datasets' smallnorb (`dataset.prepare` uses it when the original
+files are not at hand).
 
 `norb_convert` is the command line of these functions.
 """
@@ -20,7 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 import errors
+from input_data import prepare
 from input_data import records
+from input_data import tfds_data
 
 SPLITS = ('train', 'test')
 SMALLNORB_FILES = {
@@ -51,18 +53,10 @@ def split_filenames(split: str) -> List[str]:
 
 
 def parse_matrix(data: bytes, *, name: str) -> np.ndarray:
-  """Decodes a smallNORB binary matrix (little-endian header, then data).
+  """The uint8 or int32 matrix of a smallNORB file's bytes.
 
-  Args:
-    data: the file's bytes.
-    name: the file's name, for error messages.
-
-  Returns:
-    The matrix, uint8 or int32, shaped by the header.
-
-  Raises:
-    errors.DataError: on an unknown magic number or a file shorter than its
-      header says.
+  A little-endian header, then the data; DataError, naming the file, on an
+  unknown magic number or a file shorter than its header says.
   """
   words = np.frombuffer(data, '<i4', 2)
   magic, num_dims = int(words[0]), int(words[1])
@@ -83,25 +77,16 @@ def parse_matrix(data: bytes, *, name: str) -> np.ndarray:
 
 def read_split(split: str, *,
                data_dir: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Reads a split's images, categories and info from data_dir.
+  """uint8 images `[n, 2, 96, 96]`, int labels `[n]` and info `[n, 4]`.
 
-  Args:
-    split: 'train' or 'test'.
-    data_dir: directory of the smallnorb-*.mat files (gzipped or not).
-
-  Returns:
-    uint8 images `[n, 2, 96, 96]`, int labels `[n]` and int info `[n, 4]`.
-
-  Raises:
-    errors.MissingDataError: a file is missing; the message gives the
-      command that downloads it.
-    errors.DataError: a file is damaged, or the three files disagree on the
-      number of pairs.
+  From the smallnorb-*.mat files (gzipped or not) in data_dir:
+  MissingDataError, with the command that downloads it, for a missing one;
+  DataError for a damaged one or if the three disagree on the count.
   """
   arrays = []
   for name in split_filenames(split):
     how_to_get = f'wget -P {data_dir} {SMALLNORB_URL}{name}.gz'
-    with records.open_maybe_gzipped(os.path.join(data_dir, name),
+    with prepare.open_maybe_gzipped(os.path.join(data_dir, name),
                                     how_to_get) as f:
       arrays.append(parse_matrix(f.read(), name=name))
   images, labels, info = arrays
@@ -117,20 +102,10 @@ def read_tfds_split(split: str, *, tfds_data_dir: Optional[str] = None
 
   tensorflow-datasets stores the pairs in an order of its own, and halves
   the azimuth (0, 2, ..., 34 in the original files); it is doubled back here
-  so that the records hold the original values.
-
-  Args:
-    split: 'train' or 'test'.
-    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
-
-  Returns:
-    uint8 images `[n, 2, 96, 96]`, int labels `[n]` and int info `[n, 4]`
-    (instance, elevation, azimuth, lighting).
-
-  Raises:
-    errors.MissingDataError: see `records.load_tfds`.
+  so that the records hold the original values: instance, elevation,
+  azimuth, lighting.
   """
-  dataset = records.load_tfds('smallnorb', split, tfds_data_dir=tfds_data_dir)
+  dataset = tfds_data.load_tfds('smallnorb', split, tfds_data_dir=tfds_data_dir)
   height, width, _ = dataset.element_spec['image'].shape
   # Filled in place: the training images alone take 450 MB.
   images = np.empty((len(dataset), 2, height, width), np.uint8)
@@ -151,17 +126,7 @@ def read_tfds_split(split: str, *, tfds_data_dir: Optional[str] = None
 
 def norb_example(image: np.ndarray, *, label: int,
                  meta: Sequence[int]) -> bytes:
-  """Serializes one stereo pair.
-
-  Args:
-    image: uint8 `[depth, height, width]`.
-    label: the category.
-    meta: instance, elevation, azimuth and lighting.
-
-  Returns:
-    A serialized tf.train.Example with image_raw, label, height, width,
-    depth and meta.
-  """
+  """One uint8 stereo pair `[depth, height, width]` and its label and meta."""
   depth, height, width = image.shape
   feature = {
       'image_raw': records.bytes_feature(image.tobytes()),
@@ -179,14 +144,7 @@ def norb_example(image: np.ndarray, *, label: int,
 
 def write_records(path: str, *, images: np.ndarray, labels: np.ndarray,
                   info: np.ndarray) -> None:
-  """Writes one record per stereo pair to `path`, in order.
-
-  Args:
-    path: the record file to write.
-    images: uint8 `[n, 2, height, width]`.
-    labels: int `[n]`.
-    info: int `[n, 4]`, each pair's meta.
-  """
-  with tf.io.TFRecordWriter(path) as writer:
-    for image, label, meta in zip(images, labels, info):
-      writer.write(norb_example(image, label=label, meta=meta))
+  """Writes one record per stereo pair to `path`, in order."""
+  records.write_tfrecords(path, (norb_example(image, label=label, meta=meta)
+                                 for image, label, meta in zip(images, labels,
+                                                               info)))
