@@ -1,46 +1,35 @@
 r"""The paper's figures from a trained CapsNet checkpoint, as PNG files.
 
-Writes to --output_dir, from the test split of --data_dir:
-- `reconstructions.png` (Fig. 3): test digits above their reconstructions,
-  each titled (l, p, r): label, prediction and the class whose capsule is
-  decoded; failures twice, decoded from the prediction's and from the label's
-  capsule. One target only.
-- `perturbations.png` (Fig. 4): for a few digits, every one of the 16
-  dimensions of the label's capsule tweaked by -0.25 ... +0.25 in steps of
-  0.05 and decoded: 16 rows of 11. One target only.
-- `multimnist.png` (Fig. 5), with --num_targets=2: input pairs above the
-  reconstructions of their two predicted digits overlaid in red and green;
-  columns marked * decode a digit that is neither label nor prediction.
-- `routing.png` (Appendix A, Fig. A.1): the average change of the routing
-  logits b_ij in each routing iteration (the mean |u_hat_j|i . v_j| over the
-  first test batch), on a log scale: over training, from the checkpoints in
-  summary_dir/train/ (with --summary_dir), and at the checkpoint for up to
-  --routing_iterations iterations (more than the model trained with show
-  where routing goes on to); and for a few inputs the coupling coefficients
-  of the primary capsules to the predicted class on their grid, averaged
-  over the primary capsule types.
-- `confusion.png`: the confusion matrix of the evaluated test examples.
-- `curves.png`, with --summary_dir: training loss, training accuracy and test
-  error against the step, from the TensorBoard event files that
-  `experiment.py` writes to summary_dir/train/ and summary_dir/test/.
-
-Commands (the data as for `experiment.py`: a folder of MNIST digits, whose
-records are prepared when missing and from which MultiMNIST pairs are
-generated, or a MultiMNIST records pattern `path@N`):
-
   python -m paper.figures --checkpoint=/tmp/attempt0/train/model.ckpt-300000 \
       --data_dir=D/mnist_data/ --output_dir=/tmp/figures \
       --summary_dir=/tmp/attempt0/
   python -m paper.figures --num_targets=2 \
-      --checkpoint=/tmp/multi0/train/model.ckpt-N \
-      --data_dir=D/mnist_data/ \
+      --checkpoint=/tmp/multi0/train/model.ckpt-N --data_dir=D/mnist_data/ \
       --output_dir=/tmp/multi_figures --eval_size=10000
 
-From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`. The
+From the test split of --data_dir (as for `experiment.py`: a folder of MNIST
+digits, from which MultiMNIST pairs are generated, or a MultiMNIST records
+pattern `path@N`), to --output_dir:
+- `reconstructions.png` (Fig. 3): test digits above their reconstructions,
+  titled (label, prediction, decoded class); failures twice, decoded from
+  the prediction's and from the label's capsule.
+- `perturbations.png` (Fig. 4): each of the 16 dimensions of the label's
+  capsule of a few digits tweaked by -0.25 ... +0.25 in steps of 0.05.
+- `multimnist.png` (Fig. 5, --num_targets=2): pairs above their two
+  predicted digits' reconstructions in red and green; columns marked *
+  decode a digit that is neither label nor prediction.
+- `routing.png` (Appendix A, Fig. A.1): the average change of the routing
+  logits b_ij per routing iteration, over training (the checkpoints in
+  summary_dir/train/) and at the checkpoint for up to --routing_iterations;
+  and for a few inputs the coupling of the primary capsules to the
+  predicted class on their grid.
+- `confusion.png`: the confusion matrix of the evaluated test examples.
+- `curves.png` (--summary_dir): training loss and accuracy and test error
+  against the step, from the event files in summary_dir/train/ and test/.
+
+From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`; the
 array behind each figure comes from a function of its own
-(`reconstruction_grid`, `perturbation_grid`, `multimnist_grid`,
-`routing_statistics`, `confusion_matrix`, `training_curves`), and `plot_*`
-draws it.
+(`reconstruction_grid`, ..., `training_curves`) and `plot_*` draws it.
 """
 
 import os
@@ -171,19 +160,12 @@ def predict(evaluator: evaluation.Evaluator, *,
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *,
                      num_classes: int) -> np.ndarray:
-  """Counts of (label, predicted class), one per digit of every example.
+  """Counts of (label row, predicted column), one per digit of each example.
 
-  With one target this is the usual matrix. With two, each label found among
-  the predictions counts on the diagonal and the missed labels pair with the
-  wrong predictions in increasing order; the trace counts the digits found.
-
-  Args:
-    labels: int `[n, num_targets]`.
-    predictions: int `[n, num_targets]`.
-    num_classes: the number of classes.
-
-  Returns:
-    int64 `[num_classes, num_classes]`, rows labels, columns predictions.
+  labels and predictions are int `[n, num_targets]`. With one target this is
+  the usual matrix. With two, each label found among the predictions counts
+  on the diagonal and the missed labels pair with the wrong predictions in
+  increasing order; the trace counts the digits found.
   """
   matrix = np.zeros([num_classes, num_classes], np.int64)
   for label_row, prediction_row in zip(labels, predictions):
@@ -215,11 +197,10 @@ def take_examples(dataset: tf.data.Dataset,
   Raises:
     ValueError: no indices, or the dataset ends before the last one.
   """
-  indices = np.asarray(indices, np.int64)
-  if not indices.size:
+  if not len(indices):
     raise ValueError('no examples to take')
-  order = np.argsort(indices, kind='stable')
-  wanted = indices[order]
+  wanted, inverse = np.unique(np.asarray(indices, np.int64),
+                              return_inverse=True)
   pieces = collections.defaultdict(list)
   start = 0
   for tensors in dataset:
@@ -233,8 +214,6 @@ def take_examples(dataset: tf.data.Dataset,
   if start <= wanted[-1]:
     raise errors.DataError(f'the data holds {start} examples, fewer than '
                            f'the {wanted[-1] + 1} needed')
-  inverse = np.empty_like(order)
-  inverse[order] = np.arange(len(order))
   return {key: np.concatenate(value)[inverse] for key, value in pieces.items()}
 
 
@@ -395,11 +374,7 @@ def read_events(log_dir: str, *, tags: Optional[Iterable[str]] = None
 
   The files are read in name (time) order, so when a step appears twice (a
   resumed run) the later file wins. A TF1 simple_value (the reference's
-  scalars) is read as a scalar array.
-
-  Args:
-    log_dir: a TensorBoard log directory, e.g. summary_dir/train.
-    tags: the tags to read; None: all.
+  scalars) is read as a scalar array. tags: those to read; None: all.
   """
   values = {}
   pattern = os.path.join(log_dir, 'events.out.tfevents.*')
@@ -622,28 +597,11 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
                  routing_iterations: int = ROUTING_ITERATIONS,
                  config: run_config_lib.RunConfig = run_config_lib.RunConfig()
                 ) -> List[str]:
-  """Writes the figures of a capsule model checkpoint.
+  """Writes the figures of a capsule model checkpoint; returns their paths.
 
-  Args:
-    checkpoint: prefix of a capsule model checkpoint, e.g.
-      `.../train/model.ckpt-300000`.
-    data_dir: the MNIST data directory (for two targets the MultiMNIST test
-      pairs are generated from its digits), or MultiMNIST test records'
-      sharded pattern `path/name.tfrecords@N`.
-    output_dir: where the PNG files go (made if missing).
-    num_targets: 1 (MNIST: Fig. 3 and 4) or 2 (MultiMNIST: Fig. 5).
-    summary_dir: `experiment.py`'s summary_dir, for `curves.png` and the
-      routing over training (the checkpoints of summary_dir/train/); None:
-      neither.
-    hparams: the model's hparams; None: `default_hparams()`.
-    eval_size: test examples evaluated for the confusion matrix and to find
-      the failures shown.
-    routing_iterations: routing iterations run at the checkpoint for
-      `routing.png` (at least the model's).
-    config: the evaluation batch size and how the model computes.
-
-  Returns:
-    The paths written.
+  The arguments mean what the command's flags of the same names do
+  (`_define_flags`); hparams None: `default_hparams()`; config: the
+  evaluation batch size and how the model computes.
 
   Raises:
     errors.UserError: a missing argument, a model without decoder, bad or
@@ -732,8 +690,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer('num_targets', 1,
                        '1: MNIST figures (Fig. 3, 4); 2: MultiMNIST (Fig. 5).')
   flags.DEFINE_string('summary_dir', None,
-                      'experiment.py\'s summary_dir, for curves.png; unset: '
-                      'no curves.')
+                      'experiment.py\'s summary_dir, for curves.png and the '
+                      'routing over training; unset: neither.')
   flags.DEFINE_string('hparams_override', None,
                       'The model\'s key=value,key=value hparams, as given to '
                       'experiment.py.')

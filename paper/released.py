@@ -5,10 +5,9 @@ r"""The reference's released checkpoints: downloaded, checked and evaluated.
   python -m paper.released cifar10 --data_dir=D
   python -m paper.released cifar10 --data_dir=D --tarball=cifar_checkpoints.tar.gz
 
-The reference published two tarballs of trained checkpoints (`RELEASES`), and
-its README had users download and extract them by hand and then run
-`experiment.py --train=false` with the right flags. One command here does all
-of it:
+The reference's README had users download its two tarballs of trained
+checkpoints (`RELEASES`), extract them and run `experiment.py --train=false`
+with the right flags. This command does all of it:
 1. makes or checks the test data in --data_dir (`datasets.prepare_split`),
    so that a missing data set stops the command before a long download;
 2. downloads the tarball (`keras.utils.get_file`) from the reference's bucket
@@ -27,9 +26,8 @@ of it:
    models), which prints the reference's `Total wrong predictions: N, wrong
    percent: P%`, then the paper's number beside it.
 
-Nothing the user has is removed: a damaged cached tarball is reported with
-what to do and left in place, and the extracted folders stay in the cache
-(rerunning reuses them). From Python:
+Nothing the user has is removed: a damaged cached tarball is named with what
+to do and left in place; reruns reuse the extracted folders. From Python:
 `evaluate_release(RELEASES['mnist'], data_dir=..., cache_dir=...)`.
 """
 
@@ -40,6 +38,7 @@ if __name__ == '__main__':
   cli.quiet_tensorflow_start()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import collections
 import dataclasses
 import hashlib
 import http.client
@@ -89,34 +88,23 @@ class TarballError(errors.DataError):
 
 @dataclasses.dataclass(frozen=True)
 class Release:
-  """A tarball of one experiment's trained checkpoints.
-
-  Attributes:
-    name: the release's name on the command line.
-    experiment: what was trained: model, hparams, test data, eval size.
-    file_name: the tarball's name under the base URL.
-    checkpoint: the checkpoint prefix inside the tarball (experiment.py's
-      `--checkpoint`); with trials > 1 a pattern holding `{}` for the
-      member's index.
-    trials: checkpoints evaluated as one ensemble (`--num_trials`).
-  """
-  name: str
-  experiment: experiments.Experiment
-  file_name: str
+  """A tarball of one experiment's trained checkpoints."""
+  name: str  # On the command line.
+  experiment: experiments.Experiment  # Model, hparams, test data, eval size.
+  file_name: str  # Under the base URL.
+  # The checkpoint prefix in the tarball (experiment.py's `--checkpoint`),
+  # with trials > 1 a pattern holding `{}` for the member's index.
   checkpoint: str
-  trials: int = 1
+  trials: int = 1  # Checkpoints evaluated as one ensemble (`--num_trials`).
 
   def prefixes(self) -> List[str]:
     """The checkpoint prefixes inside the tarball, one per trial."""
     return [self.checkpoint.format(trial) for trial in range(self.trials)]
 
 
-@dataclasses.dataclass(frozen=True)
-class ReleaseResult:
-  """The wrong predictions, their share in %, the checkpoints evaluated."""
-  wrong: int
-  wrong_percent: float
-  checkpoints: List[str]
+# The wrong predictions, their share in %, the checkpoint prefixes evaluated.
+ReleaseResult = collections.namedtuple(
+    'ReleaseResult', ('wrong', 'wrong_percent', 'checkpoints'))
 
 
 # The reference README's two evaluation commands, as releases.
@@ -168,11 +156,8 @@ def download(release: Release, *, cache_dir: str,
              base_url: Optional[str] = None) -> str:
   """The release's tarball, `cache_dir/<file_name>`, downloaded unless there.
 
-  Raises:
-    errors.MissingDataError: the server cannot be reached or lacks the file;
-      the message names the URL and where to put the file.
-    errors.DataError: the download broke off or is not a tarball
-      (`TarballError`); nothing is kept.
+  Raises errors.MissingDataError when the server cannot be reached or lacks
+  the file, errors.DataError when the download broke off or is not a tarball.
   """
   path = os.path.join(cache_dir, release.file_name)
   if os.path.exists(path):
@@ -234,14 +219,9 @@ def _refuse_unsafe(tar: tarfile.TarFile, dest: str, *, label: str,
 def extract(tarball: str, *, cache_dir: str, remedy: str) -> str:
   """The folder of the tarball's files in the cache, extracted once.
 
-  The folder is named after the tarball and its sha256, so a rerun on the
-  same tarball reuses it and another tarball never mixes with it; it appears
-  only complete (extracted under a temporary name, then renamed).
-
-  Raises:
-    TarballError: the tarball does not open or holds an unsafe member; the
-      message ends with remedy.
-    errors.StorageError: the files could not be written.
+  Named after the tarball's sha256, so that a rerun on the same tarball
+  reuses it and another tarball never mixes with it; it appears complete or
+  not at all. A TarballError's message ends with remedy.
   """
   with open(tarball, 'rb') as file:
     digest = hashlib.file_digest(file, 'sha256').hexdigest()
@@ -270,13 +250,7 @@ def extract(tarball: str, *, cache_dir: str, remedy: str) -> str:
 
 def fetch(release: Release, *, cache_dir: str, tarball: Optional[str] = None,
           base_url: Optional[str] = None) -> str:
-  """The folder of the release's files, from tarball or the download.
-
-  Raises:
-    errors.MissingDataError: tarball does not exist, or see `download`.
-    TarballError: the tarball is damaged or unsafe; a cached one is named,
-      with what to do, and left where it is.
-  """
+  """The folder of the release's files, from tarball or the download."""
   if tarball:
     tarball = os.path.expanduser(tarball)
     remedy = (f'give the reference\'s {release.file_name} '
@@ -295,19 +269,10 @@ def check_checkpoints(release: Release, folder: str, *,
                       input_fn: datasets.InputFn,
                       config: run_config_lib.RunConfig = (
                           run_config_lib.RunConfig())) -> List[str]:
-  """Loads every checkpoint of the release into its model, reading no data.
+  """The checkpoints' prefixes, each loaded into the model, reading no data.
 
-  So a checkpoint that is missing or does not fit is named before the
-  evaluation starts.
-
-  Returns:
-    The checkpoints' prefixes.
-
-  Raises:
-    checkpoints.CheckpointMismatchError: a checkpoint lacks a variable of the
-      model or holds it in another shape; the message names each.
-    checkpoints.MissingCheckpointError, checkpoints.CorruptCheckpointError:
-      a checkpoint is missing or damaged.
+  Raises checkpoints.CheckpointError (or MissingCheckpointError) naming a
+  checkpoint that is missing, damaged or does not fit the model.
   """
   entry = release.experiment
   model = evaluation.Evaluator(
@@ -337,18 +302,10 @@ def evaluate_release(release: Release, *, data_dir: Optional[str],
                          run_config_lib.RunConfig())) -> ReleaseResult:
   """Fetches, checks and evaluates a release as the reference README did.
 
-  Args:
-    release: e.g. `RELEASES['cifar10']`.
-    data_dir: the data directory, as for experiment.py (unused with
-      input_fn).
-    cache_dir: where the tarball and the extracted checkpoints go.
-    summary_dir: where a single model's evaluation summaries go; None:
-      `cache_dir/eval/<name>`.
-    tarball: a copy of the tarball on disk, used instead of the download.
-    base_url: the URL of the folder holding the tarball; None:
-      `release_url`'s.
-    input_fn: the test data instead of the experiment's in data_dir.
-    config: batch size and how the model computes.
+  data_dir, cache_dir, summary_dir and tarball mean what the command's flags
+  do (`_define_flags`). base_url: the URL of the folder holding the tarball
+  (None: `release_url`'s); input_fn: the test data instead of the
+  experiment's in data_dir; config: batch size and how the model computes.
 
   Raises:
     errors.UserError: the test data or the tarball cannot be had, or the

@@ -98,23 +98,6 @@ def _cached(path: str, settings: Mapping[str, object],
   return result
 
 
-def _device() -> str:
-  """The GPUs' names, or the CPU's model and core count."""
-  gpus = tf.config.list_physical_devices('GPU')
-  if gpus:
-    names = [tf.config.experimental.get_device_details(gpu).get(
-        'device_name', gpu.name) for gpu in gpus]
-    return ', '.join(names)
-  model = 'CPU'
-  if os.path.exists('/proc/cpuinfo'):
-    with open('/proc/cpuinfo') as cpuinfo:
-      for line in cpuinfo:
-        if line.startswith('model name'):
-          model = line.partition(':')[2].strip()
-          break
-  return f'{model}, {os.cpu_count()} cores'
-
-
 def _test_datasets(entry: experiments_lib.Experiment) -> List[str]:
   """Every data set whose test split the entry evaluates, the main one first."""
   return [entry.test_dataset or entry.dataset] + [
@@ -192,7 +175,8 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
   return dict(seed=seed, error=result.wrong_percent, wrong=result.wrong,
               other_errors=other_errors, step=step, start_step=start_step,
               checkpoint=checkpoint, train_seconds=train_seconds,
-              eval_seconds=time.monotonic() - start, device=_device())
+              eval_seconds=time.monotonic() - start,
+              device=devices.describe(config).removeprefix('Devices: '))
 
 
 def _run_ensemble(entry: experiments_lib.Experiment, *, hparams,
