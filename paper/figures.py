@@ -139,16 +139,11 @@ def predict(evaluator: evaluation.Evaluator, *,
             eval_size: int) -> Predictions:
   """The predictions for the first eval_size examples of the test split."""
   labels, logits = [], []
-  num_examples = 0
-  for tensors in evaluator.dataset:
-    if num_examples >= eval_size:
-      break
-    size = min(int(tensors['images'].shape[0]), eval_size - num_examples)
-    tensors = {key: value[:size] for key, value in tensors.items()}
+  for tensors in evaluator.dataset.unbatch().take(eval_size).batch(
+      evaluator.config.eval_batch_size):
     labels.append(_labels(tensors, evaluator.shape.num_targets))
     logits.append(evaluator.logits(tensors).numpy())
-    num_examples += size
-  if not num_examples:
+  if not labels:
     raise errors.DataError('the test data holds no examples')
   labels = np.concatenate(labels)
   predictions = _top_classes(np.concatenate(logits),

@@ -17,12 +17,8 @@ anything trains.
 
 Rerunning resumes: a seed whose result file records the same settings is
 skipped, an unfinished one continues from its newest checkpoint, and a larger
-`--max_steps` (the table marks such runs reduced) continues every seed, e.g.
-Table 1 at reduced scale:
-
-  python -m paper.reproduce --data_dir=D --output_dir=/tmp/table1 \
-      --max_steps=3000 --seeds=2 \
-      --experiment=mnist_baseline,mnist_r1,mnist_r1_recon,mnist_r3,mnist_r3_recon
+`--max_steps` (the table marks such runs reduced; paper/experiments.py has
+the commands) continues every seed.
 
 The command makes TensorFlow's ops deterministic, so that a seed gives the
 same result on the same machine (slower on GPUs). Generated data sets
