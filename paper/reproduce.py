@@ -78,11 +78,8 @@ def _write_text(path: str, text: str) -> None:
 
 def _cached(path: str, settings: Mapping[str, object],
             compute: Callable[[], Dict[str, object]]) -> Dict[str, object]:
-  """The result stored at path for these settings, else compute()'s, stored.
-
-  The file holds the settings it was computed with; one with other settings
-  (say a smaller max_steps) is recomputed and replaced.
-  """
+  """The result stored at path with these settings, else compute()'s, stored
+  with them (replacing one of other settings, say a smaller max_steps)."""
   if os.path.exists(path):
     with open(path) as file:
       stored = json.load(file)
@@ -98,16 +95,6 @@ def _test_datasets(entry: experiments_lib.Experiment) -> List[str]:
   """Every data set whose test split the entry evaluates, the main one first."""
   return [entry.test_dataset or entry.dataset] + [
       other.dataset for other in entry.other_tests]
-
-
-def _check_available(entry: experiments_lib.Experiment) -> None:
-  """Raises ConfigError when datasets.py lacks a data set the entry needs."""
-  for dataset in [entry.dataset] + _test_datasets(entry):
-    if dataset not in datasets.DATASETS:
-      raise errors.ConfigError(
-          f'experiment {entry.name} needs the data set {dataset!r}, which '
-          f'input_data/datasets.py does not provide yet (it has '
-          f'{", ".join(datasets.DATASETS)})')
 
 
 def _prepare_data(entry: experiments_lib.Experiment, *, data_dir: str) -> None:
@@ -154,20 +141,19 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
   checkpoint = os.path.join(summary_dir, 'train',
                             f'{checkpoints.PREFIX}-{step}')
   start = time.monotonic()
-  [result] = evaluation.evaluate(
+  evaluate = lambda summary_dir, **kwargs: evaluation.evaluate(
       hparams, summary_dir=summary_dir, model_type=entry.model,
-      eval_size=eval_size, input_fn=test_fn, num_targets=entry.num_targets,
-      checkpoint=checkpoint, config=config)
+      checkpoint=checkpoint, config=config, **kwargs)[0]
+  result = evaluate(summary_dir, eval_size=eval_size, input_fn=test_fn,
+                    num_targets=entry.num_targets)
   other_errors = {}
   for other in entry.other_tests:
     print(f'Also on the {other.dataset} test set:', flush=True)
-    [other_result] = evaluation.evaluate(
-        hparams, summary_dir=os.path.join(summary_dir, other.dataset),
-        model_type=entry.model, eval_size=min(other.eval_size, eval_size),
+    size = min(other.eval_size, eval_size)
+    other_errors[other.dataset] = evaluate(
+        os.path.join(summary_dir, other.dataset), eval_size=size,
         input_fn=datasets.input_fn(other.dataset, data_dir=data_dir,
-                                   eval_size=min(other.eval_size, eval_size)),
-        checkpoint=checkpoint, config=config)
-    other_errors[other.dataset] = other_result.wrong_percent
+                                   eval_size=size)).wrong_percent
   return dict(seed=seed, error=result.wrong_percent, wrong=result.wrong,
               other_errors=other_errors, step=step, start_step=start_step,
               checkpoint=checkpoint, train_seconds=train_seconds,
@@ -234,7 +220,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
         dict(settings, seeds=num_seeds), lambda: _run_ensemble(
             entry, hparams=hparams, data_dir=data_dir, output_dir=output_dir,
             steps=steps, eval_size=eval_size, config=config))
-  errors = [run['error'] for run in runs]
+  seed_errors = [run['error'] for run in runs]
   other_tests = []
   for other in entry.other_tests:
     other_errors = [run['other_errors'][other.dataset] for run in runs]
@@ -253,7 +239,8 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
       notes=entry.notes, eval_size=eval_size,
       seeds=[{key: value for key, value in run.items() if key != 'settings'}
              for run in runs],
-      errors=errors, mean=float(np.mean(errors)), std=float(np.std(errors)),
+      errors=seed_errors, mean=float(np.mean(seed_errors)),
+      std=float(np.std(seed_errors)),
       ensemble_error=ensemble['error'] if ensemble else None,
       other_tests=other_tests,
       steps=steps_done, paper_steps=entry.steps,
@@ -352,7 +339,12 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
         'no experiment given: pass --experiment=NAME[,NAME...] (--list '
         'shows them)')
   for entry in entries:
-    _check_available(entry)
+    for dataset in [entry.dataset] + _test_datasets(entry):
+      if dataset not in datasets.DATASETS:
+        raise errors.ConfigError(
+            f'experiment {entry.name} needs the data set {dataset!r}, which '
+            f'input_data/datasets.py does not provide yet (it has '
+            f'{", ".join(datasets.DATASETS)})')
   for entry in entries:
     _prepare_data(entry, data_dir=data_dir)
   os.makedirs(output_dir, exist_ok=True)
