@@ -1,10 +1,10 @@
 r"""The paper's results, one named experiment each.
 
-Every entry says what to train (model, hparams, data, steps), how to evaluate
-it, and the number the paper reports: the test error in %, with its std
-where the paper gives one. `python -m paper.reproduce` runs them
-(`--list` prints this table); the numbers are those of ../shared/PAPER.md
-(Sabour, Frosst, Hinton 2017 and the reference code's README).
+Each configuration is written once, here: what to train (model, hparams,
+data, steps), how to evaluate it, and the paper's number, those of
+../shared/PAPER.md (Sabour, Frosst, Hinton 2017 and the reference README).
+`python -m paper.reproduce` runs them (`--list` prints this table);
+paper/released.py and benchmarks/ take their configurations from `get`.
 
 Table 1, MNIST (3 seeds each, the paper's mean +- std over 3 trials):
 
