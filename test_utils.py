@@ -109,16 +109,8 @@ def file_bytes(directory) -> Dict[str, bytes]:
 
 def events(log_dir: str) -> Dict[str, Dict[int, np.ndarray]]:
   """{tag: {step: value}} of the summaries in a directory's event files."""
-  values = {}
-  for name in sorted(tf.io.gfile.listdir(log_dir)):
-    if not name.startswith('events.out.tfevents'):
-      continue
-    for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
-      event = tf.compat.v1.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        values.setdefault(value.tag, {})[event.step] = tf.make_ndarray(
-            value.tensor)
-  return values
+  from paper import figures  # pylint: disable=g-import-not-at-top
+  return figures.read_events(log_dir)
 
 
 def wrong_line(wrong: int, percent: float) -> str:
