@@ -1,43 +1,26 @@
 """Training and evaluation speed of the models against the machine's peak.
 
 For each configuration it times, after a warm-up, the training step that
-training runs (`models.training.Trainer.run`, one step per call, at the
-global batch of `RunConfig`, 128) and the evaluation step
-(`models.evaluation.Evaluator.counts`, batch 100) on random data on the
-default device, with the run configuration `experiment.py` resolves on this
-machine (`devices.resolve_run_config`), and prints the median seconds per
-step (and the fastest), examples per second, the model FLOPs of one step,
-the achieved GFLOP/s and the model FLOP utilization: achieved GFLOP/s over
-the float32 matrix-multiply peak of this machine, measured in the same
-process. With `--loop` it also times the training loop users run,
-`models.training.train` on the full MNIST CapsNet (a random batch in memory,
-summaries written every step, 100 steps per compiled call), after its first
-100 steps, beside the bare step timed just before and after it.
-It ends with the peak memory of a full MNIST training step, measured first,
-in a fresh subprocess: its peak resident set (Linux `VmHWM`, else
-`ru_maxrss`) and, on a GPU, the allocator's peak. Every timing is printed
-with the 1-minute load average, since other processes on the machine slow it
-down (this process alone brings it towards 2 on a 2-core machine).
+training runs (`models.training.Trainer.run`, one step per call, global batch
+128) and the evaluation step (`models.evaluation.Evaluator.counts`, batch 100)
+on random data, with the run configuration `experiment.py` resolves on this
+machine, and prints seconds per step, examples per second, the model FLOPs
+of a step (`forward_flops`, docs/speed.md), the achieved GFLOP/s and the
+model FLOP utilization against the float32 matrix-multiply peak measured in
+the same process. `--loop` also times the loop users run,
+`models.training.train`, beside the bare step. Last comes the peak memory of
+a full MNIST training step, measured first in a fresh subprocess. Every
+timing is printed with the 1-minute load average: other processes slow the
+machine down (this one alone brings it towards 2 on 2 cores).
 
   python -m benchmarks.benchmark
   python -m benchmarks.benchmark --configs mnist --repeats 20
   python -m benchmarks.benchmark --compute_dtype bfloat16
   python -m benchmarks.benchmark --configs mnist --loop
 
-Model FLOPs are counted analytically (`forward_flops`): 2 multiply-adds per
-weight use of the convolutions (`2 * N * Ho * Wo * k * k * Cin * Cout`), the
-fully connected and capsule vote products, and the two contractions of each
-routing iteration (the weighted sum of the votes and, except in the last
-iteration, the agreement: the last one's logits are never used, and XLA
-drops it). Elementwise work (squash, softmax, ReLU, pooling,
-losses, Adam) is not counted. A training step counts 3x the forward FLOPs
-(forward, gradient of the inputs, gradient of the weights), the usual
-convention, although the gradient of the images is never computed: this
-overstates the MNIST CapsNet step by the 1.4% of conv1. These are the FLOPs
-of the direct convolution; the capsule models' primary capsules multiply in
-the frequency domain (`layers/fourier.py`), a fifth of those multiplications
-for MNIST, so their utilization can pass 100%: it compares the step with
-the direct algorithm run at the peak, not how busy the multipliers are.
+The FLOPs are the direct convolution's: the capsule models' primary capsules
+multiply in the frequency domain (`layers/fourier.py`), a fifth of those
+multiplications for MNIST, so their utilization can pass 100%.
 """
 
 import argparse
@@ -46,11 +29,9 @@ import dataclasses
 import io
 import json
 import os
-import re
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +39,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
+from benchmarks import compare
 from layers import variables as layer_variables
 from models import capsule_model
 from models import conv_model
@@ -68,10 +50,14 @@ from models import model as model_lib
 from models import registry
 from models import run_config as run_config_lib
 from models import training
+from paper import experiments
 
 NUM_CLASSES = 10
 WARMUP_STEPS = 2
 DEFAULT_REPEATS = 10
+# Forward, gradient of the inputs, gradient of the weights: the usual
+# convention, although the images' gradient is never computed (it overstates
+# the MNIST CapsNet step by conv1's 1.4%).
 TRAINING_FLOPS_FACTOR = 3
 # The goal for a float32 MNIST training step as training runs it, with its
 # tf.data input iterator: the step alone peaked at 1.43-1.51 GiB, the
@@ -92,10 +78,17 @@ class Config:
   depth: int
 
 
+def _experiment(name: str, experiment: str, *, height: int,
+                depth: int) -> Config:
+  """The model and hparams of a `paper.experiments` entry."""
+  entry = experiments.get(experiment)
+  return Config(name, entry.model, entry.hparams, height, depth)
+
+
 CONFIGS = {config.name: config for config in (
-    Config('mnist', 'capsule', '', 28, 1),
-    Config('cifar10', 'capsule',
-           'num_prime_capsules=64,padding=SAME,leaky=true,remake=false', 24, 3),
+    _experiment('mnist', 'mnist_r3_recon', height=28, depth=1),
+    _experiment('cifar10', 'cifar10_ensemble', height=24, depth=3),
+    # No experiment trains the reference's baseline at its defaults on MNIST.
     Config('baseline', 'baseline', '', 28, 1),
 )}
 
@@ -160,11 +153,6 @@ def forward_flops(config: Config) -> int:
   return count(hparams(config), config.height, config.depth)
 
 
-def data_shape(config: Config) -> model_lib.DataShape:
-  return model_lib.DataShape(height=config.height, depth=config.depth,
-                             num_classes=NUM_CLASSES, num_targets=1)
-
-
 def random_batch(config: Config, *, batch: int,
                  seed: int = 0) -> Dict[str, tf.Tensor]:
   """A random batch of the readers' tensors, on the default device."""
@@ -176,32 +164,14 @@ def random_batch(config: Config, *, batch: int,
               recons_image=images, recons_label=labels)
 
 
-def run_config(compute_dtype: str, **settings) -> run_config_lib.RunConfig:
-  """The run configuration `experiment.py` resolves on this machine."""
-  return devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
-
-
 def trainer(config: Config, *, compute_dtype: str,
             **settings) -> training.Trainer:
   """The training step of `config`'s model, built as training builds it."""
-  run = run_config(compute_dtype, **settings)
+  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  shape = model_lib.DataShape(config.height, config.depth, NUM_CLASSES)
   model = registry.build_model(hparams(config), model_type=config.model,
-                               shape=data_shape(config), config=run)
-  return training.Trainer(model, shape=data_shape(config), config=run)
-
-
-def evaluator(config: Config, *, compute_dtype: str,
-              **settings) -> evaluation.Evaluator:
-  """The evaluation step of `config`'s model, on one random batch."""
-  run = run_config(compute_dtype, **settings)
-  tensors = random_batch(config, batch=run.eval_batch_size)
-
-  def input_fn(split, batch_size, input_context=None):
-    del split, batch_size, input_context  # One batch.
-    return tf.data.Dataset.from_tensors(tensors)
-
-  return evaluation.Evaluator(hparams(config), model_type=config.model,
-                              input_fn=input_fn, config=run)
+                               shape=shape, config=run)
+  return training.Trainer(model, shape=shape, config=run)
 
 
 def train_step(config: Config, *, compute_dtype: str,
@@ -216,9 +186,12 @@ def train_step(config: Config, *, compute_dtype: str,
 def eval_step(config: Config, *, compute_dtype: str,
               **settings) -> Callable[[], object]:
   """One evaluation step per call, on a random batch."""
-  step_evaluator = evaluator(config, compute_dtype=compute_dtype, **settings)
-  tensors = next(iter(step_evaluator.dataset))
-  return lambda: step_evaluator.counts(tensors)
+  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  tensors = random_batch(config, batch=run.eval_batch_size)
+  evaluator = evaluation.Evaluator(
+      hparams(config), model_type=config.model, config=run,
+      input_fn=lambda *_, **__: tf.data.Dataset.from_tensors(tensors))
+  return lambda: evaluator.counts(tensors)
 
 
 def run(step: Callable[[], object]) -> None:
@@ -273,44 +246,56 @@ class Timing:
   def median(self) -> float:
     return statistics.median(self.seconds)
 
+  def utilization(self, peak: float) -> float:
+    """Model FLOP utilization against a peak in FLOP/s."""
+    return self.flops / self.median / peak
 
-def benchmark(config: Config, *, compute_dtype: str, repeats: int,
-              **settings) -> List[Timing]:
-  """Times the training and evaluation steps of one configuration.
+
+# Per step kind: the step, its factor on the forward FLOPs, its batch's field.
+_STEPS = {'train': (train_step, TRAINING_FLOPS_FACTOR, 'train_batch_size'),
+          'eval': (eval_step, 1, 'eval_batch_size')}
+
+
+def time_step(config: Config, step: str, *, compute_dtype: str, repeats: int,
+              **settings) -> Timing:
+  """Times `repeats` calls of config's 'train' or 'eval' step.
 
   Args:
     config: the model and its input size.
+    step: a key of `_STEPS`.
     compute_dtype: as for `devices.resolve_run_config`.
-    repeats: timed calls of each step.
+    repeats: timed calls, after the warm-up.
     **settings: other `RunConfig` fields (e.g. batch sizes).
   """
-  flops = forward_flops(config)
-  run = run_config(compute_dtype, **settings)
-  timings = []
-  for step, batch, make_step, factor in (
-      ('train', run.train_batch_size, train_step, TRAINING_FLOPS_FACTOR),
-      ('eval', run.eval_batch_size, eval_step, 1)):
-    seconds = time_calls(
-        make_step(config, compute_dtype=compute_dtype, **settings),
-        repeats=repeats)
-    timings.append(Timing(config.name, step, batch, seconds,
-                          factor * batch * flops, load()))
-  return timings
+  make_step, factor, batch_field = _STEPS[step]
+  batch = getattr(devices.resolve_run_config(compute_dtype=compute_dtype,
+                                             **settings), batch_field)
+  seconds = time_calls(make_step(config, compute_dtype=compute_dtype,
+                                 **settings), repeats=repeats)
+  return Timing(config.name, step, batch, seconds,
+                factor * batch * forward_flops(config), load())
+
+
+def benchmark(config: Config, **kwargs) -> List[Timing]:
+  """The training and the evaluation step's `time_step`."""
+  return [time_step(config, step, **kwargs) for step in _STEPS]
 
 
 def training_loop(config: Config, *, compute_dtype: str, windows: int,
                   **settings) -> List[float]:
-  """Seconds per step of `training.train`'s loop, one per log interval.
+  """Seconds per step of `training.train`'s loop, one per compiled call.
 
-  The loop users run (the summaries of every step written to a temporary
+  The loop users run (summaries of every step written to a temporary
   summary_dir, `log_every_steps` steps per compiled call) on a random batch
-  held in memory, repeated by `tf.data`; the seconds come from its progress
-  lines. The first interval, which traces the loop, is not counted; nor is
-  the one checkpoint, written after the last.
+  held in memory, repeated by `tf.data`, for `windows` calls after the first,
+  which traces the loop and is not counted.
   """
-  every = run_config(compute_dtype, **settings).log_every_steps
+  every = devices.resolve_run_config(compute_dtype=compute_dtype,
+                                     **settings).log_every_steps
   max_steps = every * (windows + 1)
-  run = run_config(compute_dtype, save_step=max_steps, **settings)
+  # One checkpoint, after the last call.
+  run = devices.resolve_run_config(compute_dtype=compute_dtype,
+                                   save_step=max_steps, **settings)
   tensors = random_batch(config, batch=run.train_batch_size)
 
   def input_fn(split, batch_size, input_context=None):
@@ -318,16 +303,13 @@ def training_loop(config: Config, *, compute_dtype: str, windows: int,
     assert batch_size == run.train_batch_size, batch_size
     return tf.data.Dataset.from_tensors(tensors).repeat()
 
-  output = io.StringIO()
   with tempfile.TemporaryDirectory() as summary_dir:
-    with contextlib.redirect_stdout(output):
-      training.train(hparams(config), summary_dir=summary_dir,
-                     model_type=config.model, max_steps=max_steps,
-                     input_fn=input_fn, config=run)
-  rates = re.findall(r'^step (\d+): .*, ([\d.]+) examples/s', output.getvalue(),
-                     re.M)
-  return [run.train_batch_size / float(rate)
-          for step, rate in rates if int(step) > every]
+    with contextlib.redirect_stdout(io.StringIO()):  # Its progress lines.
+      trained = training.train(hparams(config), summary_dir=summary_dir,
+                               model_type=config.model, max_steps=max_steps,
+                               input_fn=input_fn, config=run)
+  return [seconds / steps_run for step, steps_run, seconds in trained.intervals
+          if step > every]
 
 
 def _print_loop(config: Config, *, compute_dtype: str, repeats: int) -> None:
@@ -347,11 +329,11 @@ def _print_loop(config: Config, *, compute_dtype: str, repeats: int) -> None:
 
 
 def _format(timing: Timing, peak: float) -> str:
-  achieved = timing.flops / timing.median
   return (f'{timing.config:9s} {timing.step:5s} {timing.batch:5d} '
           f'{timing.median:9.3f} {min(timing.seconds):8.3f} '
           f'{timing.batch / timing.median:9.1f} {timing.flops / 1e9:8.1f} '
-          f'{achieved / 1e9:8.1f} {achieved / peak:6.1%} {timing.load:5.2f}')
+          f'{timing.flops / timing.median / 1e9:8.1f} '
+          f'{timing.utilization(peak):6.1%} {timing.load:5.2f}')
 
 
 def peak_rss() -> int:
@@ -386,17 +368,11 @@ def peak_memory(config: Config, *, compute_dtype: str,
   return peak
 
 
-def run_json_subprocess(module: str, *args: str) -> Dict:
-  """Runs `python -m module args` in a fresh Python; its last line as JSON."""
-  output = subprocess.run([sys.executable, '-m', module, *args], check=True,
-                          capture_output=True, text=True).stdout
-  return json.loads(output.strip().splitlines()[-1])
-
-
-def _peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
+def peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
   """`peak_memory` of full MNIST in a fresh Python, which nothing else grew."""
-  return run_json_subprocess('benchmarks.benchmark', '--memory_probe',
-                             '--compute_dtype', compute_dtype)
+  return compare.json_line([sys.executable, '-m', 'benchmarks.benchmark',
+                            '--memory_probe', '--compute_dtype',
+                            compute_dtype])
 
 
 def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -450,10 +426,11 @@ def main(argv: Optional[List[str]] = None) -> None:
   if unknown:
     raise SystemExit(f'unknown configs {unknown}; use {", ".join(CONFIGS)}')
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
-  print(devices.describe(run_config(args.compute_dtype)))
+  print(devices.describe(devices.resolve_run_config(
+      compute_dtype=args.compute_dtype)))
   print(f'TensorFlow {tf.__version__}, {args.repeats} repeats')
   # First, while nothing else runs: the probe is a process of its own.
-  memory = None if args.skip_memory else _peak_memory_in_subprocess(
+  memory = None if args.skip_memory else peak_memory_in_subprocess(
       args.compute_dtype)
   peak = _print_peaks(args.compute_dtype)
   print('config    step  batch  median_s    min_s   examp/s  GFLOP/st'

@@ -3,6 +3,7 @@
 import os
 import sys
 import time
+import types
 from unittest import mock
 
 import pytest
@@ -92,16 +93,26 @@ def test_benchmark_times_both_steps():
   assert [len(t.seconds) for t in timings] == [2, 2]
 
 
-def test_training_loop_reads_its_progress_lines():
-  """Windows of 2 steps; each call of the loop lasts 1 s on a fake clock."""
-  clock = iter(range(1000))
-  with mock.patch.object(training.time, 'time',
-                         lambda: float(next(clock))):
+def test_training_loop_times_each_call_after_the_first(capsys):
+  """Calls of 2 steps: the first (the trace) is left out."""
+  calls = []
+
+  def train(hparams, *, summary_dir, model_type, max_steps, input_fn, config):
+    calls.append((hparams.num_prime_capsules, model_type, max_steps,
+                  config.save_step, config.log_every_steps))
+    batch = next(iter(input_fn('train', config.train_batch_size)))
+    assert batch['images'].shape == (config.train_batch_size, 1, 20, 20)
+    print(f'step 6 in {summary_dir}')  # Not on the benchmark's output.
+    # A call of 1 step: a float16 step skipped on overflow.
+    return types.SimpleNamespace(step=6, intervals=[
+        (2, 2, 9.0), (4, 2, 1.0), (5, 1, 0.75), (6, 1, 0.5)])
+
+  with mock.patch.object(training, 'train', train):
     seconds = benchmark.training_loop(_TINY, compute_dtype='float32',
                                       windows=2, log_every_steps=2)
-  # 1 s for 2 steps: 128 / 0.5 = 256.0 examples/s, read back as 0.5 s; the
-  # first window (the trace) is left out.
-  assert seconds == [0.5, 0.5]
+  assert calls == [(2, 'capsule', 6, 6, 2)]
+  assert seconds == [0.5, 0.75, 0.5]
+  assert not capsys.readouterr().out
 
 
 def test_profile_groups_the_ops_of_a_real_step():

@@ -1,12 +1,14 @@
-"""The ablation's variants compute the baseline's numbers, by their own ops."""
+"""The round-robin harness, and the variants it times computing the
+baseline's numbers by their own ops."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import ablation
 from benchmarks import benchmark
+from benchmarks import compare
+from layers import layers
 from models import model as model_lib
 
 # Leaky routing on SAME padding (the plain routing on VALID padding is the
@@ -48,19 +50,52 @@ def _assert_close(actual, expected):
                                atol=1e-5 * max(np.abs(e).max(), 1e-3))
 
 
-@pytest.mark.parametrize('variant', [variant for variant in ablation.VARIANTS
-                                     if variant != ablation.BASELINE])
+@pytest.mark.parametrize('variant', [
+    variant for variant in layers.CONV_IMPLEMENTATIONS
+    if variant != compare.BASELINE])
 def test_variant_matches_the_baseline(variant):
-  loss, grads, weights, convolutions = _two_steps(_CONFIG, ablation.BASELINE)
+  loss, grads, weights, convolutions = _two_steps(_CONFIG, compare.BASELINE)
   new_loss, new_grads, new_weights, new_convolutions = _two_steps(_CONFIG,
                                                                   variant)
-  assert convolutions == {ablation.BASELINE}
+  assert convolutions == {compare.BASELINE}
   assert new_convolutions == {variant}
   np.testing.assert_allclose(new_loss, loss, rtol=1e-5)
   _assert_close(new_grads, grads)
   _assert_close(new_weights, weights)
 
 
-def test_unknown_variant_is_rejected():
+def test_unknown_variant_is_rejected(capsys):
   with pytest.raises(SystemExit):
-    ablation.main(['--variants', 'native,winograd'])
+    compare.main(['--variants', 'native,winograd'])
+  assert 'unknown variants winograd' in capsys.readouterr().err
+
+
+def test_command_needs_data_and_no_variants():
+  for argv in (['--command'],
+               ['--command', '--data_dir=d', '--variants=native']):
+    with pytest.raises(SystemExit):
+      compare.main(argv)
+
+
+def test_rounds_alternate_and_the_table_compares_medians(capsys):
+  calls = []
+
+  def measure(name, seconds):
+    def call():
+      calls.append(name)
+      return {'train': seconds.pop(0)}
+    return call
+
+  results = compare.alternate(
+      {'new': measure('new', [1.0, 3.0, 2.0]),
+       'old': measure('old', [4.0, 4.0, 8.0])}, rounds=3)
+  assert calls == ['new', 'old'] * 3
+  assert results == {'new': {'train': [1.0, 3.0, 2.0]},
+                     'old': {'train': [4.0, 4.0, 8.0]}}
+  assert capsys.readouterr().out.splitlines()[0].startswith(
+      'round 1: new train 1.000, old train 4.000 (load ')
+  # Medians 2 and 4: new takes 0.5 of old's time.
+  header, new, old = compare.table(results, reference='old')
+  assert header.split() == ['train', 'range', '/', 'old']
+  assert new.split() == ['new', '2.000', '[', '1.000,', '3.000]', '0.500']
+  assert old.split() == ['old', '4.000', '[', '4.000,', '8.000]', '1.000']
