@@ -18,9 +18,9 @@ machine down (this one alone brings it towards 2 on 2 cores).
   python -m benchmarks.benchmark --compute_dtype bfloat16
   python -m benchmarks.benchmark --configs mnist --loop
 
-The FLOPs are the direct convolution's: the capsule models' primary capsules
-multiply in the frequency domain (`layers/fourier.py`), a fifth of those
-multiplications for MNIST, so their utilization can pass 100%.
+The FLOPs are those of the convolution the step runs: on CPUs the primary
+capsules' Fourier convolution (`layers/fourier.py`) does a quarter of the
+direct convolution's.
 """
 
 import argparse
@@ -98,17 +98,30 @@ def hparams(config: Config):
 
 
 def _conv(height: int, *, kernel: int, in_channels: int, out_channels: int,
-          stride: int, padding: str) -> Tuple[int, int]:
-  """FLOPs per example of a square convolution, and its output height."""
+          stride: int, padding: str, fourier: bool = False) -> Tuple[int, int]:
+  """FLOPs per example of a square convolution, and its output height.
+
+  fourier: the matrix products of `layers.fourier.conv2d` rather than the
+  direct convolution's. Its kernel DFTs, once per batch, are not counted,
+  nor what its backward pass makes twice: a lower bound.
+  """
   if padding == 'SAME':
     out_height = -(-height // stride)
   else:
     out_height = (height - kernel) // stride + 1
-  flops = 2 * out_height**2 * kernel**2 * in_channels * out_channels
-  return flops, out_height
+  if not fourier:
+    flops = 2 * out_height**2 * kernel**2 * in_channels * out_channels
+    return flops, out_height
+  length = (out_height - 1) * stride + kernel  # Of the DFTs.
+  half = length // 2 + 1  # Frequencies kept along the width.
+  return 2 * (2 * half * height**2 * in_channels +  # The image's DFTs,
+              3 * length * 2 * height * half * in_channels +
+              3 * length * half * in_channels * out_channels +  # products,
+              2 * out_height * 3 * length * half * out_channels +  # inverse
+              out_height**2 * 2 * half * out_channels), out_height  # DFTs.
 
 
-def _capsule_flops(hparams, height: int, depth: int) -> int:
+def _capsule_flops(hparams, height: int, depth: int, fourier: bool) -> int:
   """Forward FLOPs per example of CapsuleModel (one reconstruction target)."""
   conv1, conv1_height = _conv(
       height, kernel=capsule_model.CONV1_KERNEL, in_channels=depth,
@@ -118,7 +131,8 @@ def _capsule_flops(hparams, height: int, depth: int) -> int:
   primary, prime_height = _conv(
       conv1_height, kernel=capsule_model.PRIME_KERNEL,
       in_channels=hparams.conv1_channels, out_channels=prime_channels,
-      stride=capsule_model.PRIME_STRIDE, padding=hparams.padding)
+      stride=capsule_model.PRIME_STRIDE, padding=hparams.padding,
+      fourier=fourier)
   num_inputs = hparams.num_prime_capsules * prime_height**2
   class_width = NUM_CLASSES * hparams.digit_capsule_atoms
   votes = 2 * num_inputs * hparams.prime_capsule_atoms * class_width
@@ -133,8 +147,9 @@ def _capsule_flops(hparams, height: int, depth: int) -> int:
   return conv1 + primary + votes + routing + recons
 
 
-def _baseline_flops(hparams, height: int, depth: int) -> int:
-  """Forward FLOPs per example of ConvModel."""
+def _baseline_flops(hparams, height: int, depth: int, fourier: bool) -> int:
+  """Forward FLOPs per example of ConvModel (fourier: no capsules, unused)."""
+  del fourier
   flops, in_channels = 0, depth
   for channels in conv_model.CONV_CHANNELS:
     conv, height = _conv(height, kernel=conv_model.CONV_KERNEL,
@@ -147,10 +162,12 @@ def _baseline_flops(hparams, height: int, depth: int) -> int:
                       conv_model.FC1_UNITS * NUM_CLASSES)
 
 
-def forward_flops(config: Config) -> int:
-  """Model FLOPs of the forward pass of one example."""
+def forward_flops(config: Config, conv_implementation: str = 'native') -> int:
+  """Model FLOPs of the forward pass of one example, the primary capsules
+  convolving by `conv_implementation` (`RunConfig`'s)."""
   count = _capsule_flops if config.model == 'capsule' else _baseline_flops
-  return count(hparams(config), config.height, config.depth)
+  return count(hparams(config), config.height, config.depth,
+               conv_implementation == 'fourier')
 
 
 def random_batch(config: Config, *, batch: int,
@@ -268,12 +285,13 @@ def time_step(config: Config, step: str, *, compute_dtype: str, repeats: int,
     **settings: other `RunConfig` fields (e.g. batch sizes).
   """
   make_step, factor, batch_field = _STEPS[step]
-  batch = getattr(devices.resolve_run_config(compute_dtype=compute_dtype,
-                                             **settings), batch_field)
+  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  batch = getattr(run, batch_field)
   seconds = time_calls(make_step(config, compute_dtype=compute_dtype,
                                  **settings), repeats=repeats)
-  return Timing(config.name, step, batch, seconds,
-                factor * batch * forward_flops(config), load())
+  flops = forward_flops(config, run.conv_implementation)
+  return Timing(config.name, step, batch, seconds, factor * batch * flops,
+                load())
 
 
 def benchmark(config: Config, **kwargs) -> List[Timing]:

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from benchmarks import benchmark
 from benchmarks import step_profile
+from models import devices
 from models import training
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
@@ -37,6 +38,32 @@ def test_full_mnist_flops():
   assert benchmark.forward_flops(benchmark.CONFIGS['mnist']) == expected
   # The 156 GFLOP of a training step of 128 images.
   assert round(3 * 128 * expected / 1e9) == 156
+
+
+def test_full_mnist_flops_of_the_fourier_convolution():
+  # The primary capsules by `layers.fourier.conv2d`: 20x20 -> 6x6, DFT
+  # length 5*2 + 9 = 19, 19 // 2 + 1 = 10 frequencies along the width:
+  # width DFT 2 * 20 * 20*20 * 256 = 4,096,000; height DFT (Gauss's 3
+  # stacks) 2 * 3*19 * 2*20 * 10 * 256 = 11,673,600; frequency products
+  # 2 * 3 * 19*10 * 256*256 = 74,711,040; inverse along the height
+  # 2 * 2*6 * 3*19 * 10 * 256 = 3,502,080, along the width
+  # 2 * 6*6 * 20 * 256 = 368,640. A quarter of the direct 382,205,952.
+  primary = 4_096_000 + 11_673_600 + 74_711_040 + 3_502_080 + 368_640
+  expected = 16_588_800 + primary + 2_949_120 + 1_843_200 + 2_818_048
+  assert benchmark.forward_flops(benchmark.CONFIGS['mnist'],
+                                 conv_implementation='fourier') == expected
+
+
+def test_utilization_counts_the_convolution_that_ran():
+  # On this CPU the step ran the Fourier convolution: a step counted in the
+  # direct convolution's FLOPs showed MFU 112%.
+  native, fourier = (
+      benchmark.time_step(_TINY, 'train', compute_dtype='float32', repeats=1,
+                          train_batch_size=2, conv_implementation=conv)
+      for conv in ('native', 'fourier'))
+  assert native.flops == 3 * 2 * benchmark.forward_flops(_TINY)
+  assert fourier.flops == 3 * 2 * benchmark.forward_flops(
+      _TINY, conv_implementation='fourier')
 
 
 def test_cifar10_flops():
@@ -88,7 +115,9 @@ def test_benchmark_times_both_steps():
   timings = benchmark.benchmark(_TINY, compute_dtype='float32', repeats=2,
                                 train_batch_size=3, eval_batch_size=2)
   assert [(t.step, t.batch) for t in timings] == [('train', 3), ('eval', 2)]
-  flops = benchmark.forward_flops(_TINY)
+  # With the convolution this machine resolves.
+  flops = benchmark.forward_flops(
+      _TINY, devices.resolve_run_config().conv_implementation)
   assert [t.flops for t in timings] == [3 * 3 * flops, 2 * flops]
   assert [len(t.seconds) for t in timings] == [2, 2]
 
