@@ -423,4 +423,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 if __name__ == '__main__':
   # Retracing notices: each golden case traces the routing at its shapes.
   tf.get_logger().setLevel('ERROR')
-  sys.exit(main())
+  # Ctrl-C: one line and exit code 130, as every command.
+  cli.call_main(lambda argv: sys.exit(main(argv[1:])), sys.argv,
+                program='device_check', arguments=True, process_ends=True)

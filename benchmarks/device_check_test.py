@@ -2,6 +2,9 @@
 just inside and just outside its limit, and each check run on tiny inputs
 (the replicated step on the two logical CPUs conftest.py makes)."""
 
+import os
+import signal
+import subprocess
 import sys
 from unittest import mock
 
@@ -16,6 +19,7 @@ from models import run_config
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
 _GIB = 2**30
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _check(passed):
@@ -214,3 +218,17 @@ def test_unknown_names_are_refused():
     device_check.main(['--checks=goldens,speedy'])
   with pytest.raises(SystemExit):
     device_check.main(['--dtypes=float64'])
+
+
+def test_ctrl_c_ends_the_command_in_one_line():
+  command = subprocess.Popen(
+      [sys.executable, '-m', 'benchmarks.device_check', '--checks=goldens',
+       '--cases=capsule_cifar_tiny'], cwd=_ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  for line in command.stdout:  # The golden case runs after the header.
+    if line.startswith('check '):
+      break
+  command.send_signal(signal.SIGINT)
+  _, stderr = command.communicate(timeout=120)
+  assert command.returncode == 130
+  assert stderr == 'device_check: interrupted by SIGINT\n'
