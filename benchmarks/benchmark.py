@@ -1,26 +1,19 @@
 """Training and evaluation speed of the models against the machine's peak.
 
-For each configuration it times, after a warm-up, the training step that
-training runs (`models.training.Trainer.run`, one step per call, global batch
-128) and the evaluation step (`models.evaluation.Evaluator.counts`, batch 100)
-on random data, with the run configuration `experiment.py` resolves on this
-machine, and prints seconds per step, examples per second, the model FLOPs
-of a step (`forward_flops`, docs/speed.md), the achieved GFLOP/s and the
-model FLOP utilization against the float32 matrix-multiply peak measured in
-the same process. `--loop` also times the loop users run,
-`models.training.train`, beside the bare step. Last comes the peak memory of
-a full MNIST training step, measured first in a fresh subprocess. Every
-timing is printed with the 1-minute load average: other processes slow the
-machine down (this one alone brings it towards 2 on 2 cores).
+Times, after a warm-up, the training step training runs (`Trainer.run`,
+global batch 128) and the evaluation step (`Evaluator.counts`, batch 100) of
+each configuration on random data, in the run configuration this machine
+resolves. Prints seconds per step, examples/s, the model FLOPs of a step (of
+the convolution it runs: on CPUs the primary capsules' Fourier convolution,
+a quarter of the direct one's), GFLOP/s and their share of the float32
+matmul peak measured in the same process, each beside the load average
+(other processes slow the machine down); then the peak memory of an MNIST
+training step in a fresh process. What each figure counts: docs/speed.md.
 
   python -m benchmarks.benchmark
   python -m benchmarks.benchmark --configs mnist --repeats 20
   python -m benchmarks.benchmark --compute_dtype bfloat16
   python -m benchmarks.benchmark --configs mnist --loop
-
-The FLOPs are those of the convolution the step runs: on CPUs the primary
-capsules' Fourier convolution (`layers/fourier.py`) does a quarter of the
-direct convolution's.
 """
 
 import argparse
@@ -275,15 +268,8 @@ _STEPS = {'train': (train_step, TRAINING_FLOPS_FACTOR, 'train_batch_size'),
 
 def time_step(config: Config, step: str, *, compute_dtype: str, repeats: int,
               **settings) -> Timing:
-  """Times `repeats` calls of config's 'train' or 'eval' step.
-
-  Args:
-    config: the model and its input size.
-    step: a key of `_STEPS`.
-    compute_dtype: as for `devices.resolve_run_config`.
-    repeats: timed calls, after the warm-up.
-    **settings: other `RunConfig` fields (e.g. batch sizes).
-  """
+  """Times `repeats` calls of config's `_STEPS[step]`, after the warm-up;
+  settings: other `RunConfig` fields (e.g. batch sizes)."""
   make_step, factor, batch_field = _STEPS[step]
   run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
   batch = getattr(run, batch_field)
@@ -301,13 +287,9 @@ def benchmark(config: Config, **kwargs) -> List[Timing]:
 
 def training_loop(config: Config, *, compute_dtype: str, windows: int,
                   **settings) -> List[float]:
-  """Seconds per step of `training.train`'s loop, one per compiled call.
-
-  The loop users run (summaries of every step written to a temporary
-  summary_dir, `log_every_steps` steps per compiled call) on a random batch
-  held in memory, repeated by `tf.data`, for `windows` calls after the first,
-  which traces the loop and is not counted.
-  """
+  """Seconds per step of `training.train`, the loop users run (summaries
+  of every step written), in each of `windows` compiled calls after the
+  first, which traces the loop, on a random batch held in memory."""
   every = devices.resolve_run_config(compute_dtype=compute_dtype,
                                      **settings).log_every_steps
   max_steps = every * (windows + 1)

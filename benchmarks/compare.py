@@ -82,8 +82,9 @@ def _probe_in(tree: str, args: argparse.Namespace,
                          TF_CPP_MIN_LOG_LEVEL='2'))
 
 
-def _command_in(tree: str, data_dir: str) -> Dict[str, float]:
+def _command_in(tree: str, args: argparse.Namespace) -> Dict[str, float]:
   """experiment.py's examples/s over steps 101-300, run from tree."""
+  data_dir = os.path.abspath(args.data_dir)
   with tempfile.TemporaryDirectory() as summary_dir:
     output = subprocess.run(
         [sys.executable, 'experiment.py', f'--data_dir={data_dir}',
@@ -187,14 +188,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     else:
       _export(args.against, other)
       reference = args.against
-      trees = {THIS: _ROOT, args.against: other}
-      if args.command:
-        data_dir = os.path.abspath(args.data_dir)
-        measures = {name: functools.partial(_command_in, tree, data_dir)
-                    for name, tree in trees.items()}
-      else:
-        measures = {name: functools.partial(_probe_in, tree, args)
-                    for name, tree in trees.items()}
+      measure = _command_in if args.command else _probe_in
+      measures = {name: functools.partial(measure, tree, args)
+                  for name, tree in ((THIS, _ROOT), (args.against, other))}
     results = alternate(measures, rounds=args.rounds)
   print(f'median over {args.rounds} rounds, [range], and its ratio to '
         f'{reference}\'s:')

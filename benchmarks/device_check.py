@@ -194,12 +194,8 @@ def memory_check(name: str, *, peak: Mapping[str, int],
 
 
 def golden_checks(case: str, **settings) -> Iterator[Check]:
-  """Forward values, gradients and two training steps of a golden case.
-
-  Args:
-    case: a golden case present here.
-    **settings: for `devices.resolve_run_config`.
-  """
+  """Forward values, gradients and two training steps of a golden case
+  present here; settings for `devices.resolve_run_config`."""
   run = devices.resolve_run_config(**settings)
   model, shape, features, golden, _ = goldens.load_case(case, config=run)
   yield forward_check(f'golden {case} forward',
