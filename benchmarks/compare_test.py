@@ -1,6 +1,8 @@
 """The round-robin harness, and the variants it times computing the
 baseline's numbers by their own ops."""
 
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
@@ -99,3 +101,20 @@ def test_rounds_alternate_and_the_table_compares_medians(capsys):
   assert header.split() == ['train', 'range', '/', 'old']
   assert new.split() == ['new', '2.000', '[', '1.000,', '3.000]', '0.500']
   assert old.split() == ['old', '4.000', '[', '4.000,', '8.000]', '1.000']
+
+
+# pylint: disable=protected-access
+def test_probe_runs_in_the_tree_with_the_flags_it_parses():
+  args = compare._parse_args(['--variants=fourier', '--repeats=2',
+                              '--memory'])
+  with mock.patch.object(compare, 'json_line',
+                         return_value={'train': 1.0}) as run:
+    assert compare._probe_in('/tree', args, 'fourier') == {'train': 1.0}
+  [command], kwargs = run.call_args
+  assert command[1:] == [compare.__file__, '--probe',
+                         '--compute_dtype=float32', '--repeats=2',
+                         '--variants=fourier', '--memory']
+  assert kwargs['cwd'] == kwargs['env']['PYTHONPATH'] == '/tree'
+  child = compare._parse_args(command[2:])
+  assert (child.probe, child.variants, child.repeats, child.memory) == (
+      True, 'fourier', 2, True)
