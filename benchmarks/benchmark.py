@@ -368,6 +368,13 @@ def peak_memory(config: Config, *, compute_dtype: str,
   return peak
 
 
+def counted_memory(peak: Mapping[str, int]) -> Tuple[int, str]:
+  """Of `peak_memory`'s figures, the one the memory goal is for, named."""
+  if 'device' in peak:
+    return peak['device'], 'GPU:0 allocator peak'
+  return peak['rss'], 'peak resident set'
+
+
 def peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
   """`peak_memory` of full MNIST in a fresh Python, which nothing else grew."""
   return compare.json_line([sys.executable, '-m', 'benchmarks.benchmark',
@@ -394,7 +401,8 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def _print_memory(memory: Mapping[str, int]) -> None:
-  verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
+  under = counted_memory(memory)[0] < MEMORY_LIMIT_BYTES
+  verdict = 'under' if under else 'OVER'
   print(f'peak memory of an MNIST training step (batch '
         f'{run_config_lib.TRAIN_BATCH_SIZE}): ' + ', '.join(
       f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +

@@ -183,12 +183,8 @@ def speed_check(name: str, *, timing: benchmark.Timing,
 
 def memory_check(name: str, *, peak: Mapping[str, int],
                  limit: float = benchmark.MEMORY_LIMIT_BYTES) -> Check:
-  """`benchmark.peak_memory`'s result: the GPU allocator's peak where there
-  is one, else the peak resident set."""
-  if 'device' in peak:
-    value, what = peak['device'], 'GPU:0 allocator peak'
-  else:
-    value, what = peak['rss'], 'peak resident set'
+  """`benchmark.peak_memory`'s result against limit."""
+  value, what = benchmark.counted_memory(peak)
   return Check(name, f'{value / _GIB:.2f} GiB {what}',
                f'<= {limit / _GIB:g} GiB', value <= limit)
 
