@@ -5,9 +5,10 @@ so a missing or damaged file fails the same way everywhere: with the path
 and the command that makes it.
 """
 
-from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
-                    Tuple)
+from typing import (Callable, Dict, Iterable, List, Mapping, Optional,
+                    Sequence, Tuple)
 
+import numpy as np
 import tensorflow as tf
 
 import errors
@@ -42,14 +43,20 @@ def expand_sharded_pattern(pattern: str) -> List[str]:
   return sharded_filenames(prefix, int(count))
 
 
-def int64_feature(values: Sequence[int]) -> tf.train.Feature:
-  """A tf.train.Feature holding int64 values."""
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def bytes_feature(value: bytes) -> tf.train.Feature:
-  """A tf.train.Feature holding one bytes value."""
-  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+def serialize(features: Mapping[str, object]) -> bytes:
+  """A serialized tf.train.Example of bytes values and ints (or int arrays)."""
+  feature = {}
+  for key, value in features.items():
+    if isinstance(value, bytes):
+      feature[key] = tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[value]))
+    else:
+      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(
+          value=[int(v) for v in np.ravel(value)]))
+  example = tf.train.Example(features=tf.train.Features(feature=feature))
+  # Sorted map keys: protobuf otherwise orders the features differently in
+  # every process, and the same example would not give the same bytes.
+  return example.SerializeToString(deterministic=True)
 
 
 def require_files(paths: Sequence[str], how_to_create: str) -> None:
@@ -61,7 +68,7 @@ def require_files(paths: Sequence[str], how_to_create: str) -> None:
 
 
 def count_tfrecords(paths: Sequence[str], how_to_create: str) -> List[int]:
-  """Reads every record of every file once and returns the record counts.
+  """The record count of each file, every record read once.
 
   TensorFlow reports a truncated or corrupt record without naming the file
   (`DataLossError: corrupted record at 476`), and only when the pipeline
@@ -104,7 +111,7 @@ def first_example(path: str) -> tf.train.Example:
 
 
 def example_int(example: tf.train.Example, key: str) -> int:
-  """Returns the single int64 value stored under `key` in `example`."""
+  """The single int64 value stored under `key` in `example`."""
   return int(example.features.feature[key].int64_list.value[0])
 
 
@@ -131,8 +138,7 @@ def read_files(
 
   Training reads the files in a shuffled order, several at once (the records
   are shuffled later by `batch_dataset`). `reader` makes the dataset of one
-  file's records from its path. With an input_context (see `interface`) the
-  dataset holds this pipeline's share, taken before any record is parsed:
+  file's records from its path. This pipeline's share (see `interface`) is
   whole files when there are enough of them, else every N-th record.
   """
   files = tf.data.Dataset.from_tensor_slices(list(paths))
@@ -163,19 +169,21 @@ def shard(dataset: tf.data.Dataset,
                        input_context.input_pipeline_id)
 
 
-def batch_dataset(dataset: tf.data.Dataset, *, batch_size: int, train: bool,
+def batch_dataset(dataset: tf.data.Dataset,
+                  features: Callable[..., Dict[str, tf.Tensor]], *,
+                  batch_size: int, train: bool,
                   shuffle_buffer: int) -> tf.data.Dataset:
-  """Batches examples for training (shuffled, endless) or testing (in order).
+  """The features of batches for training or testing, as `interface` says.
 
-  Training shuffles with `shuffle_buffer` examples, repeats forever and drops
-  the last partial batch so that every batch has exactly `batch_size`
-  examples. Testing reads every example exactly once, in order, and keeps the
-  final partial batch.
+  Training shuffles with `shuffle_buffer` examples; the features are made
+  after batching (`map_batches`).
   """
   if train:
     dataset = dataset.shuffle(shuffle_buffer, reshuffle_each_iteration=True)
-    return dataset.repeat().batch(batch_size, drop_remainder=True)
-  return dataset.batch(batch_size)
+    dataset = dataset.repeat().batch(batch_size, drop_remainder=True)
+  else:
+    dataset = dataset.batch(batch_size)
+  return map_batches(dataset, features)
 
 
 def map_batches(batches: tf.data.Dataset,
@@ -184,13 +192,3 @@ def map_batches(batches: tf.data.Dataset,
   """The feature dictionaries of batches, made in parallel, prefetched."""
   return batches.map(features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
       tf.data.AUTOTUNE)
-
-
-def batch_and_map(dataset: tf.data.Dataset,
-                  features: Callable[..., Dict[str, tf.Tensor]], *,
-                  batch_size: int, train: bool,
-                  shuffle_buffer: int) -> tf.data.Dataset:
-  """`batch_dataset`, then `map_batches`: a reader's last steps."""
-  return map_batches(batch_dataset(dataset, batch_size=batch_size,
-                                   train=train, shuffle_buffer=shuffle_buffer),
-                     features)

@@ -77,9 +77,7 @@ class RecordsTest(tf.test.TestCase):
 
   def testFirstExample(self):
     path = os.path.join(self._tmpdir(), 'x.tfrecords')
-    examples = [tf.train.Example(features=tf.train.Features(feature={
-        'height': records.int64_feature([h])})) for h in (36, 28)]
-    _write_records(path, [e.SerializeToString() for e in examples])
+    _write_records(path, [records.serialize({'height': h}) for h in (36, 28)])
     self.assertEqual(36, records.example_int(records.first_example(path),
                                              'height'))
     empty = path + '.empty'
@@ -127,14 +125,15 @@ class RecordsTest(tf.test.TestCase):
 
   def testBatchDatasetTest(self):
     batches = list(records.batch_dataset(
-        tf.data.Dataset.range(10), batch_size=4, train=False,
+        tf.data.Dataset.range(10), lambda x: x, batch_size=4, train=False,
         shuffle_buffer=5000).as_numpy_iterator())
     self.assertEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]],
                      [b.tolist() for b in batches])
 
   def testBatchDatasetTrain(self):
-    dataset = records.batch_dataset(tf.data.Dataset.range(10), batch_size=4,
-                                    train=True, shuffle_buffer=5000)
+    dataset = records.batch_dataset(tf.data.Dataset.range(10), lambda x: x,
+                                    batch_size=4, train=True,
+                                    shuffle_buffer=5000)
     self.assertEqual([4], dataset.element_spec.shape.as_list())
     values = np.concatenate(list(dataset.take(50).as_numpy_iterator()))
     # Shuffled, endless, and every example about equally often.

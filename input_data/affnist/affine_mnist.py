@@ -39,24 +39,13 @@ DEFAULT_EVAL_SIZE = 10000
 
 
 class AffineDraws(NamedTuple):
-  """The transforms of the examples, one row each.
-
-  Attributes:
-    index: int32 `[n]`, the digit of each example.
-    rotation: float64 `[n]`, radians.
-    shear: float64 `[n]`.
-    scale: float64 `[n, 2]`, (x, y).
-    translation: float64 `[n, 2]`, (x, y) of the digit's centre from the
-      canvas's centre.
-    matrix: float64 `[n, 2, 3]`, the forward map from digit pixel (x, y, 1)
-      to canvas pixel (x, y).
-  """
-  index: np.ndarray
-  rotation: np.ndarray
-  shear: np.ndarray
-  scale: np.ndarray
-  translation: np.ndarray
-  matrix: np.ndarray
+  """The transforms of the examples, one row each (float64 but index)."""
+  index: np.ndarray  # int32 `[n]`, the digit of each example
+  rotation: np.ndarray  # `[n]`, radians
+  shear: np.ndarray  # `[n]`
+  scale: np.ndarray  # `[n, 2]`, (x, y)
+  translation: np.ndarray  # `[n, 2]`, the digit's centre from the canvas's
+  matrix: np.ndarray  # `[n, 2, 3]`, digit pixel (x, y, 1) -> canvas (x, y)
 
 
 def _linear(rotation: np.ndarray, shear: np.ndarray,
@@ -92,9 +81,8 @@ def _ink_corners(digits: np.ndarray) -> np.ndarray:
 def draw(digits: np.ndarray, *, seed: int, size: int) -> AffineDraws:
   """The transforms of `size` examples of uint8 digits `[num_digits, h, h]`.
 
-  Example k transforms digit k % num_digits. The translation is uniform
-  among those that keep the ink box inside the canvas; a box too large for
-  it is centred.
+  The translation is uniform among those that keep the ink box inside the
+  canvas; a box too large for it is centred.
   """
   rng = np.random.default_rng(seed)
   index = (np.arange(size) % len(digits)).astype(np.int32)
@@ -140,11 +128,7 @@ def inputs(split: str, *, images: np.ndarray, labels: np.ndarray,
            batch_size: int, seed: int = 0, eval_size: int = DEFAULT_EVAL_SIZE,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """The affine_mnist test set of uint8 MNIST test digits `[n, 28, 28]`.
-
-  eval_size examples drawn from seed (`draw`), once, in order: the
-  single-digit features of `mnist_input_record`, images `[batch, 1, 40, 40]`.
-  """
+  """The affine_mnist test set (module doc) of uint8 digits `[n, 28, 28]`."""
   if split != 'test':
     raise errors.ConfigError(
         f'affine_mnist has a test split only, got {split!r}')

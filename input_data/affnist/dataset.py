@@ -42,10 +42,7 @@ AFFNIST_URL = 'https://www.cs.toronto.edu/~tijmen/affNIST/32x/transformed/'
 
 
 def test_files(data_dir: str) -> List[str]:
-  """data_dir's test.mat, or test_batches/{1..32}.mat in numeric order.
-
-  MissingDataError, saying what to get, if neither is there.
-  """
+  """data_dir's test.mat, or test_batches/{1..32}.mat in numeric order."""
   whole = os.path.join(data_dir, 'test.mat')
   if os.path.exists(whole):
     return [whole]
@@ -62,11 +59,7 @@ def test_files(data_dir: str) -> List[str]:
 
 
 def read_mat(path: str) -> Tuple[np.ndarray, np.ndarray]:
-  """uint8 images `[n, 40, 40]` and labels `[n]` of one affNIST .mat file.
-
-  DataError if the struct `affNISTdata` is missing or its image and label
-  fields disagree with affNIST's layout.
-  """
+  """uint8 images `[n, 40, 40]` and labels `[n]` of one affNIST .mat file."""
   contents = scipy_io.loadmat(path)
   if 'affNISTdata' not in contents:
     raise errors.DataError(f'{path} holds no affNISTdata struct, only '
@@ -83,7 +76,6 @@ def read_mat(path: str) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def prepare(split: str, options: interface.Options) -> List[str]:
-  """Checks that the test files are there (`test_files`)."""
   del split  # The test split is the only one.
   return test_files(options.data_dir)
 
@@ -91,7 +83,6 @@ def prepare(split: str, options: interface.Options) -> List[str]:
 def inputs(split: str, options: interface.Options, *, batch_size: int,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """The affNIST test set, in file order, once."""
   if split != 'test':
     raise errors.ConfigError(f'affNIST has a test split only, got {split!r}')
   images, labels = zip(*(read_mat(path)
@@ -107,7 +98,6 @@ def inputs(split: str, options: interface.Options, *, batch_size: int,
 def affine_inputs(split: str, options: interface.Options, *, batch_size: int,
                   input_context: Optional[tf.distribute.InputContext] = None
                  ) -> tf.data.Dataset:
-  """affine_mnist: eval_size MNIST test digits under affine maps, once."""
   images, labels = mnist_dataset.digits(split, options)
   return affine_mnist.inputs(
       split, images=images, labels=labels, batch_size=batch_size,

@@ -141,6 +141,6 @@ def inputs(split: str, *,
     decode = lambda images, labels: (images, tf.cast(labels, tf.int32))
   else:
     raise errors.ConfigError(f'source must be bin or tfds, got {source!r}')
-  return records.batch_and_map(
+  return records.batch_dataset(
       dataset, lambda *batch: _preprocess(*decode(*batch), train),
       batch_size=batch_size, train=train, shuffle_buffer=batch_capacity)

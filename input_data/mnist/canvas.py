@@ -9,11 +9,10 @@ Two of the paper's data sets are MNIST digits on a larger zero background:
 Both are generated from a split's uint8 digits in rounds. A round is a plan
 (which digits, shifted how), a few integers per example, drawn with
 stateless random ops from the seed and the round's number only: any round
-can be made on its own, in any process and in any order, eagerly or inside
-tf.data, and comes out the same. So the paper's 60M training pairs are never
-held anywhere: the input pipelines (`generated_input`) make them round by
-round, and `mnist_shift --multi_targets` writes the rounds of one epoch to
-record files, the same examples in the same order for the same seed.
+can be made on its own, in any process and in any order, and comes out the
+same. So the paper's 60M training pairs are never held anywhere: the input
+pipelines (`generated_input`) make them round by round, and
+`mnist_shift --multi_targets` writes the same rounds to record files.
 
 Everything here is TensorFlow ops, no Python callbacks: a tf.data pipeline
 that calls back into Python (`tf.numpy_function`) can hang the process at
@@ -88,25 +87,37 @@ def place(digits: tf.Tensor, shifts: tf.Tensor, *, pad: int,
   return image_ops.crop(padded[..., None], shift - shifts, size)[..., 0]
 
 
-def _check(seed: int, shift: int, pad: int) -> None:
-  """ConfigError unless seed, shift and pad are >= 0."""
-  if seed < 0 or shift < 0 or pad < 0:
-    raise errors.ConfigError(
-        f'need seed, shift and pad >= 0, got {seed}, {shift} and {pad}')
+class _Canvas:
+  """The digits, labels and placement shared by both generators."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray, *, shift: int,
+               pad: int, seed: int):
+    """images: uint8 `[num_images, h, h]`; ConfigError for a negative int."""
+    if seed < 0 or shift < 0 or pad < 0:
+      raise errors.ConfigError(
+          f'need seed, shift and pad >= 0, got {seed}, {shift} and {pad}')
+    self.shift = shift
+    self.pad = pad
+    self.seed = seed
+    self.image_size = images.shape[1] + 2 * pad
+    self._images = tf.constant(images, tf.uint8)
+    self._labels = tf.constant(np.asarray(labels, np.int32))
+
+  @property
+  def num_images(self) -> int:
+    return int(self._labels.shape[0])
+
+  def _place(self, index: tf.Tensor, shifts: tf.Tensor) -> tf.Tensor:
+    """uint8 `[n, size, size]`, the digits of index placed by `place`."""
+    return place(tf.gather(self._images, index), shifts, pad=self.pad,
+                 shift=self.shift)
 
 
 class PairPlan(NamedTuple):
-  """The pairs of a round (or of a slice of one), one row per pair.
-
-  Attributes:
-    base: int32 `[n]`, index of the first digit (recons_image).
-    partner: int32 `[n]`, index of the second digit, of another class.
-    base_shift: int32 `[n, 2]`, (row, column) shift of the first digit.
-    partner_shift: int32 `[n, 2]`, shift of the second digit.
-  """
-  base: tf.Tensor
-  partner: tf.Tensor
-  base_shift: tf.Tensor
+  """The pairs of a round (or of a slice of one), one row per pair."""
+  base: tf.Tensor  # int32 `[n]`, the first digit (recons_image)
+  partner: tf.Tensor  # int32 `[n]`, the second digit, of another class
+  base_shift: tf.Tensor  # int32 `[n, 2]`, (row, column) shifts
   partner_shift: tf.Tensor
 
 
@@ -119,7 +130,7 @@ class Pairs(NamedTuple):
   merged: tf.Tensor
 
 
-class MultiMnist:
+class MultiMnist(_Canvas):
   """MultiMNIST pairs of one split's digits.
 
   An epoch is num_pairs rounds. In each round every digit is the first digit
@@ -137,15 +148,8 @@ class MultiMnist:
 
   def __init__(self, images: np.ndarray, labels: np.ndarray, *, shift: int,
                pad: int, num_pairs: int, seed: int):
-    """Checks the arguments and indexes the digits by class.
-
-    images: uint8 `[num_images, h, h]`, labels int `[num_images]`; shift is
-    the maximum in each direction after padding by pad; num_pairs the pairs
-    per digit and epoch; seed (>= 0) seeds every draw. ConfigError when one
-    is out of range, or a class has fewer than num_pairs digits of others.
-    """
-    _check(seed, shift, pad)
-    labels = np.asarray(labels, np.int32)
+    """ConfigError also when a class has fewer than num_pairs partners."""
+    super().__init__(images, labels, shift=shift, pad=pad, seed=seed)
     classes, class_index, counts = np.unique(
         labels, return_inverse=True, return_counts=True)
     others = len(labels) - counts  # [num_classes]
@@ -154,21 +158,11 @@ class MultiMnist:
           f'num_pairs={num_pairs} must be >= 1 and no more than the '
           f'{others.min()} images of other digits that some digit has to '
           'pair with')
-    self.shift = shift
-    self.pad = pad
     self.num_pairs = num_pairs
-    self.seed = seed
-    self.image_size = images.shape[1] + 2 * pad
-    self._images = tf.constant(images, tf.uint8)
-    self._labels = tf.constant(labels)
     self._classes = classes.tolist()
     self._others = others.tolist()
     self._class_index = tf.constant(class_index, tf.int32)  # [num_images]
     self._digit_others = tf.constant(others[class_index], tf.int32)
-
-  @property
-  def num_images(self) -> int:
-    return int(self._labels.shape[0])
 
   def _partners(self, epoch: tf.Tensor, turn: tf.Tensor) -> tf.Tensor:
     """int32 `[num_images]`, each digit's partner in turn `turn` of `epoch`."""
@@ -205,10 +199,8 @@ class MultiMnist:
 
   def compose(self, plan: PairPlan) -> Pairs:
     """The pairs of a plan (or a slice of one); merged clipped at 255."""
-    image_1 = place(tf.gather(self._images, plan.base), plan.base_shift,
-                    pad=self.pad, shift=self.shift)
-    image_2 = place(tf.gather(self._images, plan.partner), plan.partner_shift,
-                    pad=self.pad, shift=self.shift)
+    image_1 = self._place(plan.base, plan.base_shift)
+    image_2 = self._place(plan.partner, plan.partner_shift)
     merged = tf.minimum(tf.cast(image_1, tf.int32) + tf.cast(image_2, tf.int32),
                         MAX_PIXEL)
     return Pairs(tf.gather(self._labels, plan.base), image_1,
@@ -217,17 +209,12 @@ class MultiMnist:
 
 
 class PlacementPlan(NamedTuple):
-  """Digits of an expanded MNIST round and their (row, column) shifts.
-
-  Attributes:
-    index: int32 `[n]`, the digits.
-    shift: int32 `[n, 2]`, their shifts.
-  """
-  index: tf.Tensor
-  shift: tf.Tensor
+  """Digits of an expanded MNIST round and their (row, column) shifts."""
+  index: tf.Tensor  # int32 `[n]`
+  shift: tf.Tensor  # int32 `[n, 2]`
 
 
-class ExpandedMnist:
+class ExpandedMnist(_Canvas):
   """Expanded MNIST: each digit at a random position on a larger canvas.
 
   The reference wrote every one of the (2 * 6 + 1)^2 = 169 positions of
@@ -240,18 +227,7 @@ class ExpandedMnist:
   def __init__(self, images: np.ndarray, labels: np.ndarray, *,
                shift: int = EXPANDED_SHIFT, pad: int = EXPANDED_PAD,
                seed: int):
-    """Checks the arguments, as `MultiMnist`'s."""
-    _check(seed, shift, pad)
-    self.shift = shift
-    self.pad = pad
-    self.seed = seed
-    self.image_size = images.shape[1] + 2 * pad
-    self._images = tf.constant(images, tf.uint8)
-    self._labels = tf.constant(np.asarray(labels, np.int32))
-
-  @property
-  def num_images(self) -> int:
-    return int(self._labels.shape[0])
+    super().__init__(images, labels, shift=shift, pad=pad, seed=seed)
 
   def plan(self, round_index: tf.Tensor, *, shuffle: bool) -> PlacementPlan:
     """Places every digit once: in a random order (shuffle) or their own."""
@@ -264,6 +240,5 @@ class ExpandedMnist:
 
   def compose(self, plan: PlacementPlan) -> Tuple[tf.Tensor, tf.Tensor]:
     """The int32 labels `[n]` and uint8 images `[n, size, size]` of a plan."""
-    images = place(tf.gather(self._images, plan.index), plan.shift,
-                   pad=self.pad, shift=self.shift)
-    return tf.gather(self._labels, plan.index), images
+    return (tf.gather(self._labels, plan.index),
+            self._place(plan.index, plan.shift))

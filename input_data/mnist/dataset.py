@@ -26,17 +26,12 @@ from input_data import tfds_data
 
 
 def prepare_digits(split: str, options: interface.Options) -> bool:
-  """Makes sure the digits of a split (`options.file_split`) can be read.
-
-  Returns:
-    True when data_dir holds the split's idx files; False when
-    tensorflow-datasets' mnist is prepared instead (downloaded if needed).
-  """
+  """Whether data_dir holds the split's idx files; else prepares tfds'."""
   split = options.file_split(split)
   if split not in idx.SPLITS:
     raise errors.ConfigError(
         f'split must be one of {", ".join(idx.SPLITS)}, got {split!r}')
-  names = idx.MNIST_FILES[split]
+  names = idx.mnist_files(split)
   if prepare_lib.has_files(options.data_dir, names):
     return True
   tfds_data.tfds_instead(
@@ -49,20 +44,15 @@ def prepare_digits(split: str, options: interface.Options) -> bool:
 
 def digits(split: str,
            options: interface.Options) -> Tuple[np.ndarray, np.ndarray]:
-  """uint8 digits `[n, 28, 28]` and labels `[n]`, from idx files or tfds.
-
-  `split` is one of `idx.SPLITS` (with options.validate, train or test);
-  the validation splits index the training images in the source's order.
-  """
-  data_dir = options.data_dir
+  """uint8 digits `[n, 28, 28]` and labels `[n]`, from idx files or tfds."""
+  data_dir, file_split = options.data_dir, options.file_split(split)
   if prepare_digits(split, options):
-    print(f'Reading MNIST {options.file_split(split)} from the idx files in '
-          f'{data_dir}', flush=True)
-    return idx.read_byte_data(options.file_split(split), data_dir=data_dir)
+    print(f'Reading MNIST {file_split} from the idx files in {data_dir}',
+          flush=True)
+    return idx.read_byte_data(file_split, data_dir=data_dir)
   print(f'No MNIST idx files in {data_dir}; reading tensorflow-datasets\' '
         'mnist', flush=True)
-  return idx.read_tfds_data(options.file_split(split),
-                            tfds_data_dir=options.tfds_data_dir)
+  return idx.read_tfds_data(file_split, tfds_data_dir=options.tfds_data_dir)
 
 
 def write_records(split: str, options: interface.Options) -> str:
@@ -88,7 +78,6 @@ def _generates_multi_mnist(options: interface.Options) -> bool:
 
 
 def prepare(split: str, options: interface.Options) -> Optional[str]:
-  """The single-digit records, the MultiMNIST shards, or the digits."""
   if options.num_targets not in (1, 2):
     raise errors.ConfigError(
         f'num_targets must be 1 or 2, got {options.num_targets}')
@@ -104,7 +93,6 @@ def prepare(split: str, options: interface.Options) -> Optional[str]:
 def inputs(split: str, options: interface.Options, *, batch_size: int,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """Single digits or MultiMNIST records, or MultiMNIST made from digits."""
   if _generates_multi_mnist(options):
     images, labels = digits(split, options)
     return generated_input.multi_mnist_inputs(
@@ -122,7 +110,6 @@ def expanded_inputs(split: str, options: interface.Options, *,
                     batch_size: int,
                     input_context: Optional[tf.distribute.InputContext] = None
                    ) -> tf.data.Dataset:
-  """expanded_mnist: each digit at a random place on a 40x40 canvas."""
   images, labels = digits(split, options)
   return generated_input.expanded_mnist_inputs(
       split, images=images, labels=labels, batch_size=batch_size,

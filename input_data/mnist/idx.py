@@ -24,12 +24,6 @@ IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 _IDX_HEADER_WORD_BYTES = 4
 
-MNIST_FILES = {
-    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-    'valid_train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-    'valid_test': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
-}
 # Image index ranges [start, end) of each split; None: to the end of the file.
 MNIST_RANGE = {
     'train': (0, None),
@@ -37,23 +31,19 @@ MNIST_RANGE = {
     'valid_test': (0, VALIDATION_SIZE),
     'test': (0, None),
 }
-TFDS_SPLITS = {
-    'train': 'train',
-    'valid_train': 'train',
-    'valid_test': 'train',
-    'test': 'test',
-}
 MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
 
 _TFDS_READ_BATCH = 10000
 
 
-def parse_idx(data: bytes, *, expected_magic: int, name: str) -> np.ndarray:
-  """The uint8 array of an idx file's bytes, shaped by its header.
+def mnist_files(split: str) -> Tuple[str, str]:
+  """The names of a split's image and label idx files."""
+  prefix = 't10k' if split == 'test' else 'train'
+  return f'{prefix}-images-idx3-ubyte', f'{prefix}-labels-idx1-ubyte'
 
-  DataError, naming the file, on a magic number other than expected_magic
-  (IMAGES_MAGIC or LABELS_MAGIC) or a file shorter than its header says.
-  """
+
+def parse_idx(data: bytes, *, expected_magic: int, name: str) -> np.ndarray:
+  """The uint8 array of an idx file's bytes, shaped by its header."""
   word = _IDX_HEADER_WORD_BYTES
   magic = int.from_bytes(data[:word], 'big')
   if magic != expected_magic:
@@ -74,10 +64,7 @@ def parse_idx(data: bytes, *, expected_magic: int, name: str) -> np.ndarray:
 
 def select_split(split: str, *, images: np.ndarray,
                  labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-  """The images and labels of a split's range of a whole file's.
-
-  DataError if the counts disagree or a validation split would be empty.
-  """
+  """The images and labels of a split's range of a whole file's."""
   if len(images) != len(labels):
     raise errors.DataError(
         f'{len(images)} images but {len(labels)} labels for split {split}')
@@ -98,13 +85,8 @@ def _open_idx(data_dir: str, name: str) -> BinaryIO:
 
 def read_byte_data(split: str, *,
                    data_dir: str) -> Tuple[np.ndarray, np.ndarray]:
-  """uint8 images `[n, 28, 28]` and labels `[n]` of a split of SPLITS.
-
-  From the idx files (gzipped or not) in data_dir: MissingDataError, with
-  the command that downloads it, for a missing one, DataError for a
-  damaged one.
-  """
-  image_name, label_name = MNIST_FILES[split]
+  """uint8 images `[n, 28, 28]` and labels `[n]` of a split of SPLITS."""
+  image_name, label_name = mnist_files(split)
   with _open_idx(data_dir, image_name) as f:
     images = parse_idx(f.read(), expected_magic=IMAGES_MAGIC, name=image_name)
   with _open_idx(data_dir, label_name) as f:
@@ -119,8 +101,8 @@ def read_tfds_data(split: str, *, tfds_data_dir: Optional[str] = None
   The validation ranges index tensorflow-datasets' stored order, which is not
   the order of the idx files.
   """
-  dataset = tfds_data.load_tfds('mnist', TFDS_SPLITS[split],
-                              tfds_data_dir=tfds_data_dir)
+  dataset = tfds_data.load_tfds('mnist', 'test' if split == 'test' else 'train',
+                                tfds_data_dir=tfds_data_dir)
   images, labels = [], []
   for batch in dataset.batch(_TFDS_READ_BATCH).as_numpy_iterator():
     images.append(batch['image'][..., 0])

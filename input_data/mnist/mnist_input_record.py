@@ -2,15 +2,12 @@
 
 Reads the records that `mnist_shift` writes (`mnist_record_writer`):
 - single digit: `data_dir/train_2shifted_mnist.tfrecords` and
-  `data_dir/test_0shifted_mnist.tfrecords`; with validate,
-  `valid_train_2shifted_mnist.tfrecords` and
-  `valid_test_0shifted_mnist.tfrecords` (the names mnist_shift gives the
-  valid_train and valid_test splits);
+  `data_dir/test_0shifted_mnist.tfrecords`, with validate the files of the
+  valid_train and valid_test splits;
 - MultiMNIST: the shards of a pattern `path/name.tfrecords@N` passed as
   data_dir. (`generated_input` makes the same pairs on the fly instead.)
 
-The batches are the feature dictionaries of `interface`, pixels in [0, 1],
-depth 1; MultiMNIST's hold spare_image and spare_label.
+The batches are the feature dictionaries of `interface`, pixels in [0, 1].
 """
 
 import math
@@ -51,7 +48,7 @@ def to_images(pixels: tf.Tensor) -> tf.Tensor:
 
 
 def _decode_images(raw: tf.Tensor, height: int, width: int) -> tf.Tensor:
-  """string `[batch]` of uint8 pixels to `to_images`' `[batch, 1, h, w]`."""
+  """string `[batch]` of uint8 pixels to `to_images`' images."""
   pixels = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, height, width])
   # Keeps the static batch size of training batches, which reshape loses.
   pixels.set_shape(raw.shape.concatenate([height, width]))
@@ -173,24 +170,11 @@ def inputs(split: str, *,
           ) -> tf.data.Dataset:
   """Reads shifted MNIST (num_targets=1) or MultiMNIST (num_targets=2).
 
-  As every reader (`interface`); every file is read through once here.
-
-  Args:
-    split: 'train' or 'test'.
-    data_dir: directory of the single-digit records, or for MultiMNIST the
-      sharded pattern `path/multitest_6shifted_mnist.tfrecords@N`.
-    batch_size: examples per batch.
-    num_targets: 1 (MNIST) or 2 (MultiMNIST).
-    height: height and width of the single-digit records, checked against
-      them; None takes the records' own size (for MultiMNIST it always
-      comes from the records).
-    distort: single digit only: crop DISTORT_MARGIN pixels, at random with a
-      random rotation within MAX_ROTATION_DEGREES for train, centrally for
-      test.
-    validate: single digit only: read the validation files (training images
-      10000 on for train, the first 10000 for test).
-    batch_capacity: examples in the training shuffle buffer.
-    input_context: see `interface`.
+  As every reader (`interface`), each file checked by a read through first.
+  data_dir is a directory, or for MultiMNIST a sharded pattern. height, the
+  records' size, is checked against them (None: any; MultiMNIST: any).
+  Single digit only: distort crops (`_distort`); validate reads the
+  validation files. batch_capacity is the training shuffle buffer.
   """
   train = records.train_split(split)
   if num_targets == 1:
@@ -225,6 +209,6 @@ def inputs(split: str, *,
   else:
     parse = lambda batch: _multi_features(batch, record_height, record_width)
 
-  return records.batch_and_map(
+  return records.batch_dataset(
       records.read_files(paths, train=train, input_context=input_context),
       parse, batch_size=batch_size, train=train, shuffle_buffer=batch_capacity)

@@ -44,11 +44,7 @@ def shifted_mnist_filename(split: str, *, shift: int,
 
 
 def all_shifts(shift: int) -> np.ndarray:
-  """int `[(2 * shift + 1)^2, 2]`, every (row, column) shift, row-major.
-
-  From (-shift, -shift) to (shift, shift), the column shift varying fastest:
-  the order of the records.
-  """
+  """int `[(2 * shift + 1)^2, 2]`, every (row, column) shift, row-major."""
   steps = np.arange(-shift, shift + 1)
   rows, cols = np.meshgrid(steps, steps, indexing='ij')
   return np.stack([rows.ravel(), cols.ravel()], axis=1)
@@ -56,51 +52,33 @@ def all_shifts(shift: int) -> np.ndarray:
 
 def shift_2d(image: np.ndarray, *, shift: Sequence[int],
              max_shift: int) -> np.ndarray:
-  """Shifts an `[h, h]` image by (row, column) `shift`, zero filled.
-
-  As the reference did: (1, -2) moves the content one row down and two
-  columns left; each shift is in [-max_shift, max_shift].
-  """
+  """An `[h, h]` image shifted as the reference did (see `canvas`)."""
   shifts = tf.constant([shift], tf.int32)
   return canvas.place(tf.constant(image)[None], shifts, pad=0,
                       shift=max_shift)[0].numpy()
 
 
-def _example(size: int, **features: object) -> bytes:
-  """An example of `[size, size]` uint8 images (bytes) and ints, keys sorted."""
-  feature = {key: records.int64_feature([size]) for key in ('height', 'width')}
-  feature['depth'] = records.int64_feature([1])
-  for key, value in features.items():
-    feature[key] = (records.bytes_feature(value.tobytes())
-                    if isinstance(value, np.ndarray) else
-                    records.int64_feature([int(value)]))
-  example = tf.train.Example(features=tf.train.Features(feature=feature))
-  return example.SerializeToString(deterministic=True)
-
-
 def single_example(image: np.ndarray, *, label: int) -> bytes:
   """One uint8 digit `[size, size]` in the reference's layout."""
-  return _example(image.shape[0], label=label, image_raw=image)
+  return records.serialize(dict(height=image.shape[0], width=image.shape[1],
+                                depth=1, label=label,
+                                image_raw=image.tobytes()))
 
 
 def multi_example(merged: np.ndarray, *, image_1: np.ndarray, label_1: int,
                   image_2: np.ndarray, label_2: int) -> bytes:
-  """One MultiMNIST pair in the reference's layout, uint8 `[size, size]`s.
-
-  image_1 and image_2 are the shifted digits, merged their clipped sum.
-  """
-  return _example(merged.shape[0], label_1=label_1, label_2=label_2,
-                  image_raw_1=image_1, image_raw_2=image_2,
-                  merged_raw=merged)
+  """One MultiMNIST pair: the shifted digits and merged, their clipped sum."""
+  return records.serialize(dict(
+      height=merged.shape[0], width=merged.shape[1], depth=1, label_1=label_1,
+      label_2=label_2, image_raw_1=image_1.tobytes(),
+      image_raw_2=image_2.tobytes(), merged_raw=merged.tobytes()))
 
 
 def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
                       filename: str, shift: int, pad: int) -> int:
-  """Writes every shifted copy of every padded image to one record file.
+  """Writes the shifted copies (module doc) to filename; their count.
 
-  Records come image by image (uint8 `[num_images, 28, 28]`, each padded by
-  `pad` on every side), each image's copies in `all_shifts` order. Returns
-  the number of records written, num_images * (2 * shift + 1)^2.
+  Records come image by image, each image's copies in `all_shifts` order.
   """
   shifts = all_shifts(shift).astype(np.int32)
   chunk = max(1, _CHUNK_RECORDS // len(shifts))
@@ -115,11 +93,6 @@ def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
                                                 len(shifts))):
         yield single_example(image, label=label)
   return records.write_tfrecords(filename, examples())
-
-
-def _num_shards(num_records: int, max_shard: int) -> int:
-  """The fewest shards of at most max_shard records that hold num_records."""
-  return -(-num_records // max_shard)
 
 
 def _multi_records(generator: canvas.MultiMnist) -> Iterator[bytes]:
@@ -139,21 +112,17 @@ def shift_write_multi_mnist(images: np.ndarray, *, labels: np.ndarray,
                             file_prefix: str, shift: int, pad: int,
                             max_shard: int, num_pairs: int,
                             seed: int) -> Sequence[str]:
-  """Writes num_pairs MultiMNIST pairs per image to shards.
+  """Writes the pairs (module doc) to the shards of file_prefix; their paths.
 
-  The pairs are the first epoch of `canvas.MultiMnist` with this seed, the
-  stream that `generated_input.multi_mnist_inputs` makes for training: the
-  same pairs in the same order, shard after shard, max_shard in each (the
-  last possibly fewer), so that reading the shards in order gives the
-  generated stream. (The reference put each pair in a random shard; the
-  stream is in a random order already.) Arguments as `shift_write_mnist`
-  and `canvas.MultiMnist`; file_prefix is the path without the shard
-  suffix. Returns the shard paths written.
+  Reading the shards in order gives the stream that
+  `generated_input.multi_mnist_inputs` makes for training. (The reference
+  put each pair in a random shard; the stream is in a random order already.)
+  Arguments as `canvas.MultiMnist`.
   """
   generator = canvas.MultiMnist(images, labels, shift=shift, pad=pad,
                                 num_pairs=num_pairs, seed=seed)
   filenames = records.sharded_filenames(
-      file_prefix, _num_shards(len(images) * num_pairs, max_shard))
+      file_prefix, -(-len(images) * num_pairs // max_shard))  # rounded up
   examples = _multi_records(generator)
   for filename in filenames:
     files.write_atomically(filename, lambda temp: records.write_tfrecords(

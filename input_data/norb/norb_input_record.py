@@ -117,7 +117,7 @@ def inputs(split: str, *,
     raise errors.ConfigError(
         f'height must be at most the stored size {record_size}, got {height}')
 
-  return records.batch_and_map(
+  return records.batch_dataset(
       records.read_files([path], train=train, input_context=input_context),
       lambda batch: _preprocess(batch, record_size, height,
                                 DISTORTED_SIZE.get(height), distort, train),

@@ -128,18 +128,9 @@ def norb_example(image: np.ndarray, *, label: int,
                  meta: Sequence[int]) -> bytes:
   """One uint8 stereo pair `[depth, height, width]` and its label and meta."""
   depth, height, width = image.shape
-  feature = {
-      'image_raw': records.bytes_feature(image.tobytes()),
-      'label': records.int64_feature([int(label)]),
-      'height': records.int64_feature([height]),
-      'width': records.int64_feature([width]),
-      'depth': records.int64_feature([depth]),
-      'meta': records.int64_feature([int(m) for m in meta]),
-  }
-  example = tf.train.Example(features=tf.train.Features(feature=feature))
-  # Sorted map keys: protobuf otherwise orders the features differently in
-  # every process, and the same pair would not give the same bytes.
-  return example.SerializeToString(deterministic=True)
+  return records.serialize(dict(image_raw=image.tobytes(), label=label,
+                                height=height, width=width, depth=depth,
+                                meta=meta))
 
 
 def write_records(path: str, *, images: np.ndarray, labels: np.ndarray,

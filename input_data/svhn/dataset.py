@@ -37,7 +37,7 @@ def inputs(split: str, options: interface.Options, *, batch_size: int,
           ) -> tf.data.Dataset:
   """Reads SVHN batches from tensorflow-datasets (not from data_dir)."""
   train = records.train_split(split)
-  return records.batch_and_map(
+  return records.batch_dataset(
       tfds_data.tfds_images(TFDS_NAME, split,
                               tfds_data_dir=options.tfds_data_dir,
                               input_context=input_context),
