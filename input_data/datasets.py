@@ -59,15 +59,10 @@ def input_fn(dataset: str, *, data_dir: Optional[str], num_targets: int = 1,
              eval_size: int = generated_input.DEFAULT_EVAL_SIZE) -> InputFn:
   """Returns `input_fn(split, batch_size, input_context=None)` of a data set.
 
-  Args:
-    dataset: one of DATASETS.
-    data_dir, num_targets, validate, multi_mnist_shift, num_pairs, seed,
-      eval_size: see `interface.Options`.
-
-  Raises:
-    errors.ConfigError: for an unknown data set, a missing data_dir, or
-      validate with a data set that has no validation files; the input
-      function raises as `prepare_split` does, then as the readers do.
+  dataset is one of DATASETS; the other arguments are `interface.Options`'.
+  ConfigError for an unknown data set, a missing data_dir, or validate
+  with a data set that has no validation files; the input function raises
+  as `prepare_split` does, then as the readers do (`interface`).
   """
   data_set = _data_set(dataset, data_dir=data_dir, validate=validate)
   options = interface.Options(
@@ -92,13 +87,8 @@ def prepare_split(dataset: str, split: str, *, data_dir: Optional[str],
   What the input function of `input_fn` does before it reads, without
   reading: a tool calls it for every split it will read before it starts
   work that takes hours (`paper.reproduce` does, so a missing affNIST file
-  stops it before training). Arguments as `input_fn`'s.
-
-  Raises:
-    errors.ConfigError: as `input_fn`, or a split the data set lacks.
-    errors.MissingDataError: a file is missing and cannot be made; the
-      message names what to place where.
-    errors.DataError: a file is there but damaged.
+  stops it before training). Arguments and errors as `input_fn`'s, and
+  ConfigError for a split the data set lacks.
   """
   data_set = _data_set(dataset, data_dir=data_dir, validate=validate)
   _check_split(data_set, split)

@@ -15,20 +15,13 @@ import tensorflow as tf
 
 def random_offsets(batch_size: tf.Tensor, image_size: int,
                    crop_size: int) -> tf.Tensor:
-  """int32 `[batch, 2]`: uniform (row, column) crop corners of square images.
-
-  Each in [0, image_size - crop_size]; batch_size is an int or a tensor.
-  """
+  """int32 `[batch, 2]`: uniform (row, column) crop corners for `crop`."""
   return tf.random.uniform([batch_size, 2], 0, image_size - crop_size + 1,
                            dtype=tf.int32)
 
 
 def crop(images: tf.Tensor, offsets: tf.Tensor, crop_size: int) -> tf.Tensor:
-  """`[batch, crop_size, crop_size, channels]` windows, one per image.
-
-  offsets: int32 `[batch, 2]`, the (row, column) of each window's top-left
-  corner; windows must lie inside the images.
-  """
+  """One window per image, its top-left corner at offsets' (row, column)."""
   window = tf.range(crop_size)
   rows = offsets[:, 0:1] + window  # [batch, crop_size]
   cols = offsets[:, 1:2] + window  # [batch, crop_size]
@@ -57,20 +50,13 @@ def adjust_contrast(images: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
 
 def project(images: tf.Tensor, transforms: tf.Tensor, *, output_size: int,
             interpolation: str) -> tf.Tensor:
-  """Resamples each image through its own projective transform.
+  """float32 images, each resampled through its own projective transform.
 
-  Args:
-    images: float32 `[batch, height, width, channels]`.
-    transforms: float32 `[batch, 8]`, tf's convention: output pixel (x, y)
-      (column, row; pixel centres at integers) samples the input at
-      `((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)` with
-      `k = c0 x + c1 y + 1` for the row `[a0, a1, a2, b0, b1, b2, c0, c1]`.
-    output_size: height and width of the output.
-    interpolation: 'NEAREST' or 'BILINEAR'.
-
-  Returns:
-    `[batch, output_size, output_size, channels]`, zero where the sample
-    falls outside the input.
+  transforms: float32 `[batch, 8]`, tf's convention: output pixel (x, y)
+  (column, row; pixel centres at integers) samples the input at
+  `((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)` with
+  `k = c0 x + c1 y + 1` for the row `[a0, a1, a2, b0, b1, b2, c0, c1]`.
+  The output is zero where the sample falls outside the input.
   """
   return tf.raw_ops.ImageProjectiveTransformV3(
       images=images,
@@ -102,15 +88,14 @@ def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
 
 def standardized_features(images: tf.Tensor, labels: tf.Tensor,
                           num_classes: int) -> Dict[str, tf.Tensor]:
-  """The models' features of a batch of natural images (CIFAR10, NORB).
-
-  Each image is standardized to zero mean and unit variance
-  (`tf.image.per_image_standardization`) and moved to the reference's
-  channels-first layout; it is also its own reconstruction target. labels
-  are int class ids `[batch]`.
-  """
+  """The `features` of natural images, each standardized, channels first."""
   images = tf.image.per_image_standardization(images)
-  images = tf.transpose(images, [0, 3, 1, 2])
+  return features(tf.transpose(images, [0, 3, 1, 2]), labels, num_classes)
+
+
+def features(images: tf.Tensor, labels: tf.Tensor,
+             num_classes: int) -> Dict[str, tf.Tensor]:
+  """The features (`interface`) of images, each its own recons_image."""
   return {
       'images': images,
       'labels': tf.one_hot(labels, num_classes),

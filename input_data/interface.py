@@ -38,22 +38,17 @@ class Options:
 
   Attributes:
     data_dir: the data directory, where missing records are written (for
-      cifar10 the one that may hold cifar-10-batches-bin/; for MultiMNIST
-      records a `path/name.tfrecords@N` pattern, read as it is).
+      MultiMNIST records a `path/name.tfrecords@N` pattern, read as it is).
     num_targets: digits per image, 1 or 2 (MultiMNIST). For mnist with 2
       and a data_dir that is a directory (no `@N`), the pairs are generated
-      on the fly from the digits (`generated_input.multi_mnist_inputs`).
+      on the fly from the digits (`generated_input`).
     validate: read the train/validation splits (mnist, expanded_mnist).
-    multi_mnist_shift: generated MultiMNIST's shift, a name in
-      `canvas.MULTI_MNIST_SHIFTS`.
-    num_pairs: generated MultiMNIST's pairs per digit and epoch.
+    multi_mnist_shift, num_pairs: generated MultiMNIST's (`generated_input`).
     seed: seed of the generated data sets (MultiMNIST, expanded_mnist,
       affine_mnist); `mnist_shift --multi_targets --seed` writes the same
       MultiMNIST pairs.
-    eval_size: examples of the generated test sets (MultiMNIST pairs,
-      expanded_mnist and affine_mnist digits).
-    tfds_data_dir: tensorflow-datasets' data directory (None: its default,
-      ~/tensorflow_datasets).
+    eval_size: examples of the generated test sets.
+    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
   """
   data_dir: str
   num_targets: int = 1
@@ -75,10 +70,9 @@ class DataSet:
 
   Attributes:
     name: the name, a key of `datasets.DATASETS`.
-    splits: the splits it has: train and test, or test only (evaluation
-      only: models trained on `train_on` are tested on it).
-    prepare: `prepare(split, options)`, see the module doc.
-    inputs: `inputs(split, options, *, batch_size, input_context)`.
+    splits: train and test, or test only (models trained on `train_on` are
+      tested on it).
+    prepare, inputs: the functions of the module doc.
     validate: whether `Options.validate` can read validation splits.
     train_on: for a test set only, the data set its models train on.
   """

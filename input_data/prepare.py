@@ -9,22 +9,21 @@ online); without either and without network, a MissingDataError names the
 files to place in data_dir within seconds.
 
 Nothing is overwritten or deleted: an existing file is used as it is, and
-`write_new` writes through `files.write_atomically` with a progress line
-every PROGRESS_SECONDS. The MNIST training records of all 60,000 digits
-(1.5 million records, 1.3 GB) take about 25 s on one core (8 s measured for
-19,690 digits, MNIST_DIR holding their idx files):
+`write_new` writes through `files.write_atomically`. The MNIST training
+records of all 60,000 digits (1.5 million records, 1.3 GB) take about 25 s
+on one core (8 s measured for 19,690 digits, MNIST_DIR holding their idx
+files):
 
   D=$(mktemp -d) && ln -s MNIST_DIR/*.gz $D/ && time python -c \
       "from input_data import datasets; \
       datasets.prepare_split('mnist', 'train', data_dir='$D')"
 """
 
-import contextlib
 import gzip
 import os
 import threading
 import time
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import tensorflow as tf
 
@@ -57,33 +56,12 @@ def open_maybe_gzipped(path: str, how_to_get: str) -> BinaryIO:
       f'{path} (or {path}.gz) does not exist. Get it with:\n  {how_to_get}')
 
 
-@contextlib.contextmanager
-def _progress_lines(path: str, num_bytes: int, start: float) -> Iterator[None]:
-  """Prints how much of path is written every PROGRESS_SECONDS meanwhile."""
-  done = threading.Event()
-
-  def report() -> None:
-    while not done.wait(PROGRESS_SECONDS):
-      if tf.io.gfile.exists(path):
-        written = tf.io.gfile.stat(path).length
-        print(f'  {written / num_bytes:.0%} ({written / 1e6:,.0f} MB) after '
-              f'{time.monotonic() - start:.0f} s', flush=True)
-
-  thread = threading.Thread(target=report, daemon=True)
-  thread.start()
-  try:
-    yield
-  finally:
-    done.set()
-    thread.join()
-
-
 def write_new(path: str, write: Callable[[str], object], *, num_records: int,
               record_bytes: int) -> str:
   """Writes `num_records` records of about record_bytes each to a new path.
 
-  `write(temp)` writes them; a file that another preparation wrote
-  meanwhile is kept. Returns path.
+  `write(temp)` writes them, with a progress line every PROGRESS_SECONDS; a
+  file that another preparation wrote meanwhile is kept. Returns path.
   """
   num_bytes = num_records * (record_bytes + RECORD_FRAMING_BYTES)
   print(f'Writing {num_records:,} records ({num_bytes / 1e6:,.0f} MB) to '
@@ -91,8 +69,21 @@ def write_new(path: str, write: Callable[[str], object], *, num_records: int,
   start = time.monotonic()
 
   def write_with_progress(temp: str) -> None:
-    with _progress_lines(temp, num_bytes, start):
+    done = threading.Event()
+
+    def report() -> None:
+      while not done.wait(PROGRESS_SECONDS):
+        if tf.io.gfile.exists(temp):
+          written = tf.io.gfile.stat(temp).length
+          print(f'  {written / num_bytes:.0%} ({written / 1e6:,.0f} MB) after '
+                f'{time.monotonic() - start:.0f} s', flush=True)
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
       write(temp)
+    finally:
+      done.set()
+      thread.join()
   if files.write_atomically(path, write_with_progress, overwrite=False):
     print(f'Wrote {path} in {time.monotonic() - start:.0f} s', flush=True)
   else:

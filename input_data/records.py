@@ -94,7 +94,7 @@ def count_tfrecords(paths: Sequence[str], how_to_create: str) -> List[int]:
 
 
 def write_tfrecords(path: str, serialized: Iterable[bytes]) -> int:
-  """Writes serialized records to path, in order; returns their count."""
+  """Writes serialized records to path, in order; their count."""
   count = 0
   with tf.io.TFRecordWriter(path) as writer:
     for record in serialized:
@@ -117,10 +117,7 @@ def example_int(example: tf.train.Example, key: str) -> int:
 
 def check_records(paths: Sequence[str],
                   how_to_create: str) -> Tuple[int, int, int]:
-  """(height, width, depth) of the first record, once all are checked.
-
-  Raises as `count_tfrecords`, and DataError if the files hold no records.
-  """
+  """(height, width, depth) of the first record, once all are counted."""
   if sum(count_tfrecords(paths, how_to_create)) == 0:
     raise errors.DataError(f'{", ".join(paths)} hold no records; recreate '
                            f'with:\n  {how_to_create}')

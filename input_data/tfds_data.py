@@ -40,11 +40,9 @@ def prepare_tfds(name: str, *, tfds_data_dir: Optional[str] = None,
                  server_url: Optional[str] = None) -> tfds.core.DatasetBuilder:
   """Returns a tensorflow-datasets builder, preparing its data when needed.
 
-  tfds_data_dir None is tfds' default, ~/tensorflow_datasets. server_url, a
-  file that tensorflow-datasets downloads, must answer within
+  server_url, a file that tensorflow-datasets downloads, must answer within
   _CONNECT_TIMEOUT_SECONDS before the download starts, which without
-  network retries for minutes (3.5 for mnist). MissingDataError, in one line
-  that says what to download where, if the data cannot be downloaded.
+  network retries for minutes (3.5 for mnist).
   """
   builder = tfds.builder(name, data_dir=tfds_data_dir)
   if not builder.is_prepared():
@@ -75,12 +73,7 @@ def load_tfds(name: str, split: str, *,
 
 def tfds_instead(name: str, *, server_url: str, tfds_data_dir: Optional[str],
                  data_dir: str, files_named: str) -> None:
-  """`prepare_tfds` for a data_dir that lacks the original files.
-
-  Raises:
-    errors.MissingDataError: if tensorflow-datasets cannot provide the data;
-      the one-line message names files_named, to place in data_dir first.
-  """
+  """`prepare_tfds` for a data_dir that lacks files_named, the originals."""
   try:
     prepare_tfds(name, tfds_data_dir=tfds_data_dir, server_url=server_url)
   except FileNotFoundError as error:

@@ -8,9 +8,6 @@ Training crops a random 24x24 window, flips it left-right at random, and
 changes its brightness (by up to 63 on the [0, 255] scale) and contrast (a
 factor in [0.2, 1.8]); testing crops the central 24x24 window. Both then
 standardize each image to mean 0 and variance 1.
-
-The batches are the feature dictionaries of `interface`: images
-`[batch, 3, 24, 24]`, each its own reconstruction target.
 """
 
 import os
@@ -120,9 +117,8 @@ def inputs(split: str, *,
           ) -> tf.data.Dataset:
   """Reads CIFAR-10 batches, as every reader (`interface`).
 
-  source: 'bin' for the binary batches in data_dir
-  (`.../cifar-10-batches-bin`), 'tfds' for tensorflow-datasets' cifar10
-  (same preprocessing). batch_capacity is the training shuffle buffer.
+  source: 'bin' for the binary batches in data_dir, 'tfds' for
+  tensorflow-datasets' cifar10. batch_capacity is the training shuffle buffer.
   """
   train = records.train_split(split)
   if source == 'bin':

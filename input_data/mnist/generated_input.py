@@ -2,27 +2,18 @@
 
 The examples are made round by round by `canvas.MultiMnist` and
 `canvas.ExpandedMnist` from a split's uint8 digits. Training gets an endless
-stream, each round (each epoch for expanded MNIST) drawn anew; testing gets
-a fixed set of eval_size examples: the first eval_size pairs of the
-MultiMNIST stream, or for expanded MNIST digit k % num_digits k-th at a
-position fixed by the seed. The same seed gives the same examples in the
-same order, and the MultiMNIST pairs are the records that
-`mnist_shift --multi_targets` writes with that seed (its shards read in
-order).
+stream, each round drawn anew; testing gets a fixed set of eval_size
+examples: the first eval_size pairs of the MultiMNIST stream, or for
+expanded MNIST digit k % num_digits k-th at a position fixed by the seed.
 
-Each input pipeline of a multi-worker run generates only its own share,
-every N-th example of the stream (`records.shard`): it makes the plans of
-all examples, a few integers each, and the images of its own only. The
-batches are the feature dictionaries of `mnist_input_record` (see
-`interface` for what every reader returns).
+Each input pipeline of a multi-worker run generates only its own share
+(`records.shard`): it makes the plans of all examples, a few integers each,
+and the images of its own only.
 
 On 2 CPU cores the MultiMNIST pipeline makes about 40,000 pairs/s from
 MNIST's 60,000 training digits (the paper's batch of 128; about 60,000/s on
 an otherwise idle machine):
   python -m benchmarks.input_benchmark   # the line 'MultiMNIST generated'
-
-Everything is TensorFlow ops (see `canvas`), so the pipelines run in
-tf.data's threads without calling back into Python.
 """
 
 import math
@@ -69,9 +60,8 @@ def multi_mnist_inputs(split: str, *, images: np.ndarray,
                        = None) -> tf.data.Dataset:
   """MultiMNIST pairs (36x36) generated from a split's uint8 digits.
 
-  Training draws new pairs every round; the test set is the first eval_size
-  pairs. shift is a name in `canvas.MULTI_MNIST_SHIFTS`; num_pairs and seed
-  as `canvas.MultiMnist`.
+  shift is a name in `canvas.MULTI_MNIST_SHIFTS`; num_pairs and seed as
+  `canvas.MultiMnist`.
   """
   if shift not in canvas.MULTI_MNIST_SHIFTS:
     raise errors.ConfigError(
@@ -99,11 +89,7 @@ def expanded_mnist_inputs(split: str, *, images: np.ndarray,
                           eval_size: int = DEFAULT_EVAL_SIZE,
                           input_context: Optional[tf.distribute.InputContext]
                           = None) -> tf.data.Dataset:
-  """Expanded MNIST (digits at random on a 40x40 canvas), generated.
-
-  Training draws new positions and a new order every epoch; the test set is
-  eval_size digits, digit k % num_images k-th, at positions fixed by seed.
-  """
+  """Expanded MNIST (digits at random on a 40x40 canvas), generated."""
   train = records.train_split(split)
   generator = canvas.ExpandedMnist(images, labels, seed=seed)
   batches = _plan_batches(

@@ -77,27 +77,17 @@ def _distort(images: tf.Tensor, train: bool) -> tf.Tensor:
 def digit_features(images: tf.Tensor,
                    labels: tf.Tensor) -> Dict[str, tf.Tensor]:
   """The features of digits `[batch, 1, h, w]` and int32 labels `[batch]`."""
-  return {
-      'images': images,
-      'labels': tf.one_hot(labels, NUM_CLASSES),
-      'recons_image': images,
-      'recons_label': labels,
-  }
+  return image_ops.features(images, labels, NUM_CLASSES)
 
 
 def pair_features(merged: tf.Tensor, image_1: tf.Tensor, label_1: tf.Tensor,
                   image_2: tf.Tensor,
                   label_2: tf.Tensor) -> Dict[str, tf.Tensor]:
   """The features of pairs: merged is the input, image_1 recons_image."""
-  return {
-      'images': merged,
-      'labels': (tf.one_hot(label_1, NUM_CLASSES) +
-                 tf.one_hot(label_2, NUM_CLASSES)),
-      'recons_image': image_1,
-      'recons_label': label_1,
-      'spare_image': image_2,
-      'spare_label': label_2,
-  }
+  return {**digit_features(image_1, label_1), 'images': merged,
+          'labels': (tf.one_hot(label_1, NUM_CLASSES) +
+                     tf.one_hot(label_2, NUM_CLASSES)),
+          'spare_image': image_2, 'spare_label': label_2}
 
 
 def _single_features(serialized: tf.Tensor, height: int, distort: bool,

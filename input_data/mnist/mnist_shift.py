@@ -1,13 +1,8 @@
 r"""Writes shifted MNIST and MultiMNIST tfrecords from the MNIST idx files.
 
-The command line of `mnist_record_writer`, which describes the records. The
-images of --split (train, test, valid_train or valid_test, see `idx`) are
-padded by --pad and written once per shift within --shift to
-`{split}_{shift}shifted_mnist.tfrecords`. With --multi_targets, --num_pairs
-MultiMNIST pairs per image, drawn from --seed as the input pipelines draw
-them, go to the shards
-`multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N`, --max_shard
-records each. Each file is written whole (`files.write_atomically`).
+The command line of `mnist_record_writer`, which describes the records, of
+the images of --split (see `idx`). Each file is written whole
+(`files.write_atomically`).
 
 Usage (the records go to --output_dir, by default --data_dir):
   python -m input_data.mnist.mnist_shift --data_dir=DIR --split=train --shift=2

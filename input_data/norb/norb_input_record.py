@@ -1,22 +1,16 @@
 """Input pipeline for smallNORB stereo pairs stored as tfrecords.
 
-Reads `data_dir/{split}duo.tfrecords` (`norb_convert` writes them from the
-original smallNORB files, see `norb_record_writer`): tf.train.Examples with
-image_raw (uint8 bytes, `[depth, height, width]`, the two stereo views),
-label (one of 5 object categories), height, width, depth and meta (4
-int64s).
+Reads `data_dir/{split}duo.tfrecords` (`norb_record_writer`: the two
+stereo views as depth, one of 5 object categories as label).
 
 The images are resized to `height` x `height` (48 by default); training then
 changes brightness (by up to 63 on the [0, 255] scale) and contrast (a factor
 in [0.2, 1.8]) and crops a random window (32x32 from 48), testing crops the
 central window; every image is then standardized to mean 0 and variance 1.
-
-The batches are the feature dictionaries of `interface`: images of depth
-2, 5 categories, each image its own reconstruction target.
 """
 
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
@@ -40,7 +34,7 @@ _FEATURES = dict(image_raw=tf.io.FixedLenFeature([], tf.string), label=_INT,
 
 
 def _decode(serialized: tf.Tensor, record_size: int,
-            size: int) -> Dict[str, tf.Tensor]:
+            size: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """Float images `[batch, size, size, 2]` in about [0, 255], int32 labels."""
   parsed = tf.io.parse_example(serialized, _FEATURES)
   pixels = tf.io.decode_raw(parsed['image_raw'], tf.uint8)
@@ -55,7 +49,7 @@ def _decode(serialized: tf.Tensor, record_size: int,
     images = tf.raw_ops.ResizeBilinear(
         images=images, size=[size, size], align_corners=False,
         half_pixel_centers=False)
-  return {'images': images, 'labels': tf.cast(parsed['label'], tf.int32)}
+  return images, tf.cast(parsed['label'], tf.int32)
 
 
 def _distort(images: tf.Tensor, distorted_size: int) -> tf.Tensor:
@@ -75,15 +69,13 @@ def _preprocess(serialized: tf.Tensor, record_size: int, size: int,
                 distorted_size: int, distort: bool,
                 train: bool) -> Dict[str, tf.Tensor]:
   """Decodes, distorts or crops, standardizes and builds the features."""
-  decoded = _decode(serialized, record_size, size)
-  images = decoded['images']
+  images, labels = _decode(serialized, record_size, size)
   if distort and train:
     images = _distort(images, distorted_size)
   elif distort:
     images = tf.image.resize_with_crop_or_pad(images, distorted_size,
                                               distorted_size)
-  return image_ops.standardized_features(images, decoded['labels'],
-                                         NUM_CLASSES)
+  return image_ops.standardized_features(images, labels, NUM_CLASSES)
 
 
 def inputs(split: str, *,
@@ -96,10 +88,8 @@ def inputs(split: str, *,
           ) -> tf.data.Dataset:
   """Reads smallNORB batches, as every reader (`interface`).
 
-  The file is read through once here. height is the size the images are
-  resized to, 48 or 32 when distorting; distort crops to
-  DISTORTED_SIZE[height] (random crop, brightness and contrast for train,
-  central crop for test); batch_capacity is the training shuffle buffer.
+  The file is read through once here. distort crops to DISTORTED_SIZE[height]
+  (module doc); batch_capacity is the training shuffle buffer.
   """
   train = records.train_split(split)
   if distort and height not in DISTORTED_SIZE:

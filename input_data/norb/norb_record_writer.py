@@ -17,7 +17,6 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 
 import errors
 from input_data import prepare
@@ -43,7 +42,7 @@ _TFDS_READ_BATCH = 1000
 
 
 def records_filename(split: str) -> str:
-  """Name of the record file of a split, the one norb_input_record reads."""
+  """The record file of a split."""
   return f'{split}duo.tfrecords'
 
 
@@ -53,11 +52,7 @@ def split_filenames(split: str) -> List[str]:
 
 
 def parse_matrix(data: bytes, *, name: str) -> np.ndarray:
-  """The uint8 or int32 matrix of a smallNORB file's bytes.
-
-  A little-endian header, then the data; DataError, naming the file, on an
-  unknown magic number or a file shorter than its header says.
-  """
+  """The uint8 or int32 matrix of a smallNORB file's bytes (header first)."""
   words = np.frombuffer(data, '<i4', 2)
   magic, num_dims = int(words[0]), int(words[1])
   if magic not in MATRIX_DTYPES:
@@ -77,12 +72,7 @@ def parse_matrix(data: bytes, *, name: str) -> np.ndarray:
 
 def read_split(split: str, *,
                data_dir: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """uint8 images `[n, 2, 96, 96]`, int labels `[n]` and info `[n, 4]`.
-
-  From the smallnorb-*.mat files (gzipped or not) in data_dir:
-  MissingDataError, with the command that downloads it, for a missing one;
-  DataError for a damaged one or if the three disagree on the count.
-  """
+  """uint8 images `[n, 2, 96, 96]`, int labels `[n]` and info `[n, 4]`."""
   arrays = []
   for name in split_filenames(split):
     how_to_get = f'wget -P {data_dir} {SMALLNORB_URL}{name}.gz'
@@ -98,12 +88,10 @@ def read_split(split: str, *,
 
 def read_tfds_split(split: str, *, tfds_data_dir: Optional[str] = None
                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Reads a split from tensorflow-datasets' smallnorb, as `read_split` does.
+  """`read_split` from tensorflow-datasets' smallnorb (in its own order).
 
-  tensorflow-datasets stores the pairs in an order of its own, and halves
-  the azimuth (0, 2, ..., 34 in the original files); it is doubled back here
-  so that the records hold the original values: instance, elevation,
-  azimuth, lighting.
+  tensorflow-datasets halves the azimuth (0, 2, ..., 34 in the original
+  files); it is doubled back here so that the records hold the originals.
   """
   dataset = tfds_data.load_tfds('smallnorb', split, tfds_data_dir=tfds_data_dir)
   height, width, _ = dataset.element_spec['image'].shape
