@@ -1,10 +1,7 @@
 """The data sets by name: `--dataset` to an input function.
 
-`input_fn(dataset, data_dir=...)` returns `input_fn(split, batch_size,
-input_context=None)`, which prepares the split (`prepare_split`), then reads
-it: a `tf.data.Dataset` of the feature dictionaries that `interface`
-describes, as every reader's. DATASETS maps each name to the `prepare` and
-`inputs` of its folder's `dataset.py`.
+DATASETS maps each name to the `prepare` and `inputs` of its folder's
+`dataset.py` (`interface`); `input_fn` prepares a split, then reads it.
 """
 
 from typing import Callable, Dict, Optional

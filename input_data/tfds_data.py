@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import errors
+from input_data import interface
 from input_data import records
 
 # Seconds to wait for a download server to answer.
@@ -71,15 +72,16 @@ def load_tfds(name: str, split: str, *,
       split=split, shuffle_files=False)
 
 
-def tfds_instead(name: str, *, server_url: str, tfds_data_dir: Optional[str],
-                 data_dir: str, files_named: str) -> None:
-  """`prepare_tfds` for a data_dir that lacks files_named, the originals."""
+def tfds_instead(name: str, options: interface.Options, *, server_url: str,
+                 files_named: str) -> None:
+  """`prepare_tfds` for an options.data_dir that lacks files_named."""
   try:
-    prepare_tfds(name, tfds_data_dir=tfds_data_dir, server_url=server_url)
+    prepare_tfds(name, tfds_data_dir=options.tfds_data_dir,
+                 server_url=server_url)
   except FileNotFoundError as error:
     raise errors.MissingDataError(
-        f'{data_dir} lacks {files_named}: place them there. Or else: {error}'
-    ) from error
+        f'{options.data_dir} lacks {files_named}: place them there. Or else: '
+        f'{error}') from error
 
 
 def tfds_images(name: str, split: str, *, tfds_data_dir: Optional[str],

@@ -25,18 +25,14 @@ def source(data_dir: str) -> str:
 
 
 def prepare(split: str, options: interface.Options) -> str:
-  """`source(data_dir)`, preparing tfds' copy when it is 'tfds'.
-
-  The binary batches' files are checked by the reader.
-  """
+  """`source(data_dir)`; the reader checks the binary batches' files."""
   del split  # Both splits come from the same folder or tfds data set.
   if source(options.data_dir) == 'bin':
     return 'bin'
   print(f'No {CIFAR10_BIN_DIR}/ in {options.data_dir}; reading '
         'tensorflow-datasets\' cifar10', flush=True)
   tfds_data.tfds_instead(
-      'cifar10', server_url=cifar10_input.CIFAR_URL,
-      tfds_data_dir=options.tfds_data_dir, data_dir=options.data_dir,
+      'cifar10', options, server_url=cifar10_input.CIFAR_URL,
       files_named=(f'{CIFAR10_BIN_DIR}/ (extract {cifar10_input.CIFAR_URL} '
                    'there)'))
   return 'tfds'
@@ -45,7 +41,6 @@ def prepare(split: str, options: interface.Options) -> str:
 def inputs(split: str, options: interface.Options, *, batch_size: int,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """`cifar10_input.inputs` from the `source` of data_dir."""
   return cifar10_input.inputs(
       split, data_dir=os.path.join(options.data_dir, CIFAR10_BIN_DIR),
       batch_size=batch_size, source=source(options.data_dir),

@@ -35,8 +35,7 @@ def prepare_digits(split: str, options: interface.Options) -> bool:
   if prepare_lib.has_files(options.data_dir, names):
     return True
   tfds_data.tfds_instead(
-      'mnist', server_url=f'{idx.MNIST_URL}{names[0]}.gz',
-      tfds_data_dir=options.tfds_data_dir, data_dir=options.data_dir,
+      'mnist', options, server_url=f'{idx.MNIST_URL}{names[0]}.gz',
       files_named=(f'{" and ".join(n + "[.gz]" for n in names)} (from '
                    f'{idx.MNIST_URL})'))
   return False

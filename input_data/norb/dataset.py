@@ -35,8 +35,8 @@ def prepare(split: str, options: interface.Options) -> str:
     print(f'No smallNORB .mat files in {data_dir}; reading '
           'tensorflow-datasets\' smallnorb', flush=True)
     tfds_data.tfds_instead(
-        'smallnorb', server_url=f'{writer.SMALLNORB_URL}{names[0]}.gz',
-        tfds_data_dir=options.tfds_data_dir, data_dir=data_dir,
+        'smallnorb', options,
+        server_url=f'{writer.SMALLNORB_URL}{names[0]}.gz',
         files_named=(f'{", ".join(n + "[.gz]" for n in names)} (from '
                      f'{writer.SMALLNORB_URL})'))
     images, labels, info = writer.read_tfds_split(

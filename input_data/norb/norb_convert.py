@@ -1,8 +1,7 @@
 """Writes smallNORB `{split}duo.tfrecords` from the original smallNORB files.
 
 The command line of `norb_record_writer` (see there for the files and the
-records): the three `smallnorb-*-{dat,cat,info}.mat[.gz]` files of --split
-in --data_dir become one record per stereo pair, in file order.
+records), of the files of --split in --data_dir.
 
 Usage (the records go to --output_dir, by default --data_dir):
   python -m input_data.norb.norb_convert --data_dir=DIR --split=train
