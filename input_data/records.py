@@ -1,4 +1,4 @@
-"""Record files read into batches: names, checks, order, sharding, batching.
+"""Record files: names, examples, checks, order, sharding, batching.
 
 Every reader in `input_data/` checks and reads its files with these helpers,
 so a missing or damaged file fails the same way everywhere: with the path
@@ -91,6 +91,14 @@ def count_tfrecords(paths: Sequence[str], how_to_create: str) -> List[int]:
           f'Recreate it with:\n  {how_to_create}') from error
     counts.append(int(count))
   return counts
+
+
+def decode_pixels(raw: tf.Tensor, shape: Sequence[int]) -> tf.Tensor:
+  """uint8 `[batch, *shape]` of a batch of byte strings `[batch]`."""
+  pixels = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, *shape])
+  # Keeps the static batch size of training batches, which reshape loses.
+  pixels.set_shape(raw.shape.concatenate(shape))
+  return pixels
 
 
 def write_tfrecords(path: str, serialized: Iterable[bytes]) -> int:

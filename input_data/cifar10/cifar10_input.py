@@ -64,14 +64,10 @@ def _check_binary_files(paths: Sequence[str], how_to_create: str) -> None:
 
 def _decode(records_batch: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
   """uint8 images `[batch, 32, 32, 3]` and int32 labels of binary records."""
-  data = tf.io.decode_raw(records_batch, tf.uint8)
-  labels = tf.cast(data[:, 0], tf.int32)
+  data = records.decode_pixels(records_batch, [RECORD_BYTES])
   images = tf.reshape(data[:, LABEL_BYTES:],
                       [-1, DEPTH, IMAGE_SIZE, IMAGE_SIZE])
-  # Keeps the static batch size of training batches, which reshape loses.
-  images.set_shape(records_batch.shape.concatenate(
-      [DEPTH, IMAGE_SIZE, IMAGE_SIZE]))
-  return tf.transpose(images, [0, 2, 3, 1]), labels
+  return tf.transpose(images, [0, 2, 3, 1]), tf.cast(data[:, 0], tf.int32)
 
 
 def _sample_distortions(batch_size: tf.Tensor) -> Dict[str, tf.Tensor]:

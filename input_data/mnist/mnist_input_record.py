@@ -49,10 +49,7 @@ def to_images(pixels: tf.Tensor) -> tf.Tensor:
 
 def _decode_images(raw: tf.Tensor, height: int, width: int) -> tf.Tensor:
   """string `[batch]` of uint8 pixels to `to_images`' images."""
-  pixels = tf.reshape(tf.io.decode_raw(raw, tf.uint8), [-1, height, width])
-  # Keeps the static batch size of training batches, which reshape loses.
-  pixels.set_shape(raw.shape.concatenate([height, width]))
-  return to_images(pixels)
+  return to_images(records.decode_pixels(raw, [height, width]))
 
 
 def _distort(images: tf.Tensor, train: bool) -> tf.Tensor:
@@ -161,10 +158,10 @@ def inputs(split: str, *,
   """Reads shifted MNIST (num_targets=1) or MultiMNIST (num_targets=2).
 
   As every reader (`interface`), each file checked by a read through first.
-  data_dir is a directory, or for MultiMNIST a sharded pattern. height, the
-  records' size, is checked against them (None: any; MultiMNIST: any).
-  Single digit only: distort crops (`_distort`); validate reads the
-  validation files. batch_capacity is the training shuffle buffer.
+  data_dir is a directory, or for MultiMNIST a sharded pattern. Single digit
+  only: height is checked against the records' (None takes theirs), distort
+  crops (`_distort`), validate reads the validation files. batch_capacity is
+  the training shuffle buffer.
   """
   train = records.train_split(split)
   if num_targets == 1:

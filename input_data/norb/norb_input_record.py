@@ -37,11 +37,8 @@ def _decode(serialized: tf.Tensor, record_size: int,
             size: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """Float images `[batch, size, size, 2]` in about [0, 255], int32 labels."""
   parsed = tf.io.parse_example(serialized, _FEATURES)
-  pixels = tf.io.decode_raw(parsed['image_raw'], tf.uint8)
-  images = tf.reshape(pixels, [-1, DEPTH, record_size, record_size])
-  # Keeps the static batch size of training batches, which reshape loses.
-  images.set_shape(serialized.shape.concatenate(
-      [DEPTH, record_size, record_size]))
+  images = records.decode_pixels(parsed['image_raw'],
+                                 [DEPTH, record_size, record_size])
   images = tf.cast(tf.transpose(images, [0, 2, 3, 1]), tf.float32)
   if size != record_size:
     # TF1's resize_images, as the reference: without half-pixel centres, so
