@@ -94,28 +94,19 @@ def _raise_interrupted(signum: int, unused_frame) -> None:
 def call_main(main: Callable[[List[str]], None], argv: List[str], *,
               program: str, arguments: bool = False,
               process_ends: bool = False) -> None:
-  """Runs main on parsed flags, the user's mistakes as one line.
+  """Runs main(argv) on parsed flags, the user's mistakes as one line.
 
   Libraries' warnings (tfds' among them) are hidden unless --verbosity is
   given. SIGINT and SIGTERM raise `errors.Interrupted` (training handles
-  them itself while it trains).
-
-  Args:
-    main: the tool's main, given argv.
-    argv: the program name and the arguments absl left.
-    program: the name in the messages.
-    arguments: the tool takes positional arguments (else they are an
-      error).
-    process_ends: the process ends when main does (`run`). After an
-      interruption's line, what TensorFlow's teardown writes to stderr is
-      dropped: a worker of several that leaves after the chief has gone
-      would otherwise log the lost connection to the chief's coordination
-      service.
+  them itself while it trains). arguments: the tool takes positional
+  arguments (else they are an error). process_ends: the process ends when
+  main does (`run`); after an interruption's line, what TensorFlow's
+  teardown writes to stderr is dropped (a worker that leaves after the
+  chief would otherwise log the lost connection to the chief's service).
 
   Raises:
-    SystemExit: one of `user_errors()`, with the one-line message (unless
-      CAPSULES_TRACEBACK=1), or an interruption, with its line and exit
-      code.
+    SystemExit: one of `user_errors()` (unless CAPSULES_TRACEBACK=1) or an
+      interruption, with its line and exit code.
   """
   if len(argv) > 1 and not arguments:
     sys.exit(_one_line(program, f'unexpected arguments: {" ".join(argv[1:])}'))

@@ -49,19 +49,12 @@ class StopRequest:
 def stop_on_signals(variable: tf.Variable,
                     signals: Sequence[int] = SIGNALS
                    ) -> Iterator[StopRequest]:
-  """Within the block, the first SIGINT or SIGTERM sets `variable`.
+  """Within the block, the first of `signals` sets the boolean `variable`.
 
   A second one ends the process at once with exit code 128 + its number.
   The previous handlers come back after the block. Outside the main thread
   (where Python allows no signal handlers) nothing is installed and the
-  request never comes.
-
-  Args:
-    variable: a boolean variable the training loop reads before each step.
-    signals: the signals that ask to stop.
-
-  Yields:
-    The `StopRequest`, whose `signum` says which signal came.
+  request never comes. Yields the `StopRequest`.
   """
   request = StopRequest(variable)
   if threading.current_thread() is not threading.main_thread():
