@@ -53,19 +53,9 @@ def quiet_tensorflow_start() -> None:
     os.close(saved)
 
 
-def _drop_stderr() -> None:
-  """Points file descriptor 2 at /dev/null for the rest of the process."""
-  sys.stderr.flush()
-  with open(os.devnull, 'w') as devnull:
-    os.dup2(devnull.fileno(), 2)
-
-
 def user_errors() -> tuple:
-  """The exceptions that are the user's mistakes, reported in one line.
-
-  The project's own `errors.UserError`, and TensorFlow's `DataLossError`,
-  which its record readers raise, mid-run, for a truncated or corrupt file.
-  """
+  """The user's mistakes: `errors.UserError`, and the `DataLossError`
+  TensorFlow's record readers raise for a truncated or corrupt file."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return (errors.UserError, tf.errors.DataLossError)
 
@@ -75,11 +65,7 @@ def _one_line(program: str, error: object) -> str:
 
 
 def parse_flags(argv: Sequence[str], *, program: str) -> List[str]:
-  """absl's flag parsing into `flags.FLAGS`, its errors in one line.
-
-  Raises:
-    SystemExit: a flag absl refuses, with the one-line message.
-  """
+  """absl's flag parsing into `flags.FLAGS`, its errors in one line."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
@@ -114,18 +100,17 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
     logging.set_verbosity(logging.ERROR)
   previous = {signum: signal.signal(signum, _raise_interrupted)
               for signum in (signal.SIGINT, signal.SIGTERM)}
+  caught = () if os.environ.get(TRACEBACK_VARIABLE) == '1' else user_errors()
   try:
-    if os.environ.get(TRACEBACK_VARIABLE) == '1':
-      main(argv)
-      return
     try:
       main(argv)
-    except user_errors() as error:
+    except caught as error:
       sys.exit(_one_line(program, error))
   except errors.Interrupted as interruption:
     print(f'{program}: {interruption}', file=sys.stderr, flush=True)
-    if process_ends:
-      _drop_stderr()
+    if process_ends:  # Stderr to /dev/null for the rest of the process.
+      with open(os.devnull, 'w') as devnull:
+        os.dup2(devnull.fileno(), 2)
     sys.exit(interruption.exit_code)
   finally:
     for signum, handler in previous.items():

@@ -77,18 +77,11 @@ class CapsuleModel(model.Model):
     The same votes and routing as `forward`, run op by op (not compiled), so
     that every iteration's tensors can be looked at (the paper's Appendix A).
 
-    Args:
-      tensors: a batch.
-      num_routing: iterations to run; None: the model's (hparam routing).
-        More than the model was trained with show where routing goes on
-        to; `forward` always runs the model's.
-
-    Returns:
-      One `layers.RoutingIteration` per routing iteration: the logits and the
-      route (coupling coefficients) `[batch, P * h * w, num_classes]`, the
-      activation `[batch, num_classes, 16]` (the last one is `forward`'s
-      capsule_output) and the agreement added to the logits
-      `[batch, P * h * w, num_classes]`.
+    num_routing: iterations to run; None: the model's (more show where
+    routing goes on to). Returns one `layers.RoutingIteration` per
+    iteration: the logits, the route (coupling coefficients) and the
+    agreement added to the logits `[batch, P * h * w, num_classes]`, and the
+    activation `[batch, num_classes, 16]` (the last is `forward`'s).
     """
     primary = self.primary_capsules(tensors)
     capsule2 = self._capsule2
@@ -99,17 +92,11 @@ class CapsuleModel(model.Model):
         leaky=capsule2.leaky))
 
   def decode(self, capsule_output: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """The decoder's image of the capsules that `mask` keeps.
+    """The decoder's image of the class capsules that `mask` keeps.
 
-    Args:
-      capsule_output: `[batch, num_classes, 16]` class capsules.
-      mask: `[batch, num_classes]`, one-hot of the capsule to decode.
-
-    Returns:
-      float32 `[batch, depth * height * width]` reconstructions in [0, 1].
-
-    Raises:
-      errors.ConfigError: the model has no decoder (hparam remake=false).
+    capsule_output `[batch, num_classes, 16]`, mask `[batch, num_classes]`
+    (one-hot) -> float32 `[batch, depth * height * width]` in [0, 1].
+    Raises errors.ConfigError without a decoder (hparam remake=false).
     """
     if self._recons is None:
       raise errors.ConfigError('this capsule model has no decoder: it needs '

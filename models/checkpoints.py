@@ -96,13 +96,9 @@ def load(model: model_lib.Model, path: str, *,
   damaged file leaves the model as it was. include_optimizer: also Adam's
   state as far as the checkpoint has it (moments it lacks keep their values,
   beta powers it lacks become the reference's at the restored step).
-  Returns the restored global step.
-
-  Raises:
-    MissingCheckpointError: there is no such checkpoint.
-    CheckpointMismatchError: a model variable is missing or has another
-      shape; the message lists each by name.
-    CorruptCheckpointError: the checkpoint's files are truncated or damaged.
+  Returns the restored global step. Raises MissingCheckpointError,
+  CheckpointMismatchError (naming each variable missing or of another
+  shape) or CorruptCheckpointError.
   """
   model.require_built()
   reader = _reader(path)
@@ -224,10 +220,8 @@ def restore_latest(model: model_lib.Model, train_dir: str) -> int:
   and the next older one is tried. Returns the restored global step, 0 when
   train_dir has no checkpoint.
 
-  Raises:
-    CheckpointMismatchError: the newest checkpoint belongs to another
-      architecture.
-    CorruptCheckpointError: train_dir has checkpoints and none of them loads.
+  Raises CheckpointMismatchError for another architecture's checkpoint,
+  CorruptCheckpointError when train_dir has checkpoints and none loads.
   """
   candidates = list(reversed(list_steps(train_dir).values()))
   broken: List[str] = []

@@ -113,6 +113,15 @@ def resolve_run_config(*, compute_dtype: str = 'float32',
   return run_config_lib.RunConfig(model=model, **settings)
 
 
+def check_replicas(num_replicas: int, global_batch_size: int) -> None:
+  """Raises ConfigError unless the replicas split the global batch evenly."""
+  if num_replicas < 1 or global_batch_size % num_replicas:
+    raise errors.ConfigError(
+        f'{num_replicas} replicas cannot split the global batch of '
+        f'{global_batch_size} evenly; use a number of GPUs (times workers) '
+        f'that divides {global_batch_size}')
+
+
 def allow_gpu_memory_growth() -> List[str]:
   """Lets TensorFlow take GPU memory as it needs it, not all at start.
 
@@ -126,17 +135,16 @@ def allow_gpu_memory_growth() -> List[str]:
   return [gpu.name for gpu in gpus]
 
 
-def make_strategy(num_gpus: int) -> tf.distribute.Strategy:
+def make_strategy(num_gpus: int, *,
+                  global_batch_size: int) -> tf.distribute.Strategy:
   """The distribution strategy for `num_gpus` replicas per worker.
 
   With `TF_CONFIG` set, a `MultiWorkerMirroredStrategy` over the workers it
   lists, each using its first `num_gpus` GPUs (or its CPU when it has none);
   otherwise a `MirroredStrategy` over `num_gpus` GPUs when `num_gpus > 1`,
-  else the default strategy (one device). `num_gpus=0` hides the GPUs: the
-  run is on the CPU.
-
-  Raises:
-    errors.ConfigError: num_gpus is negative or exceeds this machine's GPUs.
+  else the default strategy (one device; num_gpus=0 hides the GPUs).
+  Raises errors.ConfigError for num_gpus this machine cannot give or that
+  do not divide the global batch (checked first: on any machine).
   """
   if num_gpus < 0:
     raise errors.ConfigError(f'num_gpus={num_gpus}: use 0 for the CPU, or '
@@ -145,6 +153,7 @@ def make_strategy(num_gpus: int) -> tf.distribute.Strategy:
   if num_gpus == 0:
     tf.config.set_visible_devices([], 'GPU')
     return tf.distribute.get_strategy()
+  check_replicas(num_gpus, global_batch_size)
   if num_gpus > 1 and num_gpus > len(gpus):
     raise errors.ConfigError(f'num_gpus={num_gpus} but this machine has '
                              f'{len(gpus)} GPUs')
@@ -190,8 +199,10 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
       cannot give.
   """
   allow_gpu_memory_growth()
-  strategy = (make_strategy(num_gpus) if distribute or num_gpus == 0
-              else tf.distribute.get_strategy())
+  strategy = tf.distribute.get_strategy()
+  if distribute or num_gpus == 0:
+    strategy = make_strategy(num_gpus, global_batch_size=settings.get(
+        'train_batch_size', run_config_lib.TRAIN_BATCH_SIZE))
   config = resolve_run_config(compute_dtype=compute_dtype, num_gpus=num_gpus,
                               xla=xla, **settings)
   tf.config.experimental.enable_tensor_float_32_execution(config.tf32)

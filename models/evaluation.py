@@ -79,21 +79,15 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
              num_targets: int = 1, checkpoint: Optional[str] = None,
              config: run_config_lib.RunConfig = run_config_lib.RunConfig()
             ) -> List[EvalResult]:
-  """Counts the wrong predictions of a checkpoint on the test split.
+  """Counts the wrong predictions of checkpoints on the test split.
 
-  Evaluates `checkpoint`, or else each new checkpoint that training writes to
-  `summary_dir/train/` (`tf.train.checkpoints_iterator`, at most one every
-  `config.eval_poll_seconds`) until none came for
-  `config.eval_timeout_seconds`. Reads eval_size // batch batches, sums the
-  correct and almost-correct predictions, prints
-  `Total wrong predictions: N, wrong percent: P%` (P = 100 N / examples)
-  and writes correct_prediction, wrong_prediction and
-  almost_wrong_prediction to `summary_dir/test/` at the checkpoint's step.
-  Returns one `EvalResult` per evaluated checkpoint.
-
-  Args:
-    eval_size: test examples to evaluate (whole batches).
-    checkpoint: checkpoint prefix to evaluate once; None: follow training.
+  Evaluates `checkpoint`, or when None each new checkpoint that training
+  writes to `summary_dir/train/` (`tf.train.checkpoints_iterator`, at most
+  one every `config.eval_poll_seconds`) until none came for
+  `config.eval_timeout_seconds`, on the eval_size // batch first batches.
+  Prints the line with P = 100 N / examples, writes correct_prediction,
+  wrong_prediction and almost_wrong_prediction to `summary_dir/test/` at the
+  checkpoint's step, and returns an `EvalResult` per checkpoint.
   """
   if not summary_dir:
     raise errors.ConfigError('summary_dir is required for evaluation: pass '

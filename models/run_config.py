@@ -27,21 +27,17 @@ class RunConfig:
   """Batch sizes, cadence, devices, and the model's `ModelConfig`.
 
   Attributes:
-    train_batch_size: the global training batch, split evenly across
-      replicas.
-    eval_batch_size: examples per evaluation batch; evaluation reads whole
-      batches.
+    train_batch_size: the global training batch, split across replicas.
+    eval_batch_size: examples per (whole) evaluation batch.
     log_every_steps: training prints a progress line every so many steps;
       also the most steps one compiled call runs.
-    save_step: training writes a checkpoint every so many steps (and at the
-      last).
-    keep_checkpoints: keep the newest so many checkpoints, deleting older
-      ones when a new one is saved (never the one the state file names, nor
-      one an evaluation is reading); None: keep every checkpoint.
+    save_step: training writes a checkpoint every so many steps and at the
+      last.
+    keep_checkpoints: keep the newest so many checkpoints (and the one the
+      state file names, and those an evaluation is reading); None: all.
     model: how the model computes (`models.model.ModelConfig`).
-    tf32: let float32 matrix products and convolutions run in TF32 on GPUs
-      that have it (Ampere and newer): faster, but results drift from the
-      reference's by about 1e-3 relative. Off: float32 means float32.
+    tf32: let float32 products run in TF32 on GPUs that have it (Ampere
+      on): faster, about 1e-3 relative off the reference's results.
     xla_step: compile each replica's whole forward and backward pass with
       XLA (on GPUs: fewer, larger kernels; XLA's CPU convolutions are slow).
     summary_every_steps: write the training summaries at every so many

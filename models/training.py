@@ -3,14 +3,10 @@
 `Trainer.run` is the training step: `train`'s loop runs it, and so do the
 benchmarks and the tests, so the step measured is the step trained. It runs
 up to `log_every_steps` steps in one compiled call, each on one batch per
-replica under a `tf.distribute` strategy: every replica's gradients, their
-sum over replicas, one Adam update; the reference's summaries every
-`summary_every_steps` steps; and it reports the first step whose loss was
-not finite, checked once per call.
-
-`train` is the reference's training loop: resume from the newest loadable
-checkpoint, train to `max_steps`, save every `save_step` steps and at the
-end, print progress every `log_every_steps` steps.
+replica: every replica's gradients, their sum over replicas, one Adam
+update; the reference's summaries every `summary_every_steps` steps; and it
+reports the first step whose loss was not finite, checked once per call.
+`train` is the reference's training loop.
 
 The library's commands (`train`, `evaluation.evaluate`,
 `evaluation.evaluate_ensemble`, `evaluation.Evaluator`) share these
@@ -21,8 +17,7 @@ arguments:
     (`input_data.datasets.input_fn`).
   num_targets: objects per image (2 for MultiMNIST).
   config: the run's `RunConfig` (`devices.setup`).
-  summary_dir: the experiment's folder: training writes `train/`,
-    evaluation `test/`.
+  summary_dir: the experiment's folder (`train/`, `test/` in it).
 They raise `errors.ConfigError` for a value that cannot work (an unknown
 model, no summary_dir, replicas that do not divide the batch, too small an
 eval_size), `errors.DataError` for too little data, and
@@ -44,6 +39,7 @@ import errors
 import files
 from input_data import datasets
 from models import checkpoints
+from models import devices
 from models.hparams import HParams
 from models import interrupts
 from models import model as model_lib
@@ -86,12 +82,9 @@ class Trainer:
     self.model = model
     self.strategy = strategy or tf.distribute.get_strategy()
     self.config = config
-    replicas = self.strategy.num_replicas_in_sync
-    batch = config.train_batch_size
-    if batch % replicas:
-      raise errors.ConfigError(
-          f'{replicas} replicas cannot split the global batch of {batch} '
-          f'evenly; use a number of GPUs (times workers) that divides {batch}')
+    # Also here: the replicas of several workers, or of a caller's strategy.
+    devices.check_replicas(self.strategy.num_replicas_in_sync,
+                           config.train_batch_size)
     # Read before every step: set (by `interrupts.stop_on_signals`), it
     # ends the call after the step under way. On the host, so that reading
     # it never waits for a GPU.
@@ -261,36 +254,28 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
           strategy: Optional[tf.distribute.Strategy] = None,
           config: run_config_lib.RunConfig = run_config_lib.RunConfig(),
           seed: Optional[int] = None) -> Trained:
-  """Trains a model up to global step max_steps.
+  """Trains a model up to global step max_steps; returns `Trained`.
 
-  Resumes from the newest loadable checkpoint in `summary_dir/train/` and
-  never deletes anything there. Saves `model.ckpt-<step>` every
-  `config.save_step` steps and at max_steps; writes summaries for every
-  step. Under multi-worker training only the chief writes files. Each input
-  pipeline builds its own dataset and reads its share of the records. The
-  other arguments: see the module docstring.
+  Resumes from the newest loadable checkpoint in `summary_dir/train/`, saves
+  `model.ckpt-<step>` every `config.save_step` steps and at max_steps, and
+  deletes nothing there but what config.keep_checkpoints asks; summaries of
+  every step. Under multi-worker training only the chief writes files. Each
+  input pipeline builds its own dataset and reads its share of the records.
 
   Args:
     max_steps: global step to train to.
     strategy: distribution strategy; None: the default (one device).
-    seed: seeds Python, NumPy, TensorFlow and Keras
-      (`keras.utils.set_random_seed`, here: a process may train several
-      seeds) and makes the training input's order deterministic, so the
-      same seed gives the same initial weights and batches; a resumed seeded
-      run passes over the batches of the steps already done, so it sees the
-      batches an uninterrupted run would. Bitwise-equal runs on GPUs, or
-      with random distortions (cifar10, norb), also need deterministic ops
-      (`devices.setup(seed=...)`). None: unseeded, the input in any order
-      (faster).
-
-  Returns:
-    `Trained`: the global step reached, the timings of the compiled calls.
+    seed: seeds Python, NumPy, TensorFlow and Keras here (a process may
+      train several seeds) and reads the input in a fixed order: the same
+      initial weights and batches, and a resumed run passes over the batches
+      of the steps done. Bitwise-equal runs on GPUs or with random
+      distortions also need deterministic ops (`devices.setup(seed=...)`).
+      None: unseeded, the input in any order (faster).
 
   Raises:
     NonFiniteLossError: the loss became NaN or infinite (nothing is saved
       after the last good checkpoint).
-    errors.StorageError: a checkpoint could not be written (e.g. the disk
-      is full).
+    errors.StorageError: a checkpoint could not be written (a full disk).
   """
   if not summary_dir:
     raise errors.ConfigError('summary_dir is required for training: pass '
