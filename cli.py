@@ -54,8 +54,8 @@ def quiet_tensorflow_start() -> None:
 
 
 def user_errors() -> tuple:
-  """The user's mistakes: `errors.UserError`, and the `DataLossError`
-  TensorFlow's record readers raise for a truncated or corrupt file."""
+  """The user's mistakes, errors.UserError and tf.errors.DataLossError."""
+  # TensorFlow's record readers raise the latter for a truncated file.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return (errors.UserError, tf.errors.DataLossError)
 

@@ -43,8 +43,8 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
-  """The reference's flags (and a few of our own); defined only when this
-  file runs as a script, so that tools importing it can define their own."""
+  """The reference's flags (and a few of our own)."""
+  # Only when this file runs as a script: tools importing it define theirs.
   flags.DEFINE_string('data_dir', prepare.DEFAULT_DATA_DIR,
                       'The data directory; for MultiMNIST records a sharded '
                       'pattern path/name.tfrecords@N. Missing files are '

@@ -133,20 +133,6 @@ def load(model: model_lib.Model, path: str, *,
   return step
 
 
-def _tensors(model: model_lib.Model,
-             include_optimizer: bool) -> Dict[str, tf.Tensor]:
-  """The checkpoint's tensors by reference name."""
-  step = int(model.global_step.numpy())
-  tensors = {name: tf.convert_to_tensor(var)
-             for name, var in model.tf1_variable_map().items()}
-  # The reference's global_step is a float32 variable.
-  tensors[model_lib.GLOBAL_STEP] = tf.constant(step, tf.float32)
-  if include_optimizer:
-    tensors.update({name: tf.convert_to_tensor(var)
-                    for name, var in model.slot_map().items()})
-  return tensors
-
-
 def write(model: model_lib.Model, path: str, *,
           include_optimizer: bool = True) -> str:
   """Writes a name-based TF1 checkpoint the reference can restore; `path`.
@@ -162,7 +148,13 @@ def write(model: model_lib.Model, path: str, *,
       are removed.
   """
   model.require_built()
-  tensors = _tensors(model, include_optimizer)
+  variables = dict(model.tf1_variable_map(),
+                   **(model.slot_map() if include_optimizer else {}))
+  tensors = {name: tf.convert_to_tensor(var)
+             for name, var in variables.items()}
+  # The reference's global_step is a float32 variable.
+  tensors[model_lib.GLOBAL_STEP] = tf.cast(tensors[model_lib.GLOBAL_STEP],
+                                           tf.float32)
   bad = [name for name, value in tensors.items()
          if not bool(tf.reduce_all(tf.math.is_finite(value)))]
   if bad:

@@ -197,8 +197,7 @@ class Trainer:
                            batch_size=self.config.train_batch_size)
 
   def _stop(self) -> tf.Tensor:
-    """Whether a stop was asked for here or on any worker (summed flags, so
-    that all of them stop after the same step)."""
+    """Whether a stop was asked for here or on any worker (flags summed)."""
     if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
       return self.stop_requested.read_value()
     flags = self.strategy.run(
@@ -238,15 +237,6 @@ class Trainer:
         loss_sum / steps,
         correct_sum / (steps * self.config.train_batch_size), steps_run,
         first_bad, stopped)
-
-
-def _next_stop(step: int, *, max_steps: int,
-               config: run_config_lib.RunConfig) -> int:
-  """The next step at which training saves, logs or ends."""
-  def next_multiple(every):
-    return (step // every + 1) * every
-  return min(max_steps, next_multiple(config.save_step),
-             next_multiple(config.log_every_steps))
 
 
 def train(hparams: HParams, *, summary_dir: str, model_type: str,
@@ -324,9 +314,11 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   with writer.as_default(), interrupts.stop_on_signals(
       trainer.stop_requested) as stop:
     while step < max_steps:
+      # To the next step at which training saves, logs or ends.
+      until = min([max_steps] + [(step // every + 1) * every for every in (
+          config.save_step, config.log_every_steps)])
       start_time = time.time()
-      result = trainer.run(
-          iterator, _next_stop(step, max_steps=max_steps, config=config) - step)
+      result = trainer.run(iterator, until - step)
       seconds = time.time() - start_time
       # Not step + steps_run: float16 skips the steps that overflow.
       step = int(model.global_step.numpy())
@@ -358,8 +350,7 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
 
 def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,
           signum: Optional[int], config: run_config_lib.RunConfig) -> None:
-  """Saves the step reached (the chief), raises Interrupted; signum None:
-  another worker was asked to stop (the exit code is SIGTERM's)."""
+  """Saves the step reached (the chief) and raises Interrupted."""
   step = int(model.global_step.numpy())
   if not is_chief:
     saved = 'the chief worker saves it'
@@ -368,6 +359,7 @@ def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,
   else:
     saved = 'saved ' + checkpoints.save(model, train_dir,
                                         keep=config.keep_checkpoints)
+  # signum None: another worker was asked to stop; exit as for SIGTERM.
   cause = '' if signum is not None else ' with the other workers'
   raise errors.Interrupted(
       f'interrupted at step {step}{cause}; {saved}; run the same command to '
