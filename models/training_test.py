@@ -291,14 +291,16 @@ def test_float16_overflow_on_one_replica_skips_the_step_everywhere(
   """The gradients are summed before the overflow check, not after.
 
   Replica 0 gets a normal batch, replica 1 one whose images overflow
-  float16. The step is skipped on both, the loss scale halves on both,
+  float16, and whose loss overflows float32 too (1e20 squared), so that
+  the step is reported non-finite whatever precision the decoder's Keras
+  version computes in. The step is skipped on both, the loss scale halves on both,
   and the weights stay finite and equal on both.
   """
   strategy = two_cpu_strategy
   trainer = _tiny_trainer(strategy, compute_dtype='float16')
   model = trainer.model
   batches = tf.data.Dataset.from_tensors(_batch(2)).concatenate(
-      tf.data.Dataset.from_tensors(_batch(2, scale=1e5))).repeat()
+      tf.data.Dataset.from_tensors(_batch(2, scale=1e20))).repeat()
   before = [v.numpy() for v in model.trainable_variables]
   result = trainer.run(trainer.distribute(lambda _: batches), 1)
   assert int(model.global_step.numpy()) == 0
