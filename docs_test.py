@@ -539,8 +539,8 @@ def test_stale_references_are_found():
   doc = '\n'.join([
       '# Title',
       'Run `python -m benchmarks.nothing` and `python gone.py`, then',
-      '`python -m benchmarks.ablation --variants=native --no_such_flag`;',
-      '`python -m benchmarks.ablation --variants none,fourier,im2col`,',
+      '`python -m benchmarks.compare --variants=native --no_such_flag`;',
+      '`python -m benchmarks.compare --compute_dtype=float64`,',
       '`python -m benchmarks.benchmark --compute_dtype bfloat16`,',
       '`python experiment.py --multi_mnist_shift=sideways`,',
       'prose names `--also_missing`, `layers/kernels.py`, `missing_test.py`,',
@@ -570,10 +570,10 @@ def test_stale_references_are_found():
                    '--not_an_experiment_flag', 'no_module',
                    'no parameter no_such_keyword', 'test_no_such_case',
                    'hparam no_such_hparam', 'remeasure: benchmarks/gone.sh',
-                   '--variants im2col,none', '--multi_mnist_shift sideways',
+                   '--compute_dtype float64', '--multi_mnist_shift sideways',
                    '--lf: not a flag of pytest']:
     assert expected in text, (expected, text)
   for fine in ['--data_dir', 'xla_dump_to',
                '#title', 'in_a_comment', 'testSquashRankSix',
-               'hparam routing', '--compute_dtype', '--variants native']:
+               'hparam routing', '--compute_dtype bfloat16', '--variants native']:
     assert fine not in text, (fine, text)
