@@ -127,12 +127,12 @@ def _labels(tensors: Mapping[str, tf.Tensor], num_targets: int) -> np.ndarray:
   return np.stack([np.asarray(tensors[key]) for key in keys], axis=1)
 
 
-def _pictures(images, like: tf.Tensor) -> np.ndarray:
-  """`[n, height, width(, depth)]` numpy images in the layout of `like`."""
-  _, depth, height, width = like.shape
-  pictures = np.reshape(np.asarray(images), [-1, depth, height, width])
+def _pictures(images, shape: model_lib.DataShape) -> np.ndarray:
+  """`[n, height, width(, depth)]` numpy images of the data's shape."""
+  pictures = np.reshape(np.asarray(images),
+                        [-1, shape.depth, shape.height, shape.height])
   pictures = np.transpose(pictures, [0, 2, 3, 1])
-  return pictures[..., 0] if depth == 1 else pictures
+  return pictures[..., 0] if shape.depth == 1 else pictures
 
 
 def predict(evaluator: evaluation.Evaluator, *,
@@ -141,13 +141,13 @@ def predict(evaluator: evaluation.Evaluator, *,
   labels, logits = [], []
   for tensors in evaluator.dataset.unbatch().take(eval_size).batch(
       evaluator.config.eval_batch_size):
-    labels.append(_labels(tensors, evaluator.shape.num_targets))
+    labels.append(_labels(tensors, evaluator.model.shape.num_targets))
     logits.append(evaluator.logits(tensors).numpy())
   if not labels:
     raise errors.DataError('the test data holds no examples')
   labels = np.concatenate(labels)
   predictions = _top_classes(np.concatenate(logits),
-                             evaluator.shape.num_targets)
+                             evaluator.model.shape.num_targets)
   correct = np.all(np.sort(labels, axis=1) == np.sort(predictions, axis=1),
                    axis=1)
   return Predictions(labels, predictions, correct)
@@ -213,32 +213,30 @@ def take_examples(dataset: tf.data.Dataset,
 
 
 def _decode(model: capsule_model.CapsuleModel, capsule_output: tf.Tensor,
-            classes: np.ndarray, like: tf.Tensor) -> np.ndarray:
+            classes: np.ndarray) -> np.ndarray:
   """The decoder's images (`_pictures`) of one class capsule each."""
   mask = tf.one_hot(classes, capsule_output.shape[1])
-  return _pictures(model.decode(capsule_output, mask), like)
+  return _pictures(model.decode(capsule_output, mask), model.shape)
 
 
-# The figures' functions take a model with a decoder and a batch's feature
-# dict (`model_lib.features`).
+# The figures' functions take a model with a decoder and a batch's tensors.
 def reconstruction_grid(model: capsule_model.CapsuleModel,
-                        features: Mapping) -> Reconstructions:
+                        tensors: Mapping) -> Reconstructions:
   """Fig. 3: inputs and their reconstructions from two capsules (one target).
 
   For a correct example both reconstructions are the same image.
   """
-  out = model.forward(features)
+  out = model.forward(tensors)
   predictions = _top_classes(out.logits, 1)[:, 0]
-  labels = np.asarray(features['recons_label'])
-  images = features['images']
+  labels = np.asarray(tensors['recons_label'])
   return Reconstructions(
-      images=_pictures(images, images), labels=labels,
+      images=_pictures(tensors['images'], model.shape), labels=labels,
       predictions=predictions,
-      from_prediction=_decode(model, out.capsule_output, predictions, images),
-      from_label=_decode(model, out.capsule_output, labels, images))
+      from_prediction=_decode(model, out.capsule_output, predictions),
+      from_label=_decode(model, out.capsule_output, labels))
 
 
-def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
+def perturbation_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
                       offsets: np.ndarray = PERTURBATION_OFFSETS
                      ) -> Perturbations:
   """Fig. 4: the label's capsule with one dimension tweaked at a time.
@@ -246,8 +244,8 @@ def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
   `offsets` `[k]` are added to one dimension; with a 0 among them that
   column is the plain reconstruction. One target.
   """
-  out = model.forward(features)
-  classes = np.asarray(features['recons_label'])
+  out = model.forward(tensors)
+  classes = np.asarray(tensors['recons_label'])
   capsules = tf.gather(out.capsule_output, classes,
                        batch_dims=1).numpy()  # [n, atoms]
   num_examples, atoms = capsules.shape
@@ -260,14 +258,14 @@ def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
   mask = tf.one_hot(flat_classes, out.capsule_output.shape[1])
   # Only the class capsule is set: the decoder masks all others anyway.
   embedding = mask[:, :, None] * flat[:, None, :]  # [n * atoms * k, C, atoms]
-  remakes = _pictures(model.decode(embedding, mask), features['images'])
+  remakes = _pictures(model.decode(embedding, mask), model.shape)
   return Perturbations(
       classes=classes, offsets=np.asarray(offsets), capsules=perturbed,
       remakes=remakes.reshape((num_examples, atoms, len(offsets)) +
                               remakes.shape[1:]))
 
 
-def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
+def multimnist_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
                     num_absent: int = NUM_ABSENT_SHOWN
                    ) -> MultiReconstructions:
   """Fig. 5: pairs and the reconstructions of their two predicted digits.
@@ -276,9 +274,9 @@ def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
   its first label and the strongest class that is neither a label nor a
   prediction.
   """
-  out = model.forward(features)
+  out = model.forward(tensors)
   logits = out.logits.numpy()
-  labels = _labels(features, 2)
+  labels = _labels(tensors, 2)
   predictions = _top_classes(logits, 2)
   present = np.zeros_like(logits, bool)
   np.put_along_axis(present, np.concatenate([labels, predictions], axis=1),
@@ -290,12 +288,10 @@ def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
       predictions,
       np.stack([labels[extra, 0], strongest_absent[extra]], axis=1)])
   capsule_output = tf.gather(out.capsule_output, columns)
-  images = features['images']
-  remakes = np.stack([
-      _decode(model, capsule_output, reconstructed[:, j], images)
-      for j in range(2)], axis=1)
+  remakes = np.stack([_decode(model, capsule_output, reconstructed[:, j])
+                      for j in range(2)], axis=1)
   return MultiReconstructions(
-      images=_pictures(images, images)[columns],
+      images=_pictures(tensors['images'], model.shape)[columns],
       labels=labels[columns], predictions=predictions[columns],
       reconstructed=reconstructed, remakes=remakes,
       absent=np.arange(len(columns)) >= len(logits))
@@ -315,7 +311,7 @@ def _logit_change(iterations: Sequence[layers.RoutingIteration]
                    for iteration in iterations])
 
 
-def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
+def routing_statistics(model: capsule_model.CapsuleModel, tensors: Mapping,
                        *, num_routing: Optional[int] = None) -> Routing:
   """Appendix A: how the routing logits settle, and where capsules route.
 
@@ -327,7 +323,7 @@ def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
     errors.ConfigError: the primary capsules do not lie on a square grid.
   """
   trained = model.hparams.routing
-  iterations = model.class_routing(features,
+  iterations = model.class_routing(tensors,
                                    num_routing=max(num_routing or 0, trained))
   logit_change = _logit_change(iterations[:num_routing or trained])
   last = iterations[trained - 1]
@@ -344,11 +340,11 @@ def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
                  couplings=couplings,
                  uniform=float(iterations[0].route[0, 0, 0]),
                  predictions=predictions,
-                 images=_pictures(features['images'], features['images']),
+                 images=_pictures(tensors['images'], model.shape),
                  num_types=num_types)
 
 
-def routing_history(model: capsule_model.CapsuleModel, features: Mapping,
+def routing_history(model: capsule_model.CapsuleModel, tensors: Mapping,
                     checkpoint_paths: Mapping[int, str]) -> RoutingHistory:
   """Appendix A over training: the model's iterations at each checkpoint.
 
@@ -359,7 +355,7 @@ def routing_history(model: capsule_model.CapsuleModel, features: Mapping,
   changes = []
   for step in steps:
     checkpoints.load(model, checkpoint_paths[step])
-    changes.append(_logit_change(model.class_routing(features)))
+    changes.append(_logit_change(model.class_routing(tensors)))
   return RoutingHistory(np.array(steps), np.array(changes))
 
 
@@ -402,7 +398,7 @@ def training_curves(summary_dir: str) -> Curves:
   Raises:
     FileNotFoundError: none of these scalars is there.
   """
-  train = read_events(os.path.join(summary_dir, 'train'), tags=TRAIN_TAGS)
+  train = read_events(checkpoints.train_folder(summary_dir), tags=TRAIN_TAGS)
   test = read_events(os.path.join(summary_dir, 'test'), tags=TEST_TAGS)
   correct, wrong = (_scalars(test.get(tag, {})) for tag in TEST_TAGS)
   steps, in_correct, in_wrong = np.intersect1d(
@@ -622,8 +618,6 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
       input_fn=datasets.input_fn('mnist', data_dir=data_dir,
                                  num_targets=num_targets))
   model, dataset = evaluator.model, evaluator.dataset
-  # The one place the figures join the data's shape ints to a batch.
-  features = lambda tensors: model_lib.features(tensors, evaluator.shape)
   step = checkpoints.load(model, checkpoint)
   tf.io.gfile.makedirs(output_dir)
   paths = []
@@ -640,27 +634,26 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
         f'{len(predictions.correct)} test examples wrong', flush=True)
   save(plot_confusion,
        confusion_matrix(predictions.labels, predictions.predictions,
-                        num_classes=evaluator.shape.num_classes),
+                        num_classes=model.shape.num_classes),
        'confusion.png')
   # The right examples come first: Fig. 4 tweaks the first few of them.
   examples = take_examples(dataset, select_examples(
       predictions.correct, num_correct=NUM_CORRECT_SHOWN,
       num_wrong=NUM_WRONG_SHOWN))
   if num_targets == 1:
-    save(plot_reconstructions, reconstruction_grid(model, features(examples)),
+    save(plot_reconstructions, reconstruction_grid(model, examples),
          'reconstructions.png')
-    perturbed = features(
-        {key: value[:NUM_PERTURBED] for key, value in examples.items()})
+    perturbed = {key: value[:NUM_PERTURBED] for key, value in examples.items()}
     save(plot_perturbations, perturbation_grid(model, perturbed),
          'perturbations.png')
   else:
-    save(plot_multimnist, multimnist_grid(model, features(examples)),
+    save(plot_multimnist, multimnist_grid(model, examples),
          'multimnist.png')
-  first_batch = features(next(iter(dataset)))
+  first_batch = next(iter(dataset))
   routing = routing_statistics(model, first_batch,
                                num_routing=routing_iterations)
   history = None
-  saved = (checkpoints.list_steps(os.path.join(summary_dir, 'train'))
+  saved = (checkpoints.list_steps(checkpoints.train_folder(summary_dir))
            if summary_dir else {})
   if len(saved) > 1:
     history = routing_history(model, first_batch, saved)
@@ -702,9 +695,7 @@ def _define_flags() -> None:
 def main(argv: List[str]) -> None:
   del argv  # Unused.
   tf.get_logger().setLevel('ERROR')  # Retracing notices of the small batches.
-  devices.allow_gpu_memory_growth()
-  config = devices.resolve_run_config(num_gpus=1)
-  print(devices.describe(config), flush=True)
+  config = devices.setup().config
   make_figures(
       FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
       num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,

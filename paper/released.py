@@ -390,7 +390,6 @@ def _define_flags() -> None:
 
 def main(argv: List[str]) -> None:
   """Lists the releases, or evaluates the one argv names."""
-  devices.allow_gpu_memory_growth()
   cache_dir = os.path.expanduser(FLAGS.cache_dir)
   if FLAGS.list:
     print(release_list(cache_dir=cache_dir))
@@ -402,8 +401,7 @@ def main(argv: List[str]) -> None:
         f'{" ".join(names) or "none"}); --list shows them')
   # get_file's connection has no timeout of its own: a stalled one gives up.
   socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
-  config = devices.resolve_run_config(num_gpus=1)
-  print(devices.describe(config), flush=True)
+  config = devices.setup().config
   evaluate_release(get(names[0]), data_dir=FLAGS.data_dir,
                    cache_dir=cache_dir, summary_dir=FLAGS.summary_dir,
                    tarball=FLAGS.tarball, config=config)

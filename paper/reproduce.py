@@ -41,7 +41,6 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
 import errors
 import files
@@ -130,16 +129,15 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
         f'{max_steps} steps, in {summary_dir}', flush=True)
   train_fn, test_fn = _input_fns(entry, data_dir=data_dir,
                                  eval_size=eval_size)
-  saved = checkpoints.list_steps(os.path.join(summary_dir, 'train'))
-  start_step = max(saved, default=0)
+  train_dir = checkpoints.train_folder(summary_dir)
+  start_step = max(checkpoints.list_steps(train_dir), default=0)
   start = time.monotonic()
   step = training.train(
       hparams, summary_dir=summary_dir, model_type=entry.model,
       max_steps=max_steps, input_fn=train_fn, num_targets=entry.num_targets,
-      config=config, seed=seed)
+      config=config, seed=seed).step
   train_seconds = time.monotonic() - start
-  checkpoint = os.path.join(summary_dir, 'train',
-                            f'{checkpoints.PREFIX}-{step}')
+  checkpoint = checkpoints.step_path(train_dir, step)
   start = time.monotonic()
   evaluate = lambda summary_dir, **kwargs: evaluation.evaluate(
       hparams, summary_dir=summary_dir, model_type=entry.model,
@@ -173,8 +171,8 @@ def _run_ensemble(entry: experiments_lib.Experiment, *, hparams,
   # The members' checkpoints, `{}` for the seed (other braces escaped).
   escaped = os.path.join(output_dir, entry.name).replace('{', '{{').replace(
       '}', '}}')
-  pattern = os.path.join(escaped, 'seed{}', 'train',
-                         f'{checkpoints.PREFIX}-{steps[0]}')
+  pattern = checkpoints.step_path(
+      checkpoints.train_folder(os.path.join(escaped, 'seed{}')), steps[0])
   print(f'== {entry.name}: ensemble of {len(steps)}', flush=True)
   start = time.monotonic()
   wrong = evaluation.evaluate_ensemble(
@@ -414,10 +412,7 @@ def main(argv: List[str]) -> None:
   if FLAGS.list:
     print(experiment_list())
     return
-  devices.allow_gpu_memory_growth()
-  tf.config.experimental.enable_op_determinism()
-  config = devices.resolve_run_config(num_gpus=1)
-  print(devices.describe(config), flush=True)
+  config = devices.setup(seed=0).config
   reproduce(FLAGS.experiment, data_dir=FLAGS.data_dir,
             output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
             max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size,
