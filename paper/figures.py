@@ -7,9 +7,7 @@ r"""The paper's figures from a trained CapsNet checkpoint, as PNG files.
       --checkpoint=/tmp/multi0/train/model.ckpt-N --data_dir=D/mnist_data/ \
       --output_dir=/tmp/multi_figures --eval_size=10000
 
-From the test split of --data_dir (as for `experiment.py`: a folder of MNIST
-digits, from which MultiMNIST pairs are generated, or a MultiMNIST records
-pattern `path@N`), to --output_dir:
+From the test split of --data_dir to --output_dir:
 - `reconstructions.png` (Fig. 3): test digits above their reconstructions,
   titled (label, prediction, decoded class); failures twice, decoded from
   the prediction's and from the label's capsule.
@@ -27,9 +25,8 @@ pattern `path@N`), to --output_dir:
 - `curves.png` (--summary_dir): training loss and accuracy and test error
   against the step, from the event files in summary_dir/train/ and test/.
 
-From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`; the
-array behind each figure comes from a function of its own
-(`reconstruction_grid`, ..., `training_curves`) and `plot_*` draws it.
+From Python, `make_figures`; a function of its own makes the arrays behind
+each figure (`reconstruction_grid`, ..., `training_curves`), `plot_*` draws.
 """
 
 import os
@@ -157,10 +154,9 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *,
                      num_classes: int) -> np.ndarray:
   """Counts of (label row, predicted column), one per digit of each example.
 
-  labels and predictions are int `[n, num_targets]`. With one target this is
-  the usual matrix. With two, each label found among the predictions counts
-  on the diagonal and the missed labels pair with the wrong predictions in
-  increasing order; the trace counts the digits found.
+  Of int `[n, num_targets]` labels and predictions. With two targets, each
+  label found among the predictions counts on the diagonal and the missed
+  labels pair with the wrong predictions in increasing order.
   """
   matrix = np.zeros([num_classes, num_classes], np.int64)
   for label_row, prediction_row in zip(labels, predictions):
@@ -185,12 +181,9 @@ def select_examples(correct: np.ndarray, *, num_correct: int,
 
 def take_examples(dataset: tf.data.Dataset,
                   indices: Sequence[int]) -> Dict[str, np.ndarray]:
-  """The examples at these positions of a dataset of batches, stacked.
+  """The examples at these positions of a dataset of batches, in this order.
 
-  The dataset is read once, in order; the examples come in indices' order.
-
-  Raises:
-    ValueError: no indices, or the dataset ends before the last one.
+  Reads the dataset once. Raises ValueError: no indices, or too few examples.
   """
   if not len(indices):
     raise ValueError('no examples to take')
@@ -222,10 +215,7 @@ def _decode(model: capsule_model.CapsuleModel, capsule_output: tf.Tensor,
 # The figures' functions take a model with a decoder and a batch's tensors.
 def reconstruction_grid(model: capsule_model.CapsuleModel,
                         tensors: Mapping) -> Reconstructions:
-  """Fig. 3: inputs and their reconstructions from two capsules (one target).
-
-  For a correct example both reconstructions are the same image.
-  """
+  """Fig. 3 (one target); a correct example's two images are the same."""
   out = model.forward(tensors)
   predictions = _top_classes(out.logits, 1)[:, 0]
   labels = np.asarray(tensors['recons_label'])
@@ -239,11 +229,7 @@ def reconstruction_grid(model: capsule_model.CapsuleModel,
 def perturbation_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
                       offsets: np.ndarray = PERTURBATION_OFFSETS
                      ) -> Perturbations:
-  """Fig. 4: the label's capsule with one dimension tweaked at a time.
-
-  `offsets` `[k]` are added to one dimension; with a 0 among them that
-  column is the plain reconstruction. One target.
-  """
+  """Fig. 4 (one target); an offset of 0 gives the plain reconstruction."""
   out = model.forward(tensors)
   classes = np.asarray(tensors['recons_label'])
   capsules = tf.gather(out.capsule_output, classes,
@@ -268,11 +254,10 @@ def perturbation_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
 def multimnist_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
                     num_absent: int = NUM_ABSENT_SHOWN
                    ) -> MultiReconstructions:
-  """Fig. 5: pairs and the reconstructions of their two predicted digits.
+  """Fig. 5: a column per pair, then one for each of the first num_absent.
 
-  A column per pair, then one more for each of the first num_absent pairs:
-  its first label and the strongest class that is neither a label nor a
-  prediction.
+  Those decode the pair's first label and the strongest class that is
+  neither a label nor a prediction.
   """
   out = model.forward(tensors)
   logits = out.logits.numpy()
@@ -313,14 +298,10 @@ def _logit_change(iterations: Sequence[layers.RoutingIteration]
 
 def routing_statistics(model: capsule_model.CapsuleModel, tensors: Mapping,
                        *, num_routing: Optional[int] = None) -> Routing:
-  """Appendix A: how the routing logits settle, and where capsules route.
+  """Appendix A over num_routing iterations (None: the model's own).
 
-  Runs capsule2's routing iteration by iteration
-  (`CapsuleModel.class_routing`) for num_routing iterations (None: the
-  model's); the couplings and predictions are those of the model's own.
-
-  Raises:
-    errors.ConfigError: the primary capsules do not lie on a square grid.
+  The couplings and predictions are those of the model's own iterations.
+  Raises errors.ConfigError: the primary capsules are not on a square grid.
   """
   trained = model.hparams.routing
   iterations = model.class_routing(tensors,
@@ -346,10 +327,9 @@ def routing_statistics(model: capsule_model.CapsuleModel, tensors: Mapping,
 
 def routing_history(model: capsule_model.CapsuleModel, tensors: Mapping,
                     checkpoint_paths: Mapping[int, str]) -> RoutingHistory:
-  """Appendix A over training: the model's iterations at each checkpoint.
+  """Appendix A at each checkpoint (`checkpoints.list_steps`), loaded in turn.
 
-  Loads every checkpoint of checkpoint_paths (`checkpoints.list_steps`)
-  into the model in turn: reload the one you need afterwards.
+  Reload the checkpoint you need afterwards.
   """
   steps = sorted(checkpoint_paths)
   changes = []
@@ -390,14 +370,8 @@ def _scalars(values: Mapping[int, np.ndarray]) -> Scalars:
 
 
 def training_curves(summary_dir: str) -> Curves:
-  """Training loss and accuracy and test error % of an experiment directory.
-
-  Reads total_loss and accuracy in summary_dir/train/, correct_prediction
-  and wrong_prediction in test/; the test error at the steps with both.
-
-  Raises:
-    FileNotFoundError: none of these scalars is there.
-  """
+  """The curves of an experiment directory; the test error at steps with both
+  counts. Raises FileNotFoundError: none of these scalars is there."""
   train = read_events(checkpoints.train_folder(summary_dir), tags=TRAIN_TAGS)
   test = read_events(os.path.join(summary_dir, 'test'), tags=TEST_TAGS)
   correct, wrong = (_scalars(test.get(tag, {})) for tag in TEST_TAGS)
@@ -494,8 +468,7 @@ def plot_multimnist(multi: MultiReconstructions, path: str) -> None:
 def plot_routing(routing: Routing, path: str, *,
                  history: Optional[RoutingHistory] = None,
                  num_shown: int = NUM_ROUTING_SHOWN) -> None:
-  """Appendix A: the logit change per iteration (over training, with a
-  history, and at the checkpoint), the coupling grids of some inputs."""
+  """Appendix A; the change over training only with a history."""
   num_shown = min(num_shown, len(routing.images))
   panels = 2 if history is not None else 1
   fig = _new_figure(3.2 * panels + 1.6 * num_shown, 3.8)
@@ -506,8 +479,7 @@ def plot_routing(routing: Routing, path: str, *,
     for i in range(history.logit_change.shape[1]):
       ax.semilogy(history.steps, history.logit_change[:, i], 'o-',
                   label=f'iteration {i + 1}')
-    ax.set_xlabel('training step')
-    ax.set_ylabel('mean |change of routing logits|')
+    ax.set(xlabel='training step', ylabel='mean |change of routing logits|')
     ax.set_title('over training', fontsize=9)
     ax.legend(fontsize=7)
   ax = fig.add_subplot(grid[:, panels - 1])
@@ -520,9 +492,8 @@ def plot_routing(routing: Routing, path: str, *,
                 routing.logit_change[routing.trained_routing - 1:], 'o--',
                 color='gray', label='further iterations')
     ax.legend(fontsize=7)
-  ax.set_xticks(iterations)
-  ax.set_xlabel('routing iteration')
-  ax.set_ylabel('mean |change of routing logits|')
+  ax.set(xticks=iterations, xlabel='routing iteration',
+         ylabel='mean |change of routing logits|')
   ax.set_title('at this checkpoint', fontsize=9)
   # Red: routed to the prediction more than uniformly, blue: less.
   spread = max(float(np.abs(routing.couplings[:num_shown] -
@@ -555,10 +526,8 @@ def plot_confusion(matrix: np.ndarray, path: str) -> None:
     if count:
       ax.text(column, row, str(count), ha='center', va='center', fontsize=6,
               color='white' if row == column else 'black')
-  ax.set_xticks(range(num_classes))
-  ax.set_yticks(range(num_classes))
-  ax.set_xlabel('prediction')
-  ax.set_ylabel('label')
+  ax.set(xticks=range(num_classes), yticks=range(num_classes),
+         xlabel='prediction', ylabel='label')
   wrong = int(matrix.sum() - np.trace(matrix))
   ax.set_title(f'{int(matrix.sum())} digits, {wrong} wrong', fontsize=9)
   fig.colorbar(shown, ax=ax, label='log(1 + count)')
