@@ -98,11 +98,11 @@ def _prepare_data(entry: experiments_lib.Experiment, *, data_dir: str) -> None:
   """Makes or checks every file the entry reads (FileNotFoundError names one
   that cannot be made, such as the affNIST test set)."""
   datasets.prepare_split(entry.dataset, 'train', data_dir=data_dir,
-                   num_targets=entry.num_targets)
+                         num_targets=entry.num_targets)
   for dataset in _test_datasets(entry):
     datasets.prepare_split(dataset, 'test', data_dir=data_dir,
-                     num_targets=entry.num_targets if dataset == (
-                         entry.dataset) else 1)
+                           num_targets=entry.num_targets if dataset == (
+                               entry.dataset) else 1)
 
 
 def _input_fns(entry: experiments_lib.Experiment, *, data_dir: str,
