@@ -213,7 +213,7 @@ def get(name: str) -> Experiment:
   """The experiment of this name; errors.ConfigError lists the known ones."""
   if name not in EXPERIMENTS:
     raise errors.ConfigError(f'unknown experiment {name!r}; use one of '
-                     f'{", ".join(EXPERIMENTS)}')
+                             f'{", ".join(EXPERIMENTS)}')
   return EXPERIMENTS[name]
 
 

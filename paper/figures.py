@@ -7,9 +7,7 @@ r"""The paper's figures from a trained CapsNet checkpoint, as PNG files.
       --checkpoint=/tmp/multi0/train/model.ckpt-N --data_dir=D/mnist_data/ \
       --output_dir=/tmp/multi_figures --eval_size=10000
 
-From the test split of --data_dir (as for `experiment.py`: a folder of MNIST
-digits, from which MultiMNIST pairs are generated, or a MultiMNIST records
-pattern `path@N`), to --output_dir:
+From the test split of --data_dir to --output_dir:
 - `reconstructions.png` (Fig. 3): test digits above their reconstructions,
   titled (label, prediction, decoded class); failures twice, decoded from
   the prediction's and from the label's capsule.
@@ -27,9 +25,8 @@ pattern `path@N`), to --output_dir:
 - `curves.png` (--summary_dir): training loss and accuracy and test error
   against the step, from the event files in summary_dir/train/ and test/.
 
-From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`; the
-array behind each figure comes from a function of its own
-(`reconstruction_grid`, ..., `training_curves`) and `plot_*` draws it.
+From Python, `make_figures`; a function of its own makes the arrays behind
+each figure (`reconstruction_grid`, ..., `training_curves`), `plot_*` draws.
 """
 
 import os
@@ -127,12 +124,12 @@ def _labels(tensors: Mapping[str, tf.Tensor], num_targets: int) -> np.ndarray:
   return np.stack([np.asarray(tensors[key]) for key in keys], axis=1)
 
 
-def _pictures(images, like: tf.Tensor) -> np.ndarray:
-  """`[n, height, width(, depth)]` numpy images in the layout of `like`."""
-  _, depth, height, width = like.shape
-  pictures = np.reshape(np.asarray(images), [-1, depth, height, width])
+def _pictures(images, shape: model_lib.DataShape) -> np.ndarray:
+  """`[n, height, width(, depth)]` numpy images of the data's shape."""
+  pictures = np.reshape(np.asarray(images),
+                        [-1, shape.depth, shape.height, shape.height])
   pictures = np.transpose(pictures, [0, 2, 3, 1])
-  return pictures[..., 0] if depth == 1 else pictures
+  return pictures[..., 0] if shape.depth == 1 else pictures
 
 
 def predict(evaluator: evaluation.Evaluator, *,
@@ -141,13 +138,13 @@ def predict(evaluator: evaluation.Evaluator, *,
   labels, logits = [], []
   for tensors in evaluator.dataset.unbatch().take(eval_size).batch(
       evaluator.config.eval_batch_size):
-    labels.append(_labels(tensors, evaluator.shape.num_targets))
+    labels.append(_labels(tensors, evaluator.model.shape.num_targets))
     logits.append(evaluator.logits(tensors).numpy())
   if not labels:
     raise errors.DataError('the test data holds no examples')
   labels = np.concatenate(labels)
   predictions = _top_classes(np.concatenate(logits),
-                             evaluator.shape.num_targets)
+                             evaluator.model.shape.num_targets)
   correct = np.all(np.sort(labels, axis=1) == np.sort(predictions, axis=1),
                    axis=1)
   return Predictions(labels, predictions, correct)
@@ -157,10 +154,9 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *,
                      num_classes: int) -> np.ndarray:
   """Counts of (label row, predicted column), one per digit of each example.
 
-  labels and predictions are int `[n, num_targets]`. With one target this is
-  the usual matrix. With two, each label found among the predictions counts
-  on the diagonal and the missed labels pair with the wrong predictions in
-  increasing order; the trace counts the digits found.
+  Of int `[n, num_targets]` labels and predictions. With two targets, each
+  label found among the predictions counts on the diagonal and the missed
+  labels pair with the wrong predictions in increasing order.
   """
   matrix = np.zeros([num_classes, num_classes], np.int64)
   for label_row, prediction_row in zip(labels, predictions):
@@ -185,12 +181,9 @@ def select_examples(correct: np.ndarray, *, num_correct: int,
 
 def take_examples(dataset: tf.data.Dataset,
                   indices: Sequence[int]) -> Dict[str, np.ndarray]:
-  """The examples at these positions of a dataset of batches, stacked.
+  """The examples at these positions of a dataset of batches, in this order.
 
-  The dataset is read once, in order; the examples come in indices' order.
-
-  Raises:
-    ValueError: no indices, or the dataset ends before the last one.
+  Reads the dataset once. Raises ValueError: no indices, or too few examples.
   """
   if not len(indices):
     raise ValueError('no examples to take')
@@ -213,41 +206,32 @@ def take_examples(dataset: tf.data.Dataset,
 
 
 def _decode(model: capsule_model.CapsuleModel, capsule_output: tf.Tensor,
-            classes: np.ndarray, like: tf.Tensor) -> np.ndarray:
+            classes: np.ndarray) -> np.ndarray:
   """The decoder's images (`_pictures`) of one class capsule each."""
   mask = tf.one_hot(classes, capsule_output.shape[1])
-  return _pictures(model.decode(capsule_output, mask), like)
+  return _pictures(model.decode(capsule_output, mask), model.shape)
 
 
-# The figures' functions take a model with a decoder and a batch's feature
-# dict (`model_lib.features`).
+# The figures' functions take a model with a decoder and a batch's tensors.
 def reconstruction_grid(model: capsule_model.CapsuleModel,
-                        features: Mapping) -> Reconstructions:
-  """Fig. 3: inputs and their reconstructions from two capsules (one target).
-
-  For a correct example both reconstructions are the same image.
-  """
-  out = model.forward(features)
+                        tensors: Mapping) -> Reconstructions:
+  """Fig. 3 (one target); a correct example's two images are the same."""
+  out = model.forward(tensors)
   predictions = _top_classes(out.logits, 1)[:, 0]
-  labels = np.asarray(features['recons_label'])
-  images = features['images']
+  labels = np.asarray(tensors['recons_label'])
   return Reconstructions(
-      images=_pictures(images, images), labels=labels,
+      images=_pictures(tensors['images'], model.shape), labels=labels,
       predictions=predictions,
-      from_prediction=_decode(model, out.capsule_output, predictions, images),
-      from_label=_decode(model, out.capsule_output, labels, images))
+      from_prediction=_decode(model, out.capsule_output, predictions),
+      from_label=_decode(model, out.capsule_output, labels))
 
 
-def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
+def perturbation_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
                       offsets: np.ndarray = PERTURBATION_OFFSETS
                      ) -> Perturbations:
-  """Fig. 4: the label's capsule with one dimension tweaked at a time.
-
-  `offsets` `[k]` are added to one dimension; with a 0 among them that
-  column is the plain reconstruction. One target.
-  """
-  out = model.forward(features)
-  classes = np.asarray(features['recons_label'])
+  """Fig. 4 (one target); an offset of 0 gives the plain reconstruction."""
+  out = model.forward(tensors)
+  classes = np.asarray(tensors['recons_label'])
   capsules = tf.gather(out.capsule_output, classes,
                        batch_dims=1).numpy()  # [n, atoms]
   num_examples, atoms = capsules.shape
@@ -260,25 +244,24 @@ def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
   mask = tf.one_hot(flat_classes, out.capsule_output.shape[1])
   # Only the class capsule is set: the decoder masks all others anyway.
   embedding = mask[:, :, None] * flat[:, None, :]  # [n * atoms * k, C, atoms]
-  remakes = _pictures(model.decode(embedding, mask), features['images'])
+  remakes = _pictures(model.decode(embedding, mask), model.shape)
   return Perturbations(
       classes=classes, offsets=np.asarray(offsets), capsules=perturbed,
       remakes=remakes.reshape((num_examples, atoms, len(offsets)) +
                               remakes.shape[1:]))
 
 
-def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
+def multimnist_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
                     num_absent: int = NUM_ABSENT_SHOWN
                    ) -> MultiReconstructions:
-  """Fig. 5: pairs and the reconstructions of their two predicted digits.
+  """Fig. 5: a column per pair, then one for each of the first num_absent.
 
-  A column per pair, then one more for each of the first num_absent pairs:
-  its first label and the strongest class that is neither a label nor a
-  prediction.
+  Those decode the pair's first label and the strongest class that is
+  neither a label nor a prediction.
   """
-  out = model.forward(features)
+  out = model.forward(tensors)
   logits = out.logits.numpy()
-  labels = _labels(features, 2)
+  labels = _labels(tensors, 2)
   predictions = _top_classes(logits, 2)
   present = np.zeros_like(logits, bool)
   np.put_along_axis(present, np.concatenate([labels, predictions], axis=1),
@@ -290,12 +273,10 @@ def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
       predictions,
       np.stack([labels[extra, 0], strongest_absent[extra]], axis=1)])
   capsule_output = tf.gather(out.capsule_output, columns)
-  images = features['images']
-  remakes = np.stack([
-      _decode(model, capsule_output, reconstructed[:, j], images)
-      for j in range(2)], axis=1)
+  remakes = np.stack([_decode(model, capsule_output, reconstructed[:, j])
+                      for j in range(2)], axis=1)
   return MultiReconstructions(
-      images=_pictures(images, images)[columns],
+      images=_pictures(tensors['images'], model.shape)[columns],
       labels=labels[columns], predictions=predictions[columns],
       reconstructed=reconstructed, remakes=remakes,
       absent=np.arange(len(columns)) >= len(logits))
@@ -315,19 +296,15 @@ def _logit_change(iterations: Sequence[layers.RoutingIteration]
                    for iteration in iterations])
 
 
-def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
+def routing_statistics(model: capsule_model.CapsuleModel, tensors: Mapping,
                        *, num_routing: Optional[int] = None) -> Routing:
-  """Appendix A: how the routing logits settle, and where capsules route.
+  """Appendix A over num_routing iterations (None: the model's own).
 
-  Runs capsule2's routing iteration by iteration
-  (`CapsuleModel.class_routing`) for num_routing iterations (None: the
-  model's); the couplings and predictions are those of the model's own.
-
-  Raises:
-    errors.ConfigError: the primary capsules do not lie on a square grid.
+  The couplings and predictions are those of the model's own iterations.
+  Raises errors.ConfigError: the primary capsules are not on a square grid.
   """
   trained = model.hparams.routing
-  iterations = model.class_routing(features,
+  iterations = model.class_routing(tensors,
                                    num_routing=max(num_routing or 0, trained))
   logit_change = _logit_change(iterations[:num_routing or trained])
   last = iterations[trained - 1]
@@ -344,22 +321,21 @@ def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
                  couplings=couplings,
                  uniform=float(iterations[0].route[0, 0, 0]),
                  predictions=predictions,
-                 images=_pictures(features['images'], features['images']),
+                 images=_pictures(tensors['images'], model.shape),
                  num_types=num_types)
 
 
-def routing_history(model: capsule_model.CapsuleModel, features: Mapping,
+def routing_history(model: capsule_model.CapsuleModel, tensors: Mapping,
                     checkpoint_paths: Mapping[int, str]) -> RoutingHistory:
-  """Appendix A over training: the model's iterations at each checkpoint.
+  """Appendix A at each checkpoint (`checkpoints.list_steps`), loaded in turn.
 
-  Loads every checkpoint of checkpoint_paths (`checkpoints.list_steps`)
-  into the model in turn: reload the one you need afterwards.
+  Reload the checkpoint you need afterwards.
   """
   steps = sorted(checkpoint_paths)
   changes = []
   for step in steps:
     checkpoints.load(model, checkpoint_paths[step])
-    changes.append(_logit_change(model.class_routing(features)))
+    changes.append(_logit_change(model.class_routing(tensors)))
   return RoutingHistory(np.array(steps), np.array(changes))
 
 
@@ -394,15 +370,9 @@ def _scalars(values: Mapping[int, np.ndarray]) -> Scalars:
 
 
 def training_curves(summary_dir: str) -> Curves:
-  """Training loss and accuracy and test error % of an experiment directory.
-
-  Reads total_loss and accuracy in summary_dir/train/, correct_prediction
-  and wrong_prediction in test/; the test error at the steps with both.
-
-  Raises:
-    FileNotFoundError: none of these scalars is there.
-  """
-  train = read_events(os.path.join(summary_dir, 'train'), tags=TRAIN_TAGS)
+  """The curves of an experiment directory; the test error at steps with both
+  counts. Raises FileNotFoundError: none of these scalars is there."""
+  train = read_events(checkpoints.train_folder(summary_dir), tags=TRAIN_TAGS)
   test = read_events(os.path.join(summary_dir, 'test'), tags=TEST_TAGS)
   correct, wrong = (_scalars(test.get(tag, {})) for tag in TEST_TAGS)
   steps, in_correct, in_wrong = np.intersect1d(
@@ -498,8 +468,7 @@ def plot_multimnist(multi: MultiReconstructions, path: str) -> None:
 def plot_routing(routing: Routing, path: str, *,
                  history: Optional[RoutingHistory] = None,
                  num_shown: int = NUM_ROUTING_SHOWN) -> None:
-  """Appendix A: the logit change per iteration (over training, with a
-  history, and at the checkpoint), the coupling grids of some inputs."""
+  """Appendix A; the change over training only with a history."""
   num_shown = min(num_shown, len(routing.images))
   panels = 2 if history is not None else 1
   fig = _new_figure(3.2 * panels + 1.6 * num_shown, 3.8)
@@ -510,8 +479,7 @@ def plot_routing(routing: Routing, path: str, *,
     for i in range(history.logit_change.shape[1]):
       ax.semilogy(history.steps, history.logit_change[:, i], 'o-',
                   label=f'iteration {i + 1}')
-    ax.set_xlabel('training step')
-    ax.set_ylabel('mean |change of routing logits|')
+    ax.set(xlabel='training step', ylabel='mean |change of routing logits|')
     ax.set_title('over training', fontsize=9)
     ax.legend(fontsize=7)
   ax = fig.add_subplot(grid[:, panels - 1])
@@ -524,9 +492,8 @@ def plot_routing(routing: Routing, path: str, *,
                 routing.logit_change[routing.trained_routing - 1:], 'o--',
                 color='gray', label='further iterations')
     ax.legend(fontsize=7)
-  ax.set_xticks(iterations)
-  ax.set_xlabel('routing iteration')
-  ax.set_ylabel('mean |change of routing logits|')
+  ax.set(xticks=iterations, xlabel='routing iteration',
+         ylabel='mean |change of routing logits|')
   ax.set_title('at this checkpoint', fontsize=9)
   # Red: routed to the prediction more than uniformly, blue: less.
   spread = max(float(np.abs(routing.couplings[:num_shown] -
@@ -559,10 +526,8 @@ def plot_confusion(matrix: np.ndarray, path: str) -> None:
     if count:
       ax.text(column, row, str(count), ha='center', va='center', fontsize=6,
               color='white' if row == column else 'black')
-  ax.set_xticks(range(num_classes))
-  ax.set_yticks(range(num_classes))
-  ax.set_xlabel('prediction')
-  ax.set_ylabel('label')
+  ax.set(xticks=range(num_classes), yticks=range(num_classes),
+         xlabel='prediction', ylabel='label')
   wrong = int(matrix.sum() - np.trace(matrix))
   ax.set_title(f'{int(matrix.sum())} digits, {wrong} wrong', fontsize=9)
   fig.colorbar(shown, ax=ax, label='log(1 + count)')
@@ -622,8 +587,6 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
       input_fn=datasets.input_fn('mnist', data_dir=data_dir,
                                  num_targets=num_targets))
   model, dataset = evaluator.model, evaluator.dataset
-  # The one place the figures join the data's shape ints to a batch.
-  features = lambda tensors: model_lib.features(tensors, evaluator.shape)
   step = checkpoints.load(model, checkpoint)
   tf.io.gfile.makedirs(output_dir)
   paths = []
@@ -640,27 +603,26 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
         f'{len(predictions.correct)} test examples wrong', flush=True)
   save(plot_confusion,
        confusion_matrix(predictions.labels, predictions.predictions,
-                        num_classes=evaluator.shape.num_classes),
+                        num_classes=model.shape.num_classes),
        'confusion.png')
   # The right examples come first: Fig. 4 tweaks the first few of them.
   examples = take_examples(dataset, select_examples(
       predictions.correct, num_correct=NUM_CORRECT_SHOWN,
       num_wrong=NUM_WRONG_SHOWN))
   if num_targets == 1:
-    save(plot_reconstructions, reconstruction_grid(model, features(examples)),
+    save(plot_reconstructions, reconstruction_grid(model, examples),
          'reconstructions.png')
-    perturbed = features(
-        {key: value[:NUM_PERTURBED] for key, value in examples.items()})
+    perturbed = {key: value[:NUM_PERTURBED] for key, value in examples.items()}
     save(plot_perturbations, perturbation_grid(model, perturbed),
          'perturbations.png')
   else:
-    save(plot_multimnist, multimnist_grid(model, features(examples)),
+    save(plot_multimnist, multimnist_grid(model, examples),
          'multimnist.png')
-  first_batch = features(next(iter(dataset)))
+  first_batch = next(iter(dataset))
   routing = routing_statistics(model, first_batch,
                                num_routing=routing_iterations)
   history = None
-  saved = (checkpoints.list_steps(os.path.join(summary_dir, 'train'))
+  saved = (checkpoints.list_steps(checkpoints.train_folder(summary_dir))
            if summary_dir else {})
   if len(saved) > 1:
     history = routing_history(model, first_batch, saved)
@@ -702,9 +664,7 @@ def _define_flags() -> None:
 def main(argv: List[str]) -> None:
   del argv  # Unused.
   tf.get_logger().setLevel('ERROR')  # Retracing notices of the small batches.
-  devices.allow_gpu_memory_growth()
-  config = devices.resolve_run_config(num_gpus=1)
-  print(devices.describe(config), flush=True)
+  config = devices.setup().config
   make_figures(
       FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
       num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,

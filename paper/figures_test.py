@@ -33,9 +33,10 @@ _SHAPE = model_lib.DataShape(_HEIGHT, 1, 10, 1)
 _SUBPROCESS_TIMEOUT_S = 120
 
 
-def _tiny_model():
+def _tiny_model(num_targets=1):
   return registry.build_model(hparams_lib.default_hparams().parse(_TINY),
-                                model_type='capsule', shape=_SHAPE)
+                              model_type='capsule',
+                              shape=_SHAPE._replace(num_targets=num_targets))
 
 
 def _digits(num, seed):
@@ -46,19 +47,17 @@ def _digits(num, seed):
 
 
 def _features(images, labels, spare_labels=None):
-  """The feature dict of uint8 digits, as the MNIST reader makes it."""
+  """The tensors of uint8 digits, as the MNIST reader makes them."""
   pictures = tf.constant(images[:, None].astype(np.float32) / 255)
   tensors = dict(images=pictures, recons_image=pictures,
                  recons_label=tf.constant(labels, tf.int32),
                  labels=tf.one_hot(labels, 10))
-  shape = _SHAPE
   if spare_labels is not None:
     tensors.update(spare_image=pictures[::-1],
                    spare_label=tf.constant(spare_labels, tf.int32),
                    labels=tf.one_hot(labels, 10) + tf.one_hot(spare_labels,
                                                               10))
-    shape = shape._replace(num_targets=2)
-  return model_lib.features(tensors, shape)
+  return tensors
 
 
 def _softmax(logits):
@@ -77,6 +76,11 @@ class FigureArraysTest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.model = _tiny_model()
+    # The same weights, for batches of pairs.
+    cls.pairs_model = _tiny_model(num_targets=2)
+    for variable, value in zip(cls.pairs_model.trainable_variables,
+                               cls.model.trainable_variables):
+      variable.assign(value)
     cls.images = _digits(6, seed=1)
     probe = _features(cls.images, np.zeros(6, np.int32))
     cls.predicted = np.argmax(cls.model.forward(probe).logits, axis=1)
@@ -190,10 +194,10 @@ class FigureArraysTest(tf.test.TestCase):
   def testMultimnistGridDecodesPredictionsAndAnAbsentDigit(self):
     labels, spare = np.arange(6) % 10, (np.arange(6) + 5) % 10
     features = _features(self.images, labels, spare)
-    multi = figures.multimnist_grid(self.model, features, num_absent=2)
+    multi = figures.multimnist_grid(self.pairs_model, features, num_absent=2)
     self.assertEqual(multi.remakes.shape, (8, 2, _HEIGHT, _HEIGHT))
     self.assertAllEqual(multi.absent, [False] * 6 + [True] * 2)
-    logits = self.model.forward(features).logits.numpy()
+    logits = self.pairs_model.forward(features).logits.numpy()
     top_two = np.argsort(-logits, axis=1)[:, :2]
     self.assertAllEqual(multi.predictions[:6], top_two)
     self.assertAllEqual(multi.reconstructed[:6], top_two)
@@ -261,7 +265,7 @@ class FigureArraysTest(tf.test.TestCase):
     for step, scale in ((0, 1.0), (7, 3.0)):
       for var in model.trainable_variables:
         var.assign(var * scale)
-      model.set_step(step)
+      model.optimizer.set_step(step)
       paths[step] = checkpoints.write(model, os.path.join(
           directory, f'model.ckpt-{step}'))
       expected.append(figures.routing_statistics(model, features).logit_change)

@@ -8,23 +8,20 @@ r"""The reference's released checkpoints: downloaded, checked and evaluated.
 The reference's README had users download its two tarballs of trained
 checkpoints (`RELEASES`), extract them and run `experiment.py --train=false`
 with the right flags. This command does all of it:
-1. makes or checks the test data in --data_dir (`datasets.prepare_split`),
-   so that a missing data set stops the command before a long download;
-2. downloads the tarball (`keras.utils.get_file`) from the reference's bucket
-   (or the base URL in $CAPSULES_RELEASED_URL, a mirror holding the same file
-   names) into --cache_dir, once: under a temporary name, renamed only when
-   it is whole and opens as a tarball, so a broken download is never taken
-   for a good one. `--tarball=PATH` uses a copy on disk instead (offline);
+1. makes or checks the test data in --data_dir, so that a missing data set
+   stops the command before a long download;
+2. downloads the tarball from the reference's bucket (or the base URL in
+   $CAPSULES_RELEASED_URL, a mirror holding the same file names) into
+   --cache_dir, once, keeping only a whole tarball; `--tarball=PATH` uses a
+   copy on disk instead (offline);
 3. extracts it into `cache_dir/extracted/<tarball name>-<sha256 prefix>/`:
    an absolute path, a path with `..`, a link leading out of the folder or a
    device file refuses the whole tarball before anything is extracted;
 4. loads every checkpoint into the model of the release's experiment
-   (paper/experiments.py), so that one which is missing or does not fit is
-   named before any data is read;
-5. evaluates with the experiment's hparams and eval size
-   (`models.evaluation.evaluate`, or `evaluate_ensemble` for the 7 CIFAR10
-   models), which prints the reference's `Total wrong predictions: N, wrong
-   percent: P%`, then the paper's number beside it.
+   (paper/experiments.py), naming one that is missing or does not fit;
+5. evaluates with the experiment's hparams and eval size (the 7 CIFAR10
+   models as an ensemble), which prints the reference's `Total wrong
+   predictions: N, wrong percent: P%`, then the paper's number beside it.
 
 Nothing the user has is removed: a damaged cached tarball is named with what
 to do and left in place; reruns reuse the extracted folders. From Python:
@@ -200,8 +197,8 @@ def _refuse_unsafe(tar: tarfile.TarFile, dest: str, *, label: str,
   """Raises TarballError for any member that would land outside dest.
 
   A name that is absolute or holds `..` is refused outright: tarfile's `data`
-  filter would strip a leading `/` and extract the member inside, hiding
-  that the archive tried. The filter refuses links leading out and devices.
+  filter (which refuses the rest) would strip a leading `/` and extract the
+  member inside, hiding that the archive tried.
   """
   for member in tar.getmembers():
     if os.path.isabs(member.name) or '..' in member.name.split('/'):
@@ -220,8 +217,8 @@ def extract(tarball: str, *, cache_dir: str, remedy: str) -> str:
   """The folder of the tarball's files in the cache, extracted once.
 
   Named after the tarball's sha256, so that a rerun on the same tarball
-  reuses it and another tarball never mixes with it; it appears complete or
-  not at all. A TarballError's message ends with remedy.
+  reuses it and another tarball never mixes with it. A TarballError's
+  message ends with remedy.
   """
   with open(tarball, 'rb') as file:
     digest = hashlib.file_digest(file, 'sha256').hexdigest()
@@ -390,7 +387,6 @@ def _define_flags() -> None:
 
 def main(argv: List[str]) -> None:
   """Lists the releases, or evaluates the one argv names."""
-  devices.allow_gpu_memory_growth()
   cache_dir = os.path.expanduser(FLAGS.cache_dir)
   if FLAGS.list:
     print(release_list(cache_dir=cache_dir))
@@ -402,8 +398,7 @@ def main(argv: List[str]) -> None:
         f'{" ".join(names) or "none"}); --list shows them')
   # get_file's connection has no timeout of its own: a stalled one gives up.
   socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
-  config = devices.resolve_run_config(num_gpus=1)
-  print(devices.describe(config), flush=True)
+  config = devices.setup().config
   evaluate_release(get(names[0]), data_dir=FLAGS.data_dir,
                    cache_dir=cache_dir, summary_dir=FLAGS.summary_dir,
                    tarball=FLAGS.tarball, config=config)

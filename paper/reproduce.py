@@ -36,12 +36,12 @@ if __name__ == '__main__':
 import dataclasses
 import datetime
 import json
+import pathlib
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
 import errors
 import files
@@ -70,10 +70,7 @@ def seed_dir(output_dir: str, name: str, seed: int) -> str:
 
 
 def _write_text(path: str, text: str) -> None:
-  def write(temp):
-    with open(temp, 'w') as file:
-      file.write(text)
-  files.write_atomically(path, write)
+  files.write_atomically(path, lambda temp: pathlib.Path(temp).write_text(text))
 
 
 def _cached(path: str, settings: Mapping[str, object],
@@ -101,11 +98,11 @@ def _prepare_data(entry: experiments_lib.Experiment, *, data_dir: str) -> None:
   """Makes or checks every file the entry reads (FileNotFoundError names one
   that cannot be made, such as the affNIST test set)."""
   datasets.prepare_split(entry.dataset, 'train', data_dir=data_dir,
-                   num_targets=entry.num_targets)
+                         num_targets=entry.num_targets)
   for dataset in _test_datasets(entry):
     datasets.prepare_split(dataset, 'test', data_dir=data_dir,
-                     num_targets=entry.num_targets if dataset == (
-                         entry.dataset) else 1)
+                           num_targets=entry.num_targets if dataset == (
+                               entry.dataset) else 1)
 
 
 def _input_fns(entry: experiments_lib.Experiment, *, data_dir: str,
@@ -130,16 +127,15 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
         f'{max_steps} steps, in {summary_dir}', flush=True)
   train_fn, test_fn = _input_fns(entry, data_dir=data_dir,
                                  eval_size=eval_size)
-  saved = checkpoints.list_steps(os.path.join(summary_dir, 'train'))
-  start_step = max(saved, default=0)
+  train_dir = checkpoints.train_folder(summary_dir)
+  start_step = max(checkpoints.list_steps(train_dir), default=0)
   start = time.monotonic()
   step = training.train(
       hparams, summary_dir=summary_dir, model_type=entry.model,
       max_steps=max_steps, input_fn=train_fn, num_targets=entry.num_targets,
-      config=config, seed=seed)
+      config=config, seed=seed).step
   train_seconds = time.monotonic() - start
-  checkpoint = os.path.join(summary_dir, 'train',
-                            f'{checkpoints.PREFIX}-{step}')
+  checkpoint = checkpoints.step_path(train_dir, step)
   start = time.monotonic()
   evaluate = lambda summary_dir, **kwargs: evaluation.evaluate(
       hparams, summary_dir=summary_dir, model_type=entry.model,
@@ -173,8 +169,8 @@ def _run_ensemble(entry: experiments_lib.Experiment, *, hparams,
   # The members' checkpoints, `{}` for the seed (other braces escaped).
   escaped = os.path.join(output_dir, entry.name).replace('{', '{{').replace(
       '}', '}}')
-  pattern = os.path.join(escaped, 'seed{}', 'train',
-                         f'{checkpoints.PREFIX}-{steps[0]}')
+  pattern = checkpoints.step_path(
+      checkpoints.train_folder(os.path.join(escaped, 'seed{}')), steps[0])
   print(f'== {entry.name}: ensemble of {len(steps)}', flush=True)
   start = time.monotonic()
   wrong = evaluation.evaluate_ensemble(
@@ -205,7 +201,6 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
                   eval_size=eval_size)
   runs = []
   for seed in range(num_seeds):
-    os.makedirs(seed_dir(output_dir, entry.name, seed), exist_ok=True)
     runs.append(_cached(
         os.path.join(seed_dir(output_dir, entry.name, seed), RESULT_FILE),
         settings, lambda seed=seed: _run_seed(
@@ -220,31 +215,20 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
         dict(settings, seeds=num_seeds), lambda: _run_ensemble(
             entry, hparams=hparams, data_dir=data_dir, output_dir=output_dir,
             steps=steps, eval_size=eval_size, config=config))
-  seed_errors = [run['error'] for run in runs]
-  other_tests = []
-  for other in entry.other_tests:
-    other_errors = [run['other_errors'][other.dataset] for run in runs]
-    other_tests.append(dict(
-        dataset=other.dataset, paper=dataclasses.asdict(other.paper),
-        errors=other_errors, mean=float(np.mean(other_errors)),
-        std=float(np.std(other_errors)),
-        eval_size=min(other.eval_size, eval_size)))
-  steps_done = sorted({run['step'] for run in runs})
+  other_tests = [
+      dict(_spread([run['other_errors'][other.dataset] for run in runs]),
+           dataset=other.dataset, paper=dataclasses.asdict(other.paper),
+           eval_size=min(other.eval_size, eval_size))
+      for other in entry.other_tests]
+  # The entry's fields, then what the runs measured in place of some.
   summary = dict(
-      name=entry.name, paper=dataclasses.asdict(entry.paper),
-      model=entry.model, hparams=entry.hparams,
-      hparams_override=hparams_override or '', data=entry.data,
-      dataset=entry.dataset, test_dataset=entry.test_dataset,
-      num_targets=entry.num_targets, data_options=dict(entry.data_options),
-      notes=entry.notes, eval_size=eval_size,
+      dataclasses.asdict(entry), **_spread([run['error'] for run in runs]),
+      hparams_override=hparams_override or '', eval_size=eval_size,
       seeds=[{key: value for key, value in run.items() if key != 'settings'}
              for run in runs],
-      errors=seed_errors, mean=float(np.mean(seed_errors)),
-      std=float(np.std(seed_errors)),
       ensemble_error=ensemble['error'] if ensemble else None,
-      other_tests=other_tests,
-      steps=steps_done, paper_steps=entry.steps,
-      steps_source=entry.steps_source, reduced=max_steps < entry.steps,
+      other_tests=other_tests, steps=sorted({run['step'] for run in runs}),
+      paper_steps=entry.steps, reduced=max_steps < entry.steps,
       resumed=any(run['start_step'] > 0 for run in runs),
       wall_seconds=sum(run['train_seconds'] + run['eval_seconds']
                        for run in runs) + (
@@ -253,6 +237,12 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
   print(f'{entry.name}: {_measured_text(summary)}% (paper '
         f'{experiments_lib.paper_number_text(entry.paper)}%)', flush=True)
   return summary
+
+
+def _spread(errors: List[float]) -> Dict[str, object]:
+  """The errors of the seeds, their mean and std."""
+  return dict(errors=errors, mean=float(np.mean(errors)),
+              std=float(np.std(errors)))
 
 
 def _measured_text(summary: Mapping[str, object]) -> str:
@@ -314,17 +304,13 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
               eval_size: Optional[int] = None,
               config: run_config_lib.RunConfig = run_config_lib.RunConfig()
              ) -> Dict[str, Dict[str, object]]:
-  """Trains and evaluates experiments, writing results.json and results.md.
+  """Trains and evaluates experiments as the command does (see above).
 
-  Every name is checked, and every file the experiments read is made or
-  checked, before any training. After each experiment the results files are
-  rewritten, keeping the entries of experiments that earlier runs wrote to
-  the same output_dir. seeds, max_steps and eval_size replace the
-  experiment's when given; hparams_override (`key=value,...`, a tiny model
-  for tests, say) goes over each experiment's hparams and into the results.
-
-  Returns:
-    The summary of each experiment run, by name, as in results.json.
+  The results files are rewritten after each experiment, keeping the entries
+  that earlier runs wrote to the same output_dir. seeds, max_steps and
+  eval_size replace the experiment's when given; hparams_override
+  (`key=value,...`) goes over each experiment's hparams and into the results.
+  Returns the summary of each experiment run, by name, as in results.json.
 
   Raises:
     errors.UserError: unknown names, a missing data set or output_dir, or
@@ -414,10 +400,7 @@ def main(argv: List[str]) -> None:
   if FLAGS.list:
     print(experiment_list())
     return
-  devices.allow_gpu_memory_growth()
-  tf.config.experimental.enable_op_determinism()
-  config = devices.resolve_run_config(num_gpus=1)
-  print(devices.describe(config), flush=True)
+  config = devices.setup(seed=0).config
   reproduce(FLAGS.experiment, data_dir=FLAGS.data_dir,
             output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
             max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size,
