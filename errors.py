@@ -32,9 +32,8 @@ class StorageError(UserError, OSError):
 class Interrupted(Exception):
   """The user (Ctrl-C) or the system (SIGTERM) asked the run to stop.
 
-  Not a mistake: the command prints the message as its one line and exits
-  with the shell's code for the signal, 128 + its number (130 for SIGINT,
-  143 for SIGTERM).
+  Not a mistake: the command's one line, and the shell's exit code for the
+  signal.
   """
 
   def __init__(self, message: str, *, signum: int):

@@ -87,11 +87,7 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
 def resolve_run_config(*, compute_dtype: str = 'float32',
                        num_gpus: Optional[int] = None, xla: bool = True,
                        **settings) -> run_config_lib.RunConfig:
-  """The run's configuration on this machine; `setup` says what it holds.
-
-  Raises:
-    errors.ConfigError: an unknown compute_dtype.
-  """
+  """The run's configuration on this machine; see `setup`."""
   if compute_dtype not in COMPUTE_DTYPE_NAMES:
     raise errors.ConfigError(f'compute_dtype={compute_dtype!r}: use one of '
                              f'{", ".join(COMPUTE_DTYPE_NAMES)}')
@@ -135,17 +131,9 @@ def allow_gpu_memory_growth() -> List[str]:
   return [gpu.name for gpu in gpus]
 
 
-def make_strategy(num_gpus: int, *,
-                  global_batch_size: int) -> tf.distribute.Strategy:
-  """The distribution strategy for `num_gpus` replicas per worker.
-
-  With `TF_CONFIG` set, a `MultiWorkerMirroredStrategy` over the workers it
-  lists, each using its first `num_gpus` GPUs (or its CPU when it has none);
-  otherwise a `MirroredStrategy` over `num_gpus` GPUs when `num_gpus > 1`,
-  else the default strategy (one device; num_gpus=0 hides the GPUs).
-  Raises errors.ConfigError for num_gpus this machine cannot give or that
-  do not divide the global batch (checked first: on any machine).
-  """
+def _make_strategy(num_gpus: int, *,
+                   global_batch_size: int) -> tf.distribute.Strategy:
+  """`setup`'s strategy: multi-worker with TF_CONFIG, else mirrored or one."""
   if num_gpus < 0:
     raise errors.ConfigError(f'num_gpus={num_gpus}: use 0 for the CPU, or '
                              f'the number of GPUs per machine')
@@ -183,25 +171,25 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
 
   Args:
     num_gpus: GPUs (replicas) per worker; 0: the CPU, with the GPUs hidden.
-    compute_dtype: of COMPUTE_DTYPE_NAMES: 'mixed' is the dtype the GPUs in
-      use run fast (`mixed_precision_dtype`), 'tf32' float32 in TF32.
     xla: compile with XLA (the routing; on GPUs each replica's whole step);
       False where XLA cannot compile.
     seed: seeds Python, NumPy, TensorFlow and Keras, with deterministic ops.
-    distribute: the strategy of num_gpus replicas (`make_strategy`), to
-      train; False: the default strategy (one device).
+    distribute: to train: with `TF_CONFIG` set, a
+      `MultiWorkerMirroredStrategy` over the workers it lists, each on its
+      first num_gpus GPUs (or its CPU); else a `MirroredStrategy` over
+      num_gpus > 1 GPUs, or the default. False: the default (one device).
     **settings: `RunConfig` and `ModelConfig` fields; by default the
       devices' (their convolution; on GPUs the XLA step, summaries once per
       log interval and, for one GPU, the input copied to it ahead).
 
   Raises:
     errors.ConfigError: an unknown compute_dtype, or num_gpus this machine
-      cannot give.
+      cannot give or that do not divide the global batch.
   """
   allow_gpu_memory_growth()
   strategy = tf.distribute.get_strategy()
   if distribute or num_gpus == 0:
-    strategy = make_strategy(num_gpus, global_batch_size=settings.get(
+    strategy = _make_strategy(num_gpus, global_batch_size=settings.get(
         'train_batch_size', run_config_lib.TRAIN_BATCH_SIZE))
   config = resolve_run_config(compute_dtype=compute_dtype, num_gpus=num_gpus,
                               xla=xla, **settings)

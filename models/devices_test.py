@@ -177,11 +177,11 @@ def test_num_gpus_zero_hides_the_gpus():
   with _with_gpus(_GPUS), mock.patch.object(
       tf.config, 'set_visible_devices',
       lambda found, kind: hidden.append((found, kind))):
-    strategy = devices.make_strategy(0, global_batch_size=128)
+    strategy = devices._make_strategy(0, global_batch_size=128)
   assert hidden == [([], 'GPU')]
   assert strategy is tf.distribute.get_strategy()
   with pytest.raises(ValueError, match='num_gpus=-1: use 0 for the CPU'):
-    devices.make_strategy(-1, global_batch_size=128)
+    devices._make_strategy(-1, global_batch_size=128)
   with _with_gpus(_GPUS), mock.patch.object(tf.config, 'get_visible_devices',
                                             lambda kind=None: []):
     assert 'GPUs hidden (--num_gpus=0)' in devices.describe(

@@ -1,13 +1,9 @@
-"""Evaluation: the evaluation step, one checkpoint or a training folder, and
-ensembles.
+"""Evaluation: one checkpoint, a training folder, or an ensemble.
 
 `Evaluator.counts` is the evaluation step that `evaluate` runs and the
-benchmarks time: the correct and almost-correct predictions of a batch.
-`evaluate` counts the wrong predictions of a checkpoint on the test split
-(or of each new checkpoint of a training run); `evaluate_ensemble` sums the
-logits of several checkpoints. Both print the reference's line
-`Total wrong predictions: N, wrong percent: P%`. Their arguments are
-`models.training`'s (its module docstring says them once).
+benchmarks time. Both commands print the reference's line `Total wrong
+predictions: N, wrong percent: P%`; their arguments are `models.training`'s
+(its module docstring says them once).
 """
 
 import collections
@@ -36,7 +32,6 @@ class Evaluator:
   def __init__(self, hparams: HParams, *, model_type: str,
                input_fn: datasets.InputFn, num_targets: int = 1,
                config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
-    """Builds the test split's pipeline and a model of its shape."""
     self.config = config
     self.dataset = input_fn('test', config.eval_batch_size)
     self.model = registry.build_model(
@@ -82,12 +77,9 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   """Counts the wrong predictions of checkpoints on the test split.
 
   Evaluates `checkpoint`, or when None each new checkpoint that training
-  writes to `summary_dir/train/` (`tf.train.checkpoints_iterator`, at most
-  one every `config.eval_poll_seconds`) until none came for
-  `config.eval_timeout_seconds`, on the eval_size // batch first batches.
-  Prints the line with P = 100 N / examples, writes correct_prediction,
-  wrong_prediction and almost_wrong_prediction to `summary_dir/test/` at the
-  checkpoint's step, and returns an `EvalResult` per checkpoint.
+  writes to `summary_dir/train/` until none came for
+  `config.eval_timeout_seconds`. Writes the reference's summaries to
+  `summary_dir/test/` at the checkpoint's step; an `EvalResult` each.
   """
   if not summary_dir:
     raise errors.ConfigError('summary_dir is required for evaluation: pass '
@@ -132,15 +124,11 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
                       num_trials: int, num_targets: int = 1,
                       config: run_config_lib.RunConfig = (
                           run_config_lib.RunConfig())) -> int:
-  """Counts the wrong predictions of an ensemble on the test split.
+  """The wrong predictions of the sum of the members' logits.
 
-  Reads the first eval_size test examples once, runs every member
-  `checkpoint.format(i)`, i < num_trials, with one model (reloading its
-  weights), keeps the running sum of their logits, and predicts its argmax;
-  a prediction is wrong when it differs from the first label
-  (`recons_label`). Prints `Total wrong predictions: N, wrong percent: P%`
-  with P = N / eval_size * 100, and returns N. checkpoint: a pattern
-  holding `{}` for the trial index; every member must exist (checked first).
+  The members are `checkpoint.format(i)`, i < num_trials, all checked to
+  exist first; wrong: the argmax differs from the first label
+  (`recons_label`), as in the reference.
   """
   paths = [(checkpoint or '').format(i) for i in range(num_trials)]
   if len(set(paths)) < num_trials:

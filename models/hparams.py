@@ -73,10 +73,6 @@ class HParams:
     """Applies `key=value,key=value` overrides in place and returns self.
 
     Whitespace around keys and values is ignored; '' changes nothing.
-
-    Raises:
-      errors.ConfigError: for a pair without `=`, an unknown key or a value
-        that does not parse as the default's type.
     """
     for pair in filter(None, (p.strip() for p in (overrides or '').split(','))):
       key, sep, text = pair.partition('=')

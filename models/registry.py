@@ -19,14 +19,7 @@ def build_model(hparams: HParams, *, model_type: str,
                 shape: model_lib.DataShape,
                 config: model_lib.ModelConfig = model_lib.ModelConfig()
                ) -> model_lib.Model:
-  """A `MODELS[model_type]` with its variables, for data of this shape.
-
-  Build it under a `tf.distribute` strategy's scope for distributed
-  variables.
-
-  Raises:
-    errors.ConfigError: an unknown model_type, or hparams it cannot use.
-  """
+  """A `MODELS[model_type]` with its variables (`Model.build`)."""
   if model_type not in MODELS:
     raise errors.ConfigError(f'unknown model {model_type!r}; use one of '
                              f'{", ".join(MODELS)}')
