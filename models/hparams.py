@@ -57,8 +57,9 @@ class HParams:
         return float(text)
       return text
     except ValueError:  # int(), float() or _parse_bool.
+      name = type(default).__name__
       raise errors.ConfigError(
-          f'hparam {key!r} expects a {type(default).__name__} '
+          f'hparam {key!r} expects {"an" if name == "int" else "a"} {name} '
           f'(default {default!r}), got {text!r}') from None
 
   def set_hparam(self, key: str, value: Any) -> None:
