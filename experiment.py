@@ -35,6 +35,7 @@ from models import checkpoints
 from models import devices
 from models import evaluation
 from models import hparams as hparams_lib
+from models import registry
 from models import run_config
 from models import training
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -131,7 +132,11 @@ def _define_flags() -> None:
 
 def main(argv: List[str]) -> None:
   del argv  # Unused.
+  # Every check that needs no data, before any data is read or prepared.
   hparams = hparams_lib.default_hparams().parse(FLAGS.hparams_override or '')
+  registry.check(hparams, model_type=FLAGS.model)
+  if not FLAGS.train:
+    evaluation.checkpoint_paths(FLAGS.checkpoint, FLAGS.num_trials)
   strategy, config = devices.setup(
       num_gpus=FLAGS.num_gpus, compute_dtype=FLAGS.compute_dtype,
       xla=FLAGS.xla, seed=FLAGS.seed if FLAGS.train else None,

@@ -70,12 +70,18 @@ def _damaged(path: str, error: Exception) -> CheckpointError:
                                 f'checkpoint')
 
 
-def _reader(path: str):
+def require(path: str) -> str:
+  """Returns path; raises MissingCheckpointError unless it is a checkpoint."""
   if not tf.io.gfile.exists(path + '.index'):
     raise MissingCheckpointError(
         f'cannot read checkpoint {path!r}: {path}.index does not exist; give '
         f'the prefix of an existing checkpoint (e.g. .../model.ckpt-1500, '
         f'without .index)')
+  return path
+
+
+def _reader(path: str):
+  require(path)
   try:
     return tf.train.load_checkpoint(path)
   except (tf.errors.OpError, ValueError, IndexError) as error:

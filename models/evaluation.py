@@ -119,17 +119,13 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   return results
 
 
-def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
-                      input_fn: datasets.InputFn, checkpoint: str,
-                      num_trials: int, num_targets: int = 1,
-                      config: run_config_lib.RunConfig = (
-                          run_config_lib.RunConfig())) -> int:
-  """The wrong predictions of the sum of the members' logits.
-
-  The members are `checkpoint.format(i)`, i < num_trials, all checked to
-  exist first; wrong: the argmax differs from the first label
-  (`recons_label`), as in the reference.
-  """
+def checkpoint_paths(checkpoint: Optional[str],
+                     num_trials: int = 1) -> List[str]:
+  """The checkpoints an evaluation reads, checked to exist: `checkpoint`
+  (None: none, `evaluate` follows the training folder), or for an ensemble
+  of num_trials > 1 the members `checkpoint.format(i)`, i < num_trials."""
+  if num_trials == 1:
+    return [] if checkpoint is None else [checkpoints.require(checkpoint)]
   paths = [(checkpoint or '').format(i) for i in range(num_trials)]
   if len(set(paths)) < num_trials:
     raise errors.ConfigError(
@@ -139,6 +135,20 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
   if missing:
     raise checkpoints.MissingCheckpointError(
         f'ensemble checkpoints not found: {", ".join(missing)}')
+  return paths
+
+
+def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
+                      input_fn: datasets.InputFn, checkpoint: str,
+                      num_trials: int, num_targets: int = 1,
+                      config: run_config_lib.RunConfig = (
+                          run_config_lib.RunConfig())) -> int:
+  """The wrong predictions of the sum of the members' logits.
+
+  The members are `checkpoint_paths`'; wrong: the argmax differs from the
+  first label (`recons_label`), as in the reference.
+  """
+  paths = checkpoint_paths(checkpoint or '', num_trials)
   evaluator = Evaluator(hparams, model_type=model_type, input_fn=input_fn,
                         num_targets=num_targets, config=config)
   batches = [{key: value.numpy() for key, value in tensors.items()}

@@ -81,6 +81,20 @@ def data_shape(element_spec: Mapping[str, tf.TensorSpec],
                    num_targets)
 
 
+def check_hparams(hparams) -> None:
+  """Raises ConfigError for a padding, loss_type or routing that cannot work."""
+  if hparams.padding not in PADDINGS:
+    raise errors.ConfigError(
+        f'hparam padding={hparams.padding!r}: use SAME or VALID')
+  if hparams.loss_type not in LOSS_TYPES:
+    raise errors.ConfigError(
+        f'hparam loss_type={hparams.loss_type!r}: use one of '
+        f'{", ".join(LOSS_TYPES)}')
+  if hparams.routing < 1:
+    raise errors.ConfigError(
+        f'hparam routing={hparams.routing}: needs at least 1')
+
+
 def _first_local(value):
   return tf.distribute.get_strategy().experimental_local_results(value)[0]
 
@@ -110,16 +124,7 @@ class Model(abc.ABC):
 
   def __init__(self, hparams, *, config: ModelConfig = ModelConfig()):
     """Creates the optimizer; `build` makes the variables."""
-    if hparams.padding not in PADDINGS:
-      raise errors.ConfigError(
-          f'hparam padding={hparams.padding!r}: use SAME or VALID')
-    if hparams.loss_type not in LOSS_TYPES:
-      raise errors.ConfigError(
-          f'hparam loss_type={hparams.loss_type!r}: use one of '
-          f'{", ".join(LOSS_TYPES)}')
-    if hparams.routing < 1:
-      raise errors.ConfigError(
-          f'hparam routing={hparams.routing}: needs at least 1')
+    check_hparams(hparams)
     self.hparams = hparams
     self.config = config
     self.shape: Optional[DataShape] = None
