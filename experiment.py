@@ -140,8 +140,8 @@ def main(argv: List[str]) -> None:
   strategy, config = devices.setup(
       num_gpus=FLAGS.num_gpus, compute_dtype=FLAGS.compute_dtype,
       xla=FLAGS.xla, seed=FLAGS.seed if FLAGS.train else None,
-      distribute=FLAGS.train, save_step=FLAGS.save_step,
-      keep_checkpoints=FLAGS.keep_checkpoints)
+      distribute=FLAGS.train, model_type=FLAGS.model,
+      save_step=FLAGS.save_step, keep_checkpoints=FLAGS.keep_checkpoints)
   print(f'Data: {FLAGS.data_dir}', flush=True)
   input_fn = datasets.input_fn(
       FLAGS.dataset, data_dir=FLAGS.data_dir, num_targets=FLAGS.num_targets,

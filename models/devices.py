@@ -18,7 +18,9 @@ import tensorflow as tf
 
 import errors
 from layers import variables
+from models import capsule_model
 from models import model as model_lib
+from models import registry
 from models import run_config as run_config_lib
 
 # `--compute_dtype`'s values: a compute dtype, 'tf32' (float32 that may run
@@ -158,7 +160,7 @@ def _make_strategy(num_gpus: int, *,
 def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
           xla: bool = True, seed: Optional[int] = None,
           distribute: bool = False, quiet: bool = False,
-          **settings) -> Setup:
+          model_type: str = 'capsule', **settings) -> Setup:
   """Prepares TensorFlow for a command: returns its strategy and RunConfig.
 
   In the one order that works: GPU memory as needed (before TensorFlow
@@ -198,7 +200,8 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
   if not quiet:
-    print(describe(config, num_replicas=num_gpus), flush=True)
+    print(describe(config, num_replicas=num_gpus, model_type=model_type),
+          flush=True)
   return Setup(strategy, config)
 
 
@@ -223,14 +226,16 @@ def gpu_names(gpus: Optional[List] = None) -> str:
   return ', '.join(sorted(set(names), key=names.index))
 
 
-def describe(config: run_config_lib.RunConfig, *,
-             num_replicas: int = 1) -> str:
+def describe(config: run_config_lib.RunConfig, *, num_replicas: int = 1,
+             model_type: str = 'capsule') -> str:
   """The `Devices: ...` line: what the run computes on, and how.
 
   E.g. `Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), bfloat16, cuDNN
   convolution, XLA step` or `Devices: CPU (2 cores), no GPU visible: ...,
   float32, Fourier convolution, XLA routing`; num_replicas: the GPUs this
-  machine runs on.
+  machine runs on. The convolution and the routing are a capsule model's
+  (the CNNs' layers always use TensorFlow's convolution), named for those
+  only.
   """
   gpus = _gpus_in_use(num_replicas)
   if gpus:
@@ -246,6 +251,8 @@ def describe(config: run_config_lib.RunConfig, *,
   conv = {'fourier': 'Fourier convolution',
           'native': 'cuDNN convolution' if gpus else 'TensorFlow convolution',
           }[model.conv_implementation]
+  capsules = issubclass(registry.MODELS[model_type],
+                        capsule_model.CapsuleModel)
   xla = ('XLA step' if config.xla_step else
-         'XLA routing' if model.xla_routing else 'no XLA')
-  return f'Devices: {where}, {dtype}, {conv}, {xla}'
+         'XLA routing' if capsules and model.xla_routing else 'no XLA')
+  return ', '.join([f'Devices: {where}', dtype] + [conv] * capsules + [xla])
