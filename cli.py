@@ -10,9 +10,7 @@ Anything else is a bug, in this code or in a researcher's new layer, and
 keeps its traceback; `CAPSULES_TRACEBACK=1` shows the traceback of the
 user's mistakes too. Ctrl-C (SIGINT) and SIGTERM end a command with one
 line `<program>: interrupted ...` and the shell's exit code for the signal,
-130 or 143; training saves the step it reached first
-(`models.interrupts`).
-
+130 or 143; training saves the step it reached first (`models.interrupts`).
 This module imports no TensorFlow at import time.
 """
 

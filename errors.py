@@ -1,9 +1,7 @@
-"""The user's mistakes, as error types of their own.
+"""The user's mistakes, as error types of their own (`cli` says why).
 
-A command reports a `UserError` in one line that says what to do (`cli`);
-any other exception is a bug in the code, or in a researcher's new layer,
-and keeps its traceback. Each type also derives from the built-in error a
-caller would catch for it (`ValueError`, `FileNotFoundError`, `OSError`).
+Each type also derives from the built-in error a caller would catch for it
+(`ValueError`, `FileNotFoundError`, `OSError`).
 
 This module imports nothing, so every other module can use it.
 """

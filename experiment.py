@@ -4,9 +4,7 @@ The reference's driver: `--train` trains a model on the train split and writes
 TF1 name-based checkpoints `summary_dir/train/model.ckpt-<step>`,
 `--train=false` evaluates one checkpoint or follows a training directory, and
 `--num_trials=K` evaluates an ensemble of K checkpoints. This file holds the
-flags and the dispatch only: `main` sets up the devices and resolves the
-run's configuration once (`devices.setup`) and calls the library
-(`models.training`, `models.evaluation`), which never reads flags.
+flags and the dispatch only: the library it calls never reads flags.
 
 Examples (the reference README's commands):
 

@@ -56,10 +56,9 @@ class CapsuleModel(model.Model):
   def primary_capsules(self, tensors: Mapping) -> tf.Tensor:
     """conv1 and the primary capsules of a batch, capsule2's input.
 
-    Returns:
-      float32 `[batch, P * h * w, 8]` primary capsules ordered (type, row,
-      column), as capsule2's weights are: P = num_prime_capsules types on the
-      h x w grid of conv_capsule1 (6 x 6 for 28 x 28 MNIST).
+    float32 `[batch, P * h * w, 8]`, ordered (type, row, column) as
+    capsule2's weights are: P = num_prime_capsules types on the h x w grid
+    of conv_capsule1 (6 x 6 for 28 x 28 MNIST).
     """
     conv1 = self._conv1(self._channels_last(tensors['images']))
     # One input capsule type of 256 atoms, kept channels-last.

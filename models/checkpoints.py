@@ -5,11 +5,10 @@ A checkpoint `model.ckpt-<step>` is a TF1 tensor bundle (`.index` and
 (`conv1/weights`, ..., `global_step`, and for training `<var>/Adam`,
 `<var>/Adam_1`, `beta1_power`, `beta2_power`), so the released checkpoints
 load here and these files load in the reference. A training folder
-(`train_dir`) holds such checkpoints and the `checkpoint` state file that
-names the latest; `path` is a checkpoint's prefix (without `.index`).
-Nothing here deletes a file unless asked (`save(keep=N)`), and a checkpoint
-appears under its name only once complete: a crash at any moment leaves
-every earlier checkpoint loadable.
+(`train_dir`) holds such checkpoints and the `checkpoint` state file; `path`
+is a checkpoint's prefix. Nothing here deletes a file unless asked, and a
+checkpoint appears under its name only once complete: a crash at any moment
+leaves every earlier checkpoint loadable.
 """
 
 import contextlib
@@ -36,6 +35,9 @@ _STEP_PATTERN = re.compile(re.escape(PREFIX) + r'-(\d+)\.index$')
 
 def train_folder(summary_dir: str) -> str:
   """An experiment's training folder, `summary_dir/train`."""
+  if not summary_dir:
+    raise errors.ConfigError(
+        'summary_dir is required: pass --summary_dir=<experiment directory>')
   return os.path.join(summary_dir, 'train')
 
 

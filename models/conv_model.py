@@ -1,10 +1,5 @@
-"""The baseline CNNs: the reference code's and the paper's MNIST network.
-
-`ConvModel` is the reference's `--model=baseline` (two convolutions with
-pooling, one hidden FC layer; 7,495,946 parameters on MNIST).
-`PaperBaselineModel` is the paper's MNIST baseline of Table 1 (three
-convolutions, two hidden FC layers with dropout; 35.4M parameters).
-"""
+"""The baseline CNNs: the reference code's (`--model=baseline`, 7,495,946
+parameters on MNIST) and the paper's MNIST network of Table 1."""
 
 import numpy as np
 import tensorflow as tf
@@ -76,14 +71,11 @@ class PaperBaselineModel(model.Model):
   loss at 2.6, and with the default learning rate 1e-3 the network stays at
   chance whatever the initialization (Adam's steps are large for fc1's
   100,352 inputs). So the truncated normals here have He stddevs
-  `sqrt(2 / fan_in)` (`sqrt(1 / fan_in)` for the linear softmax_layer), the
-  layers made by `build` when the fan-ins are known, and it
-  trains with learning_rate=1e-4 (loss 0.79 after the same 30 steps), as
-  the `mnist_baseline` experiment of paper/experiments.py sets.
-
-  Dropout is on in the training forward pass only (`compute_gradients`
-  passes training=True, a Python bool: the training and evaluation
-  tf.functions each trace their own graph).
+  `sqrt(2 / fan_in)` (`sqrt(1 / fan_in)` for the linear softmax_layer), and
+  it trains with learning_rate=1e-4 (loss 0.79 after the same 30 steps), as
+  the `mnist_baseline` experiment of paper/experiments.py sets. Dropout is
+  on in the training forward pass only (training, a Python bool: the
+  training and evaluation tf.functions each trace their own graph).
   """
 
   def _make_layers(self):

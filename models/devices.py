@@ -68,11 +68,9 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
                           num_gpus: Optional[int] = None) -> str:
   """The compute dtype of mixed precision on the devices in use.
 
-  bfloat16 on GPUs of compute capability 8.0 and newer and on CPUs with
-  bfloat16 instructions; float16 (with loss scaling) on older GPUs, which
-  have fast float16 but no fast bfloat16; float32 on other CPUs, where
-  narrower types only add conversions. The slowest GPU in use (the first
-  num_gpus visible ones; None: all) decides.
+  Older GPUs have fast float16 but no fast bfloat16; on CPUs without
+  bfloat16 instructions narrower types only add conversions. The slowest
+  GPU in use (the first num_gpus visible ones; None: all) decides.
   """
   gpus = _gpus_in_use(num_gpus)
   if gpus:
@@ -171,22 +169,13 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
   relative off, past the reference's tolerances; the switch is
   process-wide); the seeds; the `Devices:` line (unless quiet).
 
-  Args:
-    num_gpus: GPUs (replicas) per worker; 0: the CPU, with the GPUs hidden.
-    xla: compile with XLA (the routing; on GPUs each replica's whole step);
-      False where XLA cannot compile.
-    seed: seeds Python, NumPy, TensorFlow and Keras, with deterministic ops.
-    distribute: to train: with `TF_CONFIG` set, a
-      `MultiWorkerMirroredStrategy` over the workers it lists, each on its
-      first num_gpus GPUs (or its CPU); else a `MirroredStrategy` over
-      num_gpus > 1 GPUs, or the default. False: the default (one device).
-    **settings: `RunConfig` and `ModelConfig` fields; by default the
-      devices' (their convolution; on GPUs the XLA step, summaries once per
-      log interval and, for one GPU, the input copied to it ahead).
-
-  Raises:
-    errors.ConfigError: an unknown compute_dtype, or num_gpus this machine
-      cannot give or that do not divide the global batch.
+  The arguments are experiment.py's flags of those names, and: distribute:
+  to train (with `TF_CONFIG` set a `MultiWorkerMirroredStrategy` over the
+  workers it lists, else a `MirroredStrategy` over num_gpus > 1 GPUs);
+  False: the default strategy. model_type: for the `Devices:` line.
+  **settings: `RunConfig` and `ModelConfig` fields; by default the devices'
+  (their convolution; on GPUs the XLA step, summaries once per log interval
+  and, for one GPU, the input copied to it ahead).
   """
   allow_gpu_memory_growth()
   strategy = tf.distribute.get_strategy()
@@ -233,9 +222,8 @@ def describe(config: run_config_lib.RunConfig, *, num_replicas: int = 1,
   E.g. `Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), bfloat16, cuDNN
   convolution, XLA step` or `Devices: CPU (2 cores), no GPU visible: ...,
   float32, Fourier convolution, XLA routing`; num_replicas: the GPUs this
-  machine runs on. The convolution and the routing are a capsule model's
-  (the CNNs' layers always use TensorFlow's convolution), named for those
-  only.
+  machine runs on. The convolution and the routing are named for capsule
+  models only (the CNNs' layers always use TensorFlow's convolution).
   """
   gpus = _gpus_in_use(num_replicas)
   if gpus:

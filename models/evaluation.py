@@ -7,6 +7,7 @@ predictions: N, wrong percent: P%`; their arguments are `models.training`'s
 """
 
 import collections
+import contextlib
 import os
 from typing import Iterable, List, Mapping, Optional
 
@@ -81,31 +82,23 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   `config.eval_timeout_seconds`. Writes the reference's summaries to
   `summary_dir/test/` at the checkpoint's step; an `EvalResult` each.
   """
-  if not summary_dir:
-    raise errors.ConfigError('summary_dir is required for evaluation: pass '
-                             '--summary_dir=<experiment directory>')
+  train_dir = checkpoints.train_folder(summary_dir)
   evaluator = Evaluator(hparams, model_type=model_type, input_fn=input_fn,
                         num_targets=num_targets, config=config)
   paths = ([checkpoint] if checkpoint else tf.train.checkpoints_iterator(
-      checkpoints.train_folder(summary_dir),
-      min_interval_secs=config.eval_poll_seconds,
+      train_dir, min_interval_secs=config.eval_poll_seconds,
       timeout=config.eval_timeout_seconds))
   writer = tf.summary.create_file_writer(os.path.join(summary_dir, 'test'))
   results = []
   for path in paths:
-    if checkpoint:
+    # Training may delete old checkpoints (--keep_checkpoints) meanwhile.
+    with contextlib.nullcontext() if checkpoint else checkpoints.reading(path):
       step = checkpoints.load(evaluator.model, path)
-    else:  # Training may delete old checkpoints (--keep_checkpoints).
-      with checkpoints.reading(path):
-        step = checkpoints.load(evaluator.model, path)
     print(f'Evaluating {path} (step {step})', flush=True)
-    correct = almost = num_batches = 0
-    for tensors in evaluator.batches(eval_size):
-      batch_correct, batch_almost = evaluator.counts(tensors)
-      correct += int(batch_correct)
-      almost += int(batch_almost)
-      num_batches += 1
-    num_examples = num_batches * config.eval_batch_size
+    counts = [[int(count) for count in evaluator.counts(tensors)]
+              for tensors in evaluator.batches(eval_size)]
+    correct, almost = map(int, np.sum(counts, axis=0))
+    num_examples = len(counts) * config.eval_batch_size
     wrong = num_examples - correct
     results.append(EvalResult(path, step, correct, almost, wrong,
                               100 * wrong / num_examples))
@@ -122,8 +115,8 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
 def checkpoint_paths(checkpoint: Optional[str],
                      num_trials: int = 1) -> List[str]:
   """The checkpoints an evaluation reads, checked to exist: `checkpoint`
-  (None: none, `evaluate` follows the training folder), or for an ensemble
-  of num_trials > 1 the members `checkpoint.format(i)`, i < num_trials."""
+  (None: none, `evaluate` follows the training folder), or an ensemble's
+  `checkpoint.format(i)`, i < num_trials."""
   if num_trials == 1:
     return [] if checkpoint is None else [checkpoints.require(checkpoint)]
   paths = [(checkpoint or '').format(i) for i in range(num_trials)]

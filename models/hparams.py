@@ -4,8 +4,7 @@ The reference used `tf.contrib.training.HParams`, which no longer exists. This
 class keeps its two behaviours that users rely on (attribute access and
 `parse('key=value,key=value')` with values cast to the type of the default) and
 makes them strict: an unknown key or a value that does not parse raises an
-`errors.ConfigError` (a `ValueError`) that names the key and lists the valid
-keys.
+`errors.ConfigError` that names the key and lists the valid keys.
 """
 
 from typing import Any, Dict

@@ -10,10 +10,8 @@ every step (`training.Trainer`). The loop then ends after the step under
 way, and training saves a checkpoint of that step. A second signal while
 that happens ends the process at once: the checkpoint being written only
 appears under its name once complete (`checkpoints.write`), so nothing
-damaged is left in the next run's way.
-
-Batch schedulers and preemptible cloud machines send SIGTERM some time
-before they stop a job; Ctrl-C sends SIGINT.
+damaged is left in the next run's way. (Batch schedulers and preemptible
+cloud machines send SIGTERM some time before they stop a job.)
 """
 
 import contextlib

@@ -52,9 +52,9 @@ class ModelConfig:
   """How a model computes; the defaults run anywhere.
 
   Attributes:
-    compute_dtype: 'float32', or 'bfloat16' / 'float16' for mixed precision
-      (experiment.py's `--compute_dtype`); float16, whose range is narrow,
-      trains on a dynamically scaled loss (`adam.DynamicLossScale`).
+    compute_dtype: 'float32', 'bfloat16' or 'float16' (mixed precision, as
+      `--compute_dtype` says); float16, whose range is narrow, trains on a
+      dynamically scaled loss.
     conv_implementation: the primary capsules' convolution, one of
       `layers.CONV_IMPLEMENTATIONS` ('fourier' is faster on CPUs).
     xla_routing: compile the routing with XLA (fused loops, several times

@@ -35,9 +35,8 @@ class RunConfig:
       on): faster, about 1e-3 relative off the reference's results.
     xla_step: compile each replica's whole forward and backward pass with
       XLA (on GPUs: fewer, larger kernels; XLA's CPU convolutions are slow).
-    summary_every_steps: write the training summaries at every so many
-      global steps (the reference wrote them every step; on a GPU each write
-      waits for the device).
+    summary_every_steps: the training summaries' interval (the reference
+      wrote them every step; on a GPU each write waits for the device).
     prefetch_to_device: a device to copy the next input batches to while
       the current step runs (one-device runs on a GPU); None: no copy ahead.
     eval_poll_seconds, eval_timeout_seconds: an evaluation following a

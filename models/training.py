@@ -231,9 +231,8 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   """Trains a model up to global step max_steps; returns `Trained`.
 
   Resumes from the newest loadable checkpoint in `summary_dir/train/`, saves
-  there every `config.save_step` steps and at max_steps. Under multi-worker
-  training only the chief writes files. Raises NonFiniteLossError when the
-  loss is no longer finite (nothing is saved after the last good step).
+  there every `config.save_step` steps and at max_steps (none after a
+  non-finite loss). Under multi-worker training only the chief writes files.
 
   seed: seeds Python, NumPy, TensorFlow and Keras here (a process may train
   several seeds) and reads the input in a fixed order: the same initial
@@ -242,9 +241,7 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   need deterministic ops (`devices.setup(seed=...)`). None: unseeded, the
   input in any order (faster).
   """
-  if not summary_dir:
-    raise errors.ConfigError('summary_dir is required for training: pass '
-                             '--summary_dir=<experiment directory>')
+  train_dir = checkpoints.train_folder(summary_dir)
   strategy = strategy or tf.distribute.get_strategy()
   if seed is not None:
     keras.utils.set_random_seed(seed)
@@ -252,7 +249,6 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   # interleaves its files in the order this option asks for.
   options = tf.data.Options()
   options.deterministic = seed is not None
-  train_dir = checkpoints.train_folder(summary_dir)
   is_chief = strategy.extended.should_checkpoint
   if is_chief:
     tf.io.gfile.makedirs(train_dir)
