@@ -45,9 +45,9 @@ def _gpus_in_use(num_gpus: Optional[int] = None) -> List:
 def conv_implementation(gpus: Optional[List] = None) -> str:
   """'native' (TensorFlow's convolution) when a GPU is visible, else 'fourier'.
 
-  The Fourier convolution was measured faster on CPUs only (`python -m
-  benchmarks.ablation`, docs/speed.md); on a GPU cuDNN's convolutions are
-  the tuned ones, with FFT and Winograd algorithms of their own.
+  The Fourier convolution was measured faster on CPUs only (docs/speed.md);
+  on a GPU cuDNN's convolutions are the tuned ones, with FFT and Winograd
+  algorithms of their own.
   """
   gpus = _gpus_in_use() if gpus is None else gpus
   return 'native' if gpus else 'fourier'
