@@ -10,9 +10,7 @@ Anything else is a bug, in this code or in a researcher's new layer, and
 keeps its traceback; `CAPSULES_TRACEBACK=1` shows the traceback of the
 user's mistakes too. Ctrl-C (SIGINT) and SIGTERM end a command with one
 line `<program>: interrupted ...` and the shell's exit code for the signal,
-130 or 143; training saves the step it reached first
-(`models.interrupts`).
-
+130 or 143; training saves the step it reached first (`models.interrupts`).
 This module imports no TensorFlow at import time.
 """
 
@@ -54,8 +52,7 @@ def quiet_tensorflow_start() -> None:
 
 
 def user_errors() -> tuple:
-  """The user's mistakes, errors.UserError and tf.errors.DataLossError."""
-  # TensorFlow's record readers raise the latter for a truncated file.
+  """errors.UserError, and the DataLossError of a truncated record file."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return (errors.UserError, tf.errors.DataLossError)
 
@@ -80,19 +77,14 @@ def _raise_interrupted(signum: int, unused_frame) -> None:
 def call_main(main: Callable[[List[str]], None], argv: List[str], *,
               program: str, arguments: bool = False,
               process_ends: bool = False) -> None:
-  """Runs main(argv) on parsed flags, the user's mistakes as one line.
+  """Runs main(argv) on parsed flags, as the module docstring says.
 
   Libraries' warnings (tfds' among them) are hidden unless --verbosity is
-  given. SIGINT and SIGTERM raise `errors.Interrupted` (training handles
-  them itself while it trains). arguments: the tool takes positional
-  arguments (else they are an error). process_ends: the process ends when
-  main does (`run`); after an interruption's line, what TensorFlow's
-  teardown writes to stderr is dropped (a worker that leaves after the
-  chief would otherwise log the lost connection to the chief's service).
-
-  Raises:
-    SystemExit: one of `user_errors()` (unless CAPSULES_TRACEBACK=1) or an
-      interruption, with its line and exit code.
+  given. arguments: the tool takes positional arguments. process_ends: the
+  process ends when main does (`run`); after an interruption's line, what
+  TensorFlow's teardown writes to stderr is dropped (a worker that leaves
+  after the chief would otherwise log the lost connection to the chief's
+  service).
   """
   if len(argv) > 1 and not arguments:
     sys.exit(_one_line(program, f'unexpected arguments: {" ".join(argv[1:])}'))

@@ -1,9 +1,7 @@
-"""The user's mistakes, as error types of their own.
+"""The user's mistakes, as error types of their own (`cli` says why).
 
-A command reports a `UserError` in one line that says what to do (`cli`);
-any other exception is a bug in the code, or in a researcher's new layer,
-and keeps its traceback. Each type also derives from the built-in error a
-caller would catch for it (`ValueError`, `FileNotFoundError`, `OSError`).
+Each type also derives from the built-in error a caller would catch for it
+(`ValueError`, `FileNotFoundError`, `OSError`).
 
 This module imports nothing, so every other module can use it.
 """
@@ -32,9 +30,8 @@ class StorageError(UserError, OSError):
 class Interrupted(Exception):
   """The user (Ctrl-C) or the system (SIGTERM) asked the run to stop.
 
-  Not a mistake: the command prints the message as its one line and exits
-  with the shell's code for the signal, 128 + its number (130 for SIGINT,
-  143 for SIGTERM).
+  Not a mistake: the command's one line, and the shell's exit code for the
+  signal.
   """
 
   def __init__(self, message: str, *, signum: int):

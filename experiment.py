@@ -4,9 +4,7 @@ The reference's driver: `--train` trains a model on the train split and writes
 TF1 name-based checkpoints `summary_dir/train/model.ckpt-<step>`,
 `--train=false` evaluates one checkpoint or follows a training directory, and
 `--num_trials=K` evaluates an ensemble of K checkpoints. This file holds the
-flags and the dispatch only: `main` sets up the devices and resolves the
-run's configuration once (`devices.setup`) and calls the library
-(`models.training`, `models.evaluation`), which never reads flags.
+flags and the dispatch only: the library it calls never reads flags.
 
 Examples (the reference README's commands):
 
@@ -35,6 +33,7 @@ from models import checkpoints
 from models import devices
 from models import evaluation
 from models import hparams as hparams_lib
+from models import registry
 from models import run_config
 from models import training
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -131,12 +130,16 @@ def _define_flags() -> None:
 
 def main(argv: List[str]) -> None:
   del argv  # Unused.
+  # Every check that needs no data, before any data is read or prepared.
   hparams = hparams_lib.default_hparams().parse(FLAGS.hparams_override or '')
+  registry.check(hparams, model_type=FLAGS.model)
+  if not FLAGS.train:
+    evaluation.checkpoint_paths(FLAGS.checkpoint, FLAGS.num_trials)
   strategy, config = devices.setup(
       num_gpus=FLAGS.num_gpus, compute_dtype=FLAGS.compute_dtype,
       xla=FLAGS.xla, seed=FLAGS.seed if FLAGS.train else None,
-      distribute=FLAGS.train, save_step=FLAGS.save_step,
-      keep_checkpoints=FLAGS.keep_checkpoints)
+      distribute=FLAGS.train, model_type=FLAGS.model,
+      save_step=FLAGS.save_step, keep_checkpoints=FLAGS.keep_checkpoints)
   print(f'Data: {FLAGS.data_dir}', flush=True)
   input_fn = datasets.input_fn(
       FLAGS.dataset, data_dir=FLAGS.data_dir, num_targets=FLAGS.num_targets,

@@ -409,6 +409,24 @@ def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path,
   assert before <= {str(path) for path in tmp_path.rglob('*')}
 
 
+@pytest.mark.parametrize('args, error', [
+    (['--model=foo'], "unknown model 'foo'"),
+    (['--hparams_override=padding=same'], "hparam padding='same'"),
+    (['--train=false', '--checkpoint={run}/model.ckpt-1'],
+     'cannot read checkpoint'),
+    (['--train=false', '--num_trials=2', '--checkpoint={run}/m{{}}.ckpt-1'],
+     'ensemble checkpoints not found'),
+])
+def test_checks_without_data_come_before_the_data(tmp_path, args, error):
+  data_dir = tmp_path / 'data'  # Empty: the MNIST files would be made here.
+  data_dir.mkdir()
+  with pytest.raises(SystemExit) as exited:
+    _run_experiment(f'--data_dir={data_dir}', f'--summary_dir={tmp_path}',
+                    *[arg.format(run=tmp_path) for arg in args])
+  assert error in str(exited.value.code)
+  assert not list(data_dir.iterdir())
+
+
 def test_killed_at_a_random_moment_resumes(mnist_dir, tmp_path):
   """`kill -9` during training (or saving), then the same command."""
   train_dir = tmp_path / 'train'

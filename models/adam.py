@@ -11,8 +11,7 @@ that into a different gradient, which Adam's normalised update carries in
 full: weights 40 times past the goldens' tolerance within three steps.
 `ReferenceAdam` runs the reference's kernel on the reference's running beta
 powers, so a step here is the reference's step bit for bit; being a Keras
-optimizer, it keeps working under `tf.distribute`. `DynamicLossScale` is
-float16's loss scale.
+optimizer, it keeps working under `tf.distribute`.
 """
 
 from typing import Tuple
@@ -50,14 +49,7 @@ def beta_power(beta: float, step: int) -> np.float32:
 
 
 class ReferenceAdam(keras.optimizers.Adam):
-  """Keras Adam whose update is the reference's `AdamOptimizer` step.
-
-  Each variable is updated by `tf.raw_ops.ResourceApplyAdam` with
-  `lr_t = lr * sqrt(1 - beta2_power) / (1 - beta1_power)` and epsilon
-  outside the square root; `beta1_power` and `beta2_power` are optimizer
-  variables, multiplied by beta1 and beta2 after the step's last update, as
-  the reference's `_finish` does. Checkpoints carry them under those names.
-  """
+  """Keras Adam whose update is the reference's `AdamOptimizer` step."""
 
   def __init__(self, learning_rate, *, name: str = 'adam', **kwargs):
     super().__init__(learning_rate=learning_rate, beta_1=BETA1, beta_2=BETA2,
@@ -103,14 +95,11 @@ class ReferenceAdam(keras.optimizers.Adam):
       self._finish()
 
   def apply_summed(self, grads, trainable_variables) -> None:
-    """One update with gradients already summed over replicas.
+    """One update with gradients summed over replicas before.
 
-    Keras' `apply` sums the gradients over replicas itself, inside; this
-    applies sums made before (the same on every replica: under a strategy,
-    the values `batch_reduce_to` put on the variables' devices), in
-    cross-replica context or anywhere off strategies: each variable is
-    updated on its devices (`tf.distribute.StrategyExtended.update`), as
-    Keras does after its sum.
+    Keras' `apply` sums them itself, inside; these sums (under a strategy,
+    `batch_reduce_to`'s on the variables' devices) are applied in
+    cross-replica context, each variable on its devices, as Keras does.
     """
     with tf.name_scope(self.name):
       learning_rate = self.learning_rate
@@ -123,8 +112,7 @@ class ReferenceAdam(keras.optimizers.Adam):
       self.iterations.assign_add(1)
       self._finish()
 
-  def _finish(self) -> None:
-    """The reference's `_finish`: the beta powers of the next step."""
+  def _finish(self) -> None:  # The reference's: the next step's powers.
     self._beta1_power.assign(self._beta1_power * BETA1)
     self._beta2_power.assign(self._beta2_power * BETA2)
 
@@ -162,8 +150,6 @@ class DynamicLossScale:
                                     name='finite_steps')
 
   def update(self, finite: tf.Tensor) -> None:
-    """Doubles the scale after growth_steps finite steps, halves it now if
-    this step's gradients are not finite."""
     def grow():
       self.finite_steps.assign(0)
       self.scale.assign(self.scale * 2)

@@ -26,7 +26,7 @@ class CapsuleModel(model.Model):
   """
 
   def _make_layers(self):
-    hparams, dtype = self._hparams, self._dtype_policy
+    hparams, dtype = self.hparams, self._dtype_policy
     self._conv1 = layers.Conv(
         hparams.conv1_channels, kernel_size=CONV1_KERNEL,
         padding=hparams.padding, name='conv1', dtype=dtype)
@@ -56,10 +56,9 @@ class CapsuleModel(model.Model):
   def primary_capsules(self, tensors: Mapping) -> tf.Tensor:
     """conv1 and the primary capsules of a batch, capsule2's input.
 
-    Returns:
-      float32 `[batch, P * h * w, 8]` primary capsules ordered (type, row,
-      column), as capsule2's weights are: P = num_prime_capsules types on the
-      h x w grid of conv_capsule1 (6 x 6 for 28 x 28 MNIST).
+    float32 `[batch, P * h * w, 8]`, ordered (type, row, column) as
+    capsule2's weights are: P = num_prime_capsules types on the h x w grid
+    of conv_capsule1 (6 x 6 for 28 x 28 MNIST).
     """
     conv1 = self._conv1(self._channels_last(tensors['images']))
     # One input capsule type of 256 atoms, kept channels-last.
@@ -75,13 +74,11 @@ class CapsuleModel(model.Model):
     """capsule2's dynamic routing, iteration by iteration.
 
     The same votes and routing as `forward`, run op by op (not compiled), so
-    that every iteration's tensors can be looked at (the paper's Appendix A).
-
-    num_routing: iterations to run; None: the model's (more show where
-    routing goes on to). Returns one `layers.RoutingIteration` per
-    iteration: the logits, the route (coupling coefficients) and the
-    agreement added to the logits `[batch, P * h * w, num_classes]`, and the
-    activation `[batch, num_classes, 16]` (the last is `forward`'s).
+    that every iteration's tensors can be looked at (the paper's Appendix A):
+    a `layers.RoutingIteration` each, its logits, route and agreement
+    `[batch, P * h * w, num_classes]`, its activation `[batch, num_classes,
+    16]` (the last is `forward`'s). num_routing: None: the model's (more
+    show where routing goes on to).
     """
     primary = self.primary_capsules(tensors)
     capsule2 = self._capsule2
@@ -96,7 +93,6 @@ class CapsuleModel(model.Model):
 
     capsule_output `[batch, num_classes, 16]`, mask `[batch, num_classes]`
     (one-hot) -> float32 `[batch, depth * height * width]` in [0, 1].
-    Raises errors.ConfigError without a decoder (hparam remake=false).
     """
     if self._recons is None:
       raise errors.ConfigError('this capsule model has no decoder: it needs '
@@ -112,7 +108,7 @@ class CapsuleModel(model.Model):
     capsule_output = self._capsule2(primary)
     logits = tf.norm(capsule_output, axis=-1)
     remakes, losses = None, []
-    if self._hparams.remake:
+    if self.hparams.remake:
       targets = [(tensors['recons_label'], tensors['recons_image'])]
       if self.shape.num_targets == 2:
         targets.append((tensors['spare_label'], tensors['spare_image']))
@@ -132,7 +128,7 @@ class CapsuleModel(model.Model):
     target image, reconstruction), the second target's column on the right.
     """
     super().summarize(losses, tensors, step=step, batch_size=batch_size)
-    if not (self._hparams.verbose and losses.remakes):
+    if not (self.hparams.verbose and losses.remakes):
       return
     channels_last = self._channels_last
     targets = [tensors['recons_image']]

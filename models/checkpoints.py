@@ -4,17 +4,11 @@ A checkpoint `model.ckpt-<step>` is a TF1 tensor bundle (`.index` and
 `.data-00000-of-00001`) whose tensors carry the reference's variable names
 (`conv1/weights`, ..., `global_step`, and for training `<var>/Adam`,
 `<var>/Adam_1`, `beta1_power`, `beta2_power`), so the released checkpoints
-load here and these files load in the reference. A training folder holds such
-checkpoints and the `checkpoint` state file that names the latest.
-
-The verbs: `load` and `write` one checkpoint; `list_steps`, `restore_latest`
-and `save` in a training folder, `reading` for an evaluation that follows
-one; their `model` is a built model, `path` a checkpoint's prefix
-(`.../model.ckpt-1500`, without `.index`), `train_dir` a training folder.
-Nothing here deletes a file unless asked (`save(keep=N)` deletes the oldest
-checkpoints), and a checkpoint appears under its name only once it is
-complete: a crash at any moment leaves every earlier checkpoint loadable and
-`restore_latest` finds the newest one.
+load here and these files load in the reference. A training folder
+(`train_dir`) holds such checkpoints and the `checkpoint` state file; `path`
+is a checkpoint's prefix. Nothing here deletes a file unless asked, and a
+checkpoint appears under its name only once complete: a crash at any moment
+leaves every earlier checkpoint loadable.
 """
 
 import contextlib
@@ -41,6 +35,9 @@ _STEP_PATTERN = re.compile(re.escape(PREFIX) + r'-(\d+)\.index$')
 
 def train_folder(summary_dir: str) -> str:
   """An experiment's training folder, `summary_dir/train`."""
+  if not summary_dir:
+    raise errors.ConfigError(
+        'summary_dir is required: pass --summary_dir=<experiment directory>')
   return os.path.join(summary_dir, 'train')
 
 
@@ -75,13 +72,18 @@ def _damaged(path: str, error: Exception) -> CheckpointError:
                                 f'checkpoint')
 
 
-def _reader(path: str):
-  """Opens a checkpoint's index, with errors that name the file."""
+def require(path: str) -> str:
+  """Returns path; raises MissingCheckpointError unless it is a checkpoint."""
   if not tf.io.gfile.exists(path + '.index'):
     raise MissingCheckpointError(
         f'cannot read checkpoint {path!r}: {path}.index does not exist; give '
         f'the prefix of an existing checkpoint (e.g. .../model.ckpt-1500, '
         f'without .index)')
+  return path
+
+
+def _reader(path: str):
+  require(path)
   try:
     return tf.train.load_checkpoint(path)
   except (tf.errors.OpError, ValueError, IndexError) as error:
@@ -90,15 +92,12 @@ def _reader(path: str):
 
 def load(model: model_lib.Model, path: str, *,
          include_optimizer: bool = False) -> int:
-  """Restores a model's weights (and optionally Adam state) from a checkpoint.
+  """Restores a built model's weights from a checkpoint; its global step.
 
   Every tensor is read, and checked, before any variable changes, so a
   damaged file leaves the model as it was. include_optimizer: also Adam's
-  state as far as the checkpoint has it (moments it lacks keep their values,
-  beta powers it lacks become the reference's at the restored step).
-  Returns the restored global step. Raises MissingCheckpointError,
-  CheckpointMismatchError (naming each variable missing or of another
-  shape) or CorruptCheckpointError.
+  state as far as the checkpoint has it (beta powers it lacks become the
+  reference's at the restored step).
   """
   model.require_built()
   reader = _reader(path)
@@ -135,17 +134,12 @@ def load(model: model_lib.Model, path: str, *,
 
 def write(model: model_lib.Model, path: str, *,
           include_optimizer: bool = True) -> str:
-  """Writes a name-based TF1 checkpoint the reference can restore; `path`.
+  """Writes a checkpoint (with Adam's state: resumable); returns `path`.
 
-  The files are written under a temporary name and renamed into place, the
-  index last, so `path` exists only when it is complete. include_optimizer:
-  also Adam's state, so the reference (or this port) can resume training.
-
-  Raises:
-    ValueError: a variable holds NaN or infinity (nothing is written).
-    errors.StorageError: the files could not be written (e.g. the disk is
-      full); nothing is left under `path`, and the partial temporary files
-      are removed.
+  Renamed into place from a temporary name, the index last. Raises
+  ValueError for NaN or infinite variables (nothing is written),
+  errors.StorageError when the files cannot be written (a full disk: the
+  partial files are removed).
   """
   model.require_built()
   variables = dict(model.tf1_variable_map(),
@@ -204,16 +198,12 @@ def _write_state(train_dir: str, latest: str) -> None:
 
 
 def restore_latest(model: model_lib.Model, train_dir: str) -> int:
-  """Resumes from the newest checkpoint of train_dir that loads.
+  """Resumes from the newest checkpoint that loads; its step, or 0.
 
   A checkpoint newer than the one the state file names (a run killed between
-  writing the checkpoint and the state file) is used when it loads, and the
-  state file is rewritten. A damaged checkpoint is named, left where it is,
-  and the next older one is tried. Returns the restored global step, 0 when
-  train_dir has no checkpoint.
-
-  Raises CheckpointMismatchError for another architecture's checkpoint,
-  CorruptCheckpointError when train_dir has checkpoints and none loads.
+  writing the checkpoint and the state file) is used, and the state file
+  rewritten. A damaged checkpoint is named, left where it is, and the next
+  older one tried.
   """
   candidates = list(reversed(list_steps(train_dir).values()))
   broken: List[str] = []
@@ -243,14 +233,10 @@ def save(model: model_lib.Model, train_dir: str, *,
   """Writes `model.ckpt-<step>` to train_dir, names it in the state file.
 
   A damaged checkpoint of the same step (one `restore_latest` passed over,
-  or the data file of a save cut short between its two renames) is kept
-  under its name plus BROKEN_SUFFIX; a loadable one is never replaced. With
-  keep, then deletes all but the newest `keep` checkpoints, except one an
+  or a save cut short between its two renames) is kept under its name plus
+  BROKEN_SUFFIX; a loadable one is never replaced (CheckpointExistsError).
+  keep: then deletes all but the newest `keep` checkpoints, except one an
   evaluation is `reading`. Returns the checkpoint's prefix.
-
-  Raises:
-    CheckpointExistsError: a loadable checkpoint of this step is there.
-    ValueError, errors.StorageError: as `write`.
   """
   path = step_path(train_dir, int(model.global_step.numpy()))
   if tf.io.gfile.exists(path + '.index') or tf.io.gfile.exists(
@@ -265,12 +251,7 @@ def save(model: model_lib.Model, train_dir: str, *,
 
 @contextlib.contextmanager
 def reading(path: str) -> Iterator[None]:
-  """Marks a checkpoint as being read, so that training keeps it meanwhile.
-
-  An evaluation following a training folder reads each checkpoint while
-  training goes on, which with `keep` deletes old ones; the mark
-  (`<prefix>.reading-<pid>`, removed afterwards) holds it back.
-  """
+  """Marks a checkpoint being read, so that `save(keep=)` keeps it."""
   mark = f'{path}{_READING_SUFFIX}{os.getpid()}'
   with tf.io.gfile.GFile(mark, 'w') as file:
     file.write('')
@@ -293,7 +274,6 @@ def _delete_older(train_dir: str, *, keep: int) -> None:
 
 
 def _unreadable(path: str) -> bool:
-  """Whether reading every tensor of the checkpoint fails."""
   try:
     reader = tf.train.load_checkpoint(path)
     for name in reader.get_variable_to_shape_map():

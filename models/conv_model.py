@@ -1,10 +1,5 @@
-"""The baseline CNNs: the reference code's and the paper's MNIST network.
-
-`ConvModel` is the reference's `--model=baseline` (two convolutions with
-pooling, one hidden FC layer; 7,495,946 parameters on MNIST).
-`PaperBaselineModel` is the paper's MNIST baseline of Table 1 (three
-convolutions, two hidden FC layers with dropout; 35.4M parameters).
-"""
+"""The baseline CNNs: the reference code's (`--model=baseline`, 7,495,946
+parameters on MNIST) and the paper's MNIST network of Table 1."""
 
 import numpy as np
 import tensorflow as tf
@@ -40,7 +35,7 @@ class ConvModel(model.Model):
     dtype = self._dtype_policy
     self._convs = [
         layers.Conv(channels, kernel_size=CONV_KERNEL,
-                    padding=self._hparams.padding, name=f'conv{i}',
+                    padding=self.hparams.padding, name=f'conv{i}',
                     dtype=dtype)
         for i, channels in enumerate(CONV_CHANNELS, start=1)
     ]
@@ -65,12 +60,10 @@ class ConvModel(model.Model):
 class PaperBaselineModel(model.Model):
   """The paper's MNIST baseline: conv1-3 -> fc1 328 -> fc2 192 -> softmax.
 
-  conv1 5x5x256, conv2 5x5x256, conv3 5x5x128 (stride 1, SAME, ReLU, no
-  pooling), fc1 328 (ReLU), fc2 192 (ReLU, then dropout at
-  PAPER_DROPOUT_RATE), softmax_layer: 35,445,522 parameters on 28x28 MNIST.
-  The architecture is fixed: hparams.padding does not apply (VALID would
-  not give the paper's count). No reference checkpoint exists, so the
-  features are flattened channels-last.
+  ReLU layers, dropout after fc2: 35,445,522 parameters on 28x28 MNIST. The
+  architecture is fixed: hparams.padding does not apply (VALID would not
+  give the paper's count). No reference checkpoint exists, so the features
+  are flattened channels-last.
 
   The paper gives neither the initialization nor the learning rate. On
   MNIST (softmax loss, batches of 32, 30 steps) the reference's stddevs
@@ -78,36 +71,32 @@ class PaperBaselineModel(model.Model):
   loss at 2.6, and with the default learning rate 1e-3 the network stays at
   chance whatever the initialization (Adam's steps are large for fc1's
   100,352 inputs). So the truncated normals here have He stddevs
-  `sqrt(2 / fan_in)` (`sqrt(1 / fan_in)` for the linear softmax_layer), the
-  layers made by `build` when the fan-ins are known, and it
-  trains with learning_rate=1e-4 (loss 0.79 after the same 30 steps), as
-  the `mnist_baseline` experiment of paper/experiments.py sets.
-
-  Dropout is on in the training forward pass only (`compute_gradients`
-  passes training=True, a Python bool: the training and evaluation
-  tf.functions each trace their own graph).
+  `sqrt(2 / fan_in)` (`sqrt(1 / fan_in)` for the linear softmax_layer), and
+  it trains with learning_rate=1e-4 (loss 0.79 after the same 30 steps), as
+  the `mnist_baseline` experiment of paper/experiments.py sets. Dropout is
+  on in the training forward pass only (training, a Python bool: the
+  training and evaluation tf.functions each trace their own graph).
   """
 
   def _make_layers(self):
     """The layers, with stddevs from the data's fan-ins."""
     self._convs, self._fcs = [], []
+    dtype = self._dtype_policy
     fan_in = CONV_KERNEL * CONV_KERNEL * self.shape.depth
     for i, channels in enumerate(PAPER_CONV_CHANNELS, start=1):
       self._convs.append(layers.Conv(
           channels, kernel_size=CONV_KERNEL, padding=PAPER_PADDING,
-          stddev=np.sqrt(2 / fan_in),
-          name=f'conv{i}', dtype=self._dtype_policy))
+          stddev=np.sqrt(2 / fan_in), name=f'conv{i}', dtype=dtype))
       fan_in = CONV_KERNEL * CONV_KERNEL * channels
     fan_in = self.shape.height ** 2 * PAPER_CONV_CHANNELS[-1]
     for i, units in enumerate(PAPER_FC_UNITS, start=1):
       self._fcs.append(layers.FullyConnected(
           units, activation=tf.nn.relu, stddev=np.sqrt(2 / fan_in),
-          name=f'fc{i}',
-          dtype=self._dtype_policy))
+          name=f'fc{i}', dtype=dtype))
       fan_in = units
     self._softmax_layer = layers.FullyConnected(
         self.shape.num_classes, stddev=np.sqrt(1 / fan_in),
-        name='softmax_layer', dtype=self._dtype_policy)
+        name='softmax_layer', dtype=dtype)
     return {layer.name: layer
             for layer in self._convs + self._fcs + [self._softmax_layer]}
 

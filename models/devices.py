@@ -18,7 +18,9 @@ import tensorflow as tf
 
 import errors
 from layers import variables
+from models import capsule_model
 from models import model as model_lib
+from models import registry
 from models import run_config as run_config_lib
 
 # `--compute_dtype`'s values: a compute dtype, 'tf32' (float32 that may run
@@ -43,9 +45,9 @@ def _gpus_in_use(num_gpus: Optional[int] = None) -> List:
 def conv_implementation(gpus: Optional[List] = None) -> str:
   """'native' (TensorFlow's convolution) when a GPU is visible, else 'fourier'.
 
-  The Fourier convolution was measured faster on CPUs only (`python -m
-  benchmarks.ablation`, docs/speed.md); on a GPU cuDNN's convolutions are
-  the tuned ones, with FFT and Winograd algorithms of their own.
+  The Fourier convolution was measured faster on CPUs only (docs/speed.md);
+  on a GPU cuDNN's convolutions are the tuned ones, with FFT and Winograd
+  algorithms of their own.
   """
   gpus = _gpus_in_use() if gpus is None else gpus
   return 'native' if gpus else 'fourier'
@@ -66,11 +68,9 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
                           num_gpus: Optional[int] = None) -> str:
   """The compute dtype of mixed precision on the devices in use.
 
-  bfloat16 on GPUs of compute capability 8.0 and newer and on CPUs with
-  bfloat16 instructions; float16 (with loss scaling) on older GPUs, which
-  have fast float16 but no fast bfloat16; float32 on other CPUs, where
-  narrower types only add conversions. The slowest GPU in use (the first
-  num_gpus visible ones; None: all) decides.
+  Older GPUs have fast float16 but no fast bfloat16; on CPUs without
+  bfloat16 instructions narrower types only add conversions. The slowest
+  GPU in use (the first num_gpus visible ones; None: all) decides.
   """
   gpus = _gpus_in_use(num_gpus)
   if gpus:
@@ -87,11 +87,7 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
 def resolve_run_config(*, compute_dtype: str = 'float32',
                        num_gpus: Optional[int] = None, xla: bool = True,
                        **settings) -> run_config_lib.RunConfig:
-  """The run's configuration on this machine; `setup` says what it holds.
-
-  Raises:
-    errors.ConfigError: an unknown compute_dtype.
-  """
+  """The run's configuration on this machine; see `setup`."""
   if compute_dtype not in COMPUTE_DTYPE_NAMES:
     raise errors.ConfigError(f'compute_dtype={compute_dtype!r}: use one of '
                              f'{", ".join(COMPUTE_DTYPE_NAMES)}')
@@ -135,17 +131,9 @@ def allow_gpu_memory_growth() -> List[str]:
   return [gpu.name for gpu in gpus]
 
 
-def make_strategy(num_gpus: int, *,
-                  global_batch_size: int) -> tf.distribute.Strategy:
-  """The distribution strategy for `num_gpus` replicas per worker.
-
-  With `TF_CONFIG` set, a `MultiWorkerMirroredStrategy` over the workers it
-  lists, each using its first `num_gpus` GPUs (or its CPU when it has none);
-  otherwise a `MirroredStrategy` over `num_gpus` GPUs when `num_gpus > 1`,
-  else the default strategy (one device; num_gpus=0 hides the GPUs).
-  Raises errors.ConfigError for num_gpus this machine cannot give or that
-  do not divide the global batch (checked first: on any machine).
-  """
+def _make_strategy(num_gpus: int, *,
+                   global_batch_size: int) -> tf.distribute.Strategy:
+  """`setup`'s strategy: multi-worker with TF_CONFIG, else mirrored or one."""
   if num_gpus < 0:
     raise errors.ConfigError(f'num_gpus={num_gpus}: use 0 for the CPU, or '
                              f'the number of GPUs per machine')
@@ -170,7 +158,7 @@ def make_strategy(num_gpus: int, *,
 def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
           xla: bool = True, seed: Optional[int] = None,
           distribute: bool = False, quiet: bool = False,
-          **settings) -> Setup:
+          model_type: str = 'capsule', **settings) -> Setup:
   """Prepares TensorFlow for a command: returns its strategy and RunConfig.
 
   In the one order that works: GPU memory as needed (before TensorFlow
@@ -181,27 +169,18 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
   relative off, past the reference's tolerances; the switch is
   process-wide); the seeds; the `Devices:` line (unless quiet).
 
-  Args:
-    num_gpus: GPUs (replicas) per worker; 0: the CPU, with the GPUs hidden.
-    compute_dtype: of COMPUTE_DTYPE_NAMES: 'mixed' is the dtype the GPUs in
-      use run fast (`mixed_precision_dtype`), 'tf32' float32 in TF32.
-    xla: compile with XLA (the routing; on GPUs each replica's whole step);
-      False where XLA cannot compile.
-    seed: seeds Python, NumPy, TensorFlow and Keras, with deterministic ops.
-    distribute: the strategy of num_gpus replicas (`make_strategy`), to
-      train; False: the default strategy (one device).
-    **settings: `RunConfig` and `ModelConfig` fields; by default the
-      devices' (their convolution; on GPUs the XLA step, summaries once per
-      log interval and, for one GPU, the input copied to it ahead).
-
-  Raises:
-    errors.ConfigError: an unknown compute_dtype, or num_gpus this machine
-      cannot give.
+  The arguments are experiment.py's flags of those names, and: distribute:
+  to train (with `TF_CONFIG` set a `MultiWorkerMirroredStrategy` over the
+  workers it lists, else a `MirroredStrategy` over num_gpus > 1 GPUs);
+  False: the default strategy. model_type: for the `Devices:` line.
+  **settings: `RunConfig` and `ModelConfig` fields; by default the devices'
+  (their convolution; on GPUs the XLA step, summaries once per log interval
+  and, for one GPU, the input copied to it ahead).
   """
   allow_gpu_memory_growth()
   strategy = tf.distribute.get_strategy()
   if distribute or num_gpus == 0:
-    strategy = make_strategy(num_gpus, global_batch_size=settings.get(
+    strategy = _make_strategy(num_gpus, global_batch_size=settings.get(
         'train_batch_size', run_config_lib.TRAIN_BATCH_SIZE))
   config = resolve_run_config(compute_dtype=compute_dtype, num_gpus=num_gpus,
                               xla=xla, **settings)
@@ -210,7 +189,8 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
   if not quiet:
-    print(describe(config, num_replicas=num_gpus), flush=True)
+    print(describe(config, num_replicas=num_gpus, model_type=model_type),
+          flush=True)
   return Setup(strategy, config)
 
 
@@ -235,14 +215,15 @@ def gpu_names(gpus: Optional[List] = None) -> str:
   return ', '.join(sorted(set(names), key=names.index))
 
 
-def describe(config: run_config_lib.RunConfig, *,
-             num_replicas: int = 1) -> str:
+def describe(config: run_config_lib.RunConfig, *, num_replicas: int = 1,
+             model_type: str = 'capsule') -> str:
   """The `Devices: ...` line: what the run computes on, and how.
 
   E.g. `Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), bfloat16, cuDNN
   convolution, XLA step` or `Devices: CPU (2 cores), no GPU visible: ...,
   float32, Fourier convolution, XLA routing`; num_replicas: the GPUs this
-  machine runs on.
+  machine runs on. The convolution and the routing are named for capsule
+  models only (the CNNs' layers always use TensorFlow's convolution).
   """
   gpus = _gpus_in_use(num_replicas)
   if gpus:
@@ -258,6 +239,8 @@ def describe(config: run_config_lib.RunConfig, *,
   conv = {'fourier': 'Fourier convolution',
           'native': 'cuDNN convolution' if gpus else 'TensorFlow convolution',
           }[model.conv_implementation]
+  capsules = issubclass(registry.MODELS[model_type],
+                        capsule_model.CapsuleModel)
   xla = ('XLA step' if config.xla_step else
-         'XLA routing' if model.xla_routing else 'no XLA')
-  return f'Devices: {where}, {dtype}, {conv}, {xla}'
+         'XLA routing' if capsules and model.xla_routing else 'no XLA')
+  return ', '.join([f'Devices: {where}', dtype] + [conv] * capsules + [xla])

@@ -155,6 +155,22 @@ def test_devices_line_names_the_gpus_dtype_and_convolution():
 
 
 @pytest.mark.parametrize('gpus', [[]], indirect=True)
+def test_devices_line_of_a_cnn_names_no_capsule_choices(gpus, capsys):
+  del gpus  # None.
+  config = devices.resolve_run_config()
+  assert devices.describe(config).endswith(
+      ', float32, Fourier convolution, XLA routing')
+  assert devices.describe(config, model_type='baseline_paper').endswith(
+      ', float32, no XLA')
+  devices.setup(model_type='baseline')
+  assert capsys.readouterr().out.endswith(', float32, no XLA\n')
+  with _with_gpus(_GPUS), _details([('NVIDIA A100-SXM4-40GB', (8, 0))]):
+    assert devices.describe(devices.resolve_run_config(),
+                            model_type='baseline').endswith(
+                                '(NVIDIA A100-SXM4-40GB), float32, XLA step')
+
+
+@pytest.mark.parametrize('gpus', [[]], indirect=True)
 def test_devices_line_says_why_a_cuda_build_sees_no_gpu(gpus):
   del gpus  # None.
   config = devices.resolve_run_config()
@@ -177,11 +193,11 @@ def test_num_gpus_zero_hides_the_gpus():
   with _with_gpus(_GPUS), mock.patch.object(
       tf.config, 'set_visible_devices',
       lambda found, kind: hidden.append((found, kind))):
-    strategy = devices.make_strategy(0, global_batch_size=128)
+    strategy = devices._make_strategy(0, global_batch_size=128)
   assert hidden == [([], 'GPU')]
   assert strategy is tf.distribute.get_strategy()
   with pytest.raises(ValueError, match='num_gpus=-1: use 0 for the CPU'):
-    devices.make_strategy(-1, global_batch_size=128)
+    devices._make_strategy(-1, global_batch_size=128)
   with _with_gpus(_GPUS), mock.patch.object(tf.config, 'get_visible_devices',
                                             lambda kind=None: []):
     assert 'GPUs hidden (--num_gpus=0)' in devices.describe(

@@ -1,16 +1,13 @@
-"""Evaluation: the evaluation step, one checkpoint or a training folder, and
-ensembles.
+"""Evaluation: one checkpoint, a training folder, or an ensemble.
 
 `Evaluator.counts` is the evaluation step that `evaluate` runs and the
-benchmarks time: the correct and almost-correct predictions of a batch.
-`evaluate` counts the wrong predictions of a checkpoint on the test split
-(or of each new checkpoint of a training run); `evaluate_ensemble` sums the
-logits of several checkpoints. Both print the reference's line
-`Total wrong predictions: N, wrong percent: P%`. Their arguments are
-`models.training`'s (its module docstring says them once).
+benchmarks time. Both commands print the reference's line `Total wrong
+predictions: N, wrong percent: P%`; their arguments are `models.training`'s
+(its module docstring says them once).
 """
 
 import collections
+import contextlib
 import os
 from typing import Iterable, List, Mapping, Optional
 
@@ -36,7 +33,6 @@ class Evaluator:
   def __init__(self, hparams: HParams, *, model_type: str,
                input_fn: datasets.InputFn, num_targets: int = 1,
                config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
-    """Builds the test split's pipeline and a model of its shape."""
     self.config = config
     self.dataset = input_fn('test', config.eval_batch_size)
     self.model = registry.build_model(
@@ -82,38 +78,27 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   """Counts the wrong predictions of checkpoints on the test split.
 
   Evaluates `checkpoint`, or when None each new checkpoint that training
-  writes to `summary_dir/train/` (`tf.train.checkpoints_iterator`, at most
-  one every `config.eval_poll_seconds`) until none came for
-  `config.eval_timeout_seconds`, on the eval_size // batch first batches.
-  Prints the line with P = 100 N / examples, writes correct_prediction,
-  wrong_prediction and almost_wrong_prediction to `summary_dir/test/` at the
-  checkpoint's step, and returns an `EvalResult` per checkpoint.
+  writes to `summary_dir/train/` until none came for
+  `config.eval_timeout_seconds`. Writes the reference's summaries to
+  `summary_dir/test/` at the checkpoint's step; an `EvalResult` each.
   """
-  if not summary_dir:
-    raise errors.ConfigError('summary_dir is required for evaluation: pass '
-                             '--summary_dir=<experiment directory>')
+  train_dir = checkpoints.train_folder(summary_dir)
   evaluator = Evaluator(hparams, model_type=model_type, input_fn=input_fn,
                         num_targets=num_targets, config=config)
   paths = ([checkpoint] if checkpoint else tf.train.checkpoints_iterator(
-      checkpoints.train_folder(summary_dir),
-      min_interval_secs=config.eval_poll_seconds,
+      train_dir, min_interval_secs=config.eval_poll_seconds,
       timeout=config.eval_timeout_seconds))
   writer = tf.summary.create_file_writer(os.path.join(summary_dir, 'test'))
   results = []
   for path in paths:
-    if checkpoint:
+    # Training may delete old checkpoints (--keep_checkpoints) meanwhile.
+    with contextlib.nullcontext() if checkpoint else checkpoints.reading(path):
       step = checkpoints.load(evaluator.model, path)
-    else:  # Training may delete old checkpoints (--keep_checkpoints).
-      with checkpoints.reading(path):
-        step = checkpoints.load(evaluator.model, path)
     print(f'Evaluating {path} (step {step})', flush=True)
-    correct = almost = num_batches = 0
-    for tensors in evaluator.batches(eval_size):
-      batch_correct, batch_almost = evaluator.counts(tensors)
-      correct += int(batch_correct)
-      almost += int(batch_almost)
-      num_batches += 1
-    num_examples = num_batches * config.eval_batch_size
+    counts = [[int(count) for count in evaluator.counts(tensors)]
+              for tensors in evaluator.batches(eval_size)]
+    correct, almost = map(int, np.sum(counts, axis=0))
+    num_examples = len(counts) * config.eval_batch_size
     wrong = num_examples - correct
     results.append(EvalResult(path, step, correct, almost, wrong,
                               100 * wrong / num_examples))
@@ -127,21 +112,13 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   return results
 
 
-def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
-                      input_fn: datasets.InputFn, checkpoint: str,
-                      num_trials: int, num_targets: int = 1,
-                      config: run_config_lib.RunConfig = (
-                          run_config_lib.RunConfig())) -> int:
-  """Counts the wrong predictions of an ensemble on the test split.
-
-  Reads the first eval_size test examples once, runs every member
-  `checkpoint.format(i)`, i < num_trials, with one model (reloading its
-  weights), keeps the running sum of their logits, and predicts its argmax;
-  a prediction is wrong when it differs from the first label
-  (`recons_label`). Prints `Total wrong predictions: N, wrong percent: P%`
-  with P = N / eval_size * 100, and returns N. checkpoint: a pattern
-  holding `{}` for the trial index; every member must exist (checked first).
-  """
+def checkpoint_paths(checkpoint: Optional[str],
+                     num_trials: int = 1) -> List[str]:
+  """The checkpoints an evaluation reads, checked to exist: `checkpoint`
+  (None: none, `evaluate` follows the training folder), or an ensemble's
+  `checkpoint.format(i)`, i < num_trials."""
+  if num_trials == 1:
+    return [] if checkpoint is None else [checkpoints.require(checkpoint)]
   paths = [(checkpoint or '').format(i) for i in range(num_trials)]
   if len(set(paths)) < num_trials:
     raise errors.ConfigError(
@@ -151,6 +128,20 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
   if missing:
     raise checkpoints.MissingCheckpointError(
         f'ensemble checkpoints not found: {", ".join(missing)}')
+  return paths
+
+
+def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
+                      input_fn: datasets.InputFn, checkpoint: str,
+                      num_trials: int, num_targets: int = 1,
+                      config: run_config_lib.RunConfig = (
+                          run_config_lib.RunConfig())) -> int:
+  """The wrong predictions of the sum of the members' logits.
+
+  The members are `checkpoint_paths`'; wrong: the argmax differs from the
+  first label (`recons_label`), as in the reference.
+  """
+  paths = checkpoint_paths(checkpoint or '', num_trials)
   evaluator = Evaluator(hparams, model_type=model_type, input_fn=input_fn,
                         num_targets=num_targets, config=config)
   batches = [{key: value.numpy() for key, value in tensors.items()}

@@ -4,8 +4,7 @@ The reference used `tf.contrib.training.HParams`, which no longer exists. This
 class keeps its two behaviours that users rely on (attribute access and
 `parse('key=value,key=value')` with values cast to the type of the default) and
 makes them strict: an unknown key or a value that does not parse raises an
-`errors.ConfigError` (a `ValueError`) that names the key and lists the valid
-keys.
+`errors.ConfigError` that names the key and lists the valid keys.
 """
 
 from typing import Any, Dict
@@ -57,8 +56,9 @@ class HParams:
         return float(text)
       return text
     except ValueError:  # int(), float() or _parse_bool.
+      name = type(default).__name__
       raise errors.ConfigError(
-          f'hparam {key!r} expects a {type(default).__name__} '
+          f'hparam {key!r} expects {"an" if name == "int" else "a"} {name} '
           f'(default {default!r}), got {text!r}') from None
 
   def set_hparam(self, key: str, value: Any) -> None:
@@ -73,10 +73,6 @@ class HParams:
     """Applies `key=value,key=value` overrides in place and returns self.
 
     Whitespace around keys and values is ignored; '' changes nothing.
-
-    Raises:
-      errors.ConfigError: for a pair without `=`, an unknown key or a value
-        that does not parse as the default's type.
     """
     for pair in filter(None, (p.strip() for p in (overrides or '').split(','))):
       key, sep, text = pair.partition('=')

@@ -32,8 +32,9 @@ def test_empty_override_changes_nothing():
 
 @pytest.mark.parametrize('override, words', [
     ('num_capsules=3', ['num_capsules', 'num_prime_capsules', 'routing']),
-    ('routing=three', ['routing', 'int', 'three']),
-    ('leaky=maybe', ['leaky', 'bool']),
+    ('routing=three', ['routing', 'expects an int', 'three']),
+    ('leaky=maybe', ['leaky', 'expects a bool']),
+    ('decay_rate=fast', ['decay_rate', 'expects a float']),
     ('routing', ['key=value', 'routing']),
 ])
 def test_bad_override_names_the_key(override, words):

@@ -10,10 +10,8 @@ every step (`training.Trainer`). The loop then ends after the step under
 way, and training saves a checkpoint of that step. A second signal while
 that happens ends the process at once: the checkpoint being written only
 appears under its name once complete (`checkpoints.write`), so nothing
-damaged is left in the next run's way.
-
-Batch schedulers and preemptible cloud machines send SIGTERM some time
-before they stop a job; Ctrl-C sends SIGINT.
+damaged is left in the next run's way. (Batch schedulers and preemptible
+cloud machines send SIGTERM some time before they stop a job.)
 """
 
 import contextlib
@@ -34,11 +32,9 @@ def stop_on_signals(variable: tf.Variable,
                    ) -> Iterator[types.SimpleNamespace]:
   """Within the block, the first of `signals` sets the boolean `variable`.
 
-  A second one ends the process at once with exit code 128 + its number.
-  The previous handlers come back after the block. Outside the main thread
-  (where Python allows no signal handlers) nothing is installed and the
-  request never comes. Yields the request: its `signum` is the first
-  signal's number, or None.
+  Yields the request, whose `signum` is the first signal's number (or
+  None). Outside the main thread (where Python allows no signal handlers)
+  nothing is installed and the request never comes.
   """
   request = types.SimpleNamespace(signum=None)
   if threading.current_thread() is not threading.main_thread():

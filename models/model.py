@@ -1,10 +1,8 @@
 """Base model: optimizer, learning-rate schedule, training and evaluation steps.
 
-Subclasses define `_make_layers` (their Keras layers for the data's shape,
-keyed by TF1 variable scope) and `forward` (the inference graph). Everything
-else, the Adam update of the reference, the loss, the correct / almost counts
-and the conversion to and from the reference's name-based TF1 checkpoints,
-lives here once.
+Subclasses define `_make_layers` and `forward`; the reference's Adam update,
+the loss, the correct / almost counts and the reference's checkpoint names
+live here once.
 
 A model's methods take a batch's `tensors` as the readers give them: `images`
 `[batch, depth, height, width]`, `labels` `[batch, num_classes]`,
@@ -54,11 +52,9 @@ class ModelConfig:
   """How a model computes; the defaults run anywhere.
 
   Attributes:
-    compute_dtype: 'float32', or 'bfloat16' / 'float16' for mixed precision:
-      the convolutions and matrix products run in that dtype on float32
-      weights, squash, routing and losses stay float32. float16, whose range
-      is narrow, trains on a dynamically scaled loss (`adam.DynamicLossScale`:
-      a step whose gradients overflow is skipped and the scale halved).
+    compute_dtype: 'float32', 'bfloat16' or 'float16' (mixed precision, as
+      `--compute_dtype` says); float16, whose range is narrow, trains on a
+      dynamically scaled loss.
     conv_implementation: the primary capsules' convolution, one of
       `layers.CONV_IMPLEMENTATIONS` ('fourier' is faster on CPUs).
     xla_routing: compile the routing with XLA (fused loops, several times
@@ -85,8 +81,21 @@ def data_shape(element_spec: Mapping[str, tf.TensorSpec],
                    num_targets)
 
 
+def check_hparams(hparams) -> None:
+  """Raises ConfigError for a padding, loss_type or routing that cannot work."""
+  if hparams.padding not in PADDINGS:
+    raise errors.ConfigError(
+        f'hparam padding={hparams.padding!r}: use SAME or VALID')
+  if hparams.loss_type not in LOSS_TYPES:
+    raise errors.ConfigError(
+        f'hparam loss_type={hparams.loss_type!r}: use one of '
+        f'{", ".join(LOSS_TYPES)}')
+  if hparams.routing < 1:
+    raise errors.ConfigError(
+        f'hparam routing={hparams.routing}: needs at least 1')
+
+
 def _first_local(value):
-  """The first replica's copy of a value (the value itself off strategies)."""
   return tf.distribute.get_strategy().experimental_local_results(value)[0]
 
 
@@ -114,43 +123,18 @@ class Model(abc.ABC):
   """A model with the reference's optimizer, steps and checkpoint names."""
 
   def __init__(self, hparams, *, config: ModelConfig = ModelConfig()):
-    """Creates the optimizer; `build` makes the variables.
-
-    Raises:
-      errors.ConfigError: a padding, loss_type or routing that cannot work.
-    """
-    if hparams.padding not in PADDINGS:
-      raise errors.ConfigError(
-          f'hparam padding={hparams.padding!r}: use SAME or VALID')
-    if hparams.loss_type not in LOSS_TYPES:
-      raise errors.ConfigError(
-          f'hparam loss_type={hparams.loss_type!r}: use one of '
-          f'{", ".join(LOSS_TYPES)}')
-    if hparams.routing < 1:
-      raise errors.ConfigError(
-          f'hparam routing={hparams.routing}: needs at least 1')
-    self._hparams = hparams
-    self._config = config
+    """Creates the optimizer; `build` makes the variables."""
+    check_hparams(hparams)
+    self.hparams = hparams
+    self.config = config
     self.shape: Optional[DataShape] = None
     self._layers: Dict[str, 'layers._Tf1Layer'] = {}
     self._dtype_policy = layer_variables.dtype_policy(config.compute_dtype)
-    self._adam = adam.ReferenceAdam(LearningRateSchedule(
+    # The reference's Adam, `tf.compat.v1.train.AdamOptimizer`'s step.
+    self.optimizer = adam.ReferenceAdam(LearningRateSchedule(
         hparams.learning_rate, hparams.decay_steps, hparams.decay_rate))
     self.loss_scale = (adam.DynamicLossScale()
                        if self.compute_dtype == 'float16' else None)
-
-  @property
-  def hparams(self):
-    return self._hparams
-
-  @property
-  def optimizer(self) -> adam.ReferenceAdam:
-    """The reference's Adam, `tf.compat.v1.train.AdamOptimizer`'s step."""
-    return self._adam
-
-  @property
-  def config(self) -> ModelConfig:
-    return self._config
 
   @property
   def compute_dtype(self) -> str:
@@ -160,7 +144,7 @@ class Model(abc.ABC):
   @property
   def global_step(self) -> tf.Variable:
     """Adam updates so far (float16 steps skipped for overflow not counted)."""
-    return self._adam.iterations
+    return self.optimizer.iterations
 
   @abc.abstractmethod
   def _make_layers(self) -> Dict[str, 'layers._Tf1Layer']:
@@ -176,11 +160,8 @@ class Model(abc.ABC):
     return Inferred(out.logits, out.remakes)
 
   def build(self, shape: DataShape) -> None:
-    """Keeps the data's shape and creates the variables on one zero image.
-
-    Call it under a `tf.distribute` strategy's scope to get distributed
-    variables, and before restoring a checkpoint.
-    """
+    """Keeps the data's shape and creates the variables on one zero image
+    (under a strategy's scope: distributed variables)."""
     self.shape = shape
     self._layers = self._make_layers()
     image = tf.zeros([1, shape.depth, shape.height, shape.height])
@@ -197,11 +178,6 @@ class Model(abc.ABC):
     return tf.transpose(images, [0, 2, 3, 1])
 
   @property
-  def built(self) -> bool:
-    return bool(self._layers) and all(
-        layer.built for layer in self._layers.values())
-
-  @property
   def trainable_variables(self) -> List[keras.Variable]:
     """Model weights in the reference's creation order."""
     return list(layers.tf1_variable_map(self._layers).values())
@@ -212,7 +188,7 @@ class Model(abc.ABC):
     evaluation = layers.evaluate(
         logits=out.logits, labels=tensors['labels'],
         num_targets=self.shape.num_targets,
-        loss_type=self._hparams.loss_type,
+        loss_type=self.hparams.loss_type,
         extra_losses=out.reconstruction_losses)
     return Losses(evaluation.total_loss, evaluation.correct,
                   evaluation.almost, evaluation.classification_loss,
@@ -228,11 +204,10 @@ class Model(abc.ABC):
                        ) -> Tuple[List[tf.Tensor], Losses]:
     """Gradients of `total_loss / replicas` for `trainable_variables`.
 
-    Under a `tf.distribute` strategy each replica passes
-    `num_replicas_in_sync`: the sum of their gradients is then the gradient
-    of the global-batch mean loss. In float16 the loss is scaled by the
-    loss scale for the backward pass and the gradients unscaled again (by
-    a power of two: exactly); an overflow shows as a non-finite gradient.
+    Each replica passes `num_replicas_in_sync`: the sum of their gradients
+    is then the gradient of the global-batch mean loss. In float16 the loss
+    is scaled for the backward pass and the gradients unscaled again (by a
+    power of two: exactly); an overflow shows as a non-finite gradient.
     """
     with tf.GradientTape() as tape:
       result = self.losses(tensors, training=True)
@@ -245,16 +220,15 @@ class Model(abc.ABC):
     return grads, result
 
   def apply_gradients(self, grads: Sequence[tf.Tensor]) -> None:
-    """One Adam update at the current global step, which then advances.
+    """One Adam update of gradients summed over replicas already.
 
-    The gradients are `compute_gradients`', summed over replicas already:
-    under a strategy, call this in cross-replica context (in the strategy's
-    scope, outside `strategy.run`) with the all-reduced gradients. In
-    float16 a step whose gradients are not finite is skipped (the global
-    step stays) and the loss scale updated, alike on every replica.
+    Under a strategy, call it in cross-replica context (in the strategy's
+    scope, outside `strategy.run`). In float16 a step whose gradients are
+    not finite is skipped (the global step stays) and the loss scale
+    updated, alike on every replica.
     """
     if self.loss_scale is None:
-      self._adam.apply_summed(grads, self.trainable_variables)
+      self.optimizer.apply_summed(grads, self.trainable_variables)
       return
     # Every replica holds the same sum: the first one's decides.
     finite = tf.reduce_all([
@@ -262,7 +236,7 @@ class Model(abc.ABC):
         for grad in grads])
 
     def apply():
-      self._adam.apply_summed(grads, self.trainable_variables)
+      self.optimizer.apply_summed(grads, self.trainable_variables)
       return tf.constant(True)
 
     tf.cond(finite, apply, lambda: tf.constant(False))
@@ -270,15 +244,11 @@ class Model(abc.ABC):
 
   def summarize(self, losses: Losses, tensors: Mapping, *,
                 step: tf.Tensor, batch_size: int) -> None:
-    """Writes the reference's summaries of a training step.
+    """Writes the reference's summaries of a training step at `step`.
 
-    To the default summary writer at `step` (the global step before the
-    update): the scalars `total_loss`, `batch_classification_cost`,
-    `accuracy`, `correct_prediction_batch`, `almost_correct_batch` and
-    `reconstruction_error` (`_1` for the second target), and with hparam
-    verbose histograms of the weights and logits. `losses` holds the whole
-    batch's (of batch_size examples) mean losses and summed counts, and the
-    logits and remakes of `tensors`, one replica's batch.
+    `losses` holds the whole batch's (of batch_size examples) mean losses
+    and summed counts, and the logits and remakes of `tensors`, one
+    replica's batch.
     """
     del tensors  # The capsule model shows its reconstructions.
     tf.summary.scalar('batch_classification_cost', losses.classification_loss,
@@ -290,7 +260,7 @@ class Model(abc.ABC):
     for i, recons_loss in enumerate(losses.reconstruction_losses):
       tf.summary.scalar('reconstruction_error' + (f'_{i}' if i else ''),
                         recons_loss, step=step)
-    if self._hparams.verbose:
+    if self.hparams.verbose:
       for name, var in layers.tf1_variable_map(self._layers).items():
         tf.summary.histogram(name, tf.convert_to_tensor(var), step=step)
       tf.summary.histogram('logits', losses.logits, step=step)
@@ -305,13 +275,14 @@ class Model(abc.ABC):
     """Adam's state by reference name: `<var>/Adam`, `<var>/Adam_1`, ..."""
     slots = {}
     for name, var in layers.tf1_variable_map(self._layers).items():
-      slots[f'{name}/Adam'], slots[f'{name}/Adam_1'] = self._adam.slots(var)
-    slots['beta1_power'], slots['beta2_power'] = self._adam.beta_powers
+      slots[f'{name}/Adam'], slots[f'{name}/Adam_1'] = self.optimizer.slots(var)
+    slots['beta1_power'], slots['beta2_power'] = self.optimizer.beta_powers
     return slots
 
   def require_built(self) -> None:
     """Raises RuntimeError unless the model has its variables."""
-    if not self.built:
+    if not self._layers or not all(
+        layer.built for layer in self._layers.values()):
       raise RuntimeError(
           'the model has no variables yet: call model.build(shape) before '
           'loading or saving a checkpoint')

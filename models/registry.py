@@ -15,21 +15,20 @@ MODELS: Dict[str, Type[model_lib.Model]] = {
 }
 
 
+def check(hparams: HParams, *, model_type: str) -> None:
+  """Raises ConfigError for an unknown model_type or hparams it cannot use."""
+  if model_type not in MODELS:
+    raise errors.ConfigError(f'unknown model {model_type!r}; use one of '
+                             f'{", ".join(MODELS)}')
+  model_lib.check_hparams(hparams)
+
+
 def build_model(hparams: HParams, *, model_type: str,
                 shape: model_lib.DataShape,
                 config: model_lib.ModelConfig = model_lib.ModelConfig()
                ) -> model_lib.Model:
-  """A `MODELS[model_type]` with its variables, for data of this shape.
-
-  Build it under a `tf.distribute` strategy's scope for distributed
-  variables.
-
-  Raises:
-    errors.ConfigError: an unknown model_type, or hparams it cannot use.
-  """
-  if model_type not in MODELS:
-    raise errors.ConfigError(f'unknown model {model_type!r}; use one of '
-                             f'{", ".join(MODELS)}')
+  """A `MODELS[model_type]` with its variables (`Model.build`)."""
+  check(hparams, model_type=model_type)
   model = MODELS[model_type](hparams, config=config)
   model.build(shape)
   return model

@@ -27,27 +27,21 @@ class RunConfig:
   """Batch sizes, cadence, devices, and the model's `ModelConfig`.
 
   Attributes:
-    train_batch_size: the global training batch, split across replicas.
-    eval_batch_size: examples per (whole) evaluation batch.
     log_every_steps: training prints a progress line every so many steps;
       also the most steps one compiled call runs.
-    save_step: training writes a checkpoint every so many steps and at the
-      last.
-    keep_checkpoints: keep the newest so many checkpoints (and the one the
-      state file names, and those an evaluation is reading); None: all.
-    model: how the model computes (`models.model.ModelConfig`).
+    keep_checkpoints: keep the newest so many checkpoints (and those an
+      evaluation is reading); None: all.
     tf32: let float32 products run in TF32 on GPUs that have it (Ampere
       on): faster, about 1e-3 relative off the reference's results.
     xla_step: compile each replica's whole forward and backward pass with
       XLA (on GPUs: fewer, larger kernels; XLA's CPU convolutions are slow).
-    summary_every_steps: write the training summaries at every so many
-      global steps (the reference wrote them every step; on a GPU each write
-      waits for the device).
+    summary_every_steps: the training summaries' interval (the reference
+      wrote them every step; on a GPU each write waits for the device).
     prefetch_to_device: a device to copy the next input batches to while
       the current step runs (one-device runs on a GPU); None: no copy ahead.
-    eval_poll_seconds: the least time between two evaluations when
-      following a training folder.
-    eval_timeout_seconds: how long that waits for a new checkpoint.
+    eval_poll_seconds, eval_timeout_seconds: an evaluation following a
+      training folder looks for a new checkpoint at most this often, and
+      stops when none came for that long.
   """
   train_batch_size: int = TRAIN_BATCH_SIZE
   eval_batch_size: int = EVAL_BATCH_SIZE

@@ -4,9 +4,7 @@
 benchmarks and the tests, so the step measured is the step trained. It runs
 up to `log_every_steps` steps in one compiled call, each on one batch per
 replica: every replica's gradients, their sum over replicas, one Adam
-update; the reference's summaries every `summary_every_steps` steps; and it
-reports the first step whose loss was not finite, checked once per call.
-`train` is the reference's training loop.
+update, the summaries; the loss is checked for being finite once per call.
 
 The library's commands (`train`, `evaluation.evaluate`,
 `evaluation.evaluate_ensemble`, `evaluation.Evaluator`) share these
@@ -26,6 +24,7 @@ that is missing, damaged or of another architecture.
 """
 
 import collections
+import functools
 import os
 import signal
 import time
@@ -74,11 +73,7 @@ class Trainer:
   def __init__(self, model: model_lib.Model, *,
                strategy: Optional[tf.distribute.Strategy] = None,
                config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
-    """Wraps a model built under `strategy`'s scope (None: one device).
-
-    Raises:
-      errors.ConfigError: the replicas do not split the global batch.
-    """
+    """Wraps a model built under `strategy`'s scope (None: one device)."""
     self.model = model
     self.strategy = strategy or tf.distribute.get_strategy()
     self.config = config
@@ -102,13 +97,8 @@ class Trainer:
 
   def distribute(self, dataset_fn: Callable[[tf.distribute.InputContext],
                                             tf.data.Dataset]) -> Iterator:
-    """An iterator over batches of `dataset_fn`, one per replica per step.
-
-    dataset_fn gives each input pipeline its dataset of replica batches
-    (`tf.distribute.Strategy.distribute_datasets_from_function`). With
-    `config.prefetch_to_device` (one device), the next batches are copied
-    to that device while a step runs.
-    """
+    """Batches of each input pipeline's `dataset_fn(context)`, one per
+    replica per step (copied ahead to `config.prefetch_to_device`)."""
     device = self.config.prefetch_to_device
     if device and self.strategy.num_replicas_in_sync == 1:
       prefetched = dataset_fn
@@ -124,10 +114,8 @@ class Trainer:
   def run(self, iterator: Iterator, num_steps: int) -> StepsResult:
     """Runs num_steps training steps; see the module docstring.
 
-    Each step's summaries go to the default summary writer at the global
-    step before its update (the reference's numbering), at the steps that
-    are multiples of `config.summary_every_steps`. Raises `XlaError` when
-    XLA cannot compile the step.
+    Summaries go to the default writer at the global step before the update
+    (the reference's numbering), every `config.summary_every_steps`.
     """
     try:
       return self._run(iterator, tf.constant(num_steps))
@@ -142,7 +130,7 @@ class Trainer:
       ) from None
 
   def _gradients(self, tensors):
-    """One replica's gradients (not yet summed over replicas) and losses."""
+    """One replica's gradients (not yet summed) and losses."""
     grads, result = self.model.compute_gradients(
         tensors, replicas=self.strategy.num_replicas_in_sync)
     return grads, result._replace(remakes=result.remakes or [])
@@ -152,11 +140,10 @@ class Trainer:
   # code (seconds per process; the ops are the same).
   @tf.autograph.experimental.do_not_convert
   def _step(self, tensors):
-    """One training step on each replica's batch; cross-replica context.
+    """One step on each replica's batch, in cross-replica context.
 
     The gradients are all-reduced first, then applied once: the optimizer
-    (and float16's overflow check, see `Model.apply_gradients`) sees the
-    same sum on every replica.
+    (and float16's overflow check) sees the same sum on every replica.
     """
     strategy = self.strategy
     grads, result = strategy.run(self._replica_gradients, args=(tensors,))
@@ -167,19 +154,17 @@ class Trainer:
           tf.distribute.ReduceOp.SUM, list(zip(grads, destinations)))
     self.model.apply_gradients(grads)
 
-    def reduce(op, value):
-      return strategy.reduce(op, value, axis=None)
-
-    def mean(value):
-      return reduce(tf.distribute.ReduceOp.MEAN, value)
+    mean = functools.partial(strategy.reduce, tf.distribute.ReduceOp.MEAN,
+                             axis=None)
+    total = functools.partial(strategy.reduce, tf.distribute.ReduceOp.SUM,
+                              axis=None)
 
     def first(value):  # Of the first replica's batch, for summaries.
       return strategy.experimental_local_results(value)[0]
 
     return model_lib.Losses(
         total_loss=mean(result.total_loss),
-        correct=reduce(tf.distribute.ReduceOp.SUM, result.correct),
-        almost=reduce(tf.distribute.ReduceOp.SUM, result.almost),
+        correct=total(result.correct), almost=total(result.almost),
         classification_loss=mean(result.classification_loss),
         reconstruction_losses=[mean(loss)
                                for loss in result.reconstruction_losses],
@@ -189,7 +174,6 @@ class Trainer:
   @tf.autograph.experimental.do_not_convert
   def _summarize(self, result: model_lib.Losses,
                  tensors: Mapping[str, tf.Tensor], step: tf.Tensor) -> None:
-    """The step's summaries, of the first replica's batch `tensors`."""
     # The reference's tags, outside the loop's `while/` name scope.
     with tf.name_scope(''), tf.summary.record_if(
         step % self.config.summary_every_steps == 0):
@@ -247,29 +231,17 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   """Trains a model up to global step max_steps; returns `Trained`.
 
   Resumes from the newest loadable checkpoint in `summary_dir/train/`, saves
-  `model.ckpt-<step>` every `config.save_step` steps and at max_steps, and
-  deletes nothing there but what config.keep_checkpoints asks; summaries of
-  every step. Under multi-worker training only the chief writes files. Each
-  input pipeline builds its own dataset and reads its share of the records.
+  there every `config.save_step` steps and at max_steps (none after a
+  non-finite loss). Under multi-worker training only the chief writes files.
 
-  Args:
-    max_steps: global step to train to.
-    strategy: distribution strategy; None: the default (one device).
-    seed: seeds Python, NumPy, TensorFlow and Keras here (a process may
-      train several seeds) and reads the input in a fixed order: the same
-      initial weights and batches, and a resumed run passes over the batches
-      of the steps done. Bitwise-equal runs on GPUs or with random
-      distortions also need deterministic ops (`devices.setup(seed=...)`).
-      None: unseeded, the input in any order (faster).
-
-  Raises:
-    NonFiniteLossError: the loss became NaN or infinite (nothing is saved
-      after the last good checkpoint).
-    errors.StorageError: a checkpoint could not be written (a full disk).
+  seed: seeds Python, NumPy, TensorFlow and Keras here (a process may train
+  several seeds) and reads the input in a fixed order: the same initial
+  weights and batches, and a resumed run passes over the batches of the
+  steps done. Bitwise-equal runs on GPUs or with random distortions also
+  need deterministic ops (`devices.setup(seed=...)`). None: unseeded, the
+  input in any order (faster).
   """
-  if not summary_dir:
-    raise errors.ConfigError('summary_dir is required for training: pass '
-                             '--summary_dir=<experiment directory>')
+  train_dir = checkpoints.train_folder(summary_dir)
   strategy = strategy or tf.distribute.get_strategy()
   if seed is not None:
     keras.utils.set_random_seed(seed)
@@ -277,7 +249,6 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   # interleaves its files in the order this option asks for.
   options = tf.data.Options()
   options.deterministic = seed is not None
-  train_dir = checkpoints.train_folder(summary_dir)
   is_chief = strategy.extended.should_checkpoint
   if is_chief:
     tf.io.gfile.makedirs(train_dir)
@@ -350,7 +321,7 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
 
 def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,
           signum: Optional[int], config: run_config_lib.RunConfig) -> None:
-  """Saves the step reached (the chief) and raises Interrupted."""
+  """The chief saves the step reached; raises Interrupted."""
   step = int(model.global_step.numpy())
   if not is_chief:
     saved = 'the chief worker saves it'
