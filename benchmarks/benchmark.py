@@ -180,8 +180,8 @@ def trainer(config: Config, *, compute_dtype: str,
   run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
   shape = model_lib.DataShape(config.height, config.depth, NUM_CLASSES)
   model = registry.build_model(hparams(config), model_type=config.model,
-                               shape=shape, config=run)
-  return training.Trainer(model, shape=shape, config=run)
+                               shape=shape, config=run.model)
+  return training.Trainer(model, config=run)
 
 
 def train_step(config: Config, *, compute_dtype: str,
@@ -275,7 +275,7 @@ def time_step(config: Config, step: str, *, compute_dtype: str, repeats: int,
   batch = getattr(run, batch_field)
   seconds = time_calls(make_step(config, compute_dtype=compute_dtype,
                                  **settings), repeats=repeats)
-  flops = forward_flops(config, run.conv_implementation)
+  flops = forward_flops(config, run.model.conv_implementation)
   return Timing(config.name, step, batch, seconds, factor * batch * flops,
                 load())
 
@@ -424,7 +424,8 @@ def _print_peaks(compute_dtype: str) -> float:
 
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
-  devices.allow_gpu_memory_growth()
+  # Quiet: the memory probe's output is its JSON line.
+  setup = devices.setup(compute_dtype=args.compute_dtype, quiet=True)
   if args.memory_probe:
     print(json.dumps(peak_memory(CONFIGS['mnist'],
                                  compute_dtype=args.compute_dtype)))
@@ -434,8 +435,7 @@ def main(argv: Optional[List[str]] = None) -> None:
   if unknown:
     raise SystemExit(f'unknown configs {unknown}; use {", ".join(CONFIGS)}')
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
-  print(devices.describe(devices.resolve_run_config(
-      compute_dtype=args.compute_dtype)))
+  print(devices.describe(setup.config))
   print(f'TensorFlow {tf.__version__}, {args.repeats} repeats')
   # First, while nothing else runs: the probe is a process of its own.
   memory = None if args.skip_memory else peak_memory_in_subprocess(

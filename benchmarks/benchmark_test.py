@@ -117,7 +117,7 @@ def test_benchmark_times_both_steps():
   assert [(t.step, t.batch) for t in timings] == [('train', 3), ('eval', 2)]
   # With the convolution this machine resolves.
   flops = benchmark.forward_flops(
-      _TINY, devices.resolve_run_config().conv_implementation)
+      _TINY, devices.resolve_run_config().model.conv_implementation)
   assert [t.flops for t in timings] == [3 * 3 * flops, 2 * flops]
   assert [len(t.seconds) for t in timings] == [2, 2]
 

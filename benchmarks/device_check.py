@@ -35,7 +35,6 @@ from benchmarks import benchmark
 from layers import variables as layer_variables
 from models import devices
 from models import goldens
-from models import model as model_lib
 from models import training
 
 CHECKS = ('goldens', 'dtypes', 'speed', 'memory', 'replicas')
@@ -193,14 +192,14 @@ def golden_checks(case: str, **settings) -> Iterator[Check]:
   """Forward values, gradients and two training steps of a golden case
   present here; settings for `devices.resolve_run_config`."""
   run = devices.resolve_run_config(**settings)
-  model, shape, features, golden, _ = goldens.load_case(case, config=run)
+  model, tensors, golden, _ = goldens.load_case(case, config=run.model)
   yield forward_check(f'golden {case} forward',
-                      actual=goldens.forward_values(model, features),
+                      actual=goldens.forward_values(model, tensors),
                       expected=goldens.forward_fields(golden))
   if not any(key.startswith('grad/') for key in golden):
     return  # A forward-only case.
   names = list(model.tf1_variable_map())[:-1]  # Not global_step.
-  grads, _ = model.compute_gradients(features)
+  grads, _ = model.compute_gradients(tensors)
   yield gradient_check(
       f'golden {case} gradients',
       actual={name: grad.numpy() for name, grad in zip(names, grads)},
@@ -208,7 +207,7 @@ def golden_checks(case: str, **settings) -> Iterator[Check]:
   reference_path = goldens.find(os.path.join(case, 'model.ckpt-2'))
   if reference_path is None:
     return
-  trainer = training.Trainer(model, shape=shape, config=run)
+  trainer = training.Trainer(model, config=run)
   trainer.run(trainer.repeat(goldens.inputs(golden)), 2)
   reference = tf.train.load_checkpoint(reference_path)
   in_reference = reference.get_variable_to_shape_map()
@@ -234,13 +233,12 @@ def dtype_checks(config: benchmark.Config, *, dtypes: Sequence[str],
 
   reference = trainer('float32')
   weights = [var.numpy() for var in reference.model.trainable_variables]
-  features = model_lib.features(tensors, reference.shape)
-  float32_logits = reference.model.inference(features).logits.numpy()
+  float32_logits = reference.model.inference(tensors).logits.numpy()
   for dtype in dtypes:
     step = trainer(dtype)
     for var, value in zip(step.model.trainable_variables, weights):
       var.assign(value)
-    logits = step.model.inference(features).logits.numpy()
+    logits = step.model.inference(tensors).logits.numpy()
     yield band_check(f'{dtype} logits vs float32 ({config.name})',
                      logits=logits, float32_logits=float32_logits,
                      dtype=dtype)
@@ -326,10 +324,9 @@ def replica_checks(strategy: Optional[tf.distribute.Strategy],
                                             ('replicated', strategy, replicas)):
     run = devices.resolve_run_config(num_gpus=replicas_here,
                                      train_batch_size=global_batch)
-    model, shape, *_ = goldens.load_case(case, config=run,
-                                         strategy=step_strategy)
-    trainer = training.Trainer(model, shape=shape, strategy=step_strategy,
-                               config=run)
+    model = goldens.load_case(case, config=run.model,
+                              strategy=step_strategy).model
+    trainer = training.Trainer(model, strategy=step_strategy, config=run)
     # Consecutive replica batches go to consecutive replicas.
     batches = tf.data.Dataset.from_tensor_slices(arrays).batch(
         trainer.replica_batch_size).repeat()
@@ -375,11 +372,9 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
   """Runs the checks, prints the table; returns the exit code."""
   args = _parse_args(argv)
-  devices.allow_gpu_memory_growth()
+  setup = devices.setup(num_gpus=max(
+      1, len(tf.config.list_physical_devices('GPU'))))
   split_cpu()
-  run = devices.resolve_run_config()
-  print(devices.describe(run, num_replicas=max(
-      1, len(tf.config.list_logical_devices('GPU')))), flush=True)
   mnist = benchmark.CONFIGS['mnist']
   steps = []
   if 'goldens' in args.checks:
@@ -392,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               for case in cases]
   if 'dtypes' in args.checks and args.dtypes:
     steps.append(lambda: dtype_checks(mnist, dtypes=args.dtypes,
-                                      batch=run.train_batch_size))
+                                      batch=setup.config.train_batch_size))
   if 'speed' in args.checks:
     steps.append(lambda: speed_checks(
         mnist, dtypes=['float32'] + args.dtypes, repeats=args.repeats))

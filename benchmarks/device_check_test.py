@@ -168,8 +168,8 @@ def test_golden_cases_need_all_their_files():
 def test_perturbed_forward_fails_the_golden_and_the_command(capsys):
   forward_values = goldens.forward_values
 
-  def perturbed(model, features):
-    values = forward_values(model, features)
+  def perturbed(model, tensors):
+    values = forward_values(model, tensors)
     values['logits'] = values['logits'] + 1e-3
     return values
 

@@ -124,12 +124,11 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
-  devices.allow_gpu_memory_growth()
+  setup = devices.setup(compute_dtype=args.compute_dtype, quiet=True)
   # One op at a time: each op's self time is then its own.
   tf.config.threading.set_inter_op_parallelism_threads(1)
   print('$ python -m benchmarks.step_profile ' + ' '.join(sys.argv[1:]))
-  print(devices.describe(devices.resolve_run_config(
-      compute_dtype=args.compute_dtype)))
+  print(devices.describe(setup.config))
   seconds = profile(benchmark.CONFIGS['mnist'],
                     compute_dtype=args.compute_dtype, batch=128)
   wall = seconds.pop('wall')

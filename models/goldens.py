@@ -21,7 +21,6 @@ from models import checkpoints
 from models import hparams as hparams_lib
 from models import model as model_lib
 from models import registry
-from models import run_config as run_config_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH_PATH = (os.path.join(_ROOT, 'testdata', 'goldens'),
@@ -35,10 +34,9 @@ WEIGHT_ATOL = 2e-5
 EXACT_FIELDS = ('correct', 'almost')
 _CASE_FILES = ('config.json', 'golden.npz', 'model.ckpt-0')
 
-# A case's model restored from its ckpt-0, its data shape, the feature dict
-# of its input batch, its golden arrays and its config.json.
-Case = collections.namedtuple(
-    'Case', ('model', 'shape', 'features', 'golden', 'config'))
+# A case's model restored from its ckpt-0, the tensors of its input batch,
+# its golden arrays and its config.json.
+Case = collections.namedtuple('Case', ('model', 'tensors', 'golden', 'config'))
 
 
 class MissingGolden(FileNotFoundError):
@@ -96,7 +94,7 @@ def inputs(golden: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
 
 
 def load_case(case: str, *,
-              config: run_config_lib.RunConfig = run_config_lib.RunConfig(),
+              config: model_lib.ModelConfig = model_lib.ModelConfig(),
               strategy: Optional[tf.distribute.Strategy] = None) -> Case:
   """The case's model, built under strategy's scope (None: one device)."""
   case_config = load_config(case)
@@ -110,19 +108,17 @@ def load_case(case: str, *,
     model = registry.build_model(hparams, model_type=case_config['model'],
                                  shape=shape, config=config)
   checkpoints.load(model, path(os.path.join(case, 'model.ckpt-0')))
-  features = model_lib.features(
-      {key: tf.constant(value) for key, value in inputs(golden).items()},
-      shape)
-  return Case(model, shape, features, golden, case_config)
+  tensors = {key: tf.constant(value) for key, value in inputs(golden).items()}
+  return Case(model, tensors, golden, case_config)
 
 
-def forward_values(model: model_lib.Model, features: Mapping
+def forward_values(model: model_lib.Model, tensors: Mapping
                   ) -> Dict[str, np.ndarray]:
   """The forward fields of `golden.npz` (logits ... almost), computed."""
-  result = model.losses(features)
+  result = model.losses(tensors)
   values = dict(logits=result.logits, total_loss=result.total_loss,
                 correct=result.correct, almost=result.almost)
-  capsules = model.forward(features).capsule_output
+  capsules = model.forward(tensors).capsule_output
   if capsules is not None:
     values['capsule_output'] = capsules
   for i, remake in enumerate(result.remakes or []):
