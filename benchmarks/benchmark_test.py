@@ -209,6 +209,8 @@ def test_matmul_peak_from_a_known_timing():
   assert timed.call_args.kwargs['repeats'] == benchmark.PEAK_MATMUL_REPEATS
 
 
-def test_unknown_config_is_rejected():
-  with pytest.raises(SystemExit, match='imagenet'):
+def test_unknown_config_is_rejected(capsys):
+  with pytest.raises(SystemExit):
     benchmark.main(['--configs', 'mnist,imagenet', '--skip_memory'])
+  assert 'unknown imagenet; use mnist, cifar10, baseline' in (
+      capsys.readouterr().err)

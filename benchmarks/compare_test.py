@@ -66,7 +66,7 @@ def test_variant_matches_the_baseline(variant):
 def test_unknown_variant_is_rejected(capsys):
   with pytest.raises(SystemExit):
     compare.main(['--variants', 'native,winograd'])
-  assert 'unknown variants winograd' in capsys.readouterr().err
+  assert '--variants: unknown winograd' in capsys.readouterr().err
 
 
 def test_command_needs_data_and_no_variants():

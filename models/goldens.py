@@ -1,11 +1,8 @@
 """The reference's golden numbers: where they are, their tolerances, a case.
 
-The small cases are copied into `testdata/goldens/`; the rest are read from
-`../shared/goldens` beside the repository when it is there. The tolerances
-are the goldens README's (float32, another order of operations): they leave
-room for reordering, not for another formula. The tests (through
-`golden_utils`, which skips what is absent) and `benchmarks.device_check`
-both read the goldens here.
+The small cases are in `testdata/goldens/`, the rest in `../shared/goldens`
+beside the repository when it is there. The tolerances are the goldens
+README's: room for another order of operations, not for another formula.
 """
 
 import collections
@@ -47,30 +44,25 @@ class MissingGolden(FileNotFoundError):
                      f'nor in ../shared/goldens')
 
 
-def find(relative_path: str) -> Optional[str]:
-  """Path of a golden file or checkpoint prefix; None when no copy is here."""
+def find(relative_path: str, *, required: bool = False) -> Optional[str]:
+  """Path of a golden file or checkpoint prefix; None when no copy is here,
+  or with required, MissingGolden."""
   for root in SEARCH_PATH:
     path = os.path.join(root, relative_path)
     if os.path.exists(path) or os.path.exists(path + '.index'):
       return path
+  if required:
+    raise MissingGolden(relative_path)
   return None
 
 
-def path(relative_path: str) -> str:
-  """Like find; raises MissingGolden when no copy is here."""
-  found = find(relative_path)
-  if found is None:
-    raise MissingGolden(relative_path)
-  return found
-
-
 def load_npz(relative_path: str) -> Dict[str, np.ndarray]:
-  with np.load(path(relative_path)) as data:
+  with np.load(find(relative_path, required=True)) as data:
     return {key: data[key] for key in data.files}
 
 
 def load_config(case: str) -> dict:
-  with open(path(os.path.join(case, 'config.json'))) as f:
+  with open(find(os.path.join(case, 'config.json'), required=True)) as f:
     return json.load(f)
 
 
@@ -99,15 +91,15 @@ def load_case(case: str, *,
   """The case's model, built under strategy's scope (None: one device)."""
   case_config = load_config(case)
   golden = load_npz(os.path.join(case, 'golden.npz'))
-  shape = model_lib.DataShape(case_config['height'], case_config['depth'],
-                              case_config['num_classes'],
-                              case_config['num_targets'])
+  shape = model_lib.DataShape(**{
+      field: case_config[field] for field in model_lib.DataShape._fields})
   hparams = hparams_lib.default_hparams().parse(
       case_config['hparams_override'] or '')
   with (strategy or tf.distribute.get_strategy()).scope():
     model = registry.build_model(hparams, model_type=case_config['model'],
                                  shape=shape, config=config)
-  checkpoints.load(model, path(os.path.join(case, 'model.ckpt-0')))
+  checkpoints.load(model, find(os.path.join(case, 'model.ckpt-0'),
+                               required=True))
   tensors = {key: tf.constant(value) for key, value in inputs(golden).items()}
   return Case(model, tensors, golden, case_config)
 
