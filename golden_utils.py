@@ -25,7 +25,7 @@ def _skip_missing(load):
   return loader
 
 
-require = _skip_missing(goldens.path)
+require = _skip_missing(functools.partial(goldens.find, required=True))
 load_npz = _skip_missing(goldens.load_npz)
 load_config = _skip_missing(goldens.load_config)
 load_case = _skip_missing(goldens.load_case)

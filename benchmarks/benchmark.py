@@ -1,14 +1,10 @@
 """Training and evaluation speed of the models against the machine's peak.
 
-Times, after a warm-up, the training step training runs (`Trainer.run`,
-global batch 128) and the evaluation step (`Evaluator.counts`, batch 100) of
-each configuration on random data, in the run configuration this machine
-resolves. Prints seconds per step, examples/s, the model FLOPs of a step (of
-the convolution it runs: on CPUs the primary capsules' Fourier convolution,
-a quarter of the direct one's), GFLOP/s and their share of the float32
-matmul peak measured in the same process, each beside the load average
-(other processes slow the machine down); then the peak memory of an MNIST
-training step in a fresh process. What each figure counts: docs/speed.md.
+The training step training runs and the evaluation step of each
+configuration on random data, in this machine's run configuration, against
+the float32 matmul peak and beside the load average; then the peak memory
+of an MNIST training step in a fresh process. docs/speed.md says what each
+figure counts.
 
   python -m benchmarks.benchmark
   python -m benchmarks.benchmark --configs mnist --repeats 20
@@ -17,6 +13,7 @@ training step in a fresh process. What each figure counts: docs/speed.md.
 """
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import io
@@ -61,14 +58,10 @@ PEAK_MATMUL_SIZE = {'CPU': 4096, 'GPU': 8192}
 PEAK_MATMUL_REPEATS = 5
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """A model on one input size, as the experiments train it."""
-  name: str
-  model: str          # a key of `registry.MODELS`
-  hparams_override: str
-  height: int
-  depth: int
+# A model on one input size, as the experiments train it; `model` is a key
+# of `registry.MODELS`.
+Config = collections.namedtuple(
+    'Config', ('name', 'model', 'hparams_override', 'height', 'depth'))
 
 
 def _experiment(name: str, experiment: str, *, height: int,
@@ -114,53 +107,42 @@ def _conv(height: int, *, kernel: int, in_channels: int, out_channels: int,
               out_height**2 * 2 * half * out_channels), out_height  # DFTs.
 
 
-def _capsule_flops(hparams, height: int, depth: int, fourier: bool) -> int:
-  """Forward FLOPs per example of CapsuleModel (one reconstruction target)."""
+def forward_flops(config: Config, conv_implementation: str = 'native') -> int:
+  """Model FLOPs of the forward pass of one example (one reconstruction
+  target), the primary capsules convolving by `conv_implementation`."""
+  params, height, depth = hparams(config), config.height, config.depth
+  if config.model == 'baseline':
+    flops, in_channels = 0, depth
+    for channels in conv_model.CONV_CHANNELS:
+      conv, height = _conv(height, kernel=conv_model.CONV_KERNEL,
+                           in_channels=in_channels, out_channels=channels,
+                           stride=1, padding=params.padding)
+      height = -(-height // conv_model.POOL_SIZE)
+      flops, in_channels = flops + conv, channels
+    fc1_inputs = in_channels * height**2
+    return flops + 2 * (fc1_inputs * conv_model.FC1_UNITS +
+                        conv_model.FC1_UNITS * NUM_CLASSES)
   conv1, conv1_height = _conv(
       height, kernel=capsule_model.CONV1_KERNEL, in_channels=depth,
-      out_channels=hparams.conv1_channels, stride=1,
-      padding=hparams.padding)
-  prime_channels = hparams.num_prime_capsules * hparams.prime_capsule_atoms
+      out_channels=params.conv1_channels, stride=1, padding=params.padding)
+  prime_channels = params.num_prime_capsules * params.prime_capsule_atoms
   primary, prime_height = _conv(
       conv1_height, kernel=capsule_model.PRIME_KERNEL,
-      in_channels=hparams.conv1_channels, out_channels=prime_channels,
-      stride=capsule_model.PRIME_STRIDE, padding=hparams.padding,
-      fourier=fourier)
-  num_inputs = hparams.num_prime_capsules * prime_height**2
-  class_width = NUM_CLASSES * hparams.digit_capsule_atoms
-  votes = 2 * num_inputs * hparams.prime_capsule_atoms * class_width
+      in_channels=params.conv1_channels, out_channels=prime_channels,
+      stride=capsule_model.PRIME_STRIDE, padding=params.padding,
+      fourier=conv_implementation == 'fourier')
+  num_inputs = params.num_prime_capsules * prime_height**2
+  class_width = NUM_CLASSES * params.digit_capsule_atoms
+  votes = 2 * num_inputs * params.prime_capsule_atoms * class_width
   # Weighted sums in every iteration, agreements in all but the last.
-  contractions = 2 * hparams.routing - 1
+  contractions = 2 * params.routing - 1
   routing = contractions * 2 * num_inputs * class_width
   recons = 0
-  if hparams.remake:
+  if params.remake:
     first, second = capsule_model.RECONS_LAYER_SIZES
     recons = 2 * (class_width * first + first * second +
                   second * depth * height**2)
   return conv1 + primary + votes + routing + recons
-
-
-def _baseline_flops(hparams, height: int, depth: int, fourier: bool) -> int:
-  """Forward FLOPs per example of ConvModel (fourier: no capsules, unused)."""
-  del fourier
-  flops, in_channels = 0, depth
-  for channels in conv_model.CONV_CHANNELS:
-    conv, height = _conv(height, kernel=conv_model.CONV_KERNEL,
-                         in_channels=in_channels, out_channels=channels,
-                         stride=1, padding=hparams.padding)
-    height = -(-height // conv_model.POOL_SIZE)
-    flops, in_channels = flops + conv, channels
-  fc1_inputs = in_channels * height**2
-  return flops + 2 * (fc1_inputs * conv_model.FC1_UNITS +
-                      conv_model.FC1_UNITS * NUM_CLASSES)
-
-
-def forward_flops(config: Config, conv_implementation: str = 'native') -> int:
-  """Model FLOPs of the forward pass of one example, the primary capsules
-  convolving by `conv_implementation` (`RunConfig`'s)."""
-  count = _capsule_flops if config.model == 'capsule' else _baseline_flops
-  return count(hparams(config), config.height, config.depth,
-               conv_implementation == 'fourier')
 
 
 def random_batch(config: Config, *, batch: int,
@@ -174,29 +156,27 @@ def random_batch(config: Config, *, batch: int,
               recons_image=images, recons_label=labels)
 
 
-def trainer(config: Config, *, compute_dtype: str,
-            **settings) -> training.Trainer:
-  """The training step of `config`'s model, built as training builds it."""
-  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+def trainer(config: Config, **settings) -> training.Trainer:
+  """The training step of `config`'s model, built as training builds it;
+  settings for `devices.resolve_run_config`, as in every function here."""
+  run = devices.resolve_run_config(**settings)
   shape = model_lib.DataShape(config.height, config.depth, NUM_CLASSES)
   model = registry.build_model(hparams(config), model_type=config.model,
-                               shape=shape, config=run)
-  return training.Trainer(model, shape=shape, config=run)
+                               shape=shape, config=run.model)
+  return training.Trainer(model, config=run)
 
 
-def train_step(config: Config, *, compute_dtype: str,
-               **settings) -> Callable[[], object]:
+def train_step(config: Config, **settings) -> Callable[[], object]:
   """One training step per call, on a random batch held in memory."""
-  step_trainer = trainer(config, compute_dtype=compute_dtype, **settings)
+  step_trainer = trainer(config, **settings)
   batches = step_trainer.repeat(random_batch(
       config, batch=step_trainer.replica_batch_size))
   return lambda: step_trainer.run(batches, 1)
 
 
-def eval_step(config: Config, *, compute_dtype: str,
-              **settings) -> Callable[[], object]:
+def eval_step(config: Config, **settings) -> Callable[[], object]:
   """One evaluation step per call, on a random batch."""
-  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  run = devices.resolve_run_config(**settings)
   tensors = random_batch(config, batch=run.eval_batch_size)
   evaluator = evaluation.Evaluator(
       hparams(config), model_type=config.model, config=run,
@@ -220,11 +200,6 @@ def time_calls(step: Callable[[], object], *, repeats: int) -> List[float]:
     run(step)
     seconds.append(time.perf_counter() - start)
   return seconds
-
-
-def load() -> float:
-  """The 1-minute load average."""
-  return os.getloadavg()[0]
 
 
 def device_type() -> str:
@@ -266,18 +241,16 @@ _STEPS = {'train': (train_step, TRAINING_FLOPS_FACTOR, 'train_batch_size'),
           'eval': (eval_step, 1, 'eval_batch_size')}
 
 
-def time_step(config: Config, step: str, *, compute_dtype: str, repeats: int,
+def time_step(config: Config, step: str, *, repeats: int,
               **settings) -> Timing:
-  """Times `repeats` calls of config's `_STEPS[step]`, after the warm-up;
-  settings: other `RunConfig` fields (e.g. batch sizes)."""
+  """Times `repeats` calls of config's `_STEPS[step]`, after the warm-up."""
   make_step, factor, batch_field = _STEPS[step]
-  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  run = devices.resolve_run_config(**settings)
   batch = getattr(run, batch_field)
-  seconds = time_calls(make_step(config, compute_dtype=compute_dtype,
-                                 **settings), repeats=repeats)
-  flops = forward_flops(config, run.conv_implementation)
+  seconds = time_calls(make_step(config, **settings), repeats=repeats)
+  flops = forward_flops(config, run.model.conv_implementation)
   return Timing(config.name, step, batch, seconds, factor * batch * flops,
-                load())
+                os.getloadavg()[0])
 
 
 def benchmark(config: Config, **kwargs) -> List[Timing]:
@@ -285,17 +258,14 @@ def benchmark(config: Config, **kwargs) -> List[Timing]:
   return [time_step(config, step, **kwargs) for step in _STEPS]
 
 
-def training_loop(config: Config, *, compute_dtype: str, windows: int,
+def training_loop(config: Config, *, windows: int,
                   **settings) -> List[float]:
   """Seconds per step of `training.train`, the loop users run (summaries
   of every step written), in each of `windows` compiled calls after the
   first, which traces the loop, on a random batch held in memory."""
-  every = devices.resolve_run_config(compute_dtype=compute_dtype,
-                                     **settings).log_every_steps
-  max_steps = every * (windows + 1)
-  # One checkpoint, after the last call.
-  run = devices.resolve_run_config(compute_dtype=compute_dtype,
-                                   save_step=max_steps, **settings)
+  run = devices.resolve_run_config(**settings)
+  max_steps = run.log_every_steps * (windows + 1)
+  run = dataclasses.replace(run, save_step=max_steps)  # One, after the last.
   tensors = random_batch(config, batch=run.train_batch_size)
 
   def input_fn(split, batch_size, input_context=None):
@@ -309,7 +279,7 @@ def training_loop(config: Config, *, compute_dtype: str, windows: int,
                                model_type=config.model, max_steps=max_steps,
                                input_fn=input_fn, config=run)
   return [seconds / steps_run for step, steps_run, seconds in trained.intervals
-          if step > every]
+          if step > run.log_every_steps]
 
 
 def _print_loop(config: Config, *, compute_dtype: str, repeats: int) -> None:
@@ -324,7 +294,7 @@ def _print_loop(config: Config, *, compute_dtype: str, repeats: int) -> None:
         f'{run_config_lib.LOG_EVERY_STEPS} steps '
         f'({", ".join(f"{s:.3f}" for s in loop)}); bare train step '
         f'{statistics.median(bare):.3f} s (median of {len(bare)}, before '
-        f'and after); loop / bare {ratio:.3f} (load {load():.2f})',
+        f'and after); loop / bare {ratio:.3f} (load {os.getloadavg()[0]:.2f})',
         flush=True)
 
 
@@ -352,16 +322,14 @@ def peak_rss() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def peak_memory(config: Config, *, compute_dtype: str,
-                **settings) -> Dict[str, int]:
+def peak_memory(config: Config, **settings) -> Dict[str, int]:
   """Runs training steps of `config` in this process; peak memory in bytes.
 
   `rss` is the process's peak resident set (TensorFlow's own host memory
   included, so run it in a fresh process), `device` the allocator's peak on a
   GPU.
   """
-  time_calls(train_step(config, compute_dtype=compute_dtype, **settings),
-             repeats=1)
+  time_calls(train_step(config, **settings), repeats=1)
   peak = {'rss': peak_rss()}
   if device_type() == 'GPU':
     peak['device'] = tf.config.experimental.get_memory_info('GPU:0')['peak']
@@ -384,8 +352,7 @@ def peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
 
 def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--configs', default=','.join(CONFIGS),
-                      help='comma separated subset of ' + ', '.join(CONFIGS))
+  compare.add_subset(parser, '--configs', list(CONFIGS))
   parser.add_argument('--repeats', type=int, default=DEFAULT_REPEATS,
                       help='timed steps per measurement (after the warm-up)')
   parser.add_argument('--compute_dtype', default='float32',
@@ -409,46 +376,35 @@ def _print_memory(memory: Mapping[str, int]) -> None:
         f' ({verdict} the {MEMORY_LIMIT_BYTES / 2**30:g} GiB limit)')
 
 
-def _print_peaks(compute_dtype: str) -> float:
-  """Prints the matmul peaks; returns the float32 one in FLOP/s."""
-  load_before = load()
-  peak = matmul_peak()
-  print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s '
-        f'(load {load_before:.2f})')
-  if compute_dtype != 'float32':
-    print(f'{compute_dtype} matmul peak: '
-          f'{matmul_peak(tf.as_dtype(compute_dtype)) / 1e9:.1f} GFLOP/s '
-          f'(MFU below stays against the float32 peak)')
-  return peak
-
-
 def main(argv: Optional[List[str]] = None) -> None:
   args = _parse_args(argv)
-  devices.allow_gpu_memory_growth()
+  # Quiet: the memory probe's output is its JSON line.
+  setup = devices.setup(compute_dtype=args.compute_dtype, quiet=True)
   if args.memory_probe:
     print(json.dumps(peak_memory(CONFIGS['mnist'],
                                  compute_dtype=args.compute_dtype)))
     return
-  names = [name for name in args.configs.split(',') if name]
-  unknown = sorted(set(names) - set(CONFIGS))
-  if unknown:
-    raise SystemExit(f'unknown configs {unknown}; use {", ".join(CONFIGS)}')
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
-  print(devices.describe(devices.resolve_run_config(
-      compute_dtype=args.compute_dtype)))
+  print(devices.describe(setup.config))
   print(f'TensorFlow {tf.__version__}, {args.repeats} repeats')
   # First, while nothing else runs: the probe is a process of its own.
   memory = None if args.skip_memory else peak_memory_in_subprocess(
       args.compute_dtype)
-  peak = _print_peaks(args.compute_dtype)
+  load = os.getloadavg()[0]
+  peak = matmul_peak()
+  print(f'float32 matmul peak: {peak / 1e9:.1f} GFLOP/s (load {load:.2f})')
+  if args.compute_dtype != 'float32':
+    print(f'{args.compute_dtype} matmul peak: '
+          f'{matmul_peak(tf.as_dtype(args.compute_dtype)) / 1e9:.1f} GFLOP/s '
+          f'(MFU below stays against the float32 peak)')
   print('config    step  batch  median_s    min_s   examp/s  GFLOP/st'
         '  GFLOP/s    MFU  load')
-  for name in names:
+  for name in args.configs:
     for timing in benchmark(CONFIGS[name], compute_dtype=args.compute_dtype,
                             repeats=args.repeats):
       print(_format(timing, peak), flush=True)
   if args.loop:
-    _print_loop(CONFIGS[names[0]], compute_dtype=args.compute_dtype,
+    _print_loop(CONFIGS[args.configs[0]], compute_dtype=args.compute_dtype,
                 repeats=args.repeats)
   if memory:
     _print_memory(memory)

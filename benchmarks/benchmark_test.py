@@ -117,7 +117,7 @@ def test_benchmark_times_both_steps():
   assert [(t.step, t.batch) for t in timings] == [('train', 3), ('eval', 2)]
   # With the convolution this machine resolves.
   flops = benchmark.forward_flops(
-      _TINY, devices.resolve_run_config().conv_implementation)
+      _TINY, devices.resolve_run_config().model.conv_implementation)
   assert [t.flops for t in timings] == [3 * 3 * flops, 2 * flops]
   assert [len(t.seconds) for t in timings] == [2, 2]
 
@@ -209,6 +209,8 @@ def test_matmul_peak_from_a_known_timing():
   assert timed.call_args.kwargs['repeats'] == benchmark.PEAK_MATMUL_REPEATS
 
 
-def test_unknown_config_is_rejected():
-  with pytest.raises(SystemExit, match='imagenet'):
+def test_unknown_config_is_rejected(capsys):
+  with pytest.raises(SystemExit):
     benchmark.main(['--configs', 'mnist,imagenet', '--skip_memory'])
+  assert 'unknown imagenet; use mnist, cifar10, baseline' in (
+      capsys.readouterr().err)

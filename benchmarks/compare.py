@@ -3,14 +3,11 @@ r"""Speed timed alternately: against another commit, or variant against variant.
 A machine's speed drifts by tens of percent over minutes, and its matmul
 peak differs from other machines', so a speed-up is only measured against
 the other code on the same machine at the same time: round after round,
-each contender runs in a fresh Python, one after the other. The contenders
-are this checkout and `--against=REV` (exported with `git archive`), or with
-`--variants` this checkout with each of the primary capsules' convolutions
-(`layers.CONV_IMPLEMENTATIONS`). Timed: the full MNIST CapsNet's training
-and evaluation steps by each tree's own `benchmarks.benchmark`; with
-`--command`, `experiment.py`'s examples/s over steps 101-300 as users train.
-It prints the median over rounds, their range and the ratio to the
-reference's median (the other commit's, or `native`'s).
+each contender runs in a fresh Python, one after the other. The contenders:
+this checkout and `--against=REV` (`git archive`), or this checkout's
+`--variants` of the primary capsules' convolution. Timed: the MNIST
+CapsNet's steps by each tree's own `benchmarks.benchmark`, or with
+`--command`, `experiment.py` as users train it.
 
   python -m benchmarks.compare --against=ea7cf31
   python -m benchmarks.compare --against=22f4d69 --compute_dtype=bfloat16 \
@@ -30,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)
@@ -41,6 +38,25 @@ COMMAND_STEPS = (200, 300)
 _GIB = 2**30
 
 Results = Dict[str, Dict[str, List[float]]]
+
+
+def subset(text: str, allowed: Sequence[str]) -> List[str]:
+  """The comma separated values of text, each of allowed."""
+  values = [value for value in text.split(',') if value]
+  unknown = sorted(set(values) - set(allowed))
+  if unknown:
+    raise argparse.ArgumentTypeError(
+        f'unknown {", ".join(unknown)}; use {", ".join(allowed)}')
+  return values
+
+
+def add_subset(parser: argparse.ArgumentParser, flag: str,
+               allowed: Sequence[str], what: str = '') -> None:
+  """A flag of a comma separated subset of allowed (default: all), a list."""
+  parser.add_argument(flag, default=','.join(allowed),
+                      type=lambda text: subset(text, allowed),
+                      help=f'comma separated, of {", ".join(allowed)}' +
+                      (f': {what}' if what else ''))
 
 
 def json_line(command: List[str], **kwargs) -> Dict:
@@ -61,13 +77,6 @@ def probe(compute_dtype: str, repeats: int, variant: Optional[str],
   if memory:  # Of this fresh process: the training step's peak.
     result['GiB'] = benchmark.peak_rss() / _GIB
   return result
-
-
-def _export(commit: str, directory: str) -> None:
-  """The files of `commit` into directory."""
-  archive = subprocess.run(['git', 'archive', commit], cwd=_ROOT,
-                           check=True, capture_output=True).stdout
-  subprocess.run(['tar', '-x', '-C', directory], input=archive, check=True)
 
 
 def _probe_in(tree: str, args: argparse.Namespace,
@@ -159,11 +168,10 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                  'and no --variants')
   if args.variants and not args.probe:
     from layers import layers  # pylint: disable=g-import-not-at-top
-    unknown = sorted(set(args.variants.split(',')) -
-                     set(layers.CONV_IMPLEMENTATIONS))
-    if unknown:
-      parser.error(f'unknown variants {", ".join(unknown)}: use '
-                   f'{", ".join(layers.CONV_IMPLEMENTATIONS)}')
+    try:
+      subset(args.variants, layers.CONV_IMPLEMENTATIONS)
+    except argparse.ArgumentTypeError as error:
+      parser.error(f'--variants: {error}')
   return args
 
 
@@ -186,7 +194,9 @@ def main(argv: Optional[List[str]] = None) -> None:
       measures = {variant: functools.partial(_probe_in, _ROOT, args, variant)
                   for variant in variants}
     else:
-      _export(args.against, other)
+      archive = subprocess.run(['git', 'archive', args.against], cwd=_ROOT,
+                               check=True, capture_output=True).stdout
+      subprocess.run(['tar', '-x', '-C', other], input=archive, check=True)
       reference = args.against
       measure = _command_in if args.command else _probe_in
       measures = {name: functools.partial(measure, tree, args)

@@ -11,7 +11,6 @@ import tensorflow as tf
 from benchmarks import benchmark
 from benchmarks import compare
 from layers import layers
-from models import model as model_lib
 
 # Leaky routing on SAME padding (the plain routing on VALID padding is the
 # goldens' case: layers_test and model_test check both convolutions there).
@@ -28,20 +27,18 @@ def _two_steps(config, variant):
                               conv_implementation=variant,
                               train_batch_size=3)
   model = trainer.model
-  features = model_lib.features(
-      benchmark.random_batch(config, batch=3, seed=5), trainer.shape)
-  graph = tf.function(lambda: model.losses(features)).get_concrete_function(
+  tensors = benchmark.random_batch(config, batch=3, seed=5)
+  graph = tf.function(lambda: model.losses(tensors)).get_concrete_function(
       ).graph
   convolutions = {
       'fourier' if 'fourier_conv2d' in op.name else 'native'
       for op in graph.get_operations()
       if 'conv_capsule1' in op.name and (
           'fourier_conv2d' in op.name or op.type == 'Conv2D')}
-  batches = trainer.repeat({key: value for key, value in features.items()
-                            if key not in model_lib.DataShape._fields})
+  batches = trainer.repeat(tensors)
   loss = trainer.run(batches, 1).loss
   trainer.run(batches, 1)
-  grads, _ = model.compute_gradients(features)
+  grads, _ = model.compute_gradients(tensors)
   return (loss.numpy(), [g.numpy() for g in grads],
           [v.numpy() for v in model.trainable_variables], convolutions)
 
@@ -69,7 +66,7 @@ def test_variant_matches_the_baseline(variant):
 def test_unknown_variant_is_rejected(capsys):
   with pytest.raises(SystemExit):
     compare.main(['--variants', 'native,winograd'])
-  assert 'unknown variants winograd' in capsys.readouterr().err
+  assert '--variants: unknown winograd' in capsys.readouterr().err
 
 
 def test_command_needs_data_and_no_variants():

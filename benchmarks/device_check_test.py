@@ -35,15 +35,15 @@ def test_summary_counts_the_passed_and_the_skipped():
 
 
 def test_rows_line_up_under_the_header():
-  header = device_check.header()
-  row = device_check.format_check(device_check.Check(
+  header = device_check.HEADER
+  row = str(device_check.Check(
       'golden capsule_tiny forward', '0.004 of tolerance (remakes_0)',
       'max|d| <= 2e-05', False))
   assert header.split() == ['check', 'measured', 'limit', 'result']
   assert row.index('0.004') == header.index('measured')
   assert row.index('max|d|') == header.index('limit')
   assert row.index('FAIL') == header.index('result')
-  assert device_check.format_check(_check(None)).endswith('SKIP')
+  assert str(_check(None)).endswith('SKIP')
 
 
 def test_forward_check_at_and_beyond_the_tolerance():
@@ -52,8 +52,8 @@ def test_forward_check_at_and_beyond_the_tolerance():
   expected = dict(logits=logits, correct=np.float32(1))
 
   def check(actual):
-    return device_check.forward_check('forward', actual=actual,
-                                      expected=expected)
+    return device_check.golden_check('forward', 'forward', actual=actual,
+                                     expected=expected)
 
   within = check(dict(logits=logits + 0.9 * tolerance, correct=1))
   assert (within.value, within.passed) == ('0.900 of tolerance (logits)', True)
@@ -73,8 +73,8 @@ def test_gradient_check_per_variable():
   expected = dict(weights=np.array([1.0, -2.0]), biases=np.zeros(2))
 
   def check(weights, biases=np.zeros(2)):
-    return device_check.gradient_check(
-        'gradients', actual=dict(weights=weights, biases=biases),
+    return device_check.golden_check(
+        'gradients', 'gradients', actual=dict(weights=weights, biases=biases),
         expected=expected)
 
   # The bound is 1e-4 * max|ref| = 2e-4 for weights.
@@ -90,11 +90,12 @@ def test_gradient_check_per_variable():
 
 def test_weight_check_at_and_beyond_the_tolerance():
   expected = dict(w=np.zeros(3))
-  assert device_check.weight_check(
-      'steps', actual=dict(w=np.array([0, 1.9e-5, 0])),
+  assert device_check.golden_check(
+      'steps', 'weights', actual=dict(w=np.array([0, 1.9e-5, 0])),
       expected=expected).passed
-  beyond = device_check.weight_check(
-      'steps', actual=dict(w=np.array([0, 0, -2.1e-5])), expected=expected)
+  beyond = device_check.golden_check(
+      'steps', 'weights', actual=dict(w=np.array([0, 0, -2.1e-5])),
+      expected=expected)
   assert (beyond.value, beyond.passed) == ('max|d| 2.1e-05 (w)', False)
 
 
@@ -129,19 +130,27 @@ def test_finite_check():
 def test_speed_is_information():
   timing = benchmark.Timing(config='tiny', step='train', batch=4,
                             seconds=[1.0, 4.0, 2.0], flops=6e9, load=0.5)
-  check = device_check.speed_check('speed', timing=timing, peak=4e9)
+  with mock.patch.object(benchmark, 'matmul_peak', return_value=4e9), \
+      mock.patch.object(benchmark, 'time_step', return_value=timing):
+    [check] = device_check.speed_checks(_TINY, dtypes=['float32'],
+                                        repeats=1)
+  assert check.name == 'speed float32 (tiny, batch 4)'
   # Median 2 s: 2 examples/s; 6 GFLOP in 2 s is 75% of 4 GFLOP/s.
   assert check.value == '2.0 ex/s, 2.000 s, MFU 75%'
   assert check.limit == 'info; peak 4 GFLOP/s, load 0.5'
   assert check.passed
 
 
+def _memory_check(peak):
+  with mock.patch.object(compare, 'json_line', return_value=peak):
+    [check] = device_check.memory_checks()
+  return check
+
+
 def test_memory_against_the_limit():
-  assert not device_check.memory_check('memory',
-                                       peak=dict(rss=1.7 * _GIB)).passed
+  assert not _memory_check(dict(rss=1.7 * _GIB)).passed
   # On a GPU the allocator's peak counts, not the host's resident set.
-  on_gpu = device_check.memory_check('memory',
-                                     peak=dict(rss=3 * _GIB, device=_GIB))
+  on_gpu = _memory_check(dict(rss=3 * _GIB, device=_GIB))
   assert (on_gpu.value, on_gpu.passed) == (
       '1.00 GiB GPU:0 allocator peak', True)
 
@@ -168,8 +177,8 @@ def test_golden_cases_need_all_their_files():
 def test_perturbed_forward_fails_the_golden_and_the_command(capsys):
   forward_values = goldens.forward_values
 
-  def perturbed(model, features):
-    values = forward_values(model, features)
+  def perturbed(model, tensors):
+    values = forward_values(model, tensors)
     values['logits'] = values['logits'] + 1e-3
     return values
 
@@ -213,11 +222,14 @@ def test_replicated_step_on_two_logical_cpus(two_cpu_strategy):
   assert skipped.passed is None
 
 
-def test_unknown_names_are_refused():
+def test_unknown_names_are_refused(capsys):
   with pytest.raises(SystemExit):
     device_check.main(['--checks=goldens,speedy'])
+  assert 'argument --checks: unknown speedy; use goldens,' in (
+      capsys.readouterr().err)
   with pytest.raises(SystemExit):
     device_check.main(['--dtypes=float64'])
+  assert 'unknown float64' in capsys.readouterr().err
 
 
 def test_ctrl_c_ends_the_command_in_one_line():

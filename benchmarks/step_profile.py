@@ -1,10 +1,8 @@
 r"""Where the time of a full MNIST CapsNet training step goes.
 
-Runs `benchmarks.benchmark.train_step` (the step training runs, batch 128,
-random data) under TensorFlow's profiler, one op at a time (inter-op
-threads 1, so that each op's time is its own), and prints the ops' self time
-per step in groups. XLA's compiled routing shows as no TensorFlow op, so it
-is then timed alone at the step's shapes.
+`benchmarks.benchmark.train_step` under TensorFlow's profiler, the ops'
+self time per step in groups (docs/speed.md); the XLA-compiled routing, no
+TensorFlow op, timed alone at the step's shapes.
 
   python -m benchmarks.step_profile
   python -m benchmarks.step_profile --compute_dtype bfloat16
@@ -77,8 +75,8 @@ def grouped(times: Dict, steps: int) -> Dict[str, float]:
   return dict(seconds)
 
 
-def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
-  """Seconds per training step of the XLA-compiled parts, timed alone."""
+def xla_routing(compute_dtype: str, *, batch: int = 128) -> float:
+  """Seconds per training step of the XLA-compiled routing, timed alone."""
   votes = tf.random.stateless_normal(  # Input capsules first, as Capsule's.
       [1152, batch, 10, 16], [0, 1], stddev=0.05,
       dtype=tf.as_dtype(compute_dtype))
@@ -93,9 +91,8 @@ def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
           votes, biases, 3, False, input_axis=0, xla=True))
     return tape.gradient(loss, votes)
 
-  return {'class capsules: routing, forward and backward (XLA)':
-              statistics.median(benchmark.time_calls(
-                  routing_forward_and_backward, repeats=10))}
+  return statistics.median(benchmark.time_calls(
+      routing_forward_and_backward, repeats=10))
 
 
 def profile(config: benchmark.Config, *, compute_dtype: str,
@@ -115,21 +112,16 @@ def profile(config: benchmark.Config, *, compute_dtype: str,
   return dict(seconds, wall=wall)
 
 
-def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+def main(argv: Optional[List[str]] = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--compute_dtype', default='float32',
                       choices=('float32', 'bfloat16'))
-  return parser.parse_args(argv)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-  args = _parse_args(argv)
-  devices.allow_gpu_memory_growth()
+  args = parser.parse_args(argv)
   # One op at a time: each op's self time is then its own.
   tf.config.threading.set_inter_op_parallelism_threads(1)
+  setup = devices.setup(compute_dtype=args.compute_dtype, quiet=True)
   print('$ python -m benchmarks.step_profile ' + ' '.join(sys.argv[1:]))
-  print(devices.describe(devices.resolve_run_config(
-      compute_dtype=args.compute_dtype)))
+  print(devices.describe(setup.config))
   seconds = profile(benchmark.CONFIGS['mnist'],
                     compute_dtype=args.compute_dtype, batch=128)
   wall = seconds.pop('wall')
@@ -143,8 +135,8 @@ def main(argv: Optional[List[str]] = None) -> None:
   print(f'  {(wall - sum(seconds.values())) * 1e3:7.1f} ms  not in TensorFlow '
         f'ops: XLA (below), waits')
   print('XLA-compiled parts, timed alone at the step\'s shapes:')
-  for part, value in xla_parts(args.compute_dtype).items():
-    print(f'  {value * 1e3:7.1f} ms  {part}')
+  print(f'  {xla_routing(args.compute_dtype) * 1e3:7.1f} ms  class capsules: '
+        f'routing, forward and backward (XLA)')
 
 
 if __name__ == '__main__':

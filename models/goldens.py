@@ -1,11 +1,8 @@
 """The reference's golden numbers: where they are, their tolerances, a case.
 
-The small cases are copied into `testdata/goldens/`; the rest are read from
-`../shared/goldens` beside the repository when it is there. The tolerances
-are the goldens README's (float32, another order of operations): they leave
-room for reordering, not for another formula. The tests (through
-`golden_utils`, which skips what is absent) and `benchmarks.device_check`
-both read the goldens here.
+The small cases are in `testdata/goldens/`, the rest in `../shared/goldens`
+beside the repository when it is there. The tolerances are the goldens
+README's: room for another order of operations, not for another formula.
 """
 
 import collections
@@ -21,7 +18,6 @@ from models import checkpoints
 from models import hparams as hparams_lib
 from models import model as model_lib
 from models import registry
-from models import run_config as run_config_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH_PATH = (os.path.join(_ROOT, 'testdata', 'goldens'),
@@ -35,10 +31,9 @@ WEIGHT_ATOL = 2e-5
 EXACT_FIELDS = ('correct', 'almost')
 _CASE_FILES = ('config.json', 'golden.npz', 'model.ckpt-0')
 
-# A case's model restored from its ckpt-0, its data shape, the feature dict
-# of its input batch, its golden arrays and its config.json.
-Case = collections.namedtuple(
-    'Case', ('model', 'shape', 'features', 'golden', 'config'))
+# A case's model restored from its ckpt-0, the tensors of its input batch,
+# its golden arrays and its config.json.
+Case = collections.namedtuple('Case', ('model', 'tensors', 'golden', 'config'))
 
 
 class MissingGolden(FileNotFoundError):
@@ -49,30 +44,25 @@ class MissingGolden(FileNotFoundError):
                      f'nor in ../shared/goldens')
 
 
-def find(relative_path: str) -> Optional[str]:
-  """Path of a golden file or checkpoint prefix; None when no copy is here."""
+def find(relative_path: str, *, required: bool = False) -> Optional[str]:
+  """Path of a golden file or checkpoint prefix; None when no copy is here,
+  or with required, MissingGolden."""
   for root in SEARCH_PATH:
     path = os.path.join(root, relative_path)
     if os.path.exists(path) or os.path.exists(path + '.index'):
       return path
+  if required:
+    raise MissingGolden(relative_path)
   return None
 
 
-def path(relative_path: str) -> str:
-  """Like find; raises MissingGolden when no copy is here."""
-  found = find(relative_path)
-  if found is None:
-    raise MissingGolden(relative_path)
-  return found
-
-
 def load_npz(relative_path: str) -> Dict[str, np.ndarray]:
-  with np.load(path(relative_path)) as data:
+  with np.load(find(relative_path, required=True)) as data:
     return {key: data[key] for key in data.files}
 
 
 def load_config(case: str) -> dict:
-  with open(path(os.path.join(case, 'config.json'))) as f:
+  with open(find(os.path.join(case, 'config.json'), required=True)) as f:
     return json.load(f)
 
 
@@ -96,33 +86,31 @@ def inputs(golden: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
 
 
 def load_case(case: str, *,
-              config: run_config_lib.RunConfig = run_config_lib.RunConfig(),
+              config: model_lib.ModelConfig = model_lib.ModelConfig(),
               strategy: Optional[tf.distribute.Strategy] = None) -> Case:
   """The case's model, built under strategy's scope (None: one device)."""
   case_config = load_config(case)
   golden = load_npz(os.path.join(case, 'golden.npz'))
-  shape = model_lib.DataShape(case_config['height'], case_config['depth'],
-                              case_config['num_classes'],
-                              case_config['num_targets'])
+  shape = model_lib.DataShape(**{
+      field: case_config[field] for field in model_lib.DataShape._fields})
   hparams = hparams_lib.default_hparams().parse(
       case_config['hparams_override'] or '')
   with (strategy or tf.distribute.get_strategy()).scope():
     model = registry.build_model(hparams, model_type=case_config['model'],
                                  shape=shape, config=config)
-  checkpoints.load(model, path(os.path.join(case, 'model.ckpt-0')))
-  features = model_lib.features(
-      {key: tf.constant(value) for key, value in inputs(golden).items()},
-      shape)
-  return Case(model, shape, features, golden, case_config)
+  checkpoints.load(model, find(os.path.join(case, 'model.ckpt-0'),
+                               required=True))
+  tensors = {key: tf.constant(value) for key, value in inputs(golden).items()}
+  return Case(model, tensors, golden, case_config)
 
 
-def forward_values(model: model_lib.Model, features: Mapping
+def forward_values(model: model_lib.Model, tensors: Mapping
                   ) -> Dict[str, np.ndarray]:
   """The forward fields of `golden.npz` (logits ... almost), computed."""
-  result = model.losses(features)
+  result = model.losses(tensors)
   values = dict(logits=result.logits, total_loss=result.total_loss,
                 correct=result.correct, almost=result.almost)
-  capsules = model.forward(features).capsule_output
+  capsules = model.forward(tensors).capsule_output
   if capsules is not None:
     values['capsule_output'] = capsules
   for i, remake in enumerate(result.remakes or []):

@@ -26,32 +26,15 @@ import test_utils
 CASES = ('capsule_tiny', 'capsule_cifar_tiny', 'capsule_multimnist_tiny',
          'baseline_small')
 CONVOLUTIONS = ('native', 'fourier')
-_MODELS = {'capsule': capsule_model.CapsuleModel,
-           'baseline': conv_model.ConvModel}
 
 
 def _require(case, name):
   return golden_utils.require(os.path.join(case, name))
 
 
-def _shape(config):
-  return model_lib.DataShape(config['height'], config['depth'],
-                             config['num_classes'], config['num_targets'])
-
-
 def _golden_model(case, conv_implementation='native'):
-  """A model of the case's config restored from its ckpt-0, and its batch."""
-  config = golden_utils.load_config(case)
-  golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
-  hparams = hparams_lib.default_hparams().parse(
-      config['hparams_override'] or '')
-  model = _MODELS[config['model']](hparams, config=model_lib.ModelConfig(
+  return golden_utils.load_case(case, config=model_lib.ModelConfig(
       conv_implementation=conv_implementation))
-  model.build(_shape(config))
-  checkpoints.load(model, _require(case, 'model.ckpt-0'))
-  features = {key[len('input/'):]: tf.constant(value)
-              for key, value in golden.items() if key.startswith('input/')}
-  return model, features, golden, config
 
 
 @pytest.mark.parametrize('case', CASES)
@@ -216,16 +199,9 @@ def test_learning_rate_schedule():
 @pytest.mark.parametrize('case', ('capsule_tiny', 'baseline_small'))
 def test_bfloat16_is_close_to_reference(case):
   """Mixed precision: float32 weights and logits near the float32 golden."""
-  config = golden_utils.load_config(case)
-  golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
-  hparams = hparams_lib.default_hparams().parse(
-      config['hparams_override'] or '')
-  model = _MODELS[config['model']](
-      hparams, config=model_lib.ModelConfig(compute_dtype='bfloat16'))
+  model, features, golden, _ = golden_utils.load_case(
+      case, config=model_lib.ModelConfig(compute_dtype='bfloat16'))
   assert model.compute_dtype == 'bfloat16'
-  model.build(_shape(config))
-  checkpoints.load(model, _require(case, 'model.ckpt-0'))
-  _, features, _, _ = _golden_model(case)
   logits = model.inference(features).logits
   assert logits.dtype == tf.float32
   # bfloat16 keeps 8 bits of mantissa; logits are lengths in [0, 1) (capsule)
