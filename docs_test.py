@@ -109,7 +109,7 @@ def _defined_flags(path: str) -> Set[str]:
                if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
     if node.func.attr.startswith('DEFINE_') and strings:
       flags.add(strings[0])
-    elif node.func.attr == 'add_argument':
+    elif node.func.attr in ('add_argument', 'add_subset'):
       flags.update(s[2:] for s in strings if s.startswith('--'))
   return flags
 
