@@ -25,7 +25,6 @@ import tensorflow as tf
 
 import cli
 import experiment
-import golden_utils
 from models import checkpoints
 from models import devices
 from models import model as model_lib
@@ -378,7 +377,7 @@ def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path,
   (tmp_path / 'empty').mkdir()
   damaged = tmp_path / 'damaged' / 'model.ckpt-2'
   damaged.parent.mkdir()
-  test_utils.copy_checkpoint(golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-2'),
+  test_utils.copy_checkpoint(test_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-2'),
                    str(damaged))
   index = str(damaged) + '.index'
   with open(index, 'r+b') as index_file:  # Too short to be an sstable.
@@ -387,7 +386,7 @@ def test_bad_inputs_fail_in_one_line_and_remove_nothing(mnist_dir, tmp_path,
   gpus = 2 ** len(tf.config.list_physical_devices('GPU')).bit_length()
   values = dict(data=mnist_dir[0], empty=tmp_path / 'empty',
                 summary=summary_dir, damaged=damaged, gpus=max(gpus, 2),
-                golden=golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-0'))
+                golden=test_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-0'))
   before = {str(path) for path in tmp_path.rglob('*')}
   processes = {
       case: _experiment_process(f'--summary_dir={summary_dir}',

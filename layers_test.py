@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 import errors
-import golden_utils
+import test_utils
 from layers import layers
 from layers import variables
 
@@ -12,7 +12,7 @@ _LAYERS_GOLDEN = 'layers_golden.npz'
 
 
 def _golden():
-  return golden_utils.load_npz(_LAYERS_GOLDEN)
+  return test_utils.load_npz(_LAYERS_GOLDEN)
 
 
 class LayersTest(tf.test.TestCase):
@@ -367,8 +367,8 @@ class LayersGoldenTest(tf.test.TestCase):
 
   def setUp(self):
     super().setUp()
-    if golden_utils.find(_LAYERS_GOLDEN) is None:
-      self.skipTest(golden_utils.skip_reason(_LAYERS_GOLDEN))
+    if test_utils.find(_LAYERS_GOLDEN) is None:
+      self.skipTest(test_utils.skip_reason(_LAYERS_GOLDEN))
     self.golden = _golden()
 
   def _case(self, prefix):
@@ -378,13 +378,13 @@ class LayersGoldenTest(tf.test.TestCase):
   def testSquash(self):
     for case in ('squash_rank3', 'squash_rank5'):
       data = self._case(case)
-      golden_utils.assert_forward_close(
+      test_utils.assert_forward_close(
           layers._squash(data['input']), data['output'], case)
 
   def testLeakyRouting(self):
     for case in ('leaky_rank3', 'leaky_rank5'):
       data = self._case(case)
-      golden_utils.assert_forward_close(
+      test_utils.assert_forward_close(
           layers._leaky_routing(data['input'], data['input'].shape[2]),
           data['output'], case)
 
@@ -396,7 +396,7 @@ class LayersGoldenTest(tf.test.TestCase):
       data = self._case(case)
       output = layers._update_routing(data['votes'], data['biases'], routing,
                                       leaky == 'leaky')
-      golden_utils.assert_forward_close(output, data['output'], case)
+      test_utils.assert_forward_close(output, data['output'], case)
 
   def _check_layer(self, layer, scope, data, case):
     """Loads golden weights, compares output and d sum(output^2) / dvar."""
@@ -407,11 +407,11 @@ class LayersGoldenTest(tf.test.TestCase):
     with tf.GradientTape() as tape:
       output = layer(input_tensor)
       loss = tf.reduce_sum(tf.square(output))
-    golden_utils.assert_forward_close(output, data['output'], case)
+    test_utils.assert_forward_close(output, data['output'], case)
     names = list(layer.tf1_variables())
     grads = tape.gradient(loss, list(layer.tf1_variables().values()))
     for name, grad in zip(names, grads):
-      golden_utils.assert_gradient_close(
+      test_utils.assert_gradient_close(
           grad, data[f'grad_sumsq/{scope}/{name}_1'], f'{case} {name}')
 
   def testCapsule(self):
@@ -434,7 +434,7 @@ class LayersGoldenTest(tf.test.TestCase):
 
   def testMarginLoss(self):
     data = self._case('margin_loss')
-    golden_utils.assert_forward_close(
+    test_utils.assert_forward_close(
         layers._margin_loss(data['labels'], data['raw_logits']),
         data['output'])
 
@@ -445,7 +445,7 @@ class LayersGoldenTest(tf.test.TestCase):
         data = self._case(case)
         result = layers.evaluate(data['logits'], data['labels'], targets,
                                  loss_type)
-        golden_utils.assert_forward_close(result.total_loss,
+        test_utils.assert_forward_close(result.total_loss,
                                           data['total_loss'], case)
         self.assertEqual(float(result.correct), float(data['correct']), case)
         self.assertEqual(float(result.almost), float(data['almost']), case)
@@ -459,8 +459,8 @@ class LayersGoldenTest(tf.test.TestCase):
     for name, var in layer.tf1_variables().items():
       var.assign(data[f'var/recons/{name}'])
     remake, loss = layer(embedding, mask, data['image'])
-    golden_utils.assert_forward_close(remake, data['output'])
-    golden_utils.assert_forward_close(loss, data['balanced_loss'])
+    test_utils.assert_forward_close(remake, data['output'])
+    test_utils.assert_forward_close(loss, data['balanced_loss'])
 
 
 if __name__ == '__main__':

@@ -1,17 +1,20 @@
 """Helpers that several test files share (not collected as tests).
 
-Tiny data in the readers' layouts, in-memory input functions, the golden
+The goldens (`models.goldens`) with a missing one skipping the test, tiny
+data in the readers' layouts, in-memory input functions, the golden
 checkpoints copied into training folders, and summaries read back.
 """
 
+import functools
 import os
 import shutil
 from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-import golden_utils
+from models import goldens
 from models import hparams as hparams_lib
 from models import run_config
 from models import training
@@ -19,6 +22,46 @@ from models import training
 TINY = 'num_prime_capsules=2'
 CIFAR_CASE = 'capsule_cifar_tiny'
 MNIST_SIZE = 28
+
+find = goldens.find
+
+
+def skip_reason(relative_path: str) -> str:
+  return str(goldens.MissingGolden(relative_path))
+
+
+def _skip_missing(load):
+  """load, skipping the calling test when a golden file is absent."""
+  @functools.wraps(load)
+  def loader(*args, **kwargs):
+    try:
+      return load(*args, **kwargs)
+    except goldens.MissingGolden as missing:
+      pytest.skip(str(missing))
+  return loader
+
+
+require = _skip_missing(functools.partial(goldens.find, required=True))
+load_npz = _skip_missing(goldens.load_npz)
+load_config = _skip_missing(goldens.load_config)
+load_case = _skip_missing(goldens.load_case)
+
+
+def assert_forward_close(actual, expected, name: str = '') -> None:
+  np.testing.assert_allclose(
+      np.asarray(actual), expected, rtol=goldens.FORWARD_RTOL,
+      atol=goldens.FORWARD_ATOL, err_msg=name)
+
+
+def assert_gradient_close(actual, expected, name: str = '') -> None:
+  ratio = goldens.gradient_ratio(actual, expected)
+  assert ratio <= 1, f'{name}: gradient error {ratio:.3g} of tolerance'
+
+
+def assert_weights_close(actual, expected, name: str = '') -> None:
+  error = goldens.weight_error(actual, expected)
+  assert error <= goldens.WEIGHT_ATOL, (
+      f'{name}: weight error {error} > {goldens.WEIGHT_ATOL}')
 
 
 def tiny_hparams(override: str = TINY):
@@ -63,7 +106,7 @@ def array_input_fn(arrays: Mapping[str, np.ndarray]):
 def golden_arrays(case: str, num_examples: int
                  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
   """The golden's numbers, and its input batch repeated to num_examples."""
-  golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
+  golden = load_npz(os.path.join(case, 'golden.npz'))
   batch = {key[len('input/'):]: value for key, value in golden.items()
            if key.startswith('input/')}
   copies = -(-num_examples // len(batch['labels']))
@@ -87,7 +130,7 @@ def golden_training_dir(summary_dir, steps: Sequence[int], latest: str):
   train_dir = summary_dir / 'train'
   train_dir.mkdir()
   for step in steps:
-    copy_checkpoint(golden_utils.require(f'{CIFAR_CASE}/model.ckpt-{step}'),
+    copy_checkpoint(require(f'{CIFAR_CASE}/model.ckpt-{step}'),
                     str(train_dir / f'model.ckpt-{step}'))
   set_latest(train_dir, latest)
   return train_dir

@@ -6,7 +6,6 @@ import time
 import numpy as np
 import pytest
 
-import golden_utils
 from models import evaluation
 from models import hparams as hparams_lib
 from models import run_config
@@ -22,12 +21,12 @@ def test_ensemble_sums_member_logits(tmp_path, capsys):
   case = test_utils.CIFAR_CASE
   for trial, step in enumerate((0, 2)):
     test_utils.copy_checkpoint(
-        golden_utils.require(f'{case}/model.ckpt-{step}'),
+        test_utils.require(f'{case}/model.ckpt-{step}'),
         str(tmp_path / f'model.ckpt-{trial}'))
   golden, arrays = test_utils.golden_arrays(case, 200)
   wrong = evaluation.evaluate_ensemble(
       hparams_lib.default_hparams().parse(
-          golden_utils.load_config(case)['hparams_override']),
+          test_utils.load_config(case)['hparams_override']),
       model_type='capsule', eval_size=200,
       input_fn=test_utils.array_input_fn(arrays),
       checkpoint=str(tmp_path / 'model.ckpt-{}'), num_trials=2)
@@ -39,7 +38,7 @@ def test_ensemble_sums_member_logits(tmp_path, capsys):
 
 
 def test_ensemble_missing_member_fails_before_reading_data(tmp_path):
-  test_utils.copy_checkpoint(golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-0'),
+  test_utils.copy_checkpoint(test_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-0'),
                    str(tmp_path / 'model.ckpt-0'))
 
   def input_fn(split, batch_size, input_context=None):
@@ -55,9 +54,9 @@ def test_ensemble_missing_member_fails_before_reading_data(tmp_path):
 @pytest.mark.parametrize('case', [test_utils.CIFAR_CASE, 'capsule_tiny'])
 def test_evaluate_golden_checkpoints(case, tmp_path, capsys):
   """Evaluates the reference's ckpt-0 and, once it appears, its ckpt-2."""
-  checkpoints = [golden_utils.require(f'{case}/model.ckpt-{step}')
+  checkpoints = [test_utils.require(f'{case}/model.ckpt-{step}')
                  for step in (0, 2)]
-  config = golden_utils.load_config(case)
+  config = test_utils.load_config(case)
   golden, arrays = test_utils.golden_arrays(case, run_config.EVAL_BATCH_SIZE)
   train_dir = tmp_path / 'train'
   train_dir.mkdir()

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import golden_utils
 from models import capsule_model
 from models import checkpoints
 from models import conv_model
@@ -29,11 +28,11 @@ CONVOLUTIONS = ('native', 'fourier')
 
 
 def _require(case, name):
-  return golden_utils.require(os.path.join(case, name))
+  return test_utils.require(os.path.join(case, name))
 
 
 def _golden_model(case, conv_implementation='native'):
-  return golden_utils.load_case(case, config=model_lib.ModelConfig(
+  return test_utils.load_case(case, config=model_lib.ModelConfig(
       conv_implementation=conv_implementation))
 
 
@@ -54,24 +53,24 @@ def test_forward_matches_reference(case, conv):
   _require(case, 'golden.npz')
   model, features, golden, _ = _golden_model(case, conv)
   result = model.losses(features)
-  golden_utils.assert_forward_close(result.logits, golden['logits'], 'logits')
+  test_utils.assert_forward_close(result.logits, golden['logits'], 'logits')
   forward = model.forward(features)
   if 'capsule_output' in golden:
-    golden_utils.assert_forward_close(forward.capsule_output,
+    test_utils.assert_forward_close(forward.capsule_output,
                                       golden['capsule_output'], 'capsules')
   remakes = result.remakes or []
   assert len(remakes) == sum(k.startswith('remakes_') for k in golden)
   for i, remake in enumerate(remakes):
-    golden_utils.assert_forward_close(remake, golden[f'remakes_{i}'],
+    test_utils.assert_forward_close(remake, golden[f'remakes_{i}'],
                                       f'remakes_{i}')
   # The reference's loss collection: reconstruction losses, then
   # classification.
   losses = list(result.reconstruction_losses) + [result.classification_loss]
   assert len(losses) == sum(k.startswith('losses_') for k in golden)
   for i, loss in enumerate(losses):
-    golden_utils.assert_forward_close(loss, golden[f'losses_{i}'],
+    test_utils.assert_forward_close(loss, golden[f'losses_{i}'],
                                       f'losses_{i}')
-  golden_utils.assert_forward_close(result.total_loss, golden['total_loss'])
+  test_utils.assert_forward_close(result.total_loss, golden['total_loss'])
   assert float(result.correct) == float(golden['correct'])
   assert float(result.almost) == float(golden['almost'])
 
@@ -85,7 +84,7 @@ def test_gradients_match_reference(case, conv):
   names = list(model.tf1_variable_map())[:-1]
   assert len(names) == len(grads)
   for name, grad in zip(names, grads):
-    golden_utils.assert_gradient_close(grad, golden[f'grad/{name}'], name)
+    test_utils.assert_gradient_close(grad, golden[f'grad/{name}'], name)
 
 
 @pytest.mark.parametrize('conv', CONVOLUTIONS)
@@ -98,10 +97,10 @@ def test_two_train_steps_match_reference(case, conv):
   reader = tf.train.load_checkpoint(reference_path)
   for name, var in model.tf1_variable_map().items():
     if name != 'global_step':
-      golden_utils.assert_weights_close(var, reader.get_tensor(name), name)
-  golden_utils.assert_forward_close(model.inference(features).logits,
+      test_utils.assert_weights_close(var, reader.get_tensor(name), name)
+  test_utils.assert_forward_close(model.inference(features).logits,
                                     golden['step2_logits'], 'step2_logits')
-  golden_utils.assert_forward_close(model.compute_loss(features)[0],
+  test_utils.assert_forward_close(model.compute_loss(features)[0],
                                     golden['step2_total_loss'])
 
 
@@ -112,7 +111,7 @@ def test_adam_slots_match_reference_training_checkpoint():
   test_utils.trainer_on(model, features)(2)
   reader = tf.train.load_checkpoint(reference_path)
   for name, slot in model.slot_map().items():
-    golden_utils.assert_weights_close(slot, reader.get_tensor(name), name)
+    test_utils.assert_weights_close(slot, reader.get_tensor(name), name)
 
 
 def test_tf1_checkpoint_round_trip(tmp_path):
@@ -199,7 +198,7 @@ def test_learning_rate_schedule():
 @pytest.mark.parametrize('case', ('capsule_tiny', 'baseline_small'))
 def test_bfloat16_is_close_to_reference(case):
   """Mixed precision: float32 weights and logits near the float32 golden."""
-  model, features, golden, _ = golden_utils.load_case(
+  model, features, golden, _ = test_utils.load_case(
       case, config=model_lib.ModelConfig(compute_dtype='bfloat16'))
   assert model.compute_dtype == 'bfloat16'
   logits = model.inference(features).logits

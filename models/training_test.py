@@ -16,7 +16,6 @@ import pytest
 import tensorflow as tf
 
 import errors
-import golden_utils
 from input_data import datasets
 from models import checkpoints
 from models import hparams as hparams_lib
@@ -29,11 +28,11 @@ import test_utils
 
 def _train_golden_two_steps(summary_dir, strategy):
   """Two steps from the cifar golden's ckpt-0 on copies of its batch."""
-  config = golden_utils.load_config(test_utils.CIFAR_CASE)
+  config = test_utils.load_config(test_utils.CIFAR_CASE)
   _, arrays = test_utils.golden_arrays(test_utils.CIFAR_CASE, run_config.TRAIN_BATCH_SIZE)
   train_dir = os.path.join(summary_dir, 'train')
   os.makedirs(train_dir)
-  test_utils.copy_checkpoint(golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-0'),
+  test_utils.copy_checkpoint(test_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-0'),
                    os.path.join(train_dir, 'model.ckpt-0'))
   test_utils.set_latest(train_dir, 'model.ckpt-0')
   trained = training.train(
@@ -54,21 +53,21 @@ def test_mirrored_training_matches_one_device_and_reference(
   The batch is 64 copies of the golden's two examples, so its mean loss and
   gradients are those of the reference's two-example batch.
   """
-  golden = golden_utils.load_npz(f'{test_utils.CIFAR_CASE}/golden.npz')
+  golden = test_utils.load_npz(f'{test_utils.CIFAR_CASE}/golden.npz')
   reference = tf.train.load_checkpoint(
-      golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-2'))
+      test_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-2'))
   one_losses, one = _train_golden_two_steps(str(tmp_path / 'one'), None)
   two_losses, two = _train_golden_two_steps(str(tmp_path / 'two'),
                                            two_cpu_strategy)
 
-  golden_utils.assert_forward_close(one_losses[0], golden['total_loss'])
+  test_utils.assert_forward_close(one_losses[0], golden['total_loss'])
   for step in (0, 1):
-    golden_utils.assert_forward_close(two_losses[step], one_losses[step])
+    test_utils.assert_forward_close(two_losses[step], one_losses[step])
   for name in reference.get_variable_to_shape_map():
     if name != 'global_step':
-      golden_utils.assert_weights_close(one.get_tensor(name),
+      test_utils.assert_weights_close(one.get_tensor(name),
                                         reference.get_tensor(name), name)
-      golden_utils.assert_weights_close(two.get_tensor(name),
+      test_utils.assert_weights_close(two.get_tensor(name),
                                         one.get_tensor(name), name)
 
 
@@ -100,7 +99,7 @@ def test_verbose_two_target_summaries(tmp_path):
 
 
 def _train_golden(tmp_path, max_steps, save_step=2, override=''):
-  config = golden_utils.load_config(test_utils.CIFAR_CASE)
+  config = test_utils.load_config(test_utils.CIFAR_CASE)
   _, arrays = test_utils.golden_arrays(test_utils.CIFAR_CASE, run_config.TRAIN_BATCH_SIZE)
   return training.train(
       hparams_lib.default_hparams().parse(
@@ -144,9 +143,9 @@ def test_damaged_newest_checkpoint_is_kept_and_passed_over(tmp_path, capsys):
   # The retrained step 2 is the reference's.
   ours = tf.train.load_checkpoint(str(train_dir / 'model.ckpt-2'))
   reference = tf.train.load_checkpoint(
-      golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-2'))
+      test_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-2'))
   for name in ('conv1/weights', 'capsule2/weights'):
-    golden_utils.assert_weights_close(ours.get_tensor(name),
+    test_utils.assert_weights_close(ours.get_tensor(name),
                                       reference.get_tensor(name), name)
 
 

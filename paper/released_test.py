@@ -22,7 +22,6 @@ import pytest
 import tensorflow as tf
 
 import errors
-import golden_utils
 from input_data.mnist import mnist_shift_test
 from models import checkpoints
 from paper import released
@@ -69,7 +68,7 @@ def server():
 
 
 def _golden_checkpoint(step: int) -> str:
-  return golden_utils.require(f'{_CASE}/model.ckpt-{step}')
+  return test_utils.require(f'{_CASE}/model.ckpt-{step}')
 
 
 def _tarball(members: Dict[str, str], extra=()) -> bytes:
@@ -94,7 +93,7 @@ def _tiny(name: str, **changes) -> released.Release:
   release = released.RELEASES[name]
   experiment = dataclasses.replace(
       release.experiment, eval_size=_EVAL_SIZE,
-      hparams=golden_utils.load_config(_CASE)['hparams_override'])
+      hparams=test_utils.load_config(_CASE)['hparams_override'])
   return dataclasses.replace(release, experiment=experiment, **changes)
 
 
