@@ -259,7 +259,11 @@ def _tflite(serving: Serving, batch: Optional[int]) -> bytes:
 def _run_tflite(data: bytes, images: np.ndarray) -> Dict[str, np.ndarray]:
   with warnings.catch_warnings():  # Its move to the ai-edge-litert package.
     warnings.simplefilter('ignore')
-    interpreter = tf.lite.Interpreter(model_content=data)
+    # TFLite's own kernels: XNNPACK, the default, announces itself on stderr.
+    interpreter = tf.lite.Interpreter(
+        model_content=data, experimental_op_resolver_type=(
+            tf.lite.experimental.OpResolverType
+            .BUILTIN_WITHOUT_DEFAULT_DELEGATES))
   return interpreter.get_signature_runner(SIGNATURE)(images=images)
 
 
