@@ -53,19 +53,9 @@ def quiet_tensorflow_start() -> None:
     os.close(saved)
 
 
-def _drop_stderr() -> None:
-  """Points file descriptor 2 at /dev/null for the rest of the process."""
-  sys.stderr.flush()
-  with open(os.devnull, 'w') as devnull:
-    os.dup2(devnull.fileno(), 2)
-
-
 def user_errors() -> tuple:
-  """The exceptions that are the user's mistakes, reported in one line.
-
-  The project's own `errors.UserError`, and TensorFlow's `DataLossError`,
-  which its record readers raise, mid-run, for a truncated or corrupt file.
-  """
+  """The user's mistakes, errors.UserError and tf.errors.DataLossError."""
+  # TensorFlow's record readers raise the latter for a truncated file.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return (errors.UserError, tf.errors.DataLossError)
 
@@ -75,11 +65,7 @@ def _one_line(program: str, error: object) -> str:
 
 
 def parse_flags(argv: Sequence[str], *, program: str) -> List[str]:
-  """absl's flag parsing into `flags.FLAGS`, its errors in one line.
-
-  Raises:
-    SystemExit: a flag absl refuses, with the one-line message.
-  """
+  """absl's flag parsing into `flags.FLAGS`, its errors in one line."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
@@ -94,28 +80,19 @@ def _raise_interrupted(signum: int, unused_frame) -> None:
 def call_main(main: Callable[[List[str]], None], argv: List[str], *,
               program: str, arguments: bool = False,
               process_ends: bool = False) -> None:
-  """Runs main on parsed flags, the user's mistakes as one line.
+  """Runs main(argv) on parsed flags, the user's mistakes as one line.
 
   Libraries' warnings (tfds' among them) are hidden unless --verbosity is
   given. SIGINT and SIGTERM raise `errors.Interrupted` (training handles
-  them itself while it trains).
-
-  Args:
-    main: the tool's main, given argv.
-    argv: the program name and the arguments absl left.
-    program: the name in the messages.
-    arguments: the tool takes positional arguments (else they are an
-      error).
-    process_ends: the process ends when main does (`run`). After an
-      interruption's line, what TensorFlow's teardown writes to stderr is
-      dropped: a worker of several that leaves after the chief has gone
-      would otherwise log the lost connection to the chief's coordination
-      service.
+  them itself while it trains). arguments: the tool takes positional
+  arguments (else they are an error). process_ends: the process ends when
+  main does (`run`); after an interruption's line, what TensorFlow's
+  teardown writes to stderr is dropped (a worker that leaves after the
+  chief would otherwise log the lost connection to the chief's service).
 
   Raises:
-    SystemExit: one of `user_errors()`, with the one-line message (unless
-      CAPSULES_TRACEBACK=1), or an interruption, with its line and exit
-      code.
+    SystemExit: one of `user_errors()` (unless CAPSULES_TRACEBACK=1) or an
+      interruption, with its line and exit code.
   """
   if len(argv) > 1 and not arguments:
     sys.exit(_one_line(program, f'unexpected arguments: {" ".join(argv[1:])}'))
@@ -123,18 +100,17 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
     logging.set_verbosity(logging.ERROR)
   previous = {signum: signal.signal(signum, _raise_interrupted)
               for signum in (signal.SIGINT, signal.SIGTERM)}
+  caught = () if os.environ.get(TRACEBACK_VARIABLE) == '1' else user_errors()
   try:
-    if os.environ.get(TRACEBACK_VARIABLE) == '1':
-      main(argv)
-      return
     try:
       main(argv)
-    except user_errors() as error:
+    except caught as error:
       sys.exit(_one_line(program, error))
   except errors.Interrupted as interruption:
     print(f'{program}: {interruption}', file=sys.stderr, flush=True)
-    if process_ends:
-      _drop_stderr()
+    if process_ends:  # Stderr to /dev/null for the rest of the process.
+      with open(os.devnull, 'w') as devnull:
+        os.dup2(devnull.fileno(), 2)
     sys.exit(interruption.exit_code)
   finally:
     for signum, handler in previous.items():

@@ -4,9 +4,9 @@ The reference's driver: `--train` trains a model on the train split and writes
 TF1 name-based checkpoints `summary_dir/train/model.ckpt-<step>`,
 `--train=false` evaluates one checkpoint or follows a training directory, and
 `--num_trials=K` evaluates an ensemble of K checkpoints. This file holds the
-flags and the dispatch only: `main` resolves the run's configuration once
-(`devices.resolve_run_config`) and calls the library (`models.training`,
-`models.evaluation`), which never reads flags.
+flags and the dispatch only: `main` sets up the devices and resolves the
+run's configuration once (`devices.setup`) and calls the library
+(`models.training`, `models.evaluation`), which never reads flags.
 
 Examples (the reference README's commands):
 
@@ -25,11 +25,9 @@ if __name__ == '__main__':
   cli.quiet_tensorflow_start()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import os
 from typing import List
 
 from absl import flags
-import tensorflow as tf
 
 from input_data import datasets
 from input_data import prepare
@@ -45,11 +43,8 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
-  """The reference's flags (and a few of our own), for the command line.
-
-  Defined only when this file runs as a script, so that tools importing it
-  can define flags of the same names.
-  """
+  """The reference's flags (and a few of our own)."""
+  # Only when this file runs as a script: tools importing it define theirs.
   flags.DEFINE_string('data_dir', prepare.DEFAULT_DATA_DIR,
                       'The data directory; for MultiMNIST records a sharded '
                       'pattern path/name.tfrecords@N. Missing files are '
@@ -136,19 +131,12 @@ def _define_flags() -> None:
 
 def main(argv: List[str]) -> None:
   del argv  # Unused.
-  devices.allow_gpu_memory_growth()
   hparams = hparams_lib.default_hparams().parse(FLAGS.hparams_override or '')
-  # Before anything else starts TensorFlow's runtime: a multi-worker
-  # strategy configures its collective ops at start-up, and --num_gpus=0
-  # hides the GPUs.
-  strategy = devices.make_strategy(
-      FLAGS.num_gpus, global_batch_size=run_config.TRAIN_BATCH_SIZE) if (
-          FLAGS.train or FLAGS.num_gpus == 0) else None
-  config = devices.resolve_run_config(
-      compute_dtype=FLAGS.compute_dtype, num_gpus=FLAGS.num_gpus,
-      xla=FLAGS.xla, save_step=FLAGS.save_step,
+  strategy, config = devices.setup(
+      num_gpus=FLAGS.num_gpus, compute_dtype=FLAGS.compute_dtype,
+      xla=FLAGS.xla, seed=FLAGS.seed if FLAGS.train else None,
+      distribute=FLAGS.train, save_step=FLAGS.save_step,
       keep_checkpoints=FLAGS.keep_checkpoints)
-  print(devices.describe(config, num_replicas=FLAGS.num_gpus), flush=True)
   print(f'Data: {FLAGS.data_dir}', flush=True)
   input_fn = datasets.input_fn(
       FLAGS.dataset, data_dir=FLAGS.data_dir, num_targets=FLAGS.num_targets,
@@ -159,14 +147,12 @@ def main(argv: List[str]) -> None:
   common = dict(model_type=FLAGS.model, input_fn=input_fn,
                 num_targets=FLAGS.num_targets, config=config)
   if FLAGS.train:
-    if FLAGS.seed is not None:
-      tf.config.experimental.enable_op_determinism()
     step = training.train(hparams, summary_dir=FLAGS.summary_dir,
                           max_steps=FLAGS.max_steps, strategy=strategy,
-                          seed=FLAGS.seed, **common)
+                          seed=FLAGS.seed, **common).step
     if FLAGS.evaluate_after_training and strategy.extended.should_checkpoint:
-      final = os.path.join(FLAGS.summary_dir, 'train',
-                           f'{checkpoints.PREFIX}-{step}')
+      final = checkpoints.step_path(
+          checkpoints.train_folder(FLAGS.summary_dir), step)
       evaluation.evaluate(hparams, summary_dir=FLAGS.summary_dir,
                           eval_size=FLAGS.eval_size, checkpoint=final,
                           **common)

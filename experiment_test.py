@@ -113,13 +113,13 @@ def _mnist_logits(checkpoint, images):
   """
   model = registry.build_model(test_utils.tiny_hparams(),
                                model_type='capsule', shape=_SHAPE,
-                               config=devices.resolve_run_config())
+                               config=devices.resolve_run_config().model)
   checkpoints.load(model, checkpoint)
   pixels = images[:, None].astype(np.float32) / 255.0
   labels = np.zeros(len(images), np.int32)
   tensors = dict(images=pixels, labels=tf.one_hot(labels, 10),
                  recons_image=pixels, recons_label=labels)
-  return model.inference(model_lib.features(tensors, _SHAPE)).logits.numpy()
+  return model.inference(tensors).logits.numpy()
 
 
 def test_train_writes_reference_checkpoint(trained):

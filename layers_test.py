@@ -161,24 +161,25 @@ class LayersTest(tf.test.TestCase):
     self.assertAllClose(votes[1, 2, :, :, 1, 0], expected.reshape(2, 3),
                         rtol=1e-5)
 
-  def testFusedRoutingMatchesUpdateRouting(self):
+  def testXlaRoutingMatchesUpdateRouting(self):
     votes = tf.random.normal((2, 5, 3, 4))
     biases = tf.random.normal((3, 4))
     for num_routing, leaky in ((1, False), (3, True)):
       with tf.GradientTape(persistent=True) as tape:
         tape.watch([votes, biases])
         plain = layers._update_routing(votes, biases, num_routing, leaky)
-        fused = layers.fused_routing(votes, biases, num_routing, leaky)
+        fused = layers._update_routing(votes, biases, num_routing, leaky,
+                                       xla=True)
       self.assertAllClose(fused, plain, rtol=1e-5, atol=1e-6)
       for wrt in (votes, biases):
         self.assertAllClose(tape.gradient(fused, wrt),
                             tape.gradient(plain, wrt), rtol=1e-4, atol=1e-6)
 
-  def testFusedRoutingWidensBfloat16Votes(self):
+  def testXlaRoutingWidensBfloat16Votes(self):
     votes = tf.random.normal((2, 5, 3, 4, 2, 2))
     biases = tf.random.normal((3, 4, 1, 1))
-    fused = layers.fused_routing(tf.cast(votes, tf.bfloat16), biases, 2,
-                                  False)
+    fused = layers._update_routing(tf.cast(votes, tf.bfloat16), biases, 2,
+                                   False, xla=True)
     self.assertEqual(fused.dtype, tf.float32)
     # bfloat16 keeps 8 bits of mantissa: votes are off by up to 2^-9.
     self.assertAllClose(fused, layers._update_routing(votes, biases, 2, False),
@@ -215,12 +216,13 @@ class LayersTest(tf.test.TestCase):
     """input_axis=0 routes the transposed votes alike, gradients too."""
     votes = tf.random.normal((2, 5, 3, 4))
     biases = tf.random.normal((3, 4))
-    for routing in (layers._update_routing, layers.fused_routing):
+    for xla in (False, True):
       with tf.GradientTape(persistent=True) as tape:
         tape.watch(votes)
-        batch_major = routing(votes, biases, 3, True)
-        input_major = routing(tf.transpose(votes, [1, 0, 2, 3]), biases, 3,
-                              True, input_axis=0)
+        batch_major = layers._update_routing(votes, biases, 3, True, xla=xla)
+        input_major = layers._update_routing(
+            tf.transpose(votes, [1, 0, 2, 3]), biases, 3, True, input_axis=0,
+            xla=xla)
       self.assertAllClose(input_major, batch_major, rtol=1e-5, atol=1e-6)
       self.assertAllClose(tape.gradient(input_major, votes),
                           tape.gradient(batch_major, votes), rtol=1e-4,

@@ -13,7 +13,6 @@ import tensorflow as tf
 
 import golden_utils
 from models import hparams as hparams_lib
-from models import model as model_lib
 from models import run_config
 from models import training
 
@@ -109,39 +108,26 @@ def file_bytes(directory) -> Dict[str, bytes]:
 
 def events(log_dir: str) -> Dict[str, Dict[int, np.ndarray]]:
   """{tag: {step: value}} of the summaries in a directory's event files."""
-  values = {}
-  for name in sorted(tf.io.gfile.listdir(log_dir)):
-    if not name.startswith('events.out.tfevents'):
-      continue
-    for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
-      event = tf.compat.v1.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        values.setdefault(value.tag, {})[event.step] = tf.make_ndarray(
-            value.tensor)
-  return values
+  from paper import figures  # pylint: disable=g-import-not-at-top
+  return figures.read_events(log_dir)
 
 
 def wrong_line(wrong: int, percent: float) -> str:
   return f'Total wrong predictions: {wrong}, wrong percent: {percent}%'
 
 
-def trainer_on(model, features: Mapping):
+def trainer_on(model, tensors: Mapping):
   """The training step (`training.Trainer.run`) on one batch, repeated.
 
   Args:
     model: a built model.
-    features: a feature dict (tensors and shape ints) of one batch; the
-      trainer's global batch is that batch.
+    tensors: one batch; the trainer's global batch is that batch.
 
   Returns:
     `run(num_steps=1)`, which runs that many training steps on the batch and
     returns their `training.StepsResult`.
   """
-  shape = model_lib.DataShape(**{key: features[key]
-                                 for key in model_lib.DataShape._fields})
-  tensors = {key: value for key, value in features.items()
-             if key not in model_lib.DataShape._fields}
-  trainer = training.Trainer(model, shape=shape, config=run_config.RunConfig(
+  trainer = training.Trainer(model, config=run_config.RunConfig(
       train_batch_size=len(tensors['labels'])))
   batches = trainer.repeat(tensors)
   return lambda num_steps=1: trainer.run(batches, num_steps)

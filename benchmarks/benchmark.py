@@ -1,43 +1,19 @@
 """Training and evaluation speed of the models against the machine's peak.
 
-For each configuration it times, after a warm-up, the training step that
-training runs (`models.training.Trainer.run`, one step per call, at the
-global batch of `RunConfig`, 128) and the evaluation step
-(`models.evaluation.Evaluator.counts`, batch 100) on random data on the
-default device, with the run configuration `experiment.py` resolves on this
-machine (`devices.resolve_run_config`), and prints the median seconds per
-step (and the fastest), examples per second, the model FLOPs of one step,
-the achieved GFLOP/s and the model FLOP utilization: achieved GFLOP/s over
-the float32 matrix-multiply peak of this machine, measured in the same
-process. With `--loop` it also times the training loop users run,
-`models.training.train` on the full MNIST CapsNet (a random batch in memory,
-summaries written every step, 100 steps per compiled call), after its first
-100 steps, beside the bare step timed just before and after it.
-It ends with the peak memory of a full MNIST training step, measured first,
-in a fresh subprocess: its peak resident set (Linux `VmHWM`, else
-`ru_maxrss`) and, on a GPU, the allocator's peak. Every timing is printed
-with the 1-minute load average, since other processes on the machine slow it
-down (this process alone brings it towards 2 on a 2-core machine).
+Times, after a warm-up, the training step training runs (`Trainer.run`,
+global batch 128) and the evaluation step (`Evaluator.counts`, batch 100) of
+each configuration on random data, in the run configuration this machine
+resolves. Prints seconds per step, examples/s, the model FLOPs of a step (of
+the convolution it runs: on CPUs the primary capsules' Fourier convolution,
+a quarter of the direct one's), GFLOP/s and their share of the float32
+matmul peak measured in the same process, each beside the load average
+(other processes slow the machine down); then the peak memory of an MNIST
+training step in a fresh process. What each figure counts: docs/speed.md.
 
   python -m benchmarks.benchmark
   python -m benchmarks.benchmark --configs mnist --repeats 20
   python -m benchmarks.benchmark --compute_dtype bfloat16
   python -m benchmarks.benchmark --configs mnist --loop
-
-Model FLOPs are counted analytically (`forward_flops`): 2 multiply-adds per
-weight use of the convolutions (`2 * N * Ho * Wo * k * k * Cin * Cout`), the
-fully connected and capsule vote products, and the two contractions of each
-routing iteration (the weighted sum of the votes and, except in the last
-iteration, the agreement: the last one's logits are never used, and XLA
-drops it). Elementwise work (squash, softmax, ReLU, pooling,
-losses, Adam) is not counted. A training step counts 3x the forward FLOPs
-(forward, gradient of the inputs, gradient of the weights), the usual
-convention, although the gradient of the images is never computed: this
-overstates the MNIST CapsNet step by the 1.4% of conv1. These are the FLOPs
-of the direct convolution; the capsule models' primary capsules multiply in
-the frequency domain (`layers/fourier.py`), a fifth of those multiplications
-for MNIST, so their utilization can pass 100%: it compares the step with
-the direct algorithm run at the peak, not how busy the multipliers are.
 """
 
 import argparse
@@ -46,11 +22,9 @@ import dataclasses
 import io
 import json
 import os
-import re
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +32,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
+from benchmarks import compare
 from layers import variables as layer_variables
 from models import capsule_model
 from models import conv_model
@@ -68,10 +43,14 @@ from models import model as model_lib
 from models import registry
 from models import run_config as run_config_lib
 from models import training
+from paper import experiments
 
 NUM_CLASSES = 10
 WARMUP_STEPS = 2
 DEFAULT_REPEATS = 10
+# Forward, gradient of the inputs, gradient of the weights: the usual
+# convention, although the images' gradient is never computed (it overstates
+# the MNIST CapsNet step by conv1's 1.4%).
 TRAINING_FLOPS_FACTOR = 3
 # The goal for a float32 MNIST training step as training runs it, with its
 # tf.data input iterator: the step alone peaked at 1.43-1.51 GiB, the
@@ -92,10 +71,17 @@ class Config:
   depth: int
 
 
+def _experiment(name: str, experiment: str, *, height: int,
+                depth: int) -> Config:
+  """The model and hparams of a `paper.experiments` entry."""
+  entry = experiments.get(experiment)
+  return Config(name, entry.model, entry.hparams, height, depth)
+
+
 CONFIGS = {config.name: config for config in (
-    Config('mnist', 'capsule', '', 28, 1),
-    Config('cifar10', 'capsule',
-           'num_prime_capsules=64,padding=SAME,leaky=true,remake=false', 24, 3),
+    _experiment('mnist', 'mnist_r3_recon', height=28, depth=1),
+    _experiment('cifar10', 'cifar10_ensemble', height=24, depth=3),
+    # No experiment trains the reference's baseline at its defaults on MNIST.
     Config('baseline', 'baseline', '', 28, 1),
 )}
 
@@ -105,17 +91,30 @@ def hparams(config: Config):
 
 
 def _conv(height: int, *, kernel: int, in_channels: int, out_channels: int,
-          stride: int, padding: str) -> Tuple[int, int]:
-  """FLOPs per example of a square convolution, and its output height."""
+          stride: int, padding: str, fourier: bool = False) -> Tuple[int, int]:
+  """FLOPs per example of a square convolution, and its output height.
+
+  fourier: the matrix products of `layers.fourier.conv2d` rather than the
+  direct convolution's. Its kernel DFTs, once per batch, are not counted,
+  nor what its backward pass makes twice: a lower bound.
+  """
   if padding == 'SAME':
     out_height = -(-height // stride)
   else:
     out_height = (height - kernel) // stride + 1
-  flops = 2 * out_height**2 * kernel**2 * in_channels * out_channels
-  return flops, out_height
+  if not fourier:
+    flops = 2 * out_height**2 * kernel**2 * in_channels * out_channels
+    return flops, out_height
+  length = (out_height - 1) * stride + kernel  # Of the DFTs.
+  half = length // 2 + 1  # Frequencies kept along the width.
+  return 2 * (2 * half * height**2 * in_channels +  # The image's DFTs,
+              3 * length * 2 * height * half * in_channels +
+              3 * length * half * in_channels * out_channels +  # products,
+              2 * out_height * 3 * length * half * out_channels +  # inverse
+              out_height**2 * 2 * half * out_channels), out_height  # DFTs.
 
 
-def _capsule_flops(hparams, height: int, depth: int) -> int:
+def _capsule_flops(hparams, height: int, depth: int, fourier: bool) -> int:
   """Forward FLOPs per example of CapsuleModel (one reconstruction target)."""
   conv1, conv1_height = _conv(
       height, kernel=capsule_model.CONV1_KERNEL, in_channels=depth,
@@ -125,7 +124,8 @@ def _capsule_flops(hparams, height: int, depth: int) -> int:
   primary, prime_height = _conv(
       conv1_height, kernel=capsule_model.PRIME_KERNEL,
       in_channels=hparams.conv1_channels, out_channels=prime_channels,
-      stride=capsule_model.PRIME_STRIDE, padding=hparams.padding)
+      stride=capsule_model.PRIME_STRIDE, padding=hparams.padding,
+      fourier=fourier)
   num_inputs = hparams.num_prime_capsules * prime_height**2
   class_width = NUM_CLASSES * hparams.digit_capsule_atoms
   votes = 2 * num_inputs * hparams.prime_capsule_atoms * class_width
@@ -140,8 +140,9 @@ def _capsule_flops(hparams, height: int, depth: int) -> int:
   return conv1 + primary + votes + routing + recons
 
 
-def _baseline_flops(hparams, height: int, depth: int) -> int:
-  """Forward FLOPs per example of ConvModel."""
+def _baseline_flops(hparams, height: int, depth: int, fourier: bool) -> int:
+  """Forward FLOPs per example of ConvModel (fourier: no capsules, unused)."""
+  del fourier
   flops, in_channels = 0, depth
   for channels in conv_model.CONV_CHANNELS:
     conv, height = _conv(height, kernel=conv_model.CONV_KERNEL,
@@ -154,15 +155,12 @@ def _baseline_flops(hparams, height: int, depth: int) -> int:
                       conv_model.FC1_UNITS * NUM_CLASSES)
 
 
-def forward_flops(config: Config) -> int:
-  """Model FLOPs of the forward pass of one example."""
+def forward_flops(config: Config, conv_implementation: str = 'native') -> int:
+  """Model FLOPs of the forward pass of one example, the primary capsules
+  convolving by `conv_implementation` (`RunConfig`'s)."""
   count = _capsule_flops if config.model == 'capsule' else _baseline_flops
-  return count(hparams(config), config.height, config.depth)
-
-
-def data_shape(config: Config) -> model_lib.DataShape:
-  return model_lib.DataShape(height=config.height, depth=config.depth,
-                             num_classes=NUM_CLASSES, num_targets=1)
+  return count(hparams(config), config.height, config.depth,
+               conv_implementation == 'fourier')
 
 
 def random_batch(config: Config, *, batch: int,
@@ -176,32 +174,14 @@ def random_batch(config: Config, *, batch: int,
               recons_image=images, recons_label=labels)
 
 
-def run_config(compute_dtype: str, **settings) -> run_config_lib.RunConfig:
-  """The run configuration `experiment.py` resolves on this machine."""
-  return devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
-
-
 def trainer(config: Config, *, compute_dtype: str,
             **settings) -> training.Trainer:
   """The training step of `config`'s model, built as training builds it."""
-  run = run_config(compute_dtype, **settings)
+  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  shape = model_lib.DataShape(config.height, config.depth, NUM_CLASSES)
   model = registry.build_model(hparams(config), model_type=config.model,
-                               shape=data_shape(config), config=run)
-  return training.Trainer(model, shape=data_shape(config), config=run)
-
-
-def evaluator(config: Config, *, compute_dtype: str,
-              **settings) -> evaluation.Evaluator:
-  """The evaluation step of `config`'s model, on one random batch."""
-  run = run_config(compute_dtype, **settings)
-  tensors = random_batch(config, batch=run.eval_batch_size)
-
-  def input_fn(split, batch_size, input_context=None):
-    del split, batch_size, input_context  # One batch.
-    return tf.data.Dataset.from_tensors(tensors)
-
-  return evaluation.Evaluator(hparams(config), model_type=config.model,
-                              input_fn=input_fn, config=run)
+                               shape=shape, config=run)
+  return training.Trainer(model, shape=shape, config=run)
 
 
 def train_step(config: Config, *, compute_dtype: str,
@@ -216,9 +196,12 @@ def train_step(config: Config, *, compute_dtype: str,
 def eval_step(config: Config, *, compute_dtype: str,
               **settings) -> Callable[[], object]:
   """One evaluation step per call, on a random batch."""
-  step_evaluator = evaluator(config, compute_dtype=compute_dtype, **settings)
-  tensors = next(iter(step_evaluator.dataset))
-  return lambda: step_evaluator.counts(tensors)
+  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  tensors = random_batch(config, batch=run.eval_batch_size)
+  evaluator = evaluation.Evaluator(
+      hparams(config), model_type=config.model, config=run,
+      input_fn=lambda *_, **__: tf.data.Dataset.from_tensors(tensors))
+  return lambda: evaluator.counts(tensors)
 
 
 def run(step: Callable[[], object]) -> None:
@@ -273,44 +256,46 @@ class Timing:
   def median(self) -> float:
     return statistics.median(self.seconds)
 
+  def utilization(self, peak: float) -> float:
+    """Model FLOP utilization against a peak in FLOP/s."""
+    return self.flops / self.median / peak
 
-def benchmark(config: Config, *, compute_dtype: str, repeats: int,
-              **settings) -> List[Timing]:
-  """Times the training and evaluation steps of one configuration.
 
-  Args:
-    config: the model and its input size.
-    compute_dtype: as for `devices.resolve_run_config`.
-    repeats: timed calls of each step.
-    **settings: other `RunConfig` fields (e.g. batch sizes).
-  """
-  flops = forward_flops(config)
-  run = run_config(compute_dtype, **settings)
-  timings = []
-  for step, batch, make_step, factor in (
-      ('train', run.train_batch_size, train_step, TRAINING_FLOPS_FACTOR),
-      ('eval', run.eval_batch_size, eval_step, 1)):
-    seconds = time_calls(
-        make_step(config, compute_dtype=compute_dtype, **settings),
-        repeats=repeats)
-    timings.append(Timing(config.name, step, batch, seconds,
-                          factor * batch * flops, load()))
-  return timings
+# Per step kind: the step, its factor on the forward FLOPs, its batch's field.
+_STEPS = {'train': (train_step, TRAINING_FLOPS_FACTOR, 'train_batch_size'),
+          'eval': (eval_step, 1, 'eval_batch_size')}
+
+
+def time_step(config: Config, step: str, *, compute_dtype: str, repeats: int,
+              **settings) -> Timing:
+  """Times `repeats` calls of config's `_STEPS[step]`, after the warm-up;
+  settings: other `RunConfig` fields (e.g. batch sizes)."""
+  make_step, factor, batch_field = _STEPS[step]
+  run = devices.resolve_run_config(compute_dtype=compute_dtype, **settings)
+  batch = getattr(run, batch_field)
+  seconds = time_calls(make_step(config, compute_dtype=compute_dtype,
+                                 **settings), repeats=repeats)
+  flops = forward_flops(config, run.conv_implementation)
+  return Timing(config.name, step, batch, seconds, factor * batch * flops,
+                load())
+
+
+def benchmark(config: Config, **kwargs) -> List[Timing]:
+  """The training and the evaluation step's `time_step`."""
+  return [time_step(config, step, **kwargs) for step in _STEPS]
 
 
 def training_loop(config: Config, *, compute_dtype: str, windows: int,
                   **settings) -> List[float]:
-  """Seconds per step of `training.train`'s loop, one per log interval.
-
-  The loop users run (the summaries of every step written to a temporary
-  summary_dir, `log_every_steps` steps per compiled call) on a random batch
-  held in memory, repeated by `tf.data`; the seconds come from its progress
-  lines. The first interval, which traces the loop, is not counted; nor is
-  the one checkpoint, written after the last.
-  """
-  every = run_config(compute_dtype, **settings).log_every_steps
+  """Seconds per step of `training.train`, the loop users run (summaries
+  of every step written), in each of `windows` compiled calls after the
+  first, which traces the loop, on a random batch held in memory."""
+  every = devices.resolve_run_config(compute_dtype=compute_dtype,
+                                     **settings).log_every_steps
   max_steps = every * (windows + 1)
-  run = run_config(compute_dtype, save_step=max_steps, **settings)
+  # One checkpoint, after the last call.
+  run = devices.resolve_run_config(compute_dtype=compute_dtype,
+                                   save_step=max_steps, **settings)
   tensors = random_batch(config, batch=run.train_batch_size)
 
   def input_fn(split, batch_size, input_context=None):
@@ -318,16 +303,13 @@ def training_loop(config: Config, *, compute_dtype: str, windows: int,
     assert batch_size == run.train_batch_size, batch_size
     return tf.data.Dataset.from_tensors(tensors).repeat()
 
-  output = io.StringIO()
   with tempfile.TemporaryDirectory() as summary_dir:
-    with contextlib.redirect_stdout(output):
-      training.train(hparams(config), summary_dir=summary_dir,
-                     model_type=config.model, max_steps=max_steps,
-                     input_fn=input_fn, config=run)
-  rates = re.findall(r'^step (\d+): .*, ([\d.]+) examples/s', output.getvalue(),
-                     re.M)
-  return [run.train_batch_size / float(rate)
-          for step, rate in rates if int(step) > every]
+    with contextlib.redirect_stdout(io.StringIO()):  # Its progress lines.
+      trained = training.train(hparams(config), summary_dir=summary_dir,
+                               model_type=config.model, max_steps=max_steps,
+                               input_fn=input_fn, config=run)
+  return [seconds / steps_run for step, steps_run, seconds in trained.intervals
+          if step > every]
 
 
 def _print_loop(config: Config, *, compute_dtype: str, repeats: int) -> None:
@@ -347,11 +329,11 @@ def _print_loop(config: Config, *, compute_dtype: str, repeats: int) -> None:
 
 
 def _format(timing: Timing, peak: float) -> str:
-  achieved = timing.flops / timing.median
   return (f'{timing.config:9s} {timing.step:5s} {timing.batch:5d} '
           f'{timing.median:9.3f} {min(timing.seconds):8.3f} '
           f'{timing.batch / timing.median:9.1f} {timing.flops / 1e9:8.1f} '
-          f'{achieved / 1e9:8.1f} {achieved / peak:6.1%} {timing.load:5.2f}')
+          f'{timing.flops / timing.median / 1e9:8.1f} '
+          f'{timing.utilization(peak):6.1%} {timing.load:5.2f}')
 
 
 def peak_rss() -> int:
@@ -386,17 +368,18 @@ def peak_memory(config: Config, *, compute_dtype: str,
   return peak
 
 
-def run_json_subprocess(module: str, *args: str) -> Dict:
-  """Runs `python -m module args` in a fresh Python; its last line as JSON."""
-  output = subprocess.run([sys.executable, '-m', module, *args], check=True,
-                          capture_output=True, text=True).stdout
-  return json.loads(output.strip().splitlines()[-1])
+def counted_memory(peak: Mapping[str, int]) -> Tuple[int, str]:
+  """Of `peak_memory`'s figures, the one the memory goal is for, named."""
+  if 'device' in peak:
+    return peak['device'], 'GPU:0 allocator peak'
+  return peak['rss'], 'peak resident set'
 
 
-def _peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
+def peak_memory_in_subprocess(compute_dtype: str) -> Dict[str, int]:
   """`peak_memory` of full MNIST in a fresh Python, which nothing else grew."""
-  return run_json_subprocess('benchmarks.benchmark', '--memory_probe',
-                             '--compute_dtype', compute_dtype)
+  return compare.json_line([sys.executable, '-m', 'benchmarks.benchmark',
+                            '--memory_probe', '--compute_dtype',
+                            compute_dtype])
 
 
 def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -418,7 +401,8 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def _print_memory(memory: Mapping[str, int]) -> None:
-  verdict = 'under' if max(memory.values()) < MEMORY_LIMIT_BYTES else 'OVER'
+  under = counted_memory(memory)[0] < MEMORY_LIMIT_BYTES
+  verdict = 'under' if under else 'OVER'
   print(f'peak memory of an MNIST training step (batch '
         f'{run_config_lib.TRAIN_BATCH_SIZE}): ' + ', '.join(
       f'{kind} {value / 2**30:.2f} GiB' for kind, value in memory.items()) +
@@ -450,10 +434,11 @@ def main(argv: Optional[List[str]] = None) -> None:
   if unknown:
     raise SystemExit(f'unknown configs {unknown}; use {", ".join(CONFIGS)}')
   print('$ python -m benchmarks.benchmark ' + shlex.join(sys.argv[1:]))
-  print(devices.describe(run_config(args.compute_dtype)))
+  print(devices.describe(devices.resolve_run_config(
+      compute_dtype=args.compute_dtype)))
   print(f'TensorFlow {tf.__version__}, {args.repeats} repeats')
   # First, while nothing else runs: the probe is a process of its own.
-  memory = None if args.skip_memory else _peak_memory_in_subprocess(
+  memory = None if args.skip_memory else peak_memory_in_subprocess(
       args.compute_dtype)
   peak = _print_peaks(args.compute_dtype)
   print('config    step  batch  median_s    min_s   examp/s  GFLOP/st'

@@ -3,6 +3,7 @@
 import os
 import sys
 import time
+import types
 from unittest import mock
 
 import pytest
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from benchmarks import benchmark
 from benchmarks import step_profile
+from models import devices
 from models import training
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
@@ -36,6 +38,32 @@ def test_full_mnist_flops():
   assert benchmark.forward_flops(benchmark.CONFIGS['mnist']) == expected
   # The 156 GFLOP of a training step of 128 images.
   assert round(3 * 128 * expected / 1e9) == 156
+
+
+def test_full_mnist_flops_of_the_fourier_convolution():
+  # The primary capsules by `layers.fourier.conv2d`: 20x20 -> 6x6, DFT
+  # length 5*2 + 9 = 19, 19 // 2 + 1 = 10 frequencies along the width:
+  # width DFT 2 * 20 * 20*20 * 256 = 4,096,000; height DFT (Gauss's 3
+  # stacks) 2 * 3*19 * 2*20 * 10 * 256 = 11,673,600; frequency products
+  # 2 * 3 * 19*10 * 256*256 = 74,711,040; inverse along the height
+  # 2 * 2*6 * 3*19 * 10 * 256 = 3,502,080, along the width
+  # 2 * 6*6 * 20 * 256 = 368,640. A quarter of the direct 382,205,952.
+  primary = 4_096_000 + 11_673_600 + 74_711_040 + 3_502_080 + 368_640
+  expected = 16_588_800 + primary + 2_949_120 + 1_843_200 + 2_818_048
+  assert benchmark.forward_flops(benchmark.CONFIGS['mnist'],
+                                 conv_implementation='fourier') == expected
+
+
+def test_utilization_counts_the_convolution_that_ran():
+  # On this CPU the step ran the Fourier convolution: a step counted in the
+  # direct convolution's FLOPs showed MFU 112%.
+  native, fourier = (
+      benchmark.time_step(_TINY, 'train', compute_dtype='float32', repeats=1,
+                          train_batch_size=2, conv_implementation=conv)
+      for conv in ('native', 'fourier'))
+  assert native.flops == 3 * 2 * benchmark.forward_flops(_TINY)
+  assert fourier.flops == 3 * 2 * benchmark.forward_flops(
+      _TINY, conv_implementation='fourier')
 
 
 def test_cifar10_flops():
@@ -87,21 +115,33 @@ def test_benchmark_times_both_steps():
   timings = benchmark.benchmark(_TINY, compute_dtype='float32', repeats=2,
                                 train_batch_size=3, eval_batch_size=2)
   assert [(t.step, t.batch) for t in timings] == [('train', 3), ('eval', 2)]
-  flops = benchmark.forward_flops(_TINY)
+  # With the convolution this machine resolves.
+  flops = benchmark.forward_flops(
+      _TINY, devices.resolve_run_config().conv_implementation)
   assert [t.flops for t in timings] == [3 * 3 * flops, 2 * flops]
   assert [len(t.seconds) for t in timings] == [2, 2]
 
 
-def test_training_loop_reads_its_progress_lines():
-  """Windows of 2 steps; each call of the loop lasts 1 s on a fake clock."""
-  clock = iter(range(1000))
-  with mock.patch.object(training.time, 'time',
-                         lambda: float(next(clock))):
+def test_training_loop_times_each_call_after_the_first(capsys):
+  """Calls of 2 steps: the first (the trace) is left out."""
+  calls = []
+
+  def train(hparams, *, summary_dir, model_type, max_steps, input_fn, config):
+    calls.append((hparams.num_prime_capsules, model_type, max_steps,
+                  config.save_step, config.log_every_steps))
+    batch = next(iter(input_fn('train', config.train_batch_size)))
+    assert batch['images'].shape == (config.train_batch_size, 1, 20, 20)
+    print(f'step 6 in {summary_dir}')  # Not on the benchmark's output.
+    # A call of 1 step: a float16 step skipped on overflow.
+    return types.SimpleNamespace(step=6, intervals=[
+        (2, 2, 9.0), (4, 2, 1.0), (5, 1, 0.75), (6, 1, 0.5)])
+
+  with mock.patch.object(training, 'train', train):
     seconds = benchmark.training_loop(_TINY, compute_dtype='float32',
                                       windows=2, log_every_steps=2)
-  # 1 s for 2 steps: 128 / 0.5 = 256.0 examples/s, read back as 0.5 s; the
-  # first window (the trace) is left out.
-  assert seconds == [0.5, 0.5]
+  assert calls == [(2, 'capsule', 6, 6, 2)]
+  assert seconds == [0.5, 0.75, 0.5]
+  assert not capsys.readouterr().out
 
 
 def test_profile_groups_the_ops_of_a_real_step():

@@ -1,29 +1,27 @@
-r"""The speed of this checkout against another commit, timed alternately.
+r"""Speed timed alternately: against another commit, or variant against variant.
 
-A machine's speed drifts by tens of percent over minutes, and the same code
-shows a different share of the peak on machines of another matmul peak, so a
-speed-up is only measured against another commit on the same machine at the
-same time. This script exports the other commit (`git archive`) to a
-temporary folder and, round after round, times both trees alternately, each
-in a fresh Python. It prints each round's figures and, at the end, the
-median over rounds with the ratio.
-
-Two things can be timed:
-- the steps (default): the full MNIST CapsNet's training step (batch 128)
-  and evaluation step (batch 100) on random data, float32 or bfloat16, in
-  the tree's own code, timed by the tree's own `benchmarks.benchmark`;
-- the command (`--command --data_dir=D`): training as users run it,
-  `experiment.py` on the MNIST files in D for 300 steps, the examples per
-  second its progress lines print for steps 101-300.
+A machine's speed drifts by tens of percent over minutes, and its matmul
+peak differs from other machines', so a speed-up is only measured against
+the other code on the same machine at the same time: round after round,
+each contender runs in a fresh Python, one after the other. The contenders
+are this checkout and `--against=REV` (exported with `git archive`), or with
+`--variants` this checkout with each of the primary capsules' convolutions
+(`layers.CONV_IMPLEMENTATIONS`). Timed: the full MNIST CapsNet's training
+and evaluation steps by each tree's own `benchmarks.benchmark`; with
+`--command`, `experiment.py`'s examples/s over steps 101-300 as users train.
+It prints the median over rounds, their range and the ratio to the
+reference's median (the other commit's, or `native`'s).
 
   python -m benchmarks.compare --against=ea7cf31
   python -m benchmarks.compare --against=22f4d69 --compute_dtype=bfloat16 \
       --rounds=5 --repeats=10
   python -m benchmarks.compare --against=d43a75f --command \
       --data_dir=/tmp/real_mnist --rounds=3
+  python -m benchmarks.compare --variants=native,fourier --rounds=5 --memory
 """
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -32,20 +30,37 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)
+THIS = 'this checkout'
+BASELINE = 'native'  # The variant the others are compared with.
 # The command's progress lines of these steps time steps 101-300.
 COMMAND_STEPS = (200, 300)
+_GIB = 2**30
+
+Results = Dict[str, Dict[str, List[float]]]
 
 
-def probe(compute_dtype: str, repeats: int) -> Dict[str, float]:
+def json_line(command: List[str], **kwargs) -> Dict:
+  """Runs command (kwargs for `subprocess.run`); its last line as JSON."""
+  output = subprocess.run(command, check=True, capture_output=True,
+                          text=True, **kwargs).stdout
+  return json.loads(output.strip().splitlines()[-1])
+
+
+def probe(compute_dtype: str, repeats: int, variant: Optional[str],
+          memory: bool) -> Dict[str, float]:
   """Median seconds of the MNIST CapsNet steps of the tree on sys.path."""
   from benchmarks import benchmark  # pylint: disable=g-import-not-at-top
-  return {timing.step: timing.median for timing in benchmark.benchmark(
+  settings = dict(conv_implementation=variant) if variant else {}
+  result = {timing.step: timing.median for timing in benchmark.benchmark(
       benchmark.CONFIGS['mnist'], compute_dtype=compute_dtype,
-      repeats=repeats)}
+      repeats=repeats, **settings)}
+  if memory:  # Of this fresh process: the training step's peak.
+    result['GiB'] = benchmark.peak_rss() / _GIB
+  return result
 
 
 def _export(commit: str, directory: str) -> None:
@@ -55,18 +70,21 @@ def _export(commit: str, directory: str) -> None:
   subprocess.run(['tar', '-x', '-C', directory], input=archive, check=True)
 
 
-def _probe_in(tree: str, compute_dtype: str, repeats: int) -> Dict[str, float]:
+def _probe_in(tree: str, args: argparse.Namespace,
+              variant: Optional[str] = None) -> Dict[str, float]:
   """`probe` in a fresh Python that imports the tree's code."""
-  env = dict(os.environ, PYTHONPATH=tree, TF_CPP_MIN_LOG_LEVEL='2')
-  output = subprocess.run(
+  return json_line(
       [sys.executable, os.path.abspath(__file__), '--probe',
-       '--compute_dtype', compute_dtype, '--repeats', str(repeats)],
-      cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
-  return json.loads(output.strip().splitlines()[-1])
+       f'--compute_dtype={args.compute_dtype}', f'--repeats={args.repeats}']
+      + ([f'--variants={variant}'] if variant else [])
+      + (['--memory'] if args.memory else []),
+      cwd=tree, env=dict(os.environ, PYTHONPATH=tree,
+                         TF_CPP_MIN_LOG_LEVEL='2'))
 
 
-def _command_in(tree: str, data_dir: str) -> Dict[str, float]:
+def _command_in(tree: str, args: argparse.Namespace) -> Dict[str, float]:
   """experiment.py's examples/s over steps 101-300, run from tree."""
+  data_dir = os.path.abspath(args.data_dir)
   with tempfile.TemporaryDirectory() as summary_dir:
     output = subprocess.run(
         [sys.executable, 'experiment.py', f'--data_dir={data_dir}',
@@ -74,29 +92,79 @@ def _command_in(tree: str, data_dir: str) -> Dict[str, float]:
          '--save_step=100000', '--evaluate_after_training=false'],
         cwd=tree, env=dict(os.environ, PYTHONPATH=tree), check=True,
         capture_output=True, text=True).stdout
+  # Another commit's printed lines: its `train` may return no timings.
   rates = {int(step): float(rate) for step, rate in re.findall(
       r'^step (\d+): .*, ([\d.]+) examples/s', output, re.M)}
   return {'examples/s': statistics.mean(rates[step]
                                         for step in COMMAND_STEPS)}
 
 
+def alternate(measures: Mapping[str, Callable[[], Dict[str, float]]], *,
+              rounds: int) -> Results:
+  """Each round, every measure once in turn; {contender: {kind: values}}."""
+  results = {name: {} for name in measures}
+  for round_index in range(rounds):
+    for name, measure in measures.items():
+      for kind, value in measure().items():
+        results[name].setdefault(kind, []).append(value)
+    print(f'round {round_index + 1}: ' + ', '.join(
+        f'{name} {kind} {values[-1]:.3f}' for name, measured in results.items()
+        for kind, values in measured.items()) +
+          f' (load {os.getloadavg()[0]:.2f})', flush=True)
+  return results
+
+
+def table(results: Results, *, reference: str) -> List[str]:
+  """Per contender and kind: the median, [range], and / the reference's."""
+  width = max(map(len, results))
+  kinds = list(results[reference])
+  lines = [' ' * width + ''.join(
+      f' {kind:>10s} {"range":>17s} {"/ " + reference:>10s}'
+      for kind in kinds)]
+  for name, measured in results.items():
+    line = f'{name:{width}s}'
+    for kind in kinds:
+      values, median = measured[kind], statistics.median(measured[kind])
+      ratio = median / statistics.median(results[reference][kind])
+      line += (f' {median:10.3f} [{min(values):7.3f}, {max(values):7.3f}] '
+               f'{ratio:10.3f}')
+    lines.append(line)
+  return lines
+
+
 def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--against', default='ea7cf31',
                       help='the commit to compare with')
+  parser.add_argument('--variants',
+                      help='instead: comma separated convolutions of this '
+                      'checkout, e.g. native,fourier')
   parser.add_argument('--compute_dtype', default='float32',
                       choices=('float32', 'bfloat16'))
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--repeats', type=int, default=10,
                       help='timed steps per step kind and round')
+  parser.add_argument('--memory', action='store_true',
+                      help='also the peak memory of each process')
   parser.add_argument('--command', action='store_true',
                       help='time experiment.py\'s training as users run it '
-                      '(needs --data_dir)')
+                      '(needs --data_dir; not with --variants)')
   parser.add_argument('--data_dir',
                       help='MNIST files for --command (the four idx files, '
                       'or the prepared records)')
   parser.add_argument('--probe', action='store_true', help=argparse.SUPPRESS)
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  if args.command and (args.variants or not args.data_dir):
+    parser.error('--command needs --data_dir=<folder of the MNIST files> '
+                 'and no --variants')
+  if args.variants and not args.probe:
+    from layers import layers  # pylint: disable=g-import-not-at-top
+    unknown = sorted(set(args.variants.split(',')) -
+                     set(layers.CONV_IMPLEMENTATIONS))
+    if unknown:
+      parser.error(f'unknown variants {", ".join(unknown)}: use '
+                   f'{", ".join(layers.CONV_IMPLEMENTATIONS)}')
+  return args
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -105,39 +173,28 @@ def main(argv: Optional[List[str]] = None) -> None:
     # The tree to time first; not this script's folder, whose modules would
     # shadow any standard module of the same name.
     sys.path[:] = [os.getcwd()] + [path for path in sys.path if path != _HERE]
-    print(json.dumps(probe(args.compute_dtype, args.repeats)))
+    print(json.dumps(probe(args.compute_dtype, args.repeats, args.variants,
+                           args.memory)))
     return
-  if args.command and not args.data_dir:
-    raise SystemExit('--command needs --data_dir=<folder of the MNIST files>')
   print('$ python -m benchmarks.compare ' + shlex.join(sys.argv[1:]))
-  if args.command:
-    measure = lambda tree: _command_in(tree, os.path.abspath(args.data_dir))
-  else:
-    measure = lambda tree: _probe_in(tree, args.compute_dtype, args.repeats)
+  print(f'{args.repeats} timed steps, {args.compute_dtype}, seconds per step'
+        if not args.command else 'experiment.py, examples/s')
   with tempfile.TemporaryDirectory() as other:
-    _export(args.against, other)
-    trees = {'this checkout': _ROOT, args.against: other}
-    values = {name: {} for name in trees}
-    for round_index in range(args.rounds):
-      for name, tree in trees.items():
-        for kind, value in measure(tree).items():
-          values[name].setdefault(kind, []).append(value)
-      print(f'round {round_index + 1}: ' + ', '.join(
-          f'{name} {kind} {figures[-1]:.3f}'
-          for name, measured in values.items()
-          for kind, figures in measured.items()) +
-            f' (load {os.getloadavg()[0]:.2f})', flush=True)
-  print(f'median over {args.rounds} rounds' + (
-      '' if args.command else
-      f' of {args.repeats} steps, {args.compute_dtype}, seconds per step') +
-        ':')
-  for kind, figures in values['this checkout'].items():
-    ours = statistics.median(figures)
-    theirs = statistics.median(values[args.against][kind])
-    # Seconds: lower is faster; examples/s: higher is.
-    speed_up = ours / theirs if kind == 'examples/s' else theirs / ours
-    print(f'{kind:10s} this checkout {ours:.3f}  {args.against} '
-          f'{theirs:.3f}  speed-up {speed_up:.3f}x')
+    if args.variants:
+      variants = args.variants.split(',')
+      reference = BASELINE if BASELINE in variants else variants[0]
+      measures = {variant: functools.partial(_probe_in, _ROOT, args, variant)
+                  for variant in variants}
+    else:
+      _export(args.against, other)
+      reference = args.against
+      measure = _command_in if args.command else _probe_in
+      measures = {name: functools.partial(measure, tree, args)
+                  for name, tree in ((THIS, _ROOT), (args.against, other))}
+    results = alternate(measures, rounds=args.rounds)
+  print(f'median over {args.rounds} rounds, [range], and its ratio to '
+        f'{reference}\'s:')
+  print('\n'.join(table(results, reference=reference)))
 
 
 if __name__ == '__main__':

@@ -2,18 +2,24 @@
 just inside and just outside its limit, and each check run on tiny inputs
 (the replicated step on the two logical CPUs conftest.py makes)."""
 
+import os
+import signal
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
 import pytest
 
 from benchmarks import benchmark
+from benchmarks import compare
 from benchmarks import device_check
-import golden_utils
+from models import goldens
 from models import run_config
 
 _TINY = benchmark.Config('tiny', 'capsule', 'num_prime_capsules=2', 20, 1)
 _GIB = 2**30
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _check(passed):
@@ -121,8 +127,9 @@ def test_finite_check():
 
 
 def test_speed_is_information():
-  check = device_check.speed_check('speed', seconds=[1.0, 4.0, 2.0], batch=4,
-                                   flops=6e9, peak=4e9, load=0.5)
+  timing = benchmark.Timing(config='tiny', step='train', batch=4,
+                            seconds=[1.0, 4.0, 2.0], flops=6e9, load=0.5)
+  check = device_check.speed_check('speed', timing=timing, peak=4e9)
   # Median 2 s: 2 examples/s; 6 GFLOP in 2 s is 75% of 4 GFLOP/s.
   assert check.value == '2.0 ex/s, 2.000 s, MFU 75%'
   assert check.limit == 'info; peak 4 GFLOP/s, load 0.5'
@@ -140,34 +147,33 @@ def test_memory_against_the_limit():
 
 
 def test_memory_is_measured_in_a_fresh_process():
-  with mock.patch.object(benchmark, 'run_json_subprocess',
+  with mock.patch.object(compare, 'json_line',
                          return_value=dict(rss=_GIB)) as probe:
     [check] = device_check.memory_checks()
-  probe.assert_called_once_with('benchmarks.benchmark', '--memory_probe',
-                                '--compute_dtype', 'float32')
+  probe.assert_called_once_with([sys.executable, '-m', 'benchmarks.benchmark',
+                                 '--memory_probe', '--compute_dtype',
+                                 'float32'])
   assert check.passed
 
 
 def test_golden_cases_need_all_their_files():
-  assert device_check.golden_cases(['capsule_cifar_tiny']) == {
+  assert goldens.present(['capsule_cifar_tiny']) == {
       'capsule_cifar_tiny': 'testdata/goldens'}
   # Without ../shared/goldens, capsule_tiny has its config.json only.
-  with mock.patch.object(golden_utils, '_SEARCH_PATH',
-                         golden_utils._SEARCH_PATH[:1]):  # pylint: disable=protected-access
-    present = device_check.golden_cases(['capsule_tiny',
-                                         'capsule_cifar_tiny'])
+  with mock.patch.object(goldens, 'SEARCH_PATH', goldens.SEARCH_PATH[:1]):
+    present = goldens.present(['capsule_tiny', 'capsule_cifar_tiny'])
   assert present == {'capsule_cifar_tiny': 'testdata/goldens'}
 
 
 def test_perturbed_forward_fails_the_golden_and_the_command(capsys):
-  forward_values = device_check._forward_values  # pylint: disable=protected-access
+  forward_values = goldens.forward_values
 
-  def perturbed(model, *, features):
-    values = forward_values(model, features=features)
+  def perturbed(model, features):
+    values = forward_values(model, features)
     values['logits'] = values['logits'] + 1e-3
     return values
 
-  with mock.patch.object(device_check, '_forward_values', perturbed):
+  with mock.patch.object(goldens, 'forward_values', perturbed):
     code = device_check.main(['--checks=goldens',
                               '--cases=capsule_cifar_tiny'])
   lines = capsys.readouterr().out.splitlines()
@@ -212,3 +218,17 @@ def test_unknown_names_are_refused():
     device_check.main(['--checks=goldens,speedy'])
   with pytest.raises(SystemExit):
     device_check.main(['--dtypes=float64'])
+
+
+def test_ctrl_c_ends_the_command_in_one_line():
+  command = subprocess.Popen(
+      [sys.executable, '-m', 'benchmarks.device_check', '--checks=goldens',
+       '--cases=capsule_cifar_tiny'], cwd=_ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  for line in command.stdout:  # The golden case runs after the header.
+    if line.startswith('check '):
+      break
+  command.send_signal(signal.SIGINT)
+  _, stderr = command.communicate(timeout=120)
+  assert command.returncode == 130
+  assert stderr == 'device_check: interrupted by SIGINT\n'

@@ -21,9 +21,9 @@ import tensorflow as tf
 from input_data.cifar10 import cifar10_input
 from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer
 from input_data.norb import norb_input_record
-from input_data.norb import norb_records
+from input_data.norb import norb_record_writer
 from models import run_config
 
 WARMUP_BATCHES = 20
@@ -46,19 +46,19 @@ def _write_fixtures(root: str, rng: np.random.Generator) -> str:
   """Writes every fixture under root; returns the MultiMNIST pattern."""
   digits = rng.integers(0, 256, (_MNIST_TEST_IMAGES, 28, 28), np.uint8)
   labels = rng.integers(0, 10, _MNIST_TEST_IMAGES).astype(np.uint8)
-  mnist_records.shift_write_mnist(
+  mnist_record_writer.shift_write_mnist(
       digits[:_MNIST_IMAGES], labels=labels[:_MNIST_IMAGES],
       filename=os.path.join(
-          root, mnist_records.shifted_mnist_filename('train', shift=2)),
+          root, mnist_record_writer.shifted_mnist_filename('train', shift=2)),
       shift=2, pad=0)
-  mnist_records.shift_write_mnist(
+  mnist_record_writer.shift_write_mnist(
       digits, labels=labels,
       filename=os.path.join(
-          root, mnist_records.shifted_mnist_filename('test', shift=0)),
+          root, mnist_record_writer.shifted_mnist_filename('test', shift=0)),
       shift=0, pad=0)
-  prefix = os.path.join(root, mnist_records.shifted_mnist_filename(
+  prefix = os.path.join(root, mnist_record_writer.shifted_mnist_filename(
       'train', shift=6, multi_targets=True))
-  shards = mnist_records.shift_write_multi_mnist(
+  shards = mnist_record_writer.shift_write_multi_mnist(
       digits[:_MULTI_IMAGES], labels=labels[:_MULTI_IMAGES],
       file_prefix=prefix, shift=6, pad=4, max_shard=_MULTI_MAX_SHARD,
       num_pairs=_MULTI_PAIRS, seed=0)
@@ -73,7 +73,7 @@ def _write_fixtures(root: str, rng: np.random.Generator) -> str:
     with open(os.path.join(cifar_dir, f'data_batch_{i}.bin'), 'wb') as f:
       f.write(records.tobytes())
 
-  norb_records.write_records(
+  norb_record_writer.write_records(
       os.path.join(root, 'trainduo.tfrecords'),
       images=rng.integers(0, 256, (_NORB_RECORDS, 2, _NORB_SIZE, _NORB_SIZE),
                           np.uint8),

@@ -1,18 +1,17 @@
 r"""Where the time of a full MNIST CapsNet training step goes.
 
-Runs the training step (`benchmarks.benchmark.train_step`: the step
-training runs, batch 128, random data) under TensorFlow's profiler with one op at a time (inter-op threads
-1, so that each op's time is its own), and prints the TensorFlow ops' self
-time per step in groups. XLA's compiled routing does not show as TensorFlow
-ops, so it is then timed on its own at the step's shapes.
+Runs `benchmarks.benchmark.train_step` (the step training runs, batch 128,
+random data) under TensorFlow's profiler, one op at a time (inter-op
+threads 1, so that each op's time is its own), and prints the ops' self time
+per step in groups. XLA's compiled routing shows as no TensorFlow op, so it
+is then timed alone at the step's shapes.
 
   python -m benchmarks.step_profile
   python -m benchmarks.step_profile --compute_dtype bfloat16
 
-The op statistics come from the profiler's `framework_op_stats` tool, read
-through TensorFlow's internal `_pywrap_profiler_plugin`
-(benchmark_test.py runs this script, so a TensorFlow that moves it fails
-there).
+The op statistics come through TensorFlow's internal
+`_pywrap_profiler_plugin` (benchmark_test.py runs `profile`, so a
+TensorFlow that moves it fails there).
 """
 
 import argparse
@@ -24,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylint: disable=g-direct-tensorflow-import
@@ -78,11 +77,6 @@ def grouped(times: Dict, steps: int) -> Dict[str, float]:
   return dict(seconds)
 
 
-def _median_seconds(function: Callable, repeats: int = 10) -> float:
-  benchmark.time_calls(function, repeats=1)  # Traced, warm.
-  return statistics.median(benchmark.time_calls(function, repeats=repeats))
-
-
 def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
   """Seconds per training step of the XLA-compiled parts, timed alone."""
   votes = tf.random.stateless_normal(  # Input capsules first, as Capsule's.
@@ -95,12 +89,13 @@ def xla_parts(compute_dtype: str, *, batch: int = 128) -> Dict[str, float]:
   def routing_forward_and_backward():
     with tf.GradientTape() as tape:
       tape.watch(votes)
-      loss = tf.reduce_sum(weights * layers.fused_routing(
-          votes, biases, 3, False, input_axis=0))
+      loss = tf.reduce_sum(weights * layers._update_routing(
+          votes, biases, 3, False, input_axis=0, xla=True))
     return tape.gradient(loss, votes)
 
   return {'class capsules: routing, forward and backward (XLA)':
-              _median_seconds(routing_forward_and_backward)}
+              statistics.median(benchmark.time_calls(
+                  routing_forward_and_backward, repeats=10))}
 
 
 def profile(config: benchmark.Config, *, compute_dtype: str,
@@ -133,7 +128,8 @@ def main(argv: Optional[List[str]] = None) -> None:
   # One op at a time: each op's self time is then its own.
   tf.config.threading.set_inter_op_parallelism_threads(1)
   print('$ python -m benchmarks.step_profile ' + ' '.join(sys.argv[1:]))
-  print(devices.describe(benchmark.run_config(args.compute_dtype)))
+  print(devices.describe(devices.resolve_run_config(
+      compute_dtype=args.compute_dtype)))
   seconds = profile(benchmark.CONFIGS['mnist'],
                     compute_dtype=args.compute_dtype, batch=128)
   wall = seconds.pop('wall')

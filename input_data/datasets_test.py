@@ -13,12 +13,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import errors
-from input_data.affnist.affnist_input_test import write_affnist_mat
+from input_data.affnist.dataset_test import write_affnist_mat
 from input_data import datasets
 from input_data.mnist.idx_test import write_mnist_idx
-from input_data.mnist import mnist_records
-from input_data.norb.norb_records_test import write_norb_mat
-from input_data import records
+from input_data.mnist import mnist_record_writer
+from input_data.norb.norb_record_writer_test import write_norb_mat
+from input_data import tfds_data
 import test_utils
 
 _NAMES = ['mnist', 'norb', 'cifar10', 'expanded_mnist', 'affnist',
@@ -169,7 +169,7 @@ class DatasetsTest(tf.test.TestCase):
     """MultiMNIST from the digits, or from the records of the same seed."""
     images, labels = self._mnist_test_digits(12)
     prefix = os.path.join(self.data_dir, 'multitest_6shifted_mnist.tfrecords')
-    shards = mnist_records.shift_write_multi_mnist(
+    shards = mnist_record_writer.shift_write_multi_mnist(
         images, labels=labels, file_prefix=prefix, shift=6, pad=4,
         max_shard=5, num_pairs=1, seed=3)
     pattern = f'{prefix}@{len(shards)}'
@@ -209,7 +209,7 @@ def test_validate_reads_the_validation_files(tmp_path):
   np.testing.assert_array_equal(batch['recons_label'], labels)
   # Without validate the test split needs the test digits (offline here).
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(records, 'prepare_tfds', _no_tfds)
+    patch.setattr(tfds_data, 'prepare_tfds', _no_tfds)
     with pytest.raises(FileNotFoundError, match='lacks t10k-images'):
       datasets.input_fn('mnist', data_dir=str(tmp_path))('test', 100)
 

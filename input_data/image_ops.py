@@ -15,32 +15,13 @@ import tensorflow as tf
 
 def random_offsets(batch_size: tf.Tensor, image_size: int,
                    crop_size: int) -> tf.Tensor:
-  """Uniform crop corners, each in [0, image_size - crop_size].
-
-  Args:
-    batch_size: number of images (scalar int32 tensor or int).
-    image_size: height and width of the square images.
-    crop_size: height and width of the crops.
-
-  Returns:
-    int32 `[batch, 2]`, the (row, column) of each crop's top-left corner.
-  """
+  """int32 `[batch, 2]`: uniform (row, column) crop corners for `crop`."""
   return tf.random.uniform([batch_size, 2], 0, image_size - crop_size + 1,
                            dtype=tf.int32)
 
 
 def crop(images: tf.Tensor, offsets: tf.Tensor, crop_size: int) -> tf.Tensor:
-  """Crops a square window at a different corner from each image.
-
-  Args:
-    images: `[batch, height, width, channels]`.
-    offsets: int32 `[batch, 2]`, the (row, column) of each window's top-left
-      corner; windows must lie inside the images.
-    crop_size: height and width of the windows.
-
-  Returns:
-    `[batch, crop_size, crop_size, channels]`.
-  """
+  """One window per image, its top-left corner at offsets' (row, column)."""
   window = tf.range(crop_size)
   rows = offsets[:, 0:1] + window  # [batch, crop_size]
   cols = offsets[:, 1:2] + window  # [batch, crop_size]
@@ -49,41 +30,19 @@ def crop(images: tf.Tensor, offsets: tf.Tensor, crop_size: int) -> tf.Tensor:
 
 
 def flip_left_right(images: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
-  """Mirrors the images whose `flips` entry is True.
-
-  Args:
-    images: `[batch, height, width, channels]`.
-    flips: bool `[batch]`.
-
-  Returns:
-    `[batch, height, width, channels]`.
-  """
+  """Mirrors the images whose `flips` (bool `[batch]`) entry is True."""
   return tf.where(flips[:, None, None, None], tf.reverse(images, [2]), images)
 
 
 def adjust_brightness(images: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
-  """Adds `deltas[i]` to every pixel of image i, like tf.image's op.
-
-  Args:
-    images: float `[batch, height, width, channels]`.
-    deltas: float `[batch]`.
-
-  Returns:
-    `[batch, height, width, channels]`, unclipped.
-  """
+  """Adds `deltas[i]` to every pixel of image i, like tf.image's op."""
   return images + deltas[:, None, None, None]
 
 
 def adjust_contrast(images: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
-  """Scales each channel about its mean by `factors[i]`, like tf.image's op.
+  """`(x - mean) * factors[i] + mean` per channel of image i, unclipped.
 
-  Args:
-    images: float `[batch, height, width, channels]`.
-    factors: float `[batch]`.
-
-  Returns:
-    `(x - mean) * factor + mean` with the mean of each image's channel,
-    `[batch, height, width, channels]`, unclipped.
+  Like tf.image's op, with the mean of each image's channel.
   """
   means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
   return (images - means) * factors[:, None, None, None] + means
@@ -91,20 +50,13 @@ def adjust_contrast(images: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
 
 def project(images: tf.Tensor, transforms: tf.Tensor, *, output_size: int,
             interpolation: str) -> tf.Tensor:
-  """Resamples each image through its own projective transform.
+  """float32 images, each resampled through its own projective transform.
 
-  Args:
-    images: float32 `[batch, height, width, channels]`.
-    transforms: float32 `[batch, 8]`, tf's convention: output pixel (x, y)
-      (column, row; pixel centres at integers) samples the input at
-      `((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)` with
-      `k = c0 x + c1 y + 1` for the row `[a0, a1, a2, b0, b1, b2, c0, c1]`.
-    output_size: height and width of the output.
-    interpolation: 'NEAREST' or 'BILINEAR'.
-
-  Returns:
-    `[batch, output_size, output_size, channels]`, zero where the sample
-    falls outside the input.
+  transforms: float32 `[batch, 8]`, tf's convention: output pixel (x, y)
+  (column, row; pixel centres at integers) samples the input at
+  `((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)` with
+  `k = c0 x + c1 y + 1` for the row `[a0, a1, a2, b0, b1, b2, c0, c1]`.
+  The output is zero where the sample falls outside the input.
   """
   return tf.raw_ops.ImageProjectiveTransformV3(
       images=images,
@@ -116,17 +68,11 @@ def project(images: tf.Tensor, transforms: tf.Tensor, *, output_size: int,
 
 
 def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
-  """Rotates each image counterclockwise about its centre.
+  """Rotates each image `[size, size]` (static) by `angles[i]` radians.
 
-  As the reference's `tf.contrib.image.rotate`: nearest-neighbour sampling,
-  zero where the rotated image leaves the frame.
-
-  Args:
-    images: float32 `[batch, size, size, channels]`, size static.
-    angles: float32 `[batch]`, in radians.
-
-  Returns:
-    `[batch, size, size, channels]`.
+  Counterclockwise about its centre, as the reference's
+  `tf.contrib.image.rotate`: nearest-neighbour sampling, zero where the
+  rotated image leaves the frame.
   """
   size = images.shape[1]
   cos, sin = tf.cos(angles), tf.sin(angles)
@@ -142,23 +88,14 @@ def rotate(images: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
 
 def standardized_features(images: tf.Tensor, labels: tf.Tensor,
                           num_classes: int) -> Dict[str, tf.Tensor]:
-  """The models' features of a batch of natural images (CIFAR10, NORB).
-
-  Each image is standardized to zero mean and unit variance
-  (`tf.image.per_image_standardization`) and moved to the reference's
-  channels-first layout; it is also its own reconstruction target.
-
-  Args:
-    images: float32 `[batch, height, width, channels]`.
-    labels: int `[batch]` class ids.
-    num_classes: number of classes of the one-hot labels.
-
-  Returns:
-    `images` and `recons_image` `[batch, channels, height, width]`, one-hot
-    `labels` `[batch, num_classes]` and `recons_label` `[batch]`.
-  """
+  """The `features` of natural images, each standardized, channels first."""
   images = tf.image.per_image_standardization(images)
-  images = tf.transpose(images, [0, 3, 1, 2])
+  return features(tf.transpose(images, [0, 3, 1, 2]), labels, num_classes)
+
+
+def features(images: tf.Tensor, labels: tf.Tensor,
+             num_classes: int) -> Dict[str, tf.Tensor]:
+  """The features (`interface`) of images, each its own recons_image."""
   return {
       'images': images,
       'labels': tf.one_hot(labels, num_classes),

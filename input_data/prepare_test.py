@@ -1,9 +1,12 @@
-"""Tests for prepare: records made on demand, reused, never overwritten."""
+"""Tests for prepare, tfds_data and the data sets' prepare, on demand."""
 
 import contextlib
+import gzip
+import http.server
 import io
 import os
 import tempfile
+import threading
 import time
 from unittest import mock
 import urllib.error
@@ -13,12 +16,17 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import errors
+from input_data.cifar10 import dataset as cifar10_dataset
+from input_data import interface
+from input_data.mnist import dataset as mnist_dataset
 from input_data.mnist import idx
 from input_data.mnist.idx_test import write_mnist_idx
-from input_data.mnist import mnist_records
-from input_data.norb import norb_records
-from input_data.norb.norb_records_test import write_norb_mat
+from input_data.mnist import mnist_record_writer
+from input_data.norb import norb_record_writer
+from input_data.norb import dataset as norb_dataset
+from input_data.norb.norb_record_writer_test import write_norb_mat
 from input_data import prepare
+from input_data import tfds_data
 
 # Generous: the offline error takes well under a second after the imports.
 MAX_OFFLINE_SECONDS = 10
@@ -68,20 +76,24 @@ class PrepareTest(tf.test.TestCase):
   def _tmpdir(self):
     return tempfile.mkdtemp(dir=self.get_temp_dir())
 
+  def _options(self, **kwargs):
+    return interface.Options(data_dir=self.data_dir,
+                             tfds_data_dir=self.tfds_dir, **kwargs)
+
   def _digits(self, count):
     images = self.rng.integers(0, 256, (count, 28, 28), np.uint8)
     return images, self.rng.integers(0, 10, count).astype(np.uint8)
 
-  def _prepare_mnist(self, split, **kwargs):
-    """prepare_mnist, and what it printed."""
-    return _printed(prepare.prepare_mnist, split, data_dir=self.data_dir,
-                    tfds_data_dir=self.tfds_dir, **kwargs)
+  def _write_mnist_records(self, split, **kwargs):
+    """mnist's write_records, and what it printed."""
+    return _printed(mnist_dataset.write_records, split,
+                    self._options(**kwargs))
 
   def _mnist_shift_bytes(self, images, labels, shift):
     """The bytes mnist_shift writes for these digits."""
     path = os.path.join(self._tmpdir(), 'records')
-    mnist_records.shift_write_mnist(images, labels=labels, filename=path,
-                                    shift=shift, pad=0)
+    mnist_record_writer.shift_write_mnist(images, labels=labels, filename=path,
+                                          shift=shift, pad=0)
     return _read(path)
 
   def testMnistFromIdxEqualsMnistShift(self):
@@ -91,8 +103,8 @@ class PrepareTest(tf.test.TestCase):
       write_mnist_idx(self.data_dir, *train, gzipped=gzipped)
       write_mnist_idx(self.data_dir, *test, prefix='t10k', gzipped=gzipped)
       with _offline():  # tfds is not needed
-        train_path, printed = self._prepare_mnist('train')
-        test_path, _ = self._prepare_mnist('test')
+        train_path, printed = self._write_mnist_records('train')
+        test_path, _ = self._write_mnist_records('test')
       self.assertEqual(
           os.path.join(self.data_dir, 'train_2shifted_mnist.tfrecords'),
           train_path)
@@ -111,8 +123,8 @@ class PrepareTest(tf.test.TestCase):
   def testMnistValidationFiles(self):
     images, labels = self._digits(idx.VALIDATION_SIZE + 2)
     write_mnist_idx(self.data_dir, images, labels, gzipped=False)
-    train_path, _ = self._prepare_mnist('train', validate=True)
-    test_path, _ = self._prepare_mnist('test', validate=True)
+    train_path, _ = self._write_mnist_records('train', validate=True)
+    test_path, _ = self._write_mnist_records('test', validate=True)
     start = idx.VALIDATION_SIZE
     self.assertEqual(self._mnist_shift_bytes(images[start:], labels[start:], 2),
                      _read(train_path))
@@ -130,27 +142,26 @@ class PrepareTest(tf.test.TestCase):
     for split, rows in (('train', slice(None)),
                         ('valid_train', slice(idx.VALIDATION_SIZE, None)),
                         ('valid_test', slice(idx.VALIDATION_SIZE))):
-      (got_images, got_labels), _ = _printed(prepare.mnist_digits, split,
-                                             data_dir=self.data_dir)
+      (got_images, got_labels), _ = _printed(mnist_dataset.digits, split,
+                                             self._options())
       self.assertEqual(np.uint8, got_images.dtype)
       self.assertEqual(np.uint8, got_labels.dtype)
       self.assertAllEqual(images[rows], got_images)
       self.assertAllEqual(labels[rows], got_labels)
     with self.assertRaisesRegex(errors.ConfigError, 'split must be one of'):
-      prepare.mnist_digits('validation', data_dir=self.data_dir)
+      mnist_dataset.digits('validation', self._options())
 
   def testBadSplits(self):
-    for prepare_split in (prepare.prepare_mnist, prepare.prepare_norb):
+    for prepare_split in (mnist_dataset.write_records, norb_dataset.prepare):
       with self.assertRaisesRegex(errors.ConfigError,
                                   "split must be train or test, got 'valid'"):
-        prepare_split('valid', data_dir=self.data_dir)
+        prepare_split('valid', self._options())
 
   def testMnistFromTfds(self):
     with tfds.testing.mock_data(num_examples=4), _online():
-      path, printed = self._prepare_mnist('test')
-      (images, labels), _ = _printed(prepare.mnist_digits, 'test',
-                                     data_dir=self.data_dir,
-                                     tfds_data_dir=self.tfds_dir)
+      path, printed = self._write_mnist_records('test')
+      (images, labels), _ = _printed(mnist_dataset.digits, 'test',
+                                     self._options())
       expected = idx.read_tfds_data('test', tfds_data_dir=self.tfds_dir)
     self.assertEqual((4, 28, 28), images.shape)
     self.assertEqual(np.uint8, images.dtype)
@@ -163,8 +174,7 @@ class PrepareTest(tf.test.TestCase):
     start = time.monotonic()
     with _offline():
       with self.assertRaises(errors.MissingDataError) as caught:
-        prepare.prepare_mnist('train', data_dir=self.data_dir,
-                              tfds_data_dir=self.tfds_dir)
+        mnist_dataset.write_records('train', self._options())
     self.assertLess(time.monotonic() - start, MAX_OFFLINE_SECONDS)
     message = str(caught.exception)
     self.assertNotIn('\n', message)
@@ -184,25 +194,23 @@ class PrepareTest(tf.test.TestCase):
           f'^{self.data_dir} lacks smallnorb-5x46789x9x18x6x2x96x96-'
           r'training-dat.mat\[.gz\], .*-cat.mat\[.gz\], .*-info.mat\[.gz\] '
           r'\(from https://cs.nyu.edu/.*cannot reach cs.nyu.edu'):
-        prepare.prepare_norb('train', data_dir=self.data_dir,
-                             tfds_data_dir=self.tfds_dir)
+        norb_dataset.prepare('train', self._options())
       with self.assertRaisesRegex(
           errors.MissingDataError,
           f'^{self.data_dir} lacks cifar-10-batches-bin/ \\(extract '
           r'https://www.cs.toronto.edu/.*cannot reach www.cs.toronto.edu'):
-        prepare.prepare_cifar10(data_dir=self.data_dir,
-                                tfds_data_dir=self.tfds_dir)
+        cifar10_dataset.prepare('train', self._options())
 
   def testReusesPreparedFiles(self):
     write_mnist_idx(self.data_dir, *self._digits(2))
-    path, _ = self._prepare_mnist('train')
+    path, _ = self._write_mnist_records('train')
     before = os.stat(path)
     # Without the idx files, and offline: only the records can be used.
     for name in os.listdir(self.data_dir):
       if name.endswith('.gz'):
         os.remove(os.path.join(self.data_dir, name))
     with _offline():
-      again, printed = self._prepare_mnist('train')
+      again, printed = self._write_mnist_records('train')
     self.assertEqual(path, again)
     self.assertEqual('', printed)
     after = os.stat(path)
@@ -214,22 +222,22 @@ class PrepareTest(tf.test.TestCase):
     with open(path, 'wb') as f:
       f.write(b'mine')
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
-    self.assertEqual((path, ''), self._prepare_mnist('test'))
+    self.assertEqual((path, ''), self._write_mnist_records('test'))
     self.assertEqual(b'mine', _read(path))
 
   def testFileWrittenMeanwhileIsNotOverwritten(self):
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
     path = os.path.join(self.data_dir, 'test_0shifted_mnist.tfrecords')
-    write = mnist_records.shift_write_mnist
+    write = mnist_record_writer.shift_write_mnist
 
     def write_while_another_writes(*args, **kwargs):
       write(*args, **kwargs)
       with open(path, 'wb') as f:
         f.write(b'theirs')
 
-    with mock.patch.object(mnist_records, 'shift_write_mnist',
+    with mock.patch.object(mnist_record_writer, 'shift_write_mnist',
                            write_while_another_writes):
-      _, printed = self._prepare_mnist('test')
+      _, printed = self._write_mnist_records('test')
     self.assertEqual(b'theirs', _read(path))
     self.assertIn(f'Another preparation wrote {path} meanwhile', printed)
     self.assertCountEqual(
@@ -245,9 +253,10 @@ class PrepareTest(tf.test.TestCase):
         f.write(b'half')
       raise KeyboardInterrupt
 
-    with mock.patch.object(mnist_records, 'shift_write_mnist', interrupted):
+    with mock.patch.object(mnist_record_writer, 'shift_write_mnist',
+                           interrupted):
       with self.assertRaises(KeyboardInterrupt):
-        self._prepare_mnist('test')
+        self._write_mnist_records('test')
     self.assertCountEqual(
         ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'],
         os.listdir(self.data_dir))
@@ -260,21 +269,21 @@ class PrepareTest(tf.test.TestCase):
         self.data_dir, 'test_0shifted_mnist.tfrecords.partial-0badf00d')
     with open(leftover, 'wb') as f:
       f.write(b'half')
-    path, _ = self._prepare_mnist('test')
+    path, _ = self._write_mnist_records('test')
     self.assertEqual(self._mnist_shift_bytes(images, labels, 0), _read(path))
     self.assertEqual(b'half', _read(leftover))
 
   def testProgressLines(self):
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
-    write = mnist_records.shift_write_mnist
+    write = mnist_record_writer.shift_write_mnist
 
     def slow_write(*args, **kwargs):
       write(*args, **kwargs)
       time.sleep(0.5)
 
     with mock.patch.object(prepare, 'PROGRESS_SECONDS', 0.1), \
-        mock.patch.object(mnist_records, 'shift_write_mnist', slow_write):
-      _, printed = self._prepare_mnist('test')
+        mock.patch.object(mnist_record_writer, 'shift_write_mnist', slow_write):
+      _, printed = self._write_mnist_records('test')
     # The whole file is written before the pause.
     self.assertRegex(printed, r'\n  100% \(0 MB\) after 0 s\n')
 
@@ -284,20 +293,18 @@ class PrepareTest(tf.test.TestCase):
     info = self.rng.integers(0, 18, (3, 4))
     write_norb_mat(self.data_dir, 'test', images, labels, info)
     with _offline():  # tfds is not needed
-      path, printed = _printed(prepare.prepare_norb, 'test',
-                               data_dir=self.data_dir,
-                               tfds_data_dir=self.tfds_dir)
+      path, printed = _printed(norb_dataset.prepare, 'test',
+                               self._options())
     self.assertEqual(os.path.join(self.data_dir, 'testduo.tfrecords'), path)
     expected = os.path.join(self._tmpdir(), 'testduo.tfrecords')
-    norb_records.write_records(expected, images=images, labels=labels,
-                               info=info)
+    norb_record_writer.write_records(expected, images=images, labels=labels,
+                                     info=info)
     self.assertEqual(_read(expected), _read(path))
     self.assertIn(f'.mat files in {self.data_dir}', printed)
 
   def testNorbFromTfds(self):
     with tfds.testing.mock_data(num_examples=3), _online():
-      path, _ = _printed(prepare.prepare_norb, 'train',
-                         data_dir=self.data_dir, tfds_data_dir=self.tfds_dir)
+      path, _ = _printed(norb_dataset.prepare, 'train', self._options())
       expected = list(tfds.builder('smallnorb', data_dir=self.tfds_dir)
                       .as_dataset(split='train', shuffle_files=False)
                       .as_numpy_iterator())
@@ -318,18 +325,80 @@ class PrepareTest(tf.test.TestCase):
 
   def testCifar10Source(self):
     with tfds.testing.mock_data(num_examples=2), _online():
-      source, printed = _printed(prepare.prepare_cifar10,
-                                 data_dir=self.data_dir,
-                                 tfds_data_dir=self.tfds_dir)
+      source, printed = _printed(cifar10_dataset.prepare, 'test',
+                                 self._options())
     self.assertEqual('tfds', source)
-    self.assertEqual('tfds', prepare.cifar10_source(self.data_dir))
+    self.assertEqual('tfds', cifar10_dataset.source(self.data_dir))
     self.assertIn("reading tensorflow-datasets' cifar10", printed)
     os.mkdir(os.path.join(self.data_dir, 'cifar-10-batches-bin'))
-    self.assertEqual('bin', prepare.cifar10_source(self.data_dir))
+    self.assertEqual('bin', cifar10_dataset.source(self.data_dir))
     with _offline():  # tfds is not needed
-      self.assertEqual('bin', prepare.prepare_cifar10(
-          data_dir=self.data_dir, tfds_data_dir=self.tfds_dir))
+      self.assertEqual('bin', cifar10_dataset.prepare('test', self._options()))
 
+
+  def testOpenMaybeGzipped(self):
+    tmp = self._tmpdir()
+    with open(os.path.join(tmp, 'plain'), 'wb') as f:
+      f.write(b'plain bytes')
+    with gzip.open(os.path.join(tmp, 'zipped.gz'), 'wb') as f:
+      f.write(b'zipped bytes')
+    for name in ('plain', 'zipped'):
+      with prepare.open_maybe_gzipped(os.path.join(tmp, name), 'get') as f:
+        self.assertEqual(name.encode() + b' bytes', f.read())
+    with self.assertRaisesRegex(errors.MissingDataError,
+                                'other.gz.*\n  wget x'):
+      prepare.open_maybe_gzipped(os.path.join(tmp, 'other'), 'wget x')
+
+  def testLoadTfdsMock(self):
+    with tfds.testing.mock_data(num_examples=6):
+      dataset = tfds_data.load_tfds('mnist', 'test',
+                                    tfds_data_dir=self._tmpdir())
+      examples = list(dataset.as_numpy_iterator())
+    self.assertLen(examples, 6)
+    self.assertEqual((28, 28, 1), examples[0]['image'].shape)
+
+  def testLoadTfdsWithoutNetwork(self):
+    data_dir = self._tmpdir()
+    with mock.patch.object(tfds.core.DatasetBuilder, 'download_and_prepare',
+                           side_effect=ConnectionError('network down')):
+      with self.assertRaisesRegex(
+          errors.MissingDataError,
+          f'^tensorflow-datasets has no prepared \'mnist\' in {data_dir} '
+          '.*network down.*download_and_prepare.*copy DIR/mnist into'):
+        tfds_data.load_tfds('mnist', 'train', tfds_data_dir=data_dir)
+
+  def testPrepareTfdsFailsFastWithoutServer(self):
+    data_dir = self._tmpdir()
+    download = mock.Mock()
+    start = time.monotonic()
+    with mock.patch.object(tfds.core.DatasetBuilder, 'download_and_prepare',
+                           download):
+      # .invalid never resolves (RFC 6761), online or not.
+      with self.assertRaisesRegex(
+          errors.MissingDataError,
+          '^[^\n]*could not download it \\(cannot reach capsules.invalid'):
+        tfds_data.prepare_tfds('mnist', tfds_data_dir=data_dir,
+                               server_url='https://capsules.invalid/a.gz')
+    self.assertLess(time.monotonic() - start, 15)
+    download.assert_not_called()
+
+  def testPrepareTfdsDownloadsWhenServerAnswers(self):
+    """A server that answers, even 404 to a HEAD request, is reachable."""
+    server = http.server.HTTPServer(('127.0.0.1', 0),
+                                    http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    download = mock.Mock()
+    try:
+      with mock.patch.object(tfds.core.DatasetBuilder,
+                             'download_and_prepare', download):
+        tfds_data.prepare_tfds(
+            'mnist', tfds_data_dir=self._tmpdir(),
+            server_url=f'http://127.0.0.1:{server.server_port}/missing.gz')
+    finally:
+      server.shutdown()
+      server.server_close()
+    download.assert_called_once()
 
 if __name__ == '__main__':
   tf.test.main()

@@ -1,16 +1,10 @@
-"""Tests for records: file names, checks, reading order and tfds loading."""
+"""Tests for records: file names, checks, reading order."""
 
-import gzip
-import http.server
 import os
 import tempfile
-import threading
-import time
-from unittest import mock
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 import errors
 from input_data import records
@@ -83,28 +77,13 @@ class RecordsTest(tf.test.TestCase):
 
   def testFirstExample(self):
     path = os.path.join(self._tmpdir(), 'x.tfrecords')
-    examples = [tf.train.Example(features=tf.train.Features(feature={
-        'height': records.int64_feature([h])})) for h in (36, 28)]
-    _write_records(path, [e.SerializeToString() for e in examples])
+    _write_records(path, [records.serialize({'height': h}) for h in (36, 28)])
     self.assertEqual(36, records.example_int(records.first_example(path),
                                              'height'))
     empty = path + '.empty'
     _write_records(empty, [])
     with self.assertRaisesRegex(errors.DataError, 'holds no records'):
       records.first_example(empty)
-
-  def testOpenMaybeGzipped(self):
-    tmp = self._tmpdir()
-    with open(os.path.join(tmp, 'plain'), 'wb') as f:
-      f.write(b'plain bytes')
-    with gzip.open(os.path.join(tmp, 'zipped.gz'), 'wb') as f:
-      f.write(b'zipped bytes')
-    for name in ('plain', 'zipped'):
-      with records.open_maybe_gzipped(os.path.join(tmp, name), 'get') as f:
-        self.assertEqual(name.encode() + b' bytes', f.read())
-    with self.assertRaisesRegex(errors.MissingDataError,
-                                'other.gz.*\n  wget x'):
-      records.open_maybe_gzipped(os.path.join(tmp, 'other'), 'wget x')
 
   def testReadFilesTestOrder(self):
     tmp = self._tmpdir()
@@ -146,71 +125,21 @@ class RecordsTest(tf.test.TestCase):
 
   def testBatchDatasetTest(self):
     batches = list(records.batch_dataset(
-        tf.data.Dataset.range(10), batch_size=4, train=False,
+        tf.data.Dataset.range(10), lambda x: x, batch_size=4, train=False,
         shuffle_buffer=5000).as_numpy_iterator())
     self.assertEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]],
                      [b.tolist() for b in batches])
 
   def testBatchDatasetTrain(self):
-    dataset = records.batch_dataset(tf.data.Dataset.range(10), batch_size=4,
-                                    train=True, shuffle_buffer=5000)
+    dataset = records.batch_dataset(tf.data.Dataset.range(10), lambda x: x,
+                                    batch_size=4, train=True,
+                                    shuffle_buffer=5000)
     self.assertEqual([4], dataset.element_spec.shape.as_list())
     values = np.concatenate(list(dataset.take(50).as_numpy_iterator()))
     # Shuffled, endless, and every example about equally often.
     self.assertNotEqual(list(range(10)) * 2, values[:20].tolist())
     self.assertEqual(list(range(10)), sorted(set(values.tolist())))
     self.assertEqual(list(range(10)), sorted(values[:10].tolist()))
-
-  def testLoadTfdsMock(self):
-    with tfds.testing.mock_data(num_examples=6):
-      dataset = records.load_tfds('mnist', 'test',
-                                  tfds_data_dir=self._tmpdir())
-      examples = list(dataset.as_numpy_iterator())
-    self.assertLen(examples, 6)
-    self.assertEqual((28, 28, 1), examples[0]['image'].shape)
-
-  def testLoadTfdsWithoutNetwork(self):
-    data_dir = self._tmpdir()
-    with mock.patch.object(tfds.core.DatasetBuilder, 'download_and_prepare',
-                           side_effect=ConnectionError('network down')):
-      with self.assertRaisesRegex(
-          errors.MissingDataError,
-          f'^tensorflow-datasets has no prepared \'mnist\' in {data_dir} '
-          '.*network down.*download_and_prepare.*copy DIR/mnist into'):
-        records.load_tfds('mnist', 'train', tfds_data_dir=data_dir)
-
-  def testPrepareTfdsFailsFastWithoutServer(self):
-    data_dir = self._tmpdir()
-    download = mock.Mock()
-    start = time.monotonic()
-    with mock.patch.object(tfds.core.DatasetBuilder, 'download_and_prepare',
-                           download):
-      # .invalid never resolves (RFC 6761), online or not.
-      with self.assertRaisesRegex(
-          errors.MissingDataError,
-          '^[^\n]*could not download it \\(cannot reach capsules.invalid'):
-        records.prepare_tfds('mnist', tfds_data_dir=data_dir,
-                             server_url='https://capsules.invalid/a.gz')
-    self.assertLess(time.monotonic() - start, 15)
-    download.assert_not_called()
-
-  def testPrepareTfdsDownloadsWhenServerAnswers(self):
-    """A server that answers, even 404 to a HEAD request, is reachable."""
-    server = http.server.HTTPServer(('127.0.0.1', 0),
-                                    http.server.BaseHTTPRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    download = mock.Mock()
-    try:
-      with mock.patch.object(tfds.core.DatasetBuilder,
-                             'download_and_prepare', download):
-        records.prepare_tfds(
-            'mnist', tfds_data_dir=self._tmpdir(),
-            server_url=f'http://127.0.0.1:{server.server_port}/missing.gz')
-    finally:
-      server.shutdown()
-      server.server_close()
-    download.assert_called_once()
 
 
 if __name__ == '__main__':

@@ -1,28 +1,11 @@
 """The Fourier convolution: `tf.nn.conv2d` by DFT matrix products, for CPUs.
 
-An optional accelerator, not the paper's math: the capsule layers run it
-when asked (`conv_implementation='fourier'`), and TensorFlow's convolution
-otherwise. It pays for the primary capsules' large-kernel convolution (9x9,
-stride 2, 256 channels in and out), where its frequency products are a
-fifth of the direct convolution's multiplications, on CPUs; GPUs have
-tuned convolutions of their own. It gives `tf.nn.conv2d`'s numbers up to
-float rounding, values and both gradients, in float32, bfloat16 and
-float16.
-
-In the frequency domain the convolution is one small complex matrix product
-per frequency, `[batch, in_channels] x [in_channels, out_channels]`; with
-Gauss's three real products per complex one, all products of all
-frequencies run as one batched matrix product. The DFTs are small matrix
-products too, one image axis at a time, whose matrices fold in the zero
-padding, the stride, the VALID crop and Gauss's sums and differences. The
-gradients are the transposed maps. docs/fourier.md derives it with shapes.
-
-Shapes: `h x w` image, `k x k` kernel, `oh x ow` output; DFT lengths `lh`
-and `lw` (`_Axis.dft_length`), `hw = lw // 2 + 1` frequencies kept along
-the width (a real signal's others are their conjugates), `f = lh * hw`
-frequencies in all. An axis written `2 * n` holds (part, n) pairs, part
-major, and `n * 2` holds (n, part) pairs; a part is real or imaginary. An
-axis `3 * lh` holds Gauss's three operands or products, each `lh` long.
+An optional accelerator, not the paper's math: the capsule layers run it when
+asked (`conv_implementation='fourier'`). It gives `tf.nn.conv2d`'s numbers up
+to float rounding, values and both gradients, in float32, bfloat16 and
+float16. docs/fourier.md derives it with shapes, in the order of this code,
+and defines the shapes' names (`lh`, `hw`, `f`; axes `2 * n`, `n * 2`,
+`3 * lh`).
 """
 
 import dataclasses
@@ -37,29 +20,14 @@ import errors
 
 @dataclasses.dataclass(frozen=True)
 class _Axis:
-  """One image axis of a convolution: sizes and the DFT length.
-
-  Attributes:
-    out_size: outputs along the axis.
-    pad_before: zeros before the input (SAME padding; VALID has none).
-    dft_length: `(out_size - 1) * stride + kernel_size`, the span of
-      (padded) input that the strided outputs read.
-  """
+  """One image axis of a convolution (docs/fourier.md, section 2)."""
   out_size: int
-  pad_before: int
-  dft_length: int
+  pad_before: int   # SAME's zeros before the input; VALID has none.
+  dft_length: int   # The span of (padded) input the strided outputs read.
 
 
 def _axis(size: int, *, kernel_size: int, stride: int, padding: str) -> _Axis:
-  """The output size, padding and DFT length of one axis of `size` inputs.
-
-  With the DFT length the span the strided outputs read, the circular
-  correlation of the DFTs equals the linear one at every output (the kernel
-  never wraps around), and VALID's unread last rows drop out.
-
-  Raises:
-    errors.ConfigError: for a padding other than SAME or VALID.
-  """
+  """The `_Axis` of `size` inputs (ConfigError unless SAME or VALID)."""
   if padding == 'SAME':
     out_size = -(-size // stride)
     pad_before = max((out_size - 1) * stride + kernel_size - size, 0) // 2
@@ -74,15 +42,9 @@ def _axis(size: int, *, kernel_size: int, stride: int, padding: str) -> _Axis:
 
 def _dft_matrix(size: int, *, length: int, offset: int,
                 half: bool) -> Tuple[np.ndarray, np.ndarray]:
-  """The length-`length` DFT of a `size`-long signal placed at `offset`.
+  """Real and imaginary parts `[frequencies, size]` of D (docs section 3).
 
-  The offset is SAME's zero padding before the signal; samples at or past
-  the length are never read by an output (VALID's crop) and weigh zero.
-
-  Returns:
-    The real and imaginary parts `[frequencies, size]` of what sample n adds
-    to frequency f, `exp(-2 pi i f (n + offset) / length)`. `frequencies`
-    is `length`, or `length // 2 + 1` with half.
+  `frequencies` is `length`, or `length // 2 + 1` with half.
   """
   frequencies = length // 2 + 1 if half else length
   position = np.arange(size)[None, :] + offset
@@ -93,16 +55,7 @@ def _dft_matrix(size: int, *, length: int, offset: int,
 
 def _complex_map(real: np.ndarray,
                  imag: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-  """Multiplying complex vectors by the matrix `real + i imag`, in reals.
-
-  Args:
-    real: `[m, n]`.
-    imag: `[m, n]`.
-
-  Returns:
-    `(to_real, to_imag)`, each `[m, n * 2]`: the real and the imaginary
-    part of the product of a complex `[n]` stored as (n, part) pairs.
-  """
+  """`[m, n]` parts of a complex matrix to `to_real, to_imag` `[m, n * 2]`."""
   to_real = np.stack([real, -imag], axis=2).reshape(real.shape[0], -1)
   to_imag = np.stack([imag, real], axis=2).reshape(real.shape[0], -1)
   return to_real, to_imag
@@ -110,52 +63,21 @@ def _complex_map(real: np.ndarray,
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Plan:
-  """The constant matrices of one convolution geometry (see `_plan`).
-
-  Shapes as in the module docstring. `X`, `W` and `Y` are the spectra of
-  the image, the kernel and the output, `dY` the output gradient's.
-
-  Attributes:
-    height_frequencies: `lh`.
-    width_frequencies: `hw`.
-    out_height: `oh`.
-    out_width: `ow`.
-    image_width_dft: `[2 * hw, w]`, image columns to their DFT along the
-      width (SAME's padding and VALID's crop folded in).
-    image_height_dft: `[3 * lh, h * 2]`, that to the left operands
-      `[Xr + Xi, Xr, Xi]` of Gauss's products.
-    kernel_width_dft: `[2 * hw, k]`, as image_width_dft for the kernel.
-    kernel_height_dft: `[3 * lh, k * 2]`, to the right operands
-      `[Wr, Wr + Wi, Wr - Wi]`.
-    output_height_idft: `[oh * 2, 3 * lh]`, the products to the inverse
-      DFT of `Y = X conj(W)` along the height, at the strided rows only.
-    output_width_idft: `[ow, 2 * hw]`, that to the real output at the
-      strided columns only, each half-spectrum column also counted for its
-      conjugate.
-    d_output_for_images: `[3 * lh, oh * 2]`, the output gradient after
-      `output_width_idft.T` to the left operands `[dYr + dYi, dYi, dYr]` of
-      the image gradient's products.
-    d_output_for_kernel: `[3 * lh, oh * 2]`, likewise to the right
-      operands `[dYr, dYr + dYi, dYr - dYi]` of the kernel gradient's.
-    d_image_height: `[h * 2, 3 * lh]`, the image gradient's products to the
-      gradient of the image's width DFT (then `image_width_dft.T`).
-    d_kernel_height: `[k * 2, 3 * lh]`, the kernel gradient's products to
-      the gradient of the kernel's width DFT (then `kernel_width_dft.T`).
-  """
+  """The float32 matrices of one convolution geometry (docs sections 3-6)."""
   height_frequencies: int
   width_frequencies: int
   out_height: int
   out_width: int
-  image_width_dft: np.ndarray
-  image_height_dft: np.ndarray
-  kernel_width_dft: np.ndarray
-  kernel_height_dft: np.ndarray
-  output_height_idft: np.ndarray
-  output_width_idft: np.ndarray
-  d_output_for_images: np.ndarray
-  d_output_for_kernel: np.ndarray
-  d_image_height: np.ndarray
-  d_kernel_height: np.ndarray
+  image_width_dft: np.ndarray      # [2 * hw, w]
+  image_height_dft: np.ndarray     # [3 * lh, h * 2]
+  kernel_width_dft: np.ndarray     # [2 * hw, k]
+  kernel_height_dft: np.ndarray    # [3 * lh, k * 2]
+  output_height_idft: np.ndarray   # [oh * 2, 3 * lh]
+  output_width_idft: np.ndarray    # [ow, 2 * hw]
+  d_output_for_images: np.ndarray  # [3 * lh, oh * 2]
+  d_output_for_kernel: np.ndarray  # [3 * lh, oh * 2]
+  d_image_height: np.ndarray       # [h * 2, 3 * lh]
+  d_kernel_height: np.ndarray      # [k * 2, 3 * lh]
 
   @property
   def num_frequencies(self) -> int:
@@ -166,33 +88,7 @@ class _Plan:
 @functools.lru_cache(maxsize=None)
 def _plan(height: int, width: int, *, kernel_size: int, stride: int,
           padding: str) -> _Plan:
-  """The DFT matrices of a convolution's geometry, in float32.
-
-  TensorFlow's convolution is a cross-correlation, so per frequency the
-  output spectrum is `Y = X conj(W)`, summed over input channels. Gauss's
-  three real products compute any `A conj(B)` from the operand stacks
-  `[Ar + Ai, Ar, Ai]` and `[Br, Br + Bi, Br - Bi]`: their products
-  `[s0, s1, s2]` give `real = s0 - s2` and `imag = s0 - s1`. The forward
-  pass takes `A = X`, `B = W`; the kernel gradient `dW = X^T conj(dY)`
-  takes `A = X^T` (the forward pass's image stack, transposed) and
-  `B = dY`. The image gradient `dX = dY W^T` is `A conj(B)` with `A = dY`,
-  `B = conj(W)^T`, whose stack `[Wr, Wr - Wi, Wr + Wi]^T` is the kernel
-  stack with its last two swapped; the left stack swaps its last two
-  instead, `[dYr + dYi, dYi, dYr]`, so the kernel stack serves as it is,
-  and `s1` and `s2` trade places: `real = s0 - s1`, `imag = s0 - s2`.
-  Each reading matrix below applies one such pair of differences and the
-  next linear map in one: `M_r (s0 - s2) + M_i (s0 - s1)` is
-  `[M_r + M_i, -M_i, -M_r]` on the stack.
-
-  Every step is exact, so only float rounding tells the result from
-  `tf.nn.conv2d`'s: with the DFT length of `_axis` the circular
-  correlation is the linear one at every output read; the padding's zeros
-  and the unread samples add nothing (`_dft_matrix`); Gauss's products are
-  an identity; the inverse DFT holds at any position, so evaluating it at
-  the strided outputs only loses nothing, and a real output is the real
-  part of its half spectrum's sum with each conjugate pair counted twice;
-  the gradient of a linear map is its transpose.
-  """
+  """The `_Plan` of a convolution's geometry (docs/fourier.md, 2-6)."""
   along_height = _axis(height, kernel_size=kernel_size, stride=stride,
                        padding=padding)
   along_width = _axis(width, kernel_size=kernel_size, stride=stride,
@@ -211,18 +107,15 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
   image_to_real, image_to_imag = height_dft(height, along_height.pad_before)
   kernel_to_real, kernel_to_imag = height_dft(kernel_size, 0)
 
-  # The inverse DFT along the height at the strided rows: row o of a
-  # complex Y times exp(+2 pi i stride o frequency / lh), from Yr and from
-  # Yi to (o, part) pairs.
+  # The inverse DFT at the strided rows, from Yr and Yi (docs section 5).
   angle_h = (2 * np.pi * stride * np.arange(along_height.out_size)[:, None] *
              np.arange(length_h)[None, :] / length_h)  # [oh, lh]
   cos_h, sin_h = np.cos(angle_h), np.sin(angle_h)
   from_real = np.stack([cos_h, sin_h], axis=1).reshape(-1, length_h)
   from_imag = np.stack([-sin_h, cos_h], axis=1).reshape(-1, length_h)
 
-  # Along the width the real part at the strided columns, every frequency
-  # but 0 (and an even length's last) twice for its conjugate; 1 / (lh lw)
-  # is the inverse DFT's scale.
+  # Each frequency but 0 (and an even length's last) counts for its
+  # conjugate too; 1 / (lh lw) is the inverse DFT's scale.
   frequency_w = np.arange(half_width)[None, :]
   angle_w = (2 * np.pi * stride * np.arange(along_width.out_size)[:, None] *
              frequency_w / length_w)                   # [ow, hw]
@@ -242,22 +135,19 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
           [from_real + from_imag, -from_imag, -from_real], axis=1),
       output_width_idft=np.concatenate(
           [np.cos(angle_w) * weight, -np.sin(angle_w) * weight], axis=1),
-      # The output is from_real Yr + from_imag Yi along the height, so the
-      # transposes take the output gradient's (o, part) pairs to dYr and
-      # dYi, stacked for the product that reads them: [dYr + dYi, dYi, dYr],
-      # A's stack with its last two swapped (see above), and
-      # [dYr, dYr + dYi, dYr - dYi], B's for B = dY.
+      # dY's stacks: [dYr + dYi, dYi, dYr], the left one with its last two
+      # swapped so that the kernel stack serves as it is, and
+      # [dYr, dYr + dYi, dYr - dYi] (docs section 6).
       d_output_for_images=np.concatenate(
           [from_real.T + from_imag.T, from_imag.T, from_real.T]),
       d_output_for_kernel=np.concatenate(
           [from_real.T, from_real.T + from_imag.T,
            from_real.T - from_imag.T]),
-      # [s0, s1, s2] to dX = (s0 - s1) + i (s0 - s2) (the swapped stack),
-      # then by the transposed height DFT.
+      # [s0, s1, s2] to dX = (s0 - s1) + i (s0 - s2) (the swapped stack).
       d_image_height=np.concatenate(
           [image_to_real.T + image_to_imag.T, -image_to_real.T,
            -image_to_imag.T], axis=1),
-      # [s0, s1, s2] to dW = (s0 - s2) + i (s0 - s1), then likewise.
+      # [s0, s1, s2] to dW = (s0 - s2) + i (s0 - s1).
       d_kernel_height=np.concatenate(
           [kernel_to_real.T + kernel_to_imag.T, -kernel_to_imag.T,
            -kernel_to_real.T], axis=1),
@@ -270,16 +160,7 @@ def _plan(height: int, width: int, *, kernel_size: int, stride: int,
 
 def _width_then_height(signal: tf.Tensor, *, width_map: np.ndarray,
                        height_map: np.ndarray) -> tf.Tensor:
-  """A separable linear map of 2D signals: along the width, then the height.
-
-  Args:
-    signal: `[height, width, n]`, n signals, float32 or bfloat16.
-    width_map: `[2 * m, width]`, two parts of m outputs.
-    height_map: `[r, height * 2]`, on (height, part) pairs.
-
-  Returns:
-    `[r, m * n]` in the signal's dtype.
-  """
+  """`[h, w, n]` by `[2 * m, w]`, then by `[r, h * 2]`: `[r, m * n]`."""
   by_width = tf.matmul(tf.cast(width_map, signal.dtype),
                        signal)                          # [height, 2 * m, n]
   return tf.matmul(tf.cast(height_map, signal.dtype),
@@ -288,16 +169,7 @@ def _width_then_height(signal: tf.Tensor, *, width_map: np.ndarray,
 
 def _height_then_width(spectrum: tf.Tensor, *, height_map: np.ndarray,
                        width_map: np.ndarray) -> tf.Tensor:
-  """A separable linear map of 2D signals: along the height, then the width.
-
-  Args:
-    spectrum: `[r, m * n]`, float32 or bfloat16.
-    height_map: `[height * 2, r]`, to (height, part) pairs.
-    width_map: `[width, 2 * m]`, on two parts of m inputs.
-
-  Returns:
-    float32 `[height, width, n]`: the second stage runs in float32.
-  """
+  """`[r, m * n]` by `[h * 2, r]`, then in float32 `[w, 2 * m]`: `[h, w, n]`."""
   by_height = tf.matmul(tf.cast(height_map, spectrum.dtype),
                         spectrum)                       # [height * 2, m * n]
   by_height = tf.cast(by_height, tf.float32)
@@ -306,19 +178,13 @@ def _height_then_width(spectrum: tf.Tensor, *, height_map: np.ndarray,
 
 
 def _product_dtype(dtype: tf.DType) -> tf.DType:
-  """The DFTs' and products' dtype: bfloat16 for bfloat16 inputs, else
-  float32 (float16's range is too narrow for spectra, sums over images)."""
+  """bfloat16 for bfloat16, else float32 (float16's range is too narrow)."""
   return tf.bfloat16 if dtype == tf.bfloat16 else tf.float32
 
 
 def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
            padding: str) -> tf.Tensor:
   """`tf.nn.conv2d(images, kernel, stride, padding)` by the DFT.
-
-  Everything runs in `_product_dtype` but the last stage of the inverse
-  DFTs, float32. The gradients are the transposed maps: the same kinds of
-  matrix products. The image stack is kept for the backward pass (for MNIST
-  at batch 128, 75 MB); the kernel stack (150 MB) is made again there.
 
   Args:
     images: `[batch, height, width, in_channels]`, float32, bfloat16 or
@@ -380,11 +246,9 @@ def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
               d_signals, width_map=plan.output_width_idft.T,
               height_map=height_map), [3, frequencies, -1, out_channels])
 
-        # One product's operands and result at a time, for memory: the
-        # kernel gradient's first, then the image stack is dead; the kernel
-        # stack made again (150 MB for MNIST, not kept from the forward
-        # pass) only after it, which also keeps grappler from merging the
-        # two.
+        # One product's operands and result at a time, for memory (docs
+        # section 6); the kernel stack made again only after the kernel
+        # gradient, which also keeps grappler from merging the two.
         d_kernel = _height_then_width(
             by_height(products(image_stack,
                                d_output_stack(plan.d_output_for_kernel),

@@ -15,7 +15,7 @@ request the Fourier convolution of `fourier.py`, a CPU accelerator
 """
 
 import collections
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -35,7 +35,7 @@ _SQUASH_EPSILON = 1e-20
 Evaluation = collections.namedtuple(
     'Evaluation', ('total_loss', 'correct', 'almost', 'classification_loss'))
 
-# One routing iteration, as `routing_iterations` yields it.
+# One routing iteration, as `routing_iterations` keeps it.
 RoutingIteration = collections.namedtuple(
     'RoutingIteration', ('logits', 'route', 'activation', 'agreement'))
 
@@ -74,34 +74,45 @@ def _leaky_routing(logits: tf.Tensor, output_dim: int) -> tf.Tensor:
   return tf.split(leaky_routing, [1, output_dim], axis=2)[1]
 
 
-def routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
-                        num_routing: int, leaky: bool,
-                        input_axis: int = 1) -> Iterator[RoutingIteration]:
-  """Dynamic routing by agreement (Sabour et al., Procedure 1), step by step.
+def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
+                    leaky: bool, *, input_axis: int = 1, xla: bool = False,
+                    iterations: Optional[List[RoutingIteration]] = None
+                    ) -> tf.Tensor:
+  """Dynamic routing by agreement (Sabour et al., Procedure 1), in float32.
 
   The reference's order: the logits start at zero; each iteration routes with
-  the softmax of the logits (or `_leaky_routing`; the first iteration's is
-  uniform), sums the routed votes over
+  the softmax of the logits (or `_leaky_routing`), sums the routed votes over
   input capsules plus the biases, squashes, and adds the agreement (the
   reference's `distances`) of every vote with the activation to the logits.
-  For diagnostics such as the paper's Appendix A: the mean absolute change of
-  the logits in an iteration is the mean of `|agreement|`.
+  Its `logit_shape`, `num_dims`, `input_dim` and `output_dim` arguments are
+  read off `votes`; its loop is a Python loop, unrolled in the graph.
 
   Args:
-    votes: `[batch, input_dim, output_dim, atoms, ...]`, as for
-      `_update_routing`.
-    biases: as for `_update_routing`.
-    num_routing: as for `_update_routing`.
-    leaky: as for `_update_routing`.
-    input_axis: as for `_update_routing`.
+    votes: `[batch, input_dim, output_dim, atoms]` (fully connected) or
+      `[batch, input_dim, output_dim, atoms, height, width]` (convolutional),
+      float32 or narrower.
+    biases: float32, broadcastable to `[output_dim, atoms, ...]`.
+    num_routing: number of routing iterations, at least 1.
+    leaky: route with `_leaky_routing` instead of a plain softmax.
+    input_axis: 1, or 0 for votes `[input_dim, batch, output_dim, atoms,
+      ...]` (the layout that `Capsule` computes without a transpose).
+    xla: compile with XLA. Run op by op, routing is a dozen full passes over
+      the votes per iteration; XLA fuses its broadcasts and reductions into a
+      few loops, forward and backward, and widens narrower votes inside them,
+      so they are read from memory at their own width. Op by op serves where
+      XLA cannot compile (the same numbers up to float rounding).
+    iterations: op by op only, a list to which each iteration's
+      `RoutingIteration` is appended, as the reference's `activations`
+      array kept every iteration's activation.
 
-  Yields:
-    One `RoutingIteration` per iteration: the logits it routes with and the
-    route (coupling coefficients c), both `[batch, input_dim, output_dim,
-    ...]` (the first two axes as in votes), the activation `[batch,
-    output_dim, atoms, ...]`, and the agreement of the logits' shape that it
-    adds to the logits.
+  Returns:
+    float32 `[batch, output_dim, atoms, ...]` activations of the last
+    iteration.
   """
+  if xla:
+    return _xla_update_routing(votes, biases, num_routing, leaky,
+                               input_axis=input_axis)
+  votes = tf.cast(votes, tf.float32)
   output_dim = votes.shape[2]
   logits = tf.zeros_like(votes[:, :, :, 0])             # [b, in, out, ...]
   for i in range(num_routing):
@@ -120,90 +131,37 @@ def routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
     activation = _squash(preactivate)                   # [b, out, atoms, ...]
     agreement = tf.reduce_sum(votes * tf.expand_dims(activation, input_axis),
                               axis=3)                   # [b, in, out, ...]
-    yield RoutingIteration(logits, route, activation, agreement)
+    if iterations is not None:
+      iterations.append(RoutingIteration(logits, route, activation, agreement))
     logits += agreement
+  return activation
 
 
-def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
-                    leaky: bool, *, input_axis: int = 1) -> tf.Tensor:
-  """Dynamic routing by agreement (Sabour et al., Procedure 1).
+_xla_update_routing = tf.function(_update_routing, jit_compile=True,
+                                  autograph=False)
 
-  The reference's `logit_shape`, `num_dims`, `input_dim` and `output_dim`
-  arguments are read off `votes` here. Runs `routing_iterations` (a Python
-  loop, unrolled in the graph) and keeps the last activation.
 
-  Args:
-    votes: `[batch, input_dim, output_dim, atoms]` (fully connected) or
-      `[batch, input_dim, output_dim, atoms, height, width]` (convolutional).
-    biases: broadcastable to `[output_dim, atoms, ...]`.
-    num_routing: number of routing iterations, at least 1.
-    leaky: route with `_leaky_routing` instead of a plain softmax.
-    input_axis: 1, or 0 for votes `[input_dim, batch, output_dim, atoms,
-      ...]` (the layout that `Capsule` computes without a transpose).
+def routing_iterations(votes: tf.Tensor, *, biases: tf.Tensor,
+                       num_routing: int, leaky: bool,
+                       input_axis: int = 1) -> List[RoutingIteration]:
+  """`_update_routing` (arguments there) op by op, every iteration kept.
 
-  Returns:
-    `[batch, output_dim, atoms, ...]` activations of the last iteration.
+  For diagnostics such as the paper's Appendix A: the mean absolute change of
+  the logits in an iteration is the mean of `|agreement|`. Each
+  `RoutingIteration` holds the logits it routes with and the route (coupling
+  coefficients c), both `[batch, input_dim, output_dim, ...]` (the first two
+  axes as in votes), the activation `[batch, output_dim, atoms, ...]`, and
+  the agreement of the logits' shape that it adds to the logits.
   """
-  *_, last = routing_iterations(votes, biases=biases,
-                                 num_routing=num_routing, leaky=leaky,
-                                 input_axis=input_axis)
-  return last.activation
-
-
-@tf.function(jit_compile=True, autograph=False)
-def fused_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
-                   leaky: bool, input_axis: int = 1) -> tf.Tensor:
-  """`_update_routing` in float32, compiled by XLA.
-
-  Run op by op, routing is a dozen full passes over the votes per iteration;
-  XLA fuses its broadcasts and reductions into a few loops, forward and
-  backward. Narrower votes (bfloat16) are widened inside those loops, so they
-  are read from memory at their own width.
-
-  Args:
-    votes: as for `_update_routing`, float32 or bfloat16.
-    biases: float32, as for `_update_routing`.
-    num_routing: number of routing iterations, at least 1.
-    leaky: route with `_leaky_routing` instead of a plain softmax.
-    input_axis: as for `_update_routing`.
-
-  Returns:
-    float32 `[batch, output_dim, atoms, ...]` activations.
-  """
-  return _update_routing(tf.cast(votes, tf.float32), biases, num_routing,
-                         leaky, input_axis=input_axis)
-
-
-def route(votes: tf.Tensor, biases: tf.Tensor, *, num_routing: int,
-          leaky: bool, input_axis: int = 1, xla: bool = True) -> tf.Tensor:
-  """`_update_routing` in float32: compiled by XLA (`fused_routing`), or op
-  by op where XLA cannot compile (the same numbers up to float rounding).
-
-  Args and return value as for `fused_routing`, and xla: compile with XLA.
-  """
-  if xla:
-    return fused_routing(votes, biases, num_routing, leaky, input_axis)
-  return _update_routing(tf.cast(votes, tf.float32), biases, num_routing,
-                         leaky, input_axis=input_axis)
+  iterations = []
+  _update_routing(votes, biases, num_routing, leaky, input_axis=input_axis,
+                  iterations=iterations)
+  return iterations
 
 
 def _conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
             padding: str, implementation: str) -> tf.Tensor:
-  """`tf.nn.conv2d`, by TensorFlow or by `fourier.conv2d`.
-
-  Args:
-    images: `[batch, height, width, in_channels]`.
-    kernel: `[k, k, in_channels, out_channels]`, same dtype.
-    stride: convolution stride.
-    padding: 'SAME' or 'VALID'.
-    implementation: one of `CONV_IMPLEMENTATIONS`.
-
-  Returns:
-    `[batch, out_height, out_width, out_channels]`.
-
-  Raises:
-    errors.ConfigError: for an implementation not in `CONV_IMPLEMENTATIONS`.
-  """
+  """`tf.nn.conv2d` by one of `CONV_IMPLEMENTATIONS` (else ConfigError)."""
   if implementation == 'native':
     return tf.nn.conv2d(images, kernel, stride, padding)
   if implementation == 'fourier':
@@ -232,11 +190,11 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
     output_atoms: atoms per output capsule.
     stride: convolution stride.
     padding: 'SAME' or 'VALID'.
-    implementation: of the convolution, see `_conv2d`.
+    implementation: of the convolution, one of `CONV_IMPLEMENTATIONS`.
 
   Returns:
     Votes `[batch, input_dim, output_dim, output_atoms, out_height,
-    out_width]`.
+    out_width]` in the input's dtype.
   """
   height, width = input_tensor.shape[3], input_tensor.shape[4]
   flat = tf.reshape(input_tensor, [-1, input_atoms, height, width])
@@ -249,23 +207,7 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
 def _conv_votes(images: tf.Tensor, kernel: tf.Tensor, *, input_dim: int,
                 output_dim: int, output_atoms: int, stride: int,
                 padding: str, implementation: str = 'native') -> tf.Tensor:
-  """`_depthwise_conv3d` on channels-last images of every input capsule type.
-
-  Args:
-    images: `[batch * input_dim, height, width, input_atoms]`, the capsule
-      types of an example consecutive.
-    kernel: `[k, k, input_atoms, output_dim * output_atoms]`.
-    input_dim: number of input capsule types.
-    output_dim: number of output capsule types.
-    output_atoms: atoms per output capsule.
-    stride: convolution stride.
-    padding: 'SAME' or 'VALID'.
-    implementation: of the convolution, see `_conv2d`.
-
-  Returns:
-    Votes `[batch, input_dim, output_dim, output_atoms, out_height,
-    out_width]` in the dtype of `images`.
-  """
+  """`_depthwise_conv3d` of images `[batch * input_dim, h, w, input_atoms]`."""
   conv = _conv2d(images, kernel, stride=stride, padding=padding,
                  implementation=implementation)        # [b*in, oh, ow, o*a]
   out_height, out_width = conv.shape[1], conv.shape[2]
@@ -311,17 +253,7 @@ def _classification_loss(logits: tf.Tensor, labels: tf.Tensor,
 
 def _count_correct(logits: tf.Tensor, labels: tf.Tensor,
                    num_targets: int) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Per-example correct and almost-correct flags.
-
-  Args:
-    logits: `[batch, num_classes]`.
-    labels: `[batch, num_classes]` with num_targets ones.
-    num_targets: k, the number of objects in each image.
-
-  Returns:
-    Two float32 `[batch]` tensors: all k top logits are targets (correct), and
-    at least one of them is (almost).
-  """
+  """`[batch]` flags: every top-k logit is a target (correct), any (almost)."""
   _, targets = tf.nn.top_k(labels, k=num_targets)           # [b, k]
   _, predictions = tf.nn.top_k(logits, k=num_targets)       # [b, k]
   found = tf.reduce_any(
@@ -374,21 +306,28 @@ class _Tf1Layer(keras.layers.Layer):
     """A float32 weight that reads as float32 even under a mixed policy."""
     return super().add_weight(*args, autocast=False, **kwargs)
 
+  def _add_weights(self, kernel_shape: Sequence[int],
+                   biases_shape: Sequence[int],
+                   stddev: float = variables.WEIGHT_STDDEV):
+    """Adds `kernel` (TF1 `weights`) and `biases`, initialized as TF1's."""
+    self.kernel = self.add_weight(
+        name='weights', shape=kernel_shape,
+        initializer=variables.weight_initializer(stddev))
+    self.biases = self.add_weight(
+        name='biases', shape=biases_shape,
+        initializer=variables.bias_initializer())
+
   def _cast(self, tensor) -> tf.Tensor:
     """`tensor` (or a weight) in the layer's compute dtype."""
     return tf.cast(tensor, self.compute_dtype)
 
   def tf1_variables(self) -> Dict[str, keras.Variable]:
     """Maps names relative to the layer's TF1 scope to its weights."""
-    raise NotImplementedError
+    return {'weights': self.kernel, 'biases': self.biases}
 
 
 class Conv(_Tf1Layer):
-  """ReLU 2D convolution with the reference's `weights` and `biases`.
-
-  Takes and returns channels-last tensors `[batch, height, width, channels]`,
-  the output in the layer's compute dtype.
-  """
+  """ReLU 2D convolution, channels-last, output in the compute dtype."""
 
   def __init__(self, filters: int, *, kernel_size: int, padding: str,
                stddev: float = 5e-2, **kwargs):
@@ -399,29 +338,17 @@ class Conv(_Tf1Layer):
     self.stddev = stddev
 
   def build(self, input_shape):
-    self.kernel = self.add_weight(
-        name='weights',
-        shape=(self.kernel_size, self.kernel_size, input_shape[-1],
-               self.filters),
-        initializer=variables.weight_initializer(self.stddev))
-    self.biases = self.add_weight(
-        name='biases', shape=(self.filters,),
-        initializer=variables.bias_initializer())
+    self._add_weights((self.kernel_size, self.kernel_size, input_shape[-1],
+                       self.filters), (self.filters,), self.stddev)
 
   def call(self, inputs):
     conv = tf.nn.conv2d(self._cast(inputs), self._cast(self.kernel), 1,
                         self.padding)
     return tf.nn.relu(tf.nn.bias_add(conv, self._cast(self.biases)))
 
-  def tf1_variables(self):
-    return {'weights': self.kernel, 'biases': self.biases}
-
 
 class FullyConnected(_Tf1Layer):
-  """`activation(x @ weights + biases)` with the reference's variable names.
-
-  The output is in the layer's compute dtype.
-  """
+  """`activation(x @ weights + biases)`, output in the compute dtype."""
 
   def __init__(self, units: int, *, activation=None, stddev: float = 0.1,
                **kwargs):
@@ -431,32 +358,17 @@ class FullyConnected(_Tf1Layer):
     self.stddev = stddev
 
   def build(self, input_shape):
-    self.kernel = self.add_weight(
-        name='weights', shape=(input_shape[-1], self.units),
-        initializer=variables.weight_initializer(self.stddev))
-    self.biases = self.add_weight(
-        name='biases', shape=(self.units,),
-        initializer=variables.bias_initializer())
+    self._add_weights((input_shape[-1], self.units), (self.units,),
+                      self.stddev)
 
   def call(self, inputs):
     outputs = tf.matmul(self._cast(inputs),
                         self._cast(self.kernel)) + self._cast(self.biases)
     return self.activation(outputs) if self.activation else outputs
 
-  def tf1_variables(self):
-    return {'weights': self.kernel, 'biases': self.biases}
 
-
-class Capsule(_Tf1Layer):
-  """Fully connected capsule layer (the reference's `capsule`).
-
-  Input `[batch, input_dim, input_atoms]`, float32 output
-  `[batch, output_dim, output_atoms]`. Weights
-  `[input_dim, input_atoms, output_dim * output_atoms]` (column j is output
-  capsule `j // output_atoms`, atom `j % output_atoms`), biases
-  `[output_dim, output_atoms]`. The votes are computed in the compute dtype,
-  the routing in float32.
-  """
+class _CapsuleLayer(_Tf1Layer):
+  """Routes the votes of its subclass's `votes`, in float32."""
 
   def __init__(self, output_dim: int, *, output_atoms: int = 8,
                num_routing: int = 3, leaky: bool = False,
@@ -468,16 +380,29 @@ class Capsule(_Tf1Layer):
     self.leaky = leaky
     self.xla_routing = xla_routing
 
+  def _route(self, votes: tf.Tensor, input_axis: int = 1) -> tf.Tensor:
+    """`_update_routing` of `votes` with the layer's biases and settings."""
+    return _update_routing(votes, tf.convert_to_tensor(self.biases),
+                           self.num_routing, self.leaky, input_axis=input_axis,
+                           xla=self.xla_routing)
+
+
+class Capsule(_CapsuleLayer):
+  """Fully connected capsule layer (the reference's `capsule`).
+
+  Input `[batch, input_dim, input_atoms]`, float32 output
+  `[batch, output_dim, output_atoms]`. Weights
+  `[input_dim, input_atoms, output_dim * output_atoms]` (column j is output
+  capsule `j // output_atoms`, atom `j % output_atoms`), biases
+  `[output_dim, output_atoms]`. The votes are computed in the compute dtype,
+  the routing in float32.
+  """
+
   def build(self, input_shape):
     _, self.input_dim, self.input_atoms = input_shape
-    self.kernel = self.add_weight(
-        name='weights',
-        shape=(self.input_dim, self.input_atoms,
-               self.output_dim * self.output_atoms),
-        initializer=variables.weight_initializer())
-    self.biases = self.add_weight(
-        name='biases', shape=(self.output_dim, self.output_atoms),
-        initializer=variables.bias_initializer())
+    self._add_weights(
+        (self.input_dim, self.input_atoms, self.output_dim * self.output_atoms),
+        (self.output_dim, self.output_atoms))
 
   def votes(self, input_tensor: tf.Tensor, *,
             input_major: bool = False) -> tf.Tensor:
@@ -503,16 +428,11 @@ class Capsule(_Tf1Layer):
     return votes if input_major else tf.transpose(votes, [1, 0, 2, 3])
 
   def call(self, input_tensor):
-    return route(self.votes(input_tensor, input_major=True),
-                 tf.convert_to_tensor(self.biases),
-                 num_routing=self.num_routing, leaky=self.leaky, input_axis=0,
-                 xla=self.xla_routing)
-
-  def tf1_variables(self):
-    return {'weights': self.kernel, 'biases': self.biases}
+    return self._route(self.votes(input_tensor, input_major=True),
+                       input_axis=0)
 
 
-class ConvSlimCapsule(_Tf1Layer):
+class ConvSlimCapsule(_CapsuleLayer):
   """Convolutional capsule layer (the reference's `conv_slim_capsule`).
 
   Input `[batch, input_dim, input_atoms, height, width]` (or, with
@@ -527,51 +447,34 @@ class ConvSlimCapsule(_Tf1Layer):
   in float32.
   """
 
-  def __init__(self, output_dim: int, *, output_atoms: int = 8,
-               stride: int = 2, kernel_size: int = 5, padding: str = 'SAME',
-               num_routing: int = 3, leaky: bool = False,
+  def __init__(self, output_dim: int, *, stride: int = 2,
+               kernel_size: int = 5, padding: str = 'SAME',
                data_format: str = 'channels_first',
-               conv_implementation: str = 'native', xla_routing: bool = True,
-               **kwargs):
-    super().__init__(**kwargs)
+               conv_implementation: str = 'native', **kwargs):
+    super().__init__(output_dim, **kwargs)
     if data_format not in ('channels_first', 'channels_last'):
       raise ValueError(f'data_format={data_format!r}: use channels_first or '
                        f'channels_last')
-    self.output_dim = output_dim
-    self.output_atoms = output_atoms
     self.stride = stride
     self.kernel_size = kernel_size
     self.padding = padding
-    self.num_routing = num_routing
-    self.leaky = leaky
     self.data_format = data_format
     self.conv_implementation = conv_implementation
-    self.xla_routing = xla_routing
 
   def build(self, input_shape):
     if self.data_format == 'channels_last':
       self.input_dim, self.input_atoms = input_shape[3], input_shape[4]
     else:
       self.input_dim, self.input_atoms = input_shape[1], input_shape[2]
-    self.kernel = self.add_weight(
-        name='weights',
-        shape=(self.kernel_size, self.kernel_size, self.input_atoms,
-               self.output_dim * self.output_atoms),
-        initializer=variables.weight_initializer())
-    self.biases = self.add_weight(
-        name='biases', shape=(self.output_dim, self.output_atoms, 1, 1),
-        initializer=variables.bias_initializer())
+    self._add_weights((self.kernel_size, self.kernel_size, self.input_atoms,
+                       self.output_dim * self.output_atoms),
+                      (self.output_dim, self.output_atoms, 1, 1))
 
   def votes(self, input_tensor: tf.Tensor) -> tf.Tensor:
-    """The votes `call` routes: each input capsule type's kernel outputs.
+    """The votes `call` routes, `_depthwise_conv3d`'s, in the compute dtype.
 
-    Args:
-      input_tensor: the layer's input in its `data_format`; the layer must
-        be built (called once).
-
-    Returns:
-      `[batch, input_dim, output_dim, output_atoms, out_height, out_width]`
-      votes in the compute dtype.
+    The layer must be built (called once); `input_tensor` is in its
+    `data_format`.
     """
     input_tensor = self._cast(input_tensor)
     kernel = self._cast(self.kernel)
@@ -592,12 +495,7 @@ class ConvSlimCapsule(_Tf1Layer):
                        implementation=self.conv_implementation)
 
   def call(self, input_tensor):
-    return route(self.votes(input_tensor), tf.convert_to_tensor(self.biases),
-                 num_routing=self.num_routing, leaky=self.leaky,
-                 xla=self.xla_routing)
-
-  def tf1_variables(self):
-    return {'weights': self.kernel, 'biases': self.biases}
+    return self._route(self.votes(input_tensor))
 
 
 class Reconstruction(_Tf1Layer):
@@ -615,15 +513,12 @@ class Reconstruction(_Tf1Layer):
     first, second = layer_sizes
     self.balance_factor = balance_factor
     self.num_pixels = num_pixels
-    policy = self.dtype_policy
     self.recons_layers = [
-        FullyConnected(first, activation=tf.nn.relu, name='recons_1',
-                       dtype=policy),
-        FullyConnected(second, activation=tf.nn.relu, name='recons_2',
-                       dtype=policy),
-        FullyConnected(num_pixels, activation=tf.sigmoid, name='recons_3',
-                       dtype=policy),
-    ]
+        FullyConnected(units, activation=activation, name=f'recons_{i}',
+                       dtype=self.dtype_policy)
+        for i, units, activation in ((1, first, tf.nn.relu),
+                                     (2, second, tf.nn.relu),
+                                     (3, num_pixels, tf.sigmoid))]
 
   def call(self, capsule_embedding, capsule_mask, image):
     """Reconstructs the target capsule's image.
@@ -648,11 +543,7 @@ class Reconstruction(_Tf1Layer):
     return remake, self.balance_factor * tf.reduce_mean(loss)
 
   def tf1_variables(self):
-    return {
-        f'{layer.name}/{suffix}': var
-        for layer in self.recons_layers
-        for suffix, var in layer.tf1_variables().items()
-    }
+    return tf1_variable_map({layer.name: layer for layer in self.recons_layers})
 
 
 def tf1_variable_map(scoped_layers: Dict[str, _Tf1Layer]
@@ -662,4 +553,3 @@ def tf1_variable_map(scoped_layers: Dict[str, _Tf1Layer]
       (f'{scope}/{suffix}', var)
       for scope, layer in scoped_layers.items()
       for suffix, var in layer.tf1_variables().items())
-

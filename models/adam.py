@@ -106,15 +106,11 @@ class ReferenceAdam(keras.optimizers.Adam):
     """One update with gradients already summed over replicas.
 
     Keras' `apply` sums the gradients over replicas itself, inside; this
-    applies sums made before (the same on every replica), in cross-replica
-    context (a strategy's scope, outside `strategy.run`), or anywhere off
-    strategies: each variable is updated on its devices
-    (`tf.distribute.StrategyExtended.update`), as Keras does after its sum.
-
-    Args:
-      grads: the summed gradients, one per variable (under a strategy, the
-        values `batch_reduce_to` put on the variables' devices).
-      trainable_variables: the variables the optimizer was built with.
+    applies sums made before (the same on every replica: under a strategy,
+    the values `batch_reduce_to` put on the variables' devices), in
+    cross-replica context or anywhere off strategies: each variable is
+    updated on its devices (`tf.distribute.StrategyExtended.update`), as
+    Keras does after its sum.
     """
     with tf.name_scope(self.name):
       learning_rate = self.learning_rate

@@ -37,9 +37,8 @@ def _features(seed=1):
   rng = np.random.default_rng(seed)
   images = rng.uniform(size=(2, 1, 28, 28)).astype(np.float32)
   labels = rng.integers(0, 10, 2).astype(np.int32)
-  return model_lib.features(
-      dict(images=images, labels=np.eye(10, dtype=np.float32)[labels],
-           recons_image=images, recons_label=labels), _SHAPE)
+  return dict(images=images, labels=np.eye(10, dtype=np.float32)[labels],
+              recons_image=images, recons_label=labels)
 
 
 def _reference_weights(features):
@@ -117,7 +116,7 @@ def test_beta_power_is_the_reference_running_product(beta, step):
 
 def test_set_step_sets_counter_and_beta_powers():
   model = _model()
-  model.set_step(12)
+  model.optimizer.set_step(12)
   beta1_power, beta2_power = model.slot_map()['beta1_power'], (
       model.slot_map()['beta2_power'])
   assert int(model.global_step.numpy()) == 12

@@ -6,7 +6,6 @@ import tensorflow as tf
 from models import capsule_model
 from models import hparams as hparams_lib
 from models import model as model_lib
-from models import run_config
 import test_utils
 
 
@@ -24,8 +23,7 @@ def _features(*, batch, depth, height, num_targets=1, seed=0):
   if num_targets == 2:
     tensors.update(spare_image=tf.constant(images[::-1]),
                    spare_label=tf.constant(labels[:, 1], tf.int32))
-  return model_lib.features(tensors, model_lib.DataShape(
-      height=height, depth=depth, num_classes=10, num_targets=num_targets))
+  return tensors
 
 
 def _margin_loss(labels, logits):
@@ -98,6 +96,7 @@ class CapsuleModelTest(tf.test.TestCase):
   def testInferenceContract(self):
     model = capsule_model.CapsuleModel(
         hparams_lib.default_hparams().parse('num_prime_capsules=2'))
+    model.build(model_lib.DataShape(20, 1))
     features = _features(batch=3, depth=1, height=20)
     inferred = model.inference(features)
     self.assertEqual(inferred.logits.shape, (3, 10))
@@ -111,6 +110,7 @@ class CapsuleModelTest(tf.test.TestCase):
     model = capsule_model.CapsuleModel(
         hparams_lib.default_hparams().parse('num_prime_capsules=2'))
     for num_targets in (1, 2):
+      model.build(model_lib.DataShape(20, 1, num_targets=num_targets))
       features = _features(batch=6, depth=1, height=20,
                            num_targets=num_targets, seed=num_targets)
       result = model.losses(features)
@@ -139,6 +139,7 @@ class CapsuleModelTest(tf.test.TestCase):
   def testTwoTargetsReconstructBoth(self):
     model = capsule_model.CapsuleModel(
         hparams_lib.default_hparams().parse('num_prime_capsules=2'))
+    model.build(model_lib.DataShape(20, 1, num_targets=2))
     features = _features(batch=2, depth=1, height=20, num_targets=2)
     forward = model.forward(features)
     self.assertLen(forward.remakes, 2)
@@ -151,6 +152,7 @@ class CapsuleModelTest(tf.test.TestCase):
     """Swapping two colour planes changes the output: depth is axis 1."""
     model = capsule_model.CapsuleModel(
         hparams_lib.default_hparams().parse('num_prime_capsules=2,remake=false'))
+    model.build(model_lib.DataShape(20, 3))
     features = _features(batch=1, depth=3, height=20)
     swapped = dict(features,
                    images=tf.gather(features['images'], [2, 1, 0], axis=1))
@@ -190,7 +192,7 @@ class CapsuleModelTest(tf.test.TestCase):
     hparams = hparams_lib.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=2, depth=1, height=20)
     models = _built_alike(*[
-        capsule_model.CapsuleModel(hparams, config=run_config.RunConfig(
+        capsule_model.CapsuleModel(hparams, config=model_lib.ModelConfig(
             conv_implementation=path))
         for path in ('fourier', 'native')])
     steps = [test_utils.trainer_on(model, features) for model in models]
@@ -208,7 +210,7 @@ class CapsuleModelTest(tf.test.TestCase):
       with self.subTest(dtype):
         full, mixed = _built_alike(
             capsule_model.CapsuleModel(hparams),
-            capsule_model.CapsuleModel(hparams, config=run_config.RunConfig(
+            capsule_model.CapsuleModel(hparams, config=model_lib.ModelConfig(
                 compute_dtype=dtype)))
         logits = mixed.inference(features).logits
         self.assertEqual(logits.dtype, tf.float32)
@@ -230,7 +232,7 @@ class CapsuleModelTest(tf.test.TestCase):
     hparams = hparams_lib.default_hparams().parse('num_prime_capsules=2')
     features = _features(batch=3, depth=1, height=20)
     half, = _built_alike(capsule_model.CapsuleModel(
-        hparams, config=run_config.RunConfig(compute_dtype='float16')))
+        hparams, config=model_lib.ModelConfig(compute_dtype='float16')))
     step = test_utils.trainer_on(half, features)
     step()
     # A loss scale that overflows float32: no update, the scale halved.

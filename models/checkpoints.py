@@ -9,8 +9,10 @@ checkpoints and the `checkpoint` state file that names the latest.
 
 The verbs: `load` and `write` one checkpoint; `list_steps`, `restore_latest`
 and `save` in a training folder, `reading` for an evaluation that follows
-one. Nothing here deletes a file unless asked (`save(keep=N)` deletes the
-oldest checkpoints), and a checkpoint appears under its name only once it is
+one; their `model` is a built model, `path` a checkpoint's prefix
+(`.../model.ckpt-1500`, without `.index`), `train_dir` a training folder.
+Nothing here deletes a file unless asked (`save(keep=N)` deletes the oldest
+checkpoints), and a checkpoint appears under its name only once it is
 complete: a crash at any moment leaves every earlier checkpoint loadable and
 `restore_latest` finds the newest one.
 """
@@ -23,6 +25,7 @@ from typing import Dict, Iterator, List, Optional
 import tensorflow as tf
 
 import errors
+import files
 from models import model as model_lib
 
 PREFIX = 'model.ckpt'
@@ -34,6 +37,16 @@ _DATA_SUFFIX = '.data-00000-of-00001'
 # Marks a checkpoint an evaluation reads: `<prefix>.reading-<pid>`.
 _READING_SUFFIX = '.reading-'
 _STEP_PATTERN = re.compile(re.escape(PREFIX) + r'-(\d+)\.index$')
+
+
+def train_folder(summary_dir: str) -> str:
+  """An experiment's training folder, `summary_dir/train`."""
+  return os.path.join(summary_dir, 'train')
+
+
+def step_path(train_dir: str, step: int) -> str:
+  """The prefix of a training folder's checkpoint of a step."""
+  return os.path.join(train_dir, f'{PREFIX}-{step}')
 
 
 class CheckpointError(errors.UserError, ValueError):
@@ -56,6 +69,12 @@ class CorruptCheckpointError(CheckpointError):
   """A checkpoint's files are truncated or damaged."""
 
 
+def _damaged(path: str, error: Exception) -> CheckpointError:
+  return CorruptCheckpointError(f'checkpoint {path} is damaged '
+                                f'({files.first_line(error)}); use another '
+                                f'checkpoint')
+
+
 def _reader(path: str):
   """Opens a checkpoint's index, with errors that name the file."""
   if not tf.io.gfile.exists(path + '.index'):
@@ -66,13 +85,7 @@ def _reader(path: str):
   try:
     return tf.train.load_checkpoint(path)
   except (tf.errors.OpError, ValueError, IndexError) as error:
-    raise CorruptCheckpointError(
-        f'checkpoint {path} is damaged ({_first_line(error)}); use another '
-        f'checkpoint') from None
-
-
-def _first_line(error: Exception) -> str:
-  return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise _damaged(path, error) from None
 
 
 def load(model: model_lib.Model, path: str, *,
@@ -80,24 +93,12 @@ def load(model: model_lib.Model, path: str, *,
   """Restores a model's weights (and optionally Adam state) from a checkpoint.
 
   Every tensor is read, and checked, before any variable changes, so a
-  damaged file leaves the model as it was.
-
-  Args:
-    model: a built model.
-    path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
-    include_optimizer: also restore Adam's state (`<var>/Adam`,
-      `<var>/Adam_1`, `beta1_power`, `beta2_power`) as far as the
-      checkpoint has it (moments it lacks keep their values, beta powers it
-      lacks become the reference's at the restored step).
-
-  Returns:
-    The restored global step.
-
-  Raises:
-    MissingCheckpointError: there is no such checkpoint.
-    CheckpointMismatchError: a model variable is missing or has another
-      shape; the message lists each by name.
-    CorruptCheckpointError: the checkpoint's files are truncated or damaged.
+  damaged file leaves the model as it was. include_optimizer: also Adam's
+  state as far as the checkpoint has it (moments it lacks keep their values,
+  beta powers it lacks become the reference's at the restored step).
+  Returns the restored global step. Raises MissingCheckpointError,
+  CheckpointMismatchError (naming each variable missing or of another
+  shape) or CorruptCheckpointError.
   """
   model.require_built()
   reader = _reader(path)
@@ -122,47 +123,23 @@ def load(model: model_lib.Model, path: str, *,
   try:
     values = {name: reader.get_tensor(name) for name in wanted}
   except (tf.errors.OpError, IndexError) as error:
-    raise CorruptCheckpointError(
-        f'checkpoint {path} is damaged ({_first_line(error)}); use another '
-        f'checkpoint') from None
+    raise _damaged(path, error) from None
   # The step first: it also sets the beta powers a checkpoint without
   # them implies; one with them (and include_optimizer) overrides those.
   step = int(values.pop(model_lib.GLOBAL_STEP))
-  model.set_step(step)
+  model.optimizer.set_step(step)
   for name, value in values.items():
     wanted[name].assign(tf.cast(value, wanted[name].dtype))
   return step
 
 
-def _tensors(model: model_lib.Model,
-             include_optimizer: bool) -> Dict[str, tf.Tensor]:
-  """The checkpoint's tensors by reference name."""
-  step = int(model.global_step.numpy())
-  tensors = {name: tf.convert_to_tensor(var)
-             for name, var in model.tf1_variable_map().items()}
-  # The reference's global_step is a float32 variable.
-  tensors[model_lib.GLOBAL_STEP] = tf.constant(step, tf.float32)
-  if include_optimizer:
-    tensors.update({name: tf.convert_to_tensor(var)
-                    for name, var in model.slot_map().items()})
-  return tensors
-
-
 def write(model: model_lib.Model, path: str, *,
           include_optimizer: bool = True) -> str:
-  """Writes a name-based TF1 checkpoint the reference can restore.
+  """Writes a name-based TF1 checkpoint the reference can restore; `path`.
 
   The files are written under a temporary name and renamed into place, the
-  index last, so `path` exists only when it is complete.
-
-  Args:
-    model: a built model.
-    path: checkpoint prefix, e.g. `.../model.ckpt-1500`.
-    include_optimizer: also write the Adam slots and `beta1_power`,
-      `beta2_power`, so the reference (or this port) can resume training.
-
-  Returns:
-    `path`.
+  index last, so `path` exists only when it is complete. include_optimizer:
+  also Adam's state, so the reference (or this port) can resume training.
 
   Raises:
     ValueError: a variable holds NaN or infinity (nothing is written).
@@ -171,7 +148,13 @@ def write(model: model_lib.Model, path: str, *,
       are removed.
   """
   model.require_built()
-  tensors = _tensors(model, include_optimizer)
+  variables = dict(model.tf1_variable_map(),
+                   **(model.slot_map() if include_optimizer else {}))
+  tensors = {name: tf.convert_to_tensor(var)
+             for name, var in variables.items()}
+  # The reference's global_step is a float32 variable.
+  tensors[model_lib.GLOBAL_STEP] = tf.cast(tensors[model_lib.GLOBAL_STEP],
+                                           tf.float32)
   bad = [name for name, value in tensors.items()
          if not bool(tf.reduce_all(tf.math.is_finite(value)))]
   if bad:
@@ -189,7 +172,7 @@ def write(model: model_lib.Model, path: str, *,
     for name in tf.io.gfile.glob(temp + '*'):
       tf.io.gfile.remove(name)  # Only this call's partial files.
     raise errors.StorageError(
-        f'could not write the checkpoint {path} ({_first_line(error)}); '
+        f'could not write the checkpoint {path} ({files.first_line(error)}); '
         f'free some disk space and rerun: the earlier checkpoints are '
         f'intact') from None
   return path
@@ -207,20 +190,17 @@ def list_steps(train_dir: str) -> Dict[int, str]:
 
 
 def _write_state(train_dir: str, latest: str) -> None:
-  """Points the `checkpoint` state file at `latest`, listing all others.
-
-  Names are relative to train_dir, as TF1's Saver wrote them, so the folder
-  can be moved. The file is replaced in one rename.
-  """
+  """Points the state file at `latest`; relative names, as TF1's Saver's."""
   names = [os.path.basename(prefix)
            for prefix in list_steps(train_dir).values()]
   state = f'model_checkpoint_path: "{os.path.basename(latest)}"\n' + ''.join(
       f'all_model_checkpoint_paths: "{name}"\n' for name in names)
-  temp_path = os.path.join(train_dir, STATE_FILE + '.tmp')
-  with tf.io.gfile.GFile(temp_path, 'w') as state_file:
-    state_file.write(state)
-  tf.io.gfile.rename(temp_path, os.path.join(train_dir, STATE_FILE),
-                     overwrite=True)
+
+  def write_state(temp):
+    with tf.io.gfile.GFile(temp, 'w') as state_file:
+      state_file.write(state)
+
+  files.write_atomically(os.path.join(train_dir, STATE_FILE), write_state)
 
 
 def restore_latest(model: model_lib.Model, train_dir: str) -> int:
@@ -229,19 +209,11 @@ def restore_latest(model: model_lib.Model, train_dir: str) -> int:
   A checkpoint newer than the one the state file names (a run killed between
   writing the checkpoint and the state file) is used when it loads, and the
   state file is rewritten. A damaged checkpoint is named, left where it is,
-  and the next older one is tried.
+  and the next older one is tried. Returns the restored global step, 0 when
+  train_dir has no checkpoint.
 
-  Args:
-    model: a built model.
-    train_dir: the training folder.
-
-  Returns:
-    The restored global step, 0 when train_dir has no checkpoint.
-
-  Raises:
-    CheckpointMismatchError: the newest checkpoint belongs to another
-      architecture.
-    CorruptCheckpointError: train_dir has checkpoints and none of them loads.
+  Raises CheckpointMismatchError for another architecture's checkpoint,
+  CorruptCheckpointError when train_dir has checkpoints and none loads.
   """
   candidates = list(reversed(list_steps(train_dir).values()))
   broken: List[str] = []
@@ -268,29 +240,19 @@ def restore_latest(model: model_lib.Model, train_dir: str) -> int:
 
 def save(model: model_lib.Model, train_dir: str, *,
          keep: Optional[int] = None) -> str:
-  """Writes `model.ckpt-<step>` to train_dir and names it in the state file.
+  """Writes `model.ckpt-<step>` to train_dir, names it in the state file.
 
   A damaged checkpoint of the same step (one `restore_latest` passed over,
   or the data file of a save cut short between its two renames) is kept
-  under its name plus BROKEN_SUFFIX; a loadable one is never replaced.
-
-  Args:
-    model: a built model.
-    train_dir: the training folder.
-    keep: then delete all but the newest `keep` checkpoints, except one
-      that an evaluation is reading (`reading`); None: delete nothing.
-
-  Returns:
-    The checkpoint's prefix.
+  under its name plus BROKEN_SUFFIX; a loadable one is never replaced. With
+  keep, then deletes all but the newest `keep` checkpoints, except one an
+  evaluation is `reading`. Returns the checkpoint's prefix.
 
   Raises:
-    CheckpointExistsError: a loadable checkpoint of this step is already
-      there.
-    ValueError: a variable holds NaN or infinity (nothing is written).
-    errors.StorageError: the files could not be written (e.g. the disk is
-      full).
+    CheckpointExistsError: a loadable checkpoint of this step is there.
+    ValueError, errors.StorageError: as `write`.
   """
-  path = os.path.join(train_dir, f'{PREFIX}-{int(model.global_step.numpy())}')
+  path = step_path(train_dir, int(model.global_step.numpy()))
   if tf.io.gfile.exists(path + '.index') or tf.io.gfile.exists(
       path + _DATA_SUFFIX):
     _keep_broken(path)
@@ -330,7 +292,7 @@ def _delete_older(train_dir: str, *, keep: int) -> None:
     print(f'Deleted {path} (--keep_checkpoints={keep})', flush=True)
 
 
-def _damaged(path: str) -> bool:
+def _unreadable(path: str) -> bool:
   """Whether reading every tensor of the checkpoint fails."""
   try:
     reader = tf.train.load_checkpoint(path)
@@ -343,7 +305,7 @@ def _damaged(path: str) -> bool:
 
 def _keep_broken(path: str) -> None:
   """Renames a damaged checkpoint's files out of the way, keeping them."""
-  if tf.io.gfile.exists(path + '.index') and not _damaged(path):
+  if tf.io.gfile.exists(path + '.index') and not _unreadable(path):
     raise CheckpointExistsError(
         f'refusing to overwrite the checkpoint {path}; is another run '
         f'training in this folder?')

@@ -31,9 +31,8 @@ def _features(seed=0):
   rng = np.random.default_rng(seed)
   images = rng.uniform(size=(4, 1, 20, 20)).astype(np.float32)
   labels = rng.integers(0, 10, 4).astype(np.int32)
-  return model_lib.features(
-      dict(images=images, labels=np.eye(10, dtype=np.float32)[labels],
-           recons_image=images, recons_label=labels), _SHAPE)
+  return dict(images=images, labels=np.eye(10, dtype=np.float32)[labels],
+              recons_image=images, recons_label=labels)
 
 
 def test_slot_map_names_every_adam_slot_keras_keeps():

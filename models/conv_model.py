@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from layers import layers
 from models import model
-from models import run_config
 
 CONV_CHANNELS = (512, 256)
 CONV_KERNEL = 5
@@ -27,9 +26,6 @@ PAPER_FC_UNITS = (328, 192)
 PAPER_PADDING = 'SAME'
 # The paper does not give the rate; 0.5, the usual one.
 PAPER_DROPOUT_RATE = 0.5
-# Feature-dict key that `PaperBaselineModel.compute_gradients` sets for its
-# training forward pass: dropout is on only then.
-TRAINING = 'training'
 
 
 class ConvModel(model.Model):
@@ -40,35 +36,23 @@ class ConvModel(model.Model):
   weights match the released layout.
   """
 
-  def __init__(self, hparams, *,
-               config: run_config.RunConfig = run_config.RunConfig()):
-    super().__init__(hparams, config=config)
+  def _make_layers(self):
+    dtype = self._dtype_policy
     self._convs = [
         layers.Conv(channels, kernel_size=CONV_KERNEL,
-                    padding=hparams.padding, name=f'conv{i}',
-                    dtype=self._dtype_policy)
+                    padding=self._hparams.padding, name=f'conv{i}',
+                    dtype=dtype)
         for i, channels in enumerate(CONV_CHANNELS, start=1)
     ]
     self._fc1 = layers.FullyConnected(FC1_UNITS, activation=tf.nn.relu,
-                                      name='fc1',
-                                      dtype=self._dtype_policy)
-    self._softmax_layer = None
+                                      name='fc1', dtype=dtype)
+    self._softmax_layer = layers.FullyConnected(
+        self.shape.num_classes, name='softmax_layer', dtype=dtype)
+    return {layer.name: layer
+            for layer in self._convs + [self._fc1, self._softmax_layer]}
 
-  def _scoped_layers(self):
-    scoped = {layer.name: layer for layer in self._convs}
-    scoped['fc1'] = self._fc1
-    if self._softmax_layer is not None:
-      scoped['softmax_layer'] = self._softmax_layer
-    return scoped
-
-  def forward(self, features):
-    if self._softmax_layer is None:
-      self._softmax_layer = layers.FullyConnected(
-          features['num_classes'], name='softmax_layer',
-          dtype=self._dtype_policy)
-    depth, height = features['depth'], features['height']
-    images = tf.reshape(features['images'], [-1, depth, height, height])
-    hidden = tf.transpose(images, [0, 2, 3, 1])
+  def forward(self, tensors, *, training=False):
+    hidden = self._channels_last(tensors['images'])
     for conv in self._convs:
       hidden = tf.nn.max_pool2d(conv(hidden), POOL_SIZE, POOL_SIZE, 'SAME')
     hidden = tf.transpose(hidden, [0, 3, 1, 2])
@@ -95,43 +79,26 @@ class PaperBaselineModel(model.Model):
   chance whatever the initialization (Adam's steps are large for fc1's
   100,352 inputs). So the truncated normals here have He stddevs
   `sqrt(2 / fan_in)` (`sqrt(1 / fan_in)` for the linear softmax_layer), the
-  layers made on the first forward pass when the fan-ins are known, and it
+  layers made by `build` when the fan-ins are known, and it
   trains with learning_rate=1e-4 (loss 0.79 after the same 30 steps), as
   the `mnist_baseline` experiment of paper/experiments.py sets.
 
-  Dropout needs to know whether the forward pass trains. Training and
-  evaluation share `losses` -> `forward`, and every training step goes
-  through `compute_gradients`, so that method (overridden here) adds
-  `TRAINING: True` to the feature dict; `forward` reads it as a Python bool,
-  so the training and evaluation tf.functions each trace their own graph.
-  Evaluation, ensembles and `inference` run without dropout.
+  Dropout is on in the training forward pass only (`compute_gradients`
+  passes training=True, a Python bool: the training and evaluation
+  tf.functions each trace their own graph).
   """
 
-  def __init__(self, hparams, *,
-               config: run_config.RunConfig = run_config.RunConfig()):
-    super().__init__(hparams, config=config)
-    self._convs = []
-    self._fcs = []
-    self._softmax_layer = None
-
-  def _scoped_layers(self):
-    scoped = {layer.name: layer for layer in self._convs + self._fcs}
-    if self._softmax_layer is not None:
-      scoped['softmax_layer'] = self._softmax_layer
-    return scoped
-
-  def _layers_for(self, features) -> None:
-    """Creates the layers once, with stddevs from the data's fan-ins."""
-    if self._softmax_layer is not None:
-      return
-    fan_in = CONV_KERNEL * CONV_KERNEL * features['depth']
+  def _make_layers(self):
+    """The layers, with stddevs from the data's fan-ins."""
+    self._convs, self._fcs = [], []
+    fan_in = CONV_KERNEL * CONV_KERNEL * self.shape.depth
     for i, channels in enumerate(PAPER_CONV_CHANNELS, start=1):
       self._convs.append(layers.Conv(
           channels, kernel_size=CONV_KERNEL, padding=PAPER_PADDING,
           stddev=np.sqrt(2 / fan_in),
           name=f'conv{i}', dtype=self._dtype_policy))
       fan_in = CONV_KERNEL * CONV_KERNEL * channels
-    fan_in = features['height'] ** 2 * PAPER_CONV_CHANNELS[-1]
+    fan_in = self.shape.height ** 2 * PAPER_CONV_CHANNELS[-1]
     for i, units in enumerate(PAPER_FC_UNITS, start=1):
       self._fcs.append(layers.FullyConnected(
           units, activation=tf.nn.relu, stddev=np.sqrt(2 / fan_in),
@@ -139,25 +106,20 @@ class PaperBaselineModel(model.Model):
           dtype=self._dtype_policy))
       fan_in = units
     self._softmax_layer = layers.FullyConnected(
-        features['num_classes'], stddev=np.sqrt(1 / fan_in),
+        self.shape.num_classes, stddev=np.sqrt(1 / fan_in),
         name='softmax_layer', dtype=self._dtype_policy)
+    return {layer.name: layer
+            for layer in self._convs + self._fcs + [self._softmax_layer]}
 
-  def forward(self, features):
-    self._layers_for(features)
-    depth, height = features['depth'], features['height']
-    images = tf.reshape(features['images'], [-1, depth, height, height])
-    hidden = tf.transpose(images, [0, 2, 3, 1])
+  def forward(self, tensors, *, training=False):
+    hidden = self._channels_last(tensors['images'])
     for conv in self._convs:
       hidden = conv(hidden)
     hidden = tf.reshape(
         hidden, [-1, hidden.shape[1] * hidden.shape[2] * hidden.shape[3]])
     for fc in self._fcs:
       hidden = fc(hidden)
-    if features.get(TRAINING, False):
+    if training:
       hidden = tf.nn.dropout(hidden, rate=PAPER_DROPOUT_RATE)
     logits = tf.cast(self._softmax_layer(hidden), tf.float32)
     return model.Forward(logits, None, None, [])
-
-  def compute_gradients(self, features, *, replicas=1):
-    return super().compute_gradients(dict(features, **{TRAINING: True}),
-                                     replicas=replicas)

@@ -3,13 +3,11 @@
 import contextlib
 from unittest import mock
 
+import keras
 import pytest
 import tensorflow as tf
 
 from models import devices
-from models import hparams
-from models import model as model_lib
-from models import registry
 
 _GPUS = [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
          for i in range(2)]
@@ -66,11 +64,11 @@ def test_mixed_precision_on_cpus(gpus, flags, expected, tmp_path):
 
 def test_compute_dtype_names():
   assert devices.resolve_run_config(
-      compute_dtype='float16').compute_dtype == 'float16'
+      compute_dtype='float16').model.compute_dtype == 'float16'
   with mock.patch.object(devices, 'mixed_precision_dtype',
                          return_value='bfloat16'):
     assert devices.resolve_run_config(
-        compute_dtype='mixed').compute_dtype == 'bfloat16'
+        compute_dtype='mixed').model.compute_dtype == 'bfloat16'
 
 
 def test_gpu_memory_grows_on_demand():
@@ -81,13 +79,6 @@ def test_gpu_memory_grows_on_demand():
       lambda device, enable: calls.append((device.name, enable))):
     assert devices.allow_gpu_memory_growth() == [gpu.name for gpu in _GPUS]
   assert calls == [(gpu.name, True) for gpu in _GPUS]
-
-
-def test_replicas_must_split_the_batch():
-  devices.check_replicas(4, 128)
-  with pytest.raises(ValueError, match='3 replicas cannot split the global '
-                     'batch of 128'):
-    devices.check_replicas(3, 128)
 
 
 def _details(names_and_capabilities):
@@ -103,17 +94,17 @@ def test_mixed_precision_looks_at_the_gpus_in_use_only():
     assert devices.mixed_precision_dtype(num_gpus=1) == 'bfloat16'
     assert devices.mixed_precision_dtype(num_gpus=2) == 'float16'
     assert devices.resolve_run_config(
-        compute_dtype='mixed', num_gpus=1).compute_dtype == 'bfloat16'
+        compute_dtype='mixed', num_gpus=1).model.compute_dtype == 'bfloat16'
 
 
 @pytest.mark.parametrize('gpus', [[]], indirect=True)
 def test_cpu_run_configuration(gpus):
   del gpus  # None.
   config = devices.resolve_run_config()
-  assert (config.conv_implementation, config.xla_routing, config.xla_step,
-          config.summary_every_steps, config.prefetch_to_device) == (
-              'fourier', True, False, 1, None)
-  assert not devices.resolve_run_config(xla=False).xla_routing
+  assert (config.model.conv_implementation, config.model.xla_routing,
+          config.xla_step, config.summary_every_steps,
+          config.prefetch_to_device) == ('fourier', True, False, 1, None)
+  assert not devices.resolve_run_config(xla=False).model.xla_routing
 
 
 def test_gpu_run_configuration():
@@ -121,27 +112,36 @@ def test_gpu_run_configuration():
     config = devices.resolve_run_config(num_gpus=1)
   # Each replica's whole step compiled, summaries once per log interval,
   # the input copied to the GPU ahead.
-  assert (config.conv_implementation, config.xla_step,
+  assert (config.model.conv_implementation, config.xla_step,
           config.summary_every_steps, config.prefetch_to_device) == (
               'native', True, config.log_every_steps, '/gpu:0')
   with _with_gpus(_GPUS):
     config = devices.resolve_run_config(num_gpus=2, xla=False)
-  assert (config.xla_routing, config.xla_step, config.prefetch_to_device) == (
+  assert (config.model.xla_routing, config.xla_step,
+          config.prefetch_to_device) == (
       False, False, None)
 
 
-def test_float32_means_float32():
-  """TensorFlow allows TF32 by default; a float32 model turns it off."""
+def test_setup_float32_means_float32_and_seeds(capsys):
+  """TensorFlow allows TF32 by default; a float32 run turns it off."""
   try:
     tf.config.experimental.enable_tensor_float_32_execution(True)
-    registry.build_model(hparams.default_hparams().parse(
-        'num_prime_capsules=2'), model_type='capsule',
-                         shape=model_lib.DataShape(20, 1))
-    assert not tf.config.experimental.tensor_float_32_execution_enabled()
-    tf32 = devices.resolve_run_config(compute_dtype='tf32')
-    assert (tf32.compute_dtype, tf32.tf32) == ('float32', True)
-    devices.set_precision(tf32)
+    with mock.patch.object(keras.utils, 'set_random_seed') as seeding, \
+         mock.patch.object(tf.config.experimental,
+                           'enable_op_determinism') as determinism:
+      strategy, config = devices.setup(seed=5, save_step=7)
+      seeding.assert_called_once_with(5)
+      determinism.assert_called_once_with()
+      _, tf32 = devices.setup(compute_dtype='tf32', quiet=True)
+      assert seeding.call_count == determinism.call_count == 1
+    assert strategy is tf.distribute.get_strategy()
+    assert (config.save_step, config.model.compute_dtype) == (7, 'float32')
+    assert capsys.readouterr().out.startswith('Devices: CPU')
+    assert (tf32.model.compute_dtype, tf32.tf32) == ('float32', True)
     assert tf.config.experimental.tensor_float_32_execution_enabled()
+    devices.setup(quiet=True)
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    assert not capsys.readouterr().out
   finally:
     tf.config.experimental.enable_tensor_float_32_execution(False)
 

@@ -6,12 +6,13 @@ benchmarks time: the correct and almost-correct predictions of a batch.
 `evaluate` counts the wrong predictions of a checkpoint on the test split
 (or of each new checkpoint of a training run); `evaluate_ensemble` sums the
 logits of several checkpoints. Both print the reference's line
-`Total wrong predictions: N, wrong percent: P%`.
+`Total wrong predictions: N, wrong percent: P%`. Their arguments are
+`models.training`'s (its module docstring says them once).
 """
 
 import collections
 import os
-from typing import Iterable, List, Mapping, Optional, Tuple
+from typing import Iterable, List, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -35,43 +36,22 @@ class Evaluator:
   def __init__(self, hparams: HParams, *, model_type: str,
                input_fn: datasets.InputFn, num_targets: int = 1,
                config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
-    """Builds the test split's pipeline and a model of its shape.
-
-    Args:
-      hparams: model hyperparameters, as in training.
-      model_type: key of `registry.MODELS`.
-      input_fn: `input_fn(split, batch_size, input_context=None)`.
-      num_targets: objects per image (2 for MultiMNIST).
-      config: batch sizes and how the model computes.
-    """
+    """Builds the test split's pipeline and a model of its shape."""
     self.config = config
     self.dataset = input_fn('test', config.eval_batch_size)
-    self.shape = model_lib.data_shape(self.dataset.element_spec, num_targets)
-    self.model = registry.build_model(hparams, model_type=model_type,
-                                      shape=self.shape, config=config)
-    # No control flow that depends on tensors: no AutoGraph rewriting.
-    self._counts = tf.function(lambda tensors: self.model.compute_loss(
-        model_lib.features(tensors, self.shape))[1:], autograph=False)
-    self._logits = tf.function(lambda tensors: self.model.inference(
-        model_lib.features(tensors, self.shape)).logits, autograph=False)
-
-  def counts(self, tensors: Mapping[str, tf.Tensor]
-            ) -> Tuple[tf.Tensor, tf.Tensor]:
-    """The evaluation step: `(correct, almost)` predictions of a batch."""
-    return self._counts(tensors)
-
-  def logits(self, tensors: Mapping[str, tf.Tensor]) -> tf.Tensor:
-    """`[batch, num_classes]` logits of a batch."""
-    return self._logits(tensors)
+    self.model = registry.build_model(
+        hparams, model_type=model_type, config=config.model,
+        shape=model_lib.data_shape(self.dataset.element_spec, num_targets))
+    # The evaluation step, `(correct, almost)` predictions of a batch, and
+    # a batch's `[batch, num_classes]` logits. No control flow that depends
+    # on tensors: no AutoGraph rewriting.
+    self.counts = tf.function(
+        lambda tensors: self.model.compute_loss(tensors)[1:], autograph=False)
+    self.logits = tf.function(
+        lambda tensors: self.model.inference(tensors).logits, autograph=False)
 
   def batches(self, eval_size: int) -> Iterable[Mapping[str, tf.Tensor]]:
-    """The first eval_size // batch batches of the test split, all full.
-
-    Raises:
-      errors.ConfigError: eval_size is below one batch.
-      errors.DataError: the test split is shorter than the batches it
-        asks for.
-    """
+    """The first eval_size // batch batches of the test split, all full."""
     batch_size = self.config.eval_batch_size
     num_steps = eval_size // batch_size
     if num_steps < 1:
@@ -99,37 +79,15 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
              num_targets: int = 1, checkpoint: Optional[str] = None,
              config: run_config_lib.RunConfig = run_config_lib.RunConfig()
             ) -> List[EvalResult]:
-  """Counts the wrong predictions of a checkpoint on the test split.
+  """Counts the wrong predictions of checkpoints on the test split.
 
-  Evaluates `checkpoint`, or else each new checkpoint that training writes to
-  `summary_dir/train/` (`tf.train.checkpoints_iterator`, at most one every
-  `config.eval_poll_seconds`) until none came for
-  `config.eval_timeout_seconds`. Reads eval_size // batch batches, sums the
-  correct and almost-correct predictions, prints
-  `Total wrong predictions: N, wrong percent: P%` (P = 100 N / examples)
-  and writes correct_prediction, wrong_prediction and
-  almost_wrong_prediction to `summary_dir/test/` at the checkpoint's step.
-
-  Args:
-    hparams: model hyperparameters, as in training.
-    summary_dir: experiment directory.
-    model_type: key of `registry.MODELS`.
-    eval_size: test examples to evaluate (whole batches).
-    input_fn: `input_fn(split, batch_size, input_context=None)`.
-    num_targets: objects per image (2 for MultiMNIST).
-    checkpoint: checkpoint prefix to evaluate once; None: follow training.
-    config: batch size, polling and how the model computes.
-
-  Returns:
-    One `EvalResult` per evaluated checkpoint.
-
-  Raises:
-    errors.ConfigError: unknown model, missing summary_dir, too small an
-      eval_size.
-    errors.DataError: too little test data.
-    checkpoints.MissingCheckpointError: the checkpoint does not exist.
-    checkpoints.CheckpointError: the checkpoint is damaged or belongs to
-      another architecture.
+  Evaluates `checkpoint`, or when None each new checkpoint that training
+  writes to `summary_dir/train/` (`tf.train.checkpoints_iterator`, at most
+  one every `config.eval_poll_seconds`) until none came for
+  `config.eval_timeout_seconds`, on the eval_size // batch first batches.
+  Prints the line with P = 100 N / examples, writes correct_prediction,
+  wrong_prediction and almost_wrong_prediction to `summary_dir/test/` at the
+  checkpoint's step, and returns an `EvalResult` per checkpoint.
   """
   if not summary_dir:
     raise errors.ConfigError('summary_dir is required for evaluation: pass '
@@ -137,7 +95,7 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
   evaluator = Evaluator(hparams, model_type=model_type, input_fn=input_fn,
                         num_targets=num_targets, config=config)
   paths = ([checkpoint] if checkpoint else tf.train.checkpoints_iterator(
-      os.path.join(summary_dir, 'train'),
+      checkpoints.train_folder(summary_dir),
       min_interval_secs=config.eval_poll_seconds,
       timeout=config.eval_timeout_seconds))
   writer = tf.summary.create_file_writer(os.path.join(summary_dir, 'test'))
@@ -181,28 +139,8 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
   weights), keeps the running sum of their logits, and predicts its argmax;
   a prediction is wrong when it differs from the first label
   (`recons_label`). Prints `Total wrong predictions: N, wrong percent: P%`
-  with P = N / eval_size * 100.
-
-  Args:
-    hparams: model hyperparameters, as in training.
-    model_type: key of `registry.MODELS`.
-    eval_size: test examples to evaluate (whole batches).
-    input_fn: `input_fn(split, batch_size, input_context=None)`.
-    checkpoint: checkpoint pattern holding `{}` for the trial index.
-    num_trials: ensemble members.
-    num_targets: objects per image (2 for MultiMNIST).
-    config: batch size and how the model computes.
-
-  Returns:
-    The number of wrong predictions.
-
-  Raises:
-    errors.ConfigError: unknown model, a pattern without `{}`.
-    errors.DataError: too little test data.
-    checkpoints.MissingCheckpointError: a member checkpoint is missing
-      (checked first).
-    checkpoints.CheckpointError: a member is damaged or belongs to another
-      architecture.
+  with P = N / eval_size * 100, and returns N. checkpoint: a pattern
+  holding `{}` for the trial index; every member must exist (checked first).
   """
   paths = [(checkpoint or '').format(i) for i in range(num_trials)]
   if len(set(paths)) < num_trials:
@@ -218,7 +156,7 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
   batches = [{key: value.numpy() for key, value in tensors.items()}
              for tensors in evaluator.batches(eval_size)]
   logit_sum = np.zeros([len(batches) * config.eval_batch_size,
-                        evaluator.shape.num_classes], np.float32)
+                        evaluator.model.shape.num_classes], np.float32)
   for path in paths:
     checkpoints.load(evaluator.model, path)
     logit_sum += np.concatenate([evaluator.logits(batch)

@@ -72,12 +72,7 @@ class HParams:
   def parse(self, overrides: str) -> 'HParams':
     """Applies `key=value,key=value` overrides in place and returns self.
 
-    Args:
-      overrides: comma separated `key=value` pairs; whitespace around keys and
-        values is ignored, an empty string changes nothing.
-
-    Returns:
-      self, so that `default_hparams().parse('...')` reads naturally.
+    Whitespace around keys and values is ignored; '' changes nothing.
 
     Raises:
       errors.ConfigError: for a pair without `=`, an unknown key or a value

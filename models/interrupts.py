@@ -20,50 +20,27 @@ import contextlib
 import os
 import signal
 import threading
-from typing import Iterator, Optional, Sequence
+import types
+from typing import Iterator, Sequence
 
 import tensorflow as tf
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StopRequest:
-  """What the watcher saw: the first signal's number, or None."""
-
-  def __init__(self, variable: tf.Variable):
-    self.variable = variable
-    self.signum: Optional[int] = None
-
-  def receive(self, signum: int) -> None:
-    """Takes a signal: the first asks to stop, a second ends the process."""
-    if self.signum is not None:  # The second: stop now.
-      os.write(2, b'interrupted again: stopped at once; a checkpoint being '
-               b'written is left unfinished under a temporary name, not '
-               b'used\n')
-      os._exit(128 + signum)  # pylint: disable=protected-access
-    self.signum = signum
-    self.variable.assign(True)
-
-
 @contextlib.contextmanager
 def stop_on_signals(variable: tf.Variable,
                     signals: Sequence[int] = SIGNALS
-                   ) -> Iterator[StopRequest]:
-  """Within the block, the first SIGINT or SIGTERM sets `variable`.
+                   ) -> Iterator[types.SimpleNamespace]:
+  """Within the block, the first of `signals` sets the boolean `variable`.
 
   A second one ends the process at once with exit code 128 + its number.
   The previous handlers come back after the block. Outside the main thread
   (where Python allows no signal handlers) nothing is installed and the
-  request never comes.
-
-  Args:
-    variable: a boolean variable the training loop reads before each step.
-    signals: the signals that ask to stop.
-
-  Yields:
-    The `StopRequest`, whose `signum` says which signal came.
+  request never comes. Yields the request: its `signum` is the first
+  signal's number, or None.
   """
-  request = StopRequest(variable)
+  request = types.SimpleNamespace(signum=None)
   if threading.current_thread() is not threading.main_thread():
     yield request
     return
@@ -75,8 +52,16 @@ def stop_on_signals(variable: tf.Variable,
       received = os.read(read_end, 1)
       if not received:  # The block ended: the write end is closed.
         return
-      if received[0] in signals:  # Not another handler's signal.
-        request.receive(received[0])
+      signum = received[0]
+      if signum not in signals:  # Another handler's signal.
+        continue
+      if request.signum is not None:  # The second: stop now.
+        os.write(2, b'interrupted again: stopped at once; a checkpoint being '
+                 b'written is left unfinished under a temporary name, not '
+                 b'used\n')
+        os._exit(128 + signum)  # pylint: disable=protected-access
+      request.signum = signum
+      variable.assign(True)
 
   watcher = threading.Thread(target=watch, name='stop_on_signals',
                              daemon=True)

@@ -1,14 +1,21 @@
 """Base model: optimizer, learning-rate schedule, training and evaluation steps.
 
-Subclasses define `forward` (the inference graph) and `_scoped_layers` (their
-Keras layers keyed by TF1 variable scope). Everything else, the Adam update of
-the reference, the loss, the correct / almost counts and the conversion to and
-from the reference's name-based TF1 checkpoints, lives here once.
+Subclasses define `_make_layers` (their Keras layers for the data's shape,
+keyed by TF1 variable scope) and `forward` (the inference graph). Everything
+else, the Adam update of the reference, the loss, the correct / almost counts
+and the conversion to and from the reference's name-based TF1 checkpoints,
+lives here once.
+
+A model's methods take a batch's `tensors` as the readers give them: `images`
+`[batch, depth, height, width]`, `labels` `[batch, num_classes]`,
+`recons_label`, `recons_image` (and `spare_label`, `spare_image` for two
+targets). The data's shape ints are the model's own, from `build`.
 """
 
 import abc
 import collections
-from typing import Dict, List, Mapping, Sequence, Tuple
+import dataclasses
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -17,11 +24,10 @@ import errors
 from layers import layers
 from layers import variables as layer_variables
 from models import adam
-from models import run_config as run_config_lib
 
 Inferred = collections.namedtuple('Inferred', ('logits', 'remakes'))
 
-# The Python ints a model reads from the feature dict, from the data.
+# The Python ints of the data a model is built for.
 DataShape = collections.namedtuple(
     'DataShape', ('height', 'depth', 'num_classes', 'num_targets'),
     defaults=(10, 1))
@@ -43,20 +49,32 @@ PADDINGS = ('SAME', 'VALID')
 LOSS_TYPES = ('margin', 'softmax', 'sigmoid')
 
 
-def features(tensors: Mapping[str, tf.Tensor],
-             shape: DataShape) -> Dict[str, object]:
-  """The models' feature dict: a batch's tensors plus the shape ints.
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """How a model computes; the defaults run anywhere.
 
-  Args:
-    tensors: `images` `[batch, depth, height, width]`, `labels`
-      `[batch, num_classes]`, `recons_label`, `recons_image` (and
-      `spare_label`, `spare_image` for two targets), as the readers give them.
-    shape: the data's shape ints.
-
-  Returns:
-    The reference's feature dict.
+  Attributes:
+    compute_dtype: 'float32', or 'bfloat16' / 'float16' for mixed precision:
+      the convolutions and matrix products run in that dtype on float32
+      weights, squash, routing and losses stay float32. float16, whose range
+      is narrow, trains on a dynamically scaled loss (`adam.DynamicLossScale`:
+      a step whose gradients overflow is skipped and the scale halved).
+    conv_implementation: the primary capsules' convolution, one of
+      `layers.CONV_IMPLEMENTATIONS` ('fourier' is faster on CPUs).
+    xla_routing: compile the routing with XLA (fused loops, several times
+      faster); off where XLA cannot compile (no CUDA libdevice, say).
   """
-  return dict(tensors, **shape._asdict())
+  compute_dtype: str = 'float32'
+  conv_implementation: str = 'native'
+  xla_routing: bool = True
+
+  def __post_init__(self):
+    for name, allowed in (('compute_dtype', layer_variables.COMPUTE_DTYPES),
+                          ('conv_implementation',
+                           layers.CONV_IMPLEMENTATIONS)):
+      if getattr(self, name) not in allowed:
+        raise errors.ConfigError(f'{name}={getattr(self, name)!r}: use one '
+                                 f'of {", ".join(allowed)}')
 
 
 def data_shape(element_spec: Mapping[str, tf.TensorSpec],
@@ -95,22 +113,11 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
 class Model(abc.ABC):
   """A model with the reference's optimizer, steps and checkpoint names."""
 
-  def __init__(self, hparams, *,
-               config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
-    """Creates the optimizer; layers are built on the first forward pass.
-
-    Args:
-      hparams: `models.hparams.default_hparams()`, possibly overridden.
-      config: how the model computes. Its compute_dtype is 'float32', or
-        'bfloat16' or 'float16' for mixed precision: the convolutions and
-        matrix products run in that dtype on float32 weights, squash,
-        routing and losses stay float32. float16, whose range is narrow,
-        trains on a dynamically scaled loss (`adam.DynamicLossScale`: a
-        step whose gradients overflow is skipped and the scale halved).
+  def __init__(self, hparams, *, config: ModelConfig = ModelConfig()):
+    """Creates the optimizer; `build` makes the variables.
 
     Raises:
-      errors.ConfigError: for a padding, loss_type or routing that cannot
-        work.
+      errors.ConfigError: a padding, loss_type or routing that cannot work.
     """
     if hparams.padding not in PADDINGS:
       raise errors.ConfigError(
@@ -124,6 +131,8 @@ class Model(abc.ABC):
           f'hparam routing={hparams.routing}: needs at least 1')
     self._hparams = hparams
     self._config = config
+    self.shape: Optional[DataShape] = None
+    self._layers: Dict[str, 'layers._Tf1Layer'] = {}
     self._dtype_policy = layer_variables.dtype_policy(config.compute_dtype)
     self._adam = adam.ReferenceAdam(LearningRateSchedule(
         hparams.learning_rate, hparams.decay_steps, hparams.decay_rate))
@@ -140,8 +149,7 @@ class Model(abc.ABC):
     return self._adam
 
   @property
-  def config(self) -> run_config_lib.RunConfig:
-    """How the model computes (its compute dtype, its convolution)."""
+  def config(self) -> ModelConfig:
     return self._config
 
   @property
@@ -151,80 +159,72 @@ class Model(abc.ABC):
 
   @property
   def global_step(self) -> tf.Variable:
-    """Number of Adam updates so far (the reference's `global_step`).
-
-    A float16 step skipped for overflowing gradients does not count.
-    """
+    """Adam updates so far (float16 steps skipped for overflow not counted)."""
     return self._adam.iterations
 
   @abc.abstractmethod
-  def _scoped_layers(self) -> Dict[str, 'layers._Tf1Layer']:
-    """The model's layers keyed by TF1 variable scope, in creation order."""
+  def _make_layers(self) -> Dict[str, 'layers._Tf1Layer']:
+    """The layers for data of `self.shape`, by TF1 variable scope, in order."""
 
   @abc.abstractmethod
-  def forward(self, features: Mapping) -> Forward:
-    """Builds the inference graph on a feature dict.
+  def forward(self, tensors: Mapping, *, training: bool = False) -> Forward:
+    """The inference graph on a batch; training: the pass that trains."""
 
-    Args:
-      features: the reference's feature dict: `images`
-        `[batch, depth, height, width]`, `labels`, `recons_label`,
-        `recons_image` (and `spare_label`, `spare_image` for two targets),
-        plus the Python ints `height`, `depth`, `num_classes`, `num_targets`.
-
-    Returns:
-      A `Forward` tuple.
-    """
-
-  def inference(self, features: Mapping) -> Inferred:
+  def inference(self, tensors: Mapping) -> Inferred:
     """The reference's `inference`: logits and reconstructions (or None)."""
-    out = self.forward(features)
+    out = self.forward(tensors)
     return Inferred(out.logits, out.remakes)
 
   def build(self, shape: DataShape) -> None:
-    """Creates the variables with a forward pass on one zero image.
+    """Keeps the data's shape and creates the variables on one zero image.
 
     Call it under a `tf.distribute` strategy's scope to get distributed
     variables, and before restoring a checkpoint.
-
-    Args:
-      shape: the shape of the data the model will see.
     """
+    self.shape = shape
+    self._layers = self._make_layers()
     image = tf.zeros([1, shape.depth, shape.height, shape.height])
     label = tf.zeros([1], tf.int32)
-    tensors = dict(images=image, labels=tf.one_hot(label, shape.num_classes),
-                   recons_image=image, recons_label=label, spare_image=image,
-                   spare_label=label)
-    self.forward(features(tensors, shape))
+    self.forward(dict(images=image, labels=tf.one_hot(label, shape.num_classes),
+                      recons_image=image, recons_label=label,
+                      spare_image=image, spare_label=label))
     self.optimizer.build(self.trainable_variables)
+
+  def _channels_last(self, images: tf.Tensor) -> tf.Tensor:
+    """`[batch, height, width, depth]` images of any `[batch, ...]` layout."""
+    shape = self.shape
+    images = tf.reshape(images, [-1, shape.depth, shape.height, shape.height])
+    return tf.transpose(images, [0, 2, 3, 1])
 
   @property
   def built(self) -> bool:
-    return all(layer.built for layer in self._scoped_layers().values())
+    return bool(self._layers) and all(
+        layer.built for layer in self._layers.values())
 
   @property
   def trainable_variables(self) -> List[keras.Variable]:
     """Model weights in the reference's creation order."""
-    return list(layers.tf1_variable_map(self._scoped_layers()).values())
+    return list(layers.tf1_variable_map(self._layers).values())
 
-  def losses(self, features: Mapping) -> Losses:
+  def losses(self, tensors: Mapping, *, training: bool = False) -> Losses:
     """Forward pass, total loss and correct / almost counts of a batch."""
-    out = self.forward(features)
+    out = self.forward(tensors, training=training)
     evaluation = layers.evaluate(
-        logits=out.logits, labels=features['labels'],
-        num_targets=features['num_targets'],
+        logits=out.logits, labels=tensors['labels'],
+        num_targets=self.shape.num_targets,
         loss_type=self._hparams.loss_type,
         extra_losses=out.reconstruction_losses)
     return Losses(evaluation.total_loss, evaluation.correct,
                   evaluation.almost, evaluation.classification_loss,
                   out.reconstruction_losses, out.logits, out.remakes)
 
-  def compute_loss(self, features: Mapping
+  def compute_loss(self, tensors: Mapping
                   ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """`(total_loss, correct, almost)` of a batch, the evaluation step."""
-    result = self.losses(features)
+    result = self.losses(tensors)
     return result.total_loss, result.correct, result.almost
 
-  def compute_gradients(self, features: Mapping, *, replicas: int = 1
+  def compute_gradients(self, tensors: Mapping, *, replicas: int = 1
                        ) -> Tuple[List[tf.Tensor], Losses]:
     """Gradients of `total_loss / replicas` for `trainable_variables`.
 
@@ -235,7 +235,7 @@ class Model(abc.ABC):
     a power of two: exactly); an overflow shows as a non-finite gradient.
     """
     with tf.GradientTape() as tape:
-      result = self.losses(features)
+      result = self.losses(tensors, training=True)
       scaled_loss = result.total_loss * (1.0 / replicas)
       if self.loss_scale is not None:
         scaled_loss *= self.loss_scale.scale
@@ -268,23 +268,19 @@ class Model(abc.ABC):
     tf.cond(finite, apply, lambda: tf.constant(False))
     self.loss_scale.update(finite)
 
-  def summarize(self, losses: Losses, features: Mapping, *,
+  def summarize(self, losses: Losses, tensors: Mapping, *,
                 step: tf.Tensor, batch_size: int) -> None:
     """Writes the reference's summaries of a training step.
 
-    To the default summary writer at `step`: the scalars `total_loss`,
-    `batch_classification_cost`, `accuracy`, `correct_prediction_batch`,
-    `almost_correct_batch` and `reconstruction_error` (`_1` for the second
-    target), and with hparam verbose histograms of the weights and logits.
-
-    Args:
-      losses: the step's `Losses`: losses and counts of the whole batch
-        (mean losses, summed counts), logits and remakes of `features`.
-      features: the feature dict of one replica's batch.
-      step: the global step before the update.
-      batch_size: examples in the whole batch.
+    To the default summary writer at `step` (the global step before the
+    update): the scalars `total_loss`, `batch_classification_cost`,
+    `accuracy`, `correct_prediction_batch`, `almost_correct_batch` and
+    `reconstruction_error` (`_1` for the second target), and with hparam
+    verbose histograms of the weights and logits. `losses` holds the whole
+    batch's (of batch_size examples) mean losses and summed counts, and the
+    logits and remakes of `tensors`, one replica's batch.
     """
-    del features  # The capsule model shows its reconstructions.
+    del tensors  # The capsule model shows its reconstructions.
     tf.summary.scalar('batch_classification_cost', losses.classification_loss,
                       step=step)
     tf.summary.scalar('total_loss', losses.total_loss, step=step)
@@ -295,35 +291,27 @@ class Model(abc.ABC):
       tf.summary.scalar('reconstruction_error' + (f'_{i}' if i else ''),
                         recons_loss, step=step)
     if self._hparams.verbose:
-      for name, var in layers.tf1_variable_map(self._scoped_layers()).items():
+      for name, var in layers.tf1_variable_map(self._layers).items():
         tf.summary.histogram(name, tf.convert_to_tensor(var), step=step)
       tf.summary.histogram('logits', losses.logits, step=step)
 
   def tf1_variable_map(self) -> Dict[str, tf.Variable]:
     """Reference checkpoint name to variable, model weights and global step."""
-    variables = layers.tf1_variable_map(self._scoped_layers())
+    variables = layers.tf1_variable_map(self._layers)
     variables[GLOBAL_STEP] = self.global_step
     return variables
 
   def slot_map(self) -> Dict[str, tf.Variable]:
-    """Adam's state by reference name.
-
-    `<var>/Adam` and `<var>/Adam_1` (first and second moments) of every
-    weight, and `beta1_power`, `beta2_power`.
-    """
+    """Adam's state by reference name: `<var>/Adam`, `<var>/Adam_1`, ..."""
     slots = {}
-    for name, var in layers.tf1_variable_map(self._scoped_layers()).items():
+    for name, var in layers.tf1_variable_map(self._layers).items():
       slots[f'{name}/Adam'], slots[f'{name}/Adam_1'] = self._adam.slots(var)
     slots['beta1_power'], slots['beta2_power'] = self._adam.beta_powers
     return slots
-
-  def set_step(self, step: int) -> None:
-    """Sets the global step, and Adam's beta powers to the reference's there."""
-    self._adam.set_step(step)
 
   def require_built(self) -> None:
     """Raises RuntimeError unless the model has its variables."""
     if not self.built:
       raise RuntimeError(
-          'the model has no variables yet: call model.build(shape) or run '
-          'it on a batch before loading or saving a checkpoint')
+          'the model has no variables yet: call model.build(shape) before '
+          'loading or saving a checkpoint')

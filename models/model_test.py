@@ -45,15 +45,12 @@ def _golden_model(case, conv_implementation='native'):
   golden = golden_utils.load_npz(os.path.join(case, 'golden.npz'))
   hparams = hparams_lib.default_hparams().parse(
       config['hparams_override'] or '')
-  model = _MODELS[config['model']](hparams, config=run_config.RunConfig(
+  model = _MODELS[config['model']](hparams, config=model_lib.ModelConfig(
       conv_implementation=conv_implementation))
   model.build(_shape(config))
   checkpoints.load(model, _require(case, 'model.ckpt-0'))
   features = {key[len('input/'):]: tf.constant(value)
               for key, value in golden.items() if key.startswith('input/')}
-  features.update(height=config['height'], depth=config['depth'],
-                  num_classes=config['num_classes'],
-                  num_targets=config['num_targets'])
   return model, features, golden, config
 
 
@@ -224,7 +221,7 @@ def test_bfloat16_is_close_to_reference(case):
   hparams = hparams_lib.default_hparams().parse(
       config['hparams_override'] or '')
   model = _MODELS[config['model']](
-      hparams, config=run_config.RunConfig(compute_dtype='bfloat16'))
+      hparams, config=model_lib.ModelConfig(compute_dtype='bfloat16'))
   assert model.compute_dtype == 'bfloat16'
   model.build(_shape(config))
   checkpoints.load(model, _require(case, 'model.ckpt-0'))
@@ -243,4 +240,4 @@ def test_bfloat16_is_close_to_reference(case):
 def test_unknown_compute_dtype_is_rejected():
   with pytest.raises(ValueError, match="compute_dtype='int8': use one of "
                      'float32, bfloat16, float16'):
-    run_config.RunConfig(compute_dtype='int8')
+    model_lib.ModelConfig(compute_dtype='int8')

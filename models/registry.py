@@ -5,10 +5,8 @@ from typing import Dict, Type
 import errors
 from models import capsule_model
 from models import conv_model
-from models import devices
 from models.hparams import HParams
 from models import model as model_lib
-from models import run_config as run_config_lib
 
 MODELS: Dict[str, Type[model_lib.Model]] = {
     'capsule': capsule_model.CapsuleModel,
@@ -19,13 +17,12 @@ MODELS: Dict[str, Type[model_lib.Model]] = {
 
 def build_model(hparams: HParams, *, model_type: str,
                 shape: model_lib.DataShape,
-                config: run_config_lib.RunConfig = run_config_lib.RunConfig()
+                config: model_lib.ModelConfig = model_lib.ModelConfig()
                ) -> model_lib.Model:
   """A `MODELS[model_type]` with its variables, for data of this shape.
 
   Build it under a `tf.distribute` strategy's scope for distributed
-  variables. Sets TensorFlow's float32 precision as config says
-  (`devices.set_precision`).
+  variables.
 
   Raises:
     errors.ConfigError: an unknown model_type, or hparams it cannot use.
@@ -33,7 +30,6 @@ def build_model(hparams: HParams, *, model_type: str,
   if model_type not in MODELS:
     raise errors.ConfigError(f'unknown model {model_type!r}; use one of '
                              f'{", ".join(MODELS)}')
-  devices.set_precision(config)
   model = MODELS[model_type](hparams, config=config)
   model.build(shape)
   return model

@@ -3,14 +3,26 @@
 `Trainer.run` is the training step: `train`'s loop runs it, and so do the
 benchmarks and the tests, so the step measured is the step trained. It runs
 up to `log_every_steps` steps in one compiled call, each on one batch per
-replica under a `tf.distribute` strategy: every replica's gradients, their
-sum over replicas, one Adam update; the reference's summaries every
-`summary_every_steps` steps; and it reports the first step whose loss was
-not finite, checked once per call.
+replica: every replica's gradients, their sum over replicas, one Adam
+update; the reference's summaries every `summary_every_steps` steps; and it
+reports the first step whose loss was not finite, checked once per call.
+`train` is the reference's training loop.
 
-`train` is the reference's training loop: resume from the newest loadable
-checkpoint, train to `max_steps`, save every `save_step` steps and at the
-end, print progress every `log_every_steps` steps.
+The library's commands (`train`, `evaluation.evaluate`,
+`evaluation.evaluate_ensemble`, `evaluation.Evaluator`) share these
+arguments:
+  hparams: model hyperparameters (`hparams.default_hparams()`, overridden).
+  model_type: a key of `registry.MODELS`.
+  input_fn: `input_fn(split, batch_size, input_context=None)`, the data set
+    (`input_data.datasets.input_fn`).
+  num_targets: objects per image (2 for MultiMNIST).
+  config: the run's `RunConfig` (`devices.setup`).
+  summary_dir: the experiment's folder (`train/`, `test/` in it).
+They raise `errors.ConfigError` for a value that cannot work (an unknown
+model, no summary_dir, replicas that do not divide the batch, too small an
+eval_size), `errors.DataError` for too little data, and
+`checkpoints.CheckpointError` (or `MissingCheckpointError`) for a checkpoint
+that is missing, damaged or of another architecture.
 """
 
 import collections
@@ -24,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 import errors
+import files
 from input_data import datasets
 from models import checkpoints
 from models import devices
@@ -41,6 +54,11 @@ StepsResult = collections.namedtuple(
     'StepsResult',
     ('loss', 'accuracy', 'steps_run', 'first_non_finite', 'stopped'))
 
+# What `train` returns: the global step reached, and per compiled call
+# `(step, steps_run, seconds)`: the global step after it, the steps it ran
+# and its wall time.
+Trained = collections.namedtuple('Trained', ('step', 'intervals'))
+
 
 class NonFiniteLossError(errors.UserError, ArithmeticError):
   """The training loss became NaN or infinite."""
@@ -53,25 +71,18 @@ class XlaError(errors.UserError, RuntimeError):
 class Trainer:
   """The training step of a built model under a distribution strategy."""
 
-  def __init__(self, model: model_lib.Model, *, shape: model_lib.DataShape,
+  def __init__(self, model: model_lib.Model, *,
                strategy: Optional[tf.distribute.Strategy] = None,
                config: run_config_lib.RunConfig = run_config_lib.RunConfig()):
-    """Wraps a model built under `strategy`'s scope.
-
-    Args:
-      model: a built model (`registry.build_model`).
-      shape: the shape ints of its data.
-      strategy: the strategy whose scope built the model; None: the default
-        strategy (one device).
-      config: batch sizes, summary cadence, XLA and input prefetching.
+    """Wraps a model built under `strategy`'s scope (None: one device).
 
     Raises:
       errors.ConfigError: the replicas do not split the global batch.
     """
     self.model = model
-    self.shape = shape
     self.strategy = strategy or tf.distribute.get_strategy()
     self.config = config
+    # Also here: the replicas of several workers, or of a caller's strategy.
     devices.check_replicas(self.strategy.num_replicas_in_sync,
                            config.train_batch_size)
     # Read before every step: set (by `interrupts.stop_on_signals`), it
@@ -93,13 +104,10 @@ class Trainer:
                                             tf.data.Dataset]) -> Iterator:
     """An iterator over batches of `dataset_fn`, one per replica per step.
 
-    With `config.prefetch_to_device` (one device), the next batches are
-    copied to that device while a step runs.
-
-    Args:
-      dataset_fn: gives each input pipeline its dataset of replica batches,
-        as `tf.distribute.Strategy.distribute_datasets_from_function` calls
-        it.
+    dataset_fn gives each input pipeline its dataset of replica batches
+    (`tf.distribute.Strategy.distribute_datasets_from_function`). With
+    `config.prefetch_to_device` (one device), the next batches are copied
+    to that device while a step runs.
     """
     device = self.config.prefetch_to_device
     if device and self.strategy.num_replicas_in_sync == 1:
@@ -118,11 +126,8 @@ class Trainer:
 
     Each step's summaries go to the default summary writer at the global
     step before its update (the reference's numbering), at the steps that
-    are multiples of `config.summary_every_steps`.
-
-    Raises:
-      errors.XlaError: XLA could not compile the step (its message names
-        the way around).
+    are multiples of `config.summary_every_steps`. Raises `XlaError` when
+    XLA cannot compile the step.
     """
     try:
       return self._run(iterator, tf.constant(num_steps))
@@ -130,16 +135,16 @@ class Trainer:
       if 'libdevice' not in str(error) and 'XLA' not in str(error):
         raise
       raise XlaError(
-          f'XLA could not compile the training step ({_first_line(error)}); '
-          f'rerun with --xla=false (routing op by op, slower), or point XLA '
-          f'at CUDA: XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda'
+          f'XLA could not compile the training step '
+          f'({files.first_line(error)}); rerun with --xla=false (routing op '
+          f'by op, slower), or point XLA at CUDA: '
+          f'XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda'
       ) from None
 
   def _gradients(self, tensors):
     """One replica's gradients (not yet summed over replicas) and losses."""
     grads, result = self.model.compute_gradients(
-        model_lib.features(tensors, self.shape),
-        replicas=self.strategy.num_replicas_in_sync)
+        tensors, replicas=self.strategy.num_replicas_in_sync)
     return grads, result._replace(remakes=result.remakes or [])
 
   # The step and its summaries have no control flow that depends on tensors:
@@ -188,16 +193,11 @@ class Trainer:
     # The reference's tags, outside the loop's `while/` name scope.
     with tf.name_scope(''), tf.summary.record_if(
         step % self.config.summary_every_steps == 0):
-      self.model.summarize(
-          result, model_lib.features(tensors, self.shape), step=step,
-          batch_size=self.config.train_batch_size)
+      self.model.summarize(result, tensors, step=step,
+                           batch_size=self.config.train_batch_size)
 
   def _stop(self) -> tf.Tensor:
-    """Whether a stop was asked for, here or (multi-worker) on any worker.
-
-    Workers agree by summing their flags, so that all of them stop after
-    the same step.
-    """
+    """Whether a stop was asked for here or on any worker (flags summed)."""
     if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
       return self.stop_requested.read_value()
     flags = self.strategy.run(
@@ -239,76 +239,45 @@ class Trainer:
         first_bad, stopped)
 
 
-def _first_line(error: Exception) -> str:
-  return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
-def _next_stop(step: int, *, max_steps: int,
-               config: run_config_lib.RunConfig) -> int:
-  """The next step at which training saves, logs or ends."""
-  def next_multiple(every):
-    return (step // every + 1) * every
-  return min(max_steps, next_multiple(config.save_step),
-             next_multiple(config.log_every_steps))
-
-
 def train(hparams: HParams, *, summary_dir: str, model_type: str,
           max_steps: int, input_fn: datasets.InputFn, num_targets: int = 1,
           strategy: Optional[tf.distribute.Strategy] = None,
           config: run_config_lib.RunConfig = run_config_lib.RunConfig(),
-          seed: Optional[int] = None) -> int:
-  """Trains a model up to global step max_steps.
+          seed: Optional[int] = None) -> Trained:
+  """Trains a model up to global step max_steps; returns `Trained`.
 
-  Resumes from the newest loadable checkpoint in `summary_dir/train/` and
-  never deletes anything there. Saves `model.ckpt-<step>` every
-  `config.save_step` steps and at max_steps; writes summaries for every
-  step. Under multi-worker training only the chief writes files. Each input
-  pipeline builds its own dataset and reads its share of the records.
+  Resumes from the newest loadable checkpoint in `summary_dir/train/`, saves
+  `model.ckpt-<step>` every `config.save_step` steps and at max_steps, and
+  deletes nothing there but what config.keep_checkpoints asks; summaries of
+  every step. Under multi-worker training only the chief writes files. Each
+  input pipeline builds its own dataset and reads its share of the records.
 
   Args:
-    hparams: model hyperparameters (`default_hparams()`, overridden).
-    summary_dir: experiment directory; training uses `summary_dir/train/`.
-    model_type: key of `registry.MODELS`.
     max_steps: global step to train to.
-    input_fn: `input_fn(split, batch_size, input_context=None)`.
-    num_targets: objects per image (2 for MultiMNIST).
     strategy: distribution strategy; None: the default (one device).
-    config: batch sizes, cadence and how the model computes.
-    seed: seeds Python, NumPy, TensorFlow and Keras
-      (`keras.utils.set_random_seed`) and makes the training input's order
-      deterministic, so the same seed gives the same initial weights and
-      batches; a resumed seeded run passes over the batches of the steps
-      already done, so it sees the batches an uninterrupted run would.
-      Bitwise-equal runs on GPUs, or with random distortions (cifar10,
-      norb), also need `tf.config.experimental.enable_op_determinism()` (as
-      `--seed` does). None: unseeded, the input in any order (faster).
-
-  Returns:
-    The global step reached.
+    seed: seeds Python, NumPy, TensorFlow and Keras here (a process may
+      train several seeds) and reads the input in a fixed order: the same
+      initial weights and batches, and a resumed run passes over the batches
+      of the steps done. Bitwise-equal runs on GPUs or with random
+      distortions also need deterministic ops (`devices.setup(seed=...)`).
+      None: unseeded, the input in any order (faster).
 
   Raises:
-    errors.ConfigError: unknown model, missing summary_dir, or replicas
-      that do not divide the global batch.
     NonFiniteLossError: the loss became NaN or infinite (nothing is saved
       after the last good checkpoint).
-    checkpoints.CheckpointError: the checkpoints in train/ belong to another
-      architecture, or none of them loads.
-    errors.StorageError: a checkpoint could not be written (e.g. the disk
-      is full).
+    errors.StorageError: a checkpoint could not be written (a full disk).
   """
   if not summary_dir:
     raise errors.ConfigError('summary_dir is required for training: pass '
                              '--summary_dir=<experiment directory>')
   strategy = strategy or tf.distribute.get_strategy()
-  devices.check_replicas(strategy.num_replicas_in_sync,
-                         config.train_batch_size)
   if seed is not None:
     keras.utils.set_random_seed(seed)
   # Order-deterministic input for a seeded run only: `records.read_files`
   # interleaves its files in the order this option asks for.
   options = tf.data.Options()
   options.deterministic = seed is not None
-  train_dir = os.path.join(summary_dir, 'train')
+  train_dir = checkpoints.train_folder(summary_dir)
   is_chief = strategy.extended.should_checkpoint
   if is_chief:
     tf.io.gfile.makedirs(train_dir)
@@ -320,8 +289,8 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
                                num_targets)
   with strategy.scope():
     model = registry.build_model(hparams, model_type=model_type, shape=shape,
-                                 config=config)
-  trainer = Trainer(model, shape=shape, strategy=strategy, config=config)
+                                 config=config.model)
+  trainer = Trainer(model, strategy=strategy, config=config)
   num_params = sum(int(np.prod(var.shape)) for var in model.trainable_variables)
   print(f'total_params: {num_params}', flush=True)
   step = checkpoints.restore_latest(model, train_dir)
@@ -341,20 +310,24 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
           f'{max_steps}', flush=True)
   writer = (tf.summary.create_file_writer(train_dir) if is_chief
             else tf.summary.create_noop_writer())
+  intervals = []
   with writer.as_default(), interrupts.stop_on_signals(
       trainer.stop_requested) as stop:
     while step < max_steps:
+      # To the next step at which training saves, logs or ends.
+      until = min([max_steps] + [(step // every + 1) * every for every in (
+          config.save_step, config.log_every_steps)])
       start_time = time.time()
-      result = trainer.run(
-          iterator, _next_stop(step, max_steps=max_steps, config=config) - step)
-      seconds_per_step = ((time.time() - start_time) /
-                          max(int(result.steps_run), 1))
+      result = trainer.run(iterator, until - step)
+      seconds = time.time() - start_time
       # Not step + steps_run: float16 skips the steps that overflow.
       step = int(model.global_step.numpy())
+      intervals.append((step, int(result.steps_run), seconds))
       if result.first_non_finite >= 0:
         writer.flush()
         saved = checkpoints.list_steps(train_dir)
-        last = f'model.ckpt-{max(saved)}' if saved else 'no checkpoint'
+        last = os.path.basename(saved[max(saved)]) if saved else (
+            'no checkpoint')
         raise NonFiniteLossError(
             f'the loss became {float(result.loss):.4g} at step '
             f'{int(result.first_non_finite)}; nothing was saved after '
@@ -369,19 +342,15 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
         checkpoints.save(model, train_dir, keep=config.keep_checkpoints)
       if step % config.log_every_steps == 0 or step == max_steps:
         _print_progress(step, result, max_steps=max_steps,
-                        seconds_per_step=seconds_per_step, config=config)
+                        seconds_per_step=seconds / max(intervals[-1][1], 1),
+                        config=config)
   writer.close()
-  return step
+  return Trained(step, intervals)
 
 
 def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,
           signum: Optional[int], config: run_config_lib.RunConfig) -> None:
-  """Saves the step training stopped at (the chief) and raises Interrupted.
-
-  Raises:
-    errors.Interrupted: always; signum None means another worker was
-      asked to stop (its exit code is SIGTERM's).
-  """
+  """Saves the step reached (the chief) and raises Interrupted."""
   step = int(model.global_step.numpy())
   if not is_chief:
     saved = 'the chief worker saves it'
@@ -390,6 +359,7 @@ def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,
   else:
     saved = 'saved ' + checkpoints.save(model, train_dir,
                                         keep=config.keep_checkpoints)
+  # signum None: another worker was asked to stop; exit as for SIGTERM.
   cause = '' if signum is not None else ' with the other workers'
   raise errors.Interrupted(
       f'interrupted at step {step}{cause}; {saved}; run the same command to '

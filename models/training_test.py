@@ -36,11 +36,13 @@ def _train_golden_two_steps(summary_dir, strategy):
   test_utils.copy_checkpoint(golden_utils.require(f'{test_utils.CIFAR_CASE}/model.ckpt-0'),
                    os.path.join(train_dir, 'model.ckpt-0'))
   test_utils.set_latest(train_dir, 'model.ckpt-0')
-  step = training.train(
+  trained = training.train(
       hparams_lib.default_hparams().parse(config['hparams_override']),
       summary_dir=summary_dir, model_type='capsule', max_steps=2,
       input_fn=test_utils.array_input_fn(arrays), strategy=strategy)
-  assert step == 2
+  # Both steps in one compiled call, timed.
+  [(step, steps_run, seconds)] = trained.intervals
+  assert (trained.step, step, steps_run) == (2, 2, 2) and seconds > 0
   return (test_utils.events(train_dir)['total_loss'],
           tf.train.load_checkpoint(os.path.join(train_dir, 'model.ckpt-2')))
 
@@ -105,7 +107,7 @@ def _train_golden(tmp_path, max_steps, save_step=2, override=''):
           ','.join(filter(None, [config['hparams_override'], override]))),
       summary_dir=str(tmp_path), model_type='capsule', max_steps=max_steps,
       input_fn=test_utils.array_input_fn(arrays),
-      config=run_config.RunConfig(save_step=save_step))
+      config=run_config.RunConfig(save_step=save_step)).step
 
 
 def test_resumes_from_complete_checkpoint_the_state_file_missed(
@@ -258,14 +260,22 @@ def _tiny_trainer(strategy=None, **settings):
   """A tiny capsule model built under strategy, and its Trainer."""
   strategy = strategy or tf.distribute.get_strategy()
   shape = model_lib.DataShape(20, 1)
+  model_config = model_lib.ModelConfig(**{
+      key: settings.pop(key) for key in ('compute_dtype', 'xla_routing')
+      if key in settings})
   config = run_config.RunConfig(**dict(dict(train_batch_size=4), **settings))
   keras.utils.set_random_seed(11)
   with strategy.scope():
     model = registry.build_model(test_utils.tiny_hparams(),
                                  model_type='capsule', shape=shape,
-                                 config=config)
-  return training.Trainer(model, shape=shape, strategy=strategy,
-                          config=config)
+                                 config=model_config)
+  return training.Trainer(model, strategy=strategy, config=config)
+
+
+def test_replicas_must_split_the_batch(two_cpu_strategy):
+  with pytest.raises(errors.ConfigError, match='2 replicas cannot split the '
+                     'global batch of 3 evenly'):
+    _tiny_trainer(two_cpu_strategy, train_batch_size=3)
 
 
 def _batch(size, *, scale=1.0, seed=0):
@@ -281,14 +291,16 @@ def test_float16_overflow_on_one_replica_skips_the_step_everywhere(
   """The gradients are summed before the overflow check, not after.
 
   Replica 0 gets a normal batch, replica 1 one whose images overflow
-  float16. The step is skipped on both, the loss scale halves on both,
+  float16, and whose loss overflows float32 too (1e20 squared), so that
+  the step is reported non-finite whatever precision the decoder's Keras
+  version computes in. The step is skipped on both, the loss scale halves on both,
   and the weights stay finite and equal on both.
   """
   strategy = two_cpu_strategy
   trainer = _tiny_trainer(strategy, compute_dtype='float16')
   model = trainer.model
   batches = tf.data.Dataset.from_tensors(_batch(2)).concatenate(
-      tf.data.Dataset.from_tensors(_batch(2, scale=1e5))).repeat()
+      tf.data.Dataset.from_tensors(_batch(2, scale=1e20))).repeat()
   before = [v.numpy() for v in model.trainable_variables]
   result = trainer.run(trainer.distribute(lambda _: batches), 1)
   assert int(model.global_step.numpy()) == 0

@@ -1,10 +1,10 @@
 r"""The paper's results, one named experiment each.
 
-Every entry says what to train (model, hparams, data, steps), how to evaluate
-it, and the number the paper reports: the test error in %, with its std
-where the paper gives one. `python -m paper.reproduce` runs them
-(`--list` prints this table); the numbers are those of ../shared/PAPER.md
-(Sabour, Frosst, Hinton 2017 and the reference code's README).
+Each configuration is written once, here: what to train (model, hparams,
+data, steps), how to evaluate it, and the paper's number, those of
+../shared/PAPER.md (Sabour, Frosst, Hinton 2017 and the reference README).
+`python -m paper.reproduce` runs them (`--list` prints this table);
+paper/released.py and benchmarks/ take their configurations from `get`.
 
 Table 1, MNIST (3 seeds each, the paper's mean +- std over 3 trials):
 
@@ -48,70 +48,40 @@ _TABLE_1_TRIALS = 3  # Table 1: mean +- std over 3 trials.
 
 @dataclasses.dataclass(frozen=True)
 class PaperNumber:
-  """A result as the paper reports it.
-
-  Attributes:
-    error: test error in %.
-    std: its standard deviation over trials, where the paper gives one.
-    source: where in the paper.
-  """
+  """A result as the paper reports it: test error in %, std over trials."""
   error: float
-  std: Optional[float]
-  source: str
+  std: Optional[float]  # Where the paper gives one.
+  source: str  # Where in the paper.
 
 
 @dataclasses.dataclass(frozen=True)
 class OtherTest:
-  """A further test set that the trained model is evaluated on.
-
-  Attributes:
-    dataset: the data set whose test split is evaluated.
-    paper: the paper's number on it.
-    eval_size: test examples evaluated (whole batches of 100).
-  """
+  """A further test set that the trained models are evaluated on."""
   dataset: str
   paper: PaperNumber
-  eval_size: int = 10000
+  eval_size: int = 10000  # Test examples evaluated (whole batches of 100).
 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """One result of the paper and how to reproduce it.
-
-  Attributes:
-    name: the experiment's name (`--experiment`).
-    paper: the paper's number.
-    model: key of `experiment.models`.
-    hparams: `key=value,...` over `experiment.default_hparams()`.
-    dataset: training data set (`input_data.datasets.DATASETS`).
-    data: what the data is, for the results table.
-    steps: global steps to train to.
-    steps_source: where `steps` comes from.
-    num_targets: digits per image (2 for MultiMNIST).
-    data_options: further keyword arguments of `datasets.input_fn`.
-    test_dataset: the data set evaluated, when not `dataset`'s test split.
-    eval_size: test examples evaluated (whole batches of 100).
-    seeds: trials (seeds 0, 1, ...) unless `--seeds` says otherwise.
-    ensemble: evaluate the seeds' models as one ensemble (summed logits).
-    other_tests: further test sets the paper reports for the same models.
-    notes: choices the paper leaves open, and where it and the reference
-      code differ.
-  """
-  name: str
+  """One result of the paper and how to reproduce it."""
+  name: str  # `--experiment`.
   paper: PaperNumber
-  model: str
-  hparams: str
-  dataset: str
-  data: str
-  steps: int
-  steps_source: str
-  num_targets: int = 1
+  model: str  # A key of `registry.MODELS`.
+  hparams: str  # `key=value,...` over `default_hparams()`.
+  dataset: str  # Training data set (`input_data.datasets.DATASETS`).
+  data: str  # What the data is, for the results table.
+  steps: int  # Global steps to train to.
+  steps_source: str  # Where `steps` comes from.
+  num_targets: int = 1  # Digits per image (2 for MultiMNIST).
+  # Further keyword arguments of `datasets.input_fn`.
   data_options: Mapping[str, object] = dataclasses.field(default_factory=dict)
-  test_dataset: Optional[str] = None
-  eval_size: int = 10000
-  seeds: int = 1
-  ensemble: bool = False
-  other_tests: Tuple[OtherTest, ...] = ()
+  test_dataset: Optional[str] = None  # When not `dataset`'s test split.
+  eval_size: int = 10000  # Test examples evaluated (whole batches of 100).
+  seeds: int = 1  # Trials (seeds 0, 1, ...) unless `--seeds` says otherwise.
+  ensemble: bool = False  # Evaluate the seeds' models as one (summed logits).
+  other_tests: Tuple[OtherTest, ...] = ()  # The paper's further test sets.
+  # Choices the paper leaves open, and where it and the reference differ.
   notes: str = ''
 
 
@@ -121,7 +91,6 @@ _MULTIMNIST_DATA = ('MultiMNIST generated from MNIST: pairs of different '
                     'classes, each digit shifted by up to 4 pixels on 36x36 '
                     '(the paper), 1000 pairs per digit and epoch; 10,000 '
                     'test pairs')
-_MULTIMNIST_OPTIONS = {'multi_mnist_shift': 'paper'}
 _MULTIMNIST_NOTES = ('Follows the paper\'s shift of 4 pixels (the reference '
                      'README writes --shift=6). The paper tests on 10M '
                      'pairs, this on 10,000.')
@@ -139,6 +108,16 @@ def _mnist_capsule(name: str, routing: int, remake: bool, error: float,
       seeds=_TABLE_1_TRIALS)
 
 
+def _multimnist(name: str, model: str, hparams: str, error: float, *,
+                notes: str = '') -> Experiment:
+  return Experiment(
+      name=name, paper=PaperNumber(error, None, 'Table 1 (MultiMNIST)'),
+      model=model, hparams=hparams, dataset='mnist', num_targets=2,
+      data=_MULTIMNIST_DATA, data_options={'multi_mnist_shift': 'paper'},
+      steps=MNIST_STEPS, steps_source=_NOT_PUBLISHED,
+      notes=notes + _MULTIMNIST_NOTES)
+
+
 EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         name='mnist_baseline', paper=PaperNumber(0.39, None, 'Table 1'),
@@ -154,36 +133,20 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
     _mnist_capsule('mnist_r1_recon', 1, True, 0.29, 0.011),
     _mnist_capsule('mnist_r3', 3, False, 0.35, 0.036),
     _mnist_capsule('mnist_r3_recon', 3, True, 0.25, 0.005),
-    Experiment(
-        name='multimnist_baseline',
-        paper=PaperNumber(8.1, None, 'Table 1 (MultiMNIST)'),
-        model='baseline',
-        hparams=f'padding=SAME,{_MULTIMNIST_DECAY},learning_rate=0.0001',
-        dataset='mnist', num_targets=2, data=_MULTIMNIST_DATA,
-        data_options=_MULTIMNIST_OPTIONS, steps=MNIST_STEPS,
-        steps_source=_NOT_PUBLISHED,
+    _multimnist(
+        'multimnist_baseline', 'baseline',
+        f'padding=SAME,{_MULTIMNIST_DECAY},learning_rate=0.0001', 8.1,
         notes=('The reference code\'s CNN (conv 512, 256 with pooling, FC '
                '1024) with SAME padding: 24,535,306 parameters on 36x36, '
                'the paper\'s MultiMNIST baseline has 24.56M. Learning rate '
                '1e-4: at 1e-3 the loss jumps to thousands at step 1 and the '
                'network stays at chance, as on expanded MNIST '
-               '(affnist_baseline). ' + _MULTIMNIST_NOTES)),
-    Experiment(
-        name='multimnist_r1_recon',
-        paper=PaperNumber(7.5, None, 'Table 1 (MultiMNIST)'),
-        model='capsule', hparams=f'routing=1,{_MULTIMNIST_DECAY}',
-        dataset='mnist', num_targets=2, data=_MULTIMNIST_DATA,
-        data_options=_MULTIMNIST_OPTIONS, steps=MNIST_STEPS,
-        steps_source=_NOT_PUBLISHED, notes=_MULTIMNIST_NOTES),
-    Experiment(
-        name='multimnist_r3_recon',
-        paper=PaperNumber(5.2, None, 'Table 1 (MultiMNIST)'),
-        model='capsule', hparams=f'routing=3,{_MULTIMNIST_DECAY}',
-        dataset='mnist', num_targets=2, data=_MULTIMNIST_DATA,
-        data_options=_MULTIMNIST_OPTIONS, steps=MNIST_STEPS,
-        steps_source=_NOT_PUBLISHED,
-        notes=('11,361,968 parameters on 36x36: the paper\'s 11.36M. '
-               + _MULTIMNIST_NOTES)),
+               '(affnist_baseline). ')),
+    _multimnist('multimnist_r1_recon', 'capsule',
+                f'routing=1,{_MULTIMNIST_DECAY}', 7.5),
+    _multimnist('multimnist_r3_recon', 'capsule',
+                f'routing=3,{_MULTIMNIST_DECAY}', 5.2,
+                notes='11,361,968 parameters on 36x36: the paper\'s 11.36M. '),
     Experiment(
         name='cifar10_ensemble',
         paper=PaperNumber(10.6, None, 'section 7 (7-model ensemble)'),
@@ -247,12 +210,7 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
 
 
 def get(name: str) -> Experiment:
-  """The experiment of this name.
-
-  Raises:
-    errors.ConfigError: for an unknown name; the message lists the known
-      ones.
-  """
+  """The experiment of this name; errors.ConfigError lists the known ones."""
   if name not in EXPERIMENTS:
     raise errors.ConfigError(f'unknown experiment {name!r}; use one of '
                      f'{", ".join(EXPERIMENTS)}')

@@ -1,46 +1,35 @@
 r"""The paper's figures from a trained CapsNet checkpoint, as PNG files.
 
-Writes to --output_dir, from the test split of --data_dir:
-- `reconstructions.png` (Fig. 3): test digits above their reconstructions,
-  each titled (l, p, r): label, prediction and the class whose capsule is
-  decoded; failures twice, decoded from the prediction's and from the label's
-  capsule. One target only.
-- `perturbations.png` (Fig. 4): for a few digits, every one of the 16
-  dimensions of the label's capsule tweaked by -0.25 ... +0.25 in steps of
-  0.05 and decoded: 16 rows of 11. One target only.
-- `multimnist.png` (Fig. 5), with --num_targets=2: input pairs above the
-  reconstructions of their two predicted digits overlaid in red and green;
-  columns marked * decode a digit that is neither label nor prediction.
-- `routing.png` (Appendix A, Fig. A.1): the average change of the routing
-  logits b_ij in each routing iteration (the mean |u_hat_j|i . v_j| over the
-  first test batch), on a log scale: over training, from the checkpoints in
-  summary_dir/train/ (with --summary_dir), and at the checkpoint for up to
-  --routing_iterations iterations (more than the model trained with show
-  where routing goes on to); and for a few inputs the coupling coefficients
-  of the primary capsules to the predicted class on their grid, averaged
-  over the primary capsule types.
-- `confusion.png`: the confusion matrix of the evaluated test examples.
-- `curves.png`, with --summary_dir: training loss, training accuracy and test
-  error against the step, from the TensorBoard event files that
-  `experiment.py` writes to summary_dir/train/ and summary_dir/test/.
-
-Commands (the data as for `experiment.py`: a folder of MNIST digits, whose
-records are prepared when missing and from which MultiMNIST pairs are
-generated, or a MultiMNIST records pattern `path@N`):
-
   python -m paper.figures --checkpoint=/tmp/attempt0/train/model.ckpt-300000 \
       --data_dir=D/mnist_data/ --output_dir=/tmp/figures \
       --summary_dir=/tmp/attempt0/
   python -m paper.figures --num_targets=2 \
-      --checkpoint=/tmp/multi0/train/model.ckpt-N \
-      --data_dir=D/mnist_data/ \
+      --checkpoint=/tmp/multi0/train/model.ckpt-N --data_dir=D/mnist_data/ \
       --output_dir=/tmp/multi_figures --eval_size=10000
 
-From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`. The
+From the test split of --data_dir (as for `experiment.py`: a folder of MNIST
+digits, from which MultiMNIST pairs are generated, or a MultiMNIST records
+pattern `path@N`), to --output_dir:
+- `reconstructions.png` (Fig. 3): test digits above their reconstructions,
+  titled (label, prediction, decoded class); failures twice, decoded from
+  the prediction's and from the label's capsule.
+- `perturbations.png` (Fig. 4): each of the 16 dimensions of the label's
+  capsule of a few digits tweaked by -0.25 ... +0.25 in steps of 0.05.
+- `multimnist.png` (Fig. 5, --num_targets=2): pairs above their two
+  predicted digits' reconstructions in red and green; columns marked *
+  decode a digit that is neither label nor prediction.
+- `routing.png` (Appendix A, Fig. A.1): the average change of the routing
+  logits b_ij per routing iteration, over training (the checkpoints in
+  summary_dir/train/) and at the checkpoint for up to --routing_iterations;
+  and for a few inputs the coupling of the primary capsules to the
+  predicted class on their grid.
+- `confusion.png`: the confusion matrix of the evaluated test examples.
+- `curves.png` (--summary_dir): training loss and accuracy and test error
+  against the step, from the event files in summary_dir/train/ and test/.
+
+From Python, `make_figures(checkpoint, data_dir=..., output_dir=...)`; the
 array behind each figure comes from a function of its own
-(`reconstruction_grid`, `perturbation_grid`, `multimnist_grid`,
-`routing_statistics`, `confusion_matrix`, `training_curves`), and `plot_*`
-draws it.
+(`reconstruction_grid`, ..., `training_curves`) and `plot_*` draws it.
 """
 
 import os
@@ -66,10 +55,10 @@ from layers import layers
 from models import capsule_model
 from models import checkpoints
 from models import devices
+from models import evaluation
 from models import hparams as hparams_lib
 from models.hparams import HParams
 from models import model as model_lib
-from models import registry
 from models import run_config as run_config_lib
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -91,64 +80,44 @@ EVENTS_PER_READ = 4096
 TRAIN_TAGS = ('total_loss', 'accuracy')
 TEST_TAGS = ('correct_prediction', 'wrong_prediction')
 
-# Labels `[n, num_targets]` (recons_label, then spare_label), the top
-# num_targets classes by logit `[n, num_targets]`, most likely first, and
-# whether those are the labels `[n]`.
+# The arrays behind each figure, `n` the examples shown. Predictions:
+# `labels` (recons_label, spare_label) and `predictions` (the top classes,
+# most likely first) `[n, num_targets]`, `correct` `[n]`.
 Predictions = collections.namedtuple(
     'Predictions', ('labels', 'predictions', 'correct'))
-
-# Fig. 3: `images`, `from_prediction`, `from_label` `[n, height, width]`
-# (the input and the decoder's images of the predicted and of the label's
-# capsule), `labels` and `predictions` `[n]`.
+# Fig. 3: the inputs and the decoder's images of the predicted and of the
+# label's capsule `[n, height, width]`; labels and predictions `[n]`.
 Reconstructions = collections.namedtuple(
     'Reconstructions',
     ('images', 'labels', 'predictions', 'from_prediction', 'from_label'))
-
-# Fig. 4: `classes` `[n]` (the label whose capsule is tweaked), `offsets`
-# `[k]`, `capsules` `[n, atoms, k, atoms]` (the decoded class capsules: row
-# d has dimension d moved by each offset) and `remakes`
-# `[n, atoms, k, height, width]`.
+# Fig. 4: `remakes[i, d, j]` decodes `capsules[i, d, j]`, digit i's label
+# capsule with offsets[j] added to dimension d.
 Perturbations = collections.namedtuple(
     'Perturbations', ('classes', 'offsets', 'capsules', 'remakes'))
-
-# Fig. 5, one column per entry: `images` `[n, height, width]`, `labels`,
-# `predictions` and `reconstructed` (the two classes decoded) `[n, 2]`,
-# `remakes` `[n, 2, height, width]` and `absent` `[n]`: the column decodes a
-# class that is neither a label nor a prediction.
+# Fig. 5, a column each: the two classes `reconstructed` and their
+# `remakes` `[n, 2, height, width]`; `absent` marks a decoded class that is
+# neither a label nor a prediction.
 MultiReconstructions = collections.namedtuple(
     'MultiReconstructions',
     ('images', 'labels', 'predictions', 'reconstructed', 'remakes', 'absent'))
-
-# Appendix A: `logit_change` `[iterations]`, the mean over examples, primary
-# and class capsules of |logits after - logits before| of each iteration,
-# for as many iterations as were run, of which the model trained with
-# `trained_routing`; `couplings` `[n, grid_height, grid_width]`, the coupling
-# coefficients to the predicted class after the model's iterations,
-# averaged over the `num_types` primary capsule types, and `uniform`, the
-# coupling of the first iteration (no preference); `predictions` `[n]`;
-# `images` `[n, height, width]`.
+# Appendix A: `logit_change` `[iterations]` (see `_logit_change`), of which
+# the model trained with `trained_routing`; `couplings` `[n, grid, grid]` to
+# the predicted class after those, averaged over the `num_types` primary
+# capsule types, against the first iteration's `uniform`.
 Routing = collections.namedtuple(
     'Routing', ('logit_change', 'trained_routing', 'couplings', 'uniform',
                 'predictions', 'images', 'num_types'))
-
-# Appendix A over training: `steps` `[k]` of the checkpoints, `logit_change`
-# `[k, routing]` as in `Routing`, for the model's iterations.
+# Appendix A over training: `logit_change` `[k, routing]` at `steps` `[k]`.
 RoutingHistory = collections.namedtuple('RoutingHistory',
                                         ('steps', 'logit_change'))
-
-# One scalar series: `steps` and `values`, `[k]` each, by increasing step.
+# One scalar series, `[k]` each, by increasing step.
 Scalars = collections.namedtuple('Scalars', ('steps', 'values'))
-
-# The training loss and accuracy and the test error in percent.
 Curves = collections.namedtuple(
     'Curves', ('total_loss', 'accuracy', 'test_error'))
 
 
 def _top_classes(logits: np.ndarray, k: int) -> np.ndarray:
-  """`[n, k]` classes of the k largest logits, the largest first.
-
-  Ties go to the lower class, as with `tf.nn.top_k` in `layers.evaluate`.
-  """
+  """`[n, k]` classes of the k largest logits, ties to the lower class."""
   return np.argsort(-np.asarray(logits), axis=1, kind='stable')[:, :k]
 
 
@@ -158,49 +127,27 @@ def _labels(tensors: Mapping[str, tf.Tensor], num_targets: int) -> np.ndarray:
   return np.stack([np.asarray(tensors[key]) for key in keys], axis=1)
 
 
-def _pictures(images, features: Mapping) -> np.ndarray:
-  """`[n, height, width]` (or `[n, height, width, depth]`) numpy images.
-
-  Args:
-    images: `[n, depth, height, width]` or `[n, depth * height * width]`.
-    features: the feature dict, for its shape ints.
-  """
-  depth, height = features['depth'], features['height']
-  pictures = np.reshape(np.asarray(images), [-1, depth, height, height])
+def _pictures(images, like: tf.Tensor) -> np.ndarray:
+  """`[n, height, width(, depth)]` numpy images in the layout of `like`."""
+  _, depth, height, width = like.shape
+  pictures = np.reshape(np.asarray(images), [-1, depth, height, width])
   pictures = np.transpose(pictures, [0, 2, 3, 1])
   return pictures[..., 0] if depth == 1 else pictures
 
 
-def predict(model: capsule_model.CapsuleModel, dataset: tf.data.Dataset, *,
-            shape: model_lib.DataShape, eval_size: int) -> Predictions:
-  """The model's predictions for the first eval_size examples of a dataset.
-
-  Args:
-    model: a built capsule model.
-    dataset: batches of feature tensors, e.g. the test split.
-    shape: the data's shape ints.
-    eval_size: the most examples to evaluate; fewer if the dataset ends.
-
-  Returns:
-    `Predictions` of the examples evaluated.
-  """
-  logits_of = tf.function(
-      lambda tensors: model.forward(model_lib.features(tensors, shape)).logits,
-      autograph=False)
+def predict(evaluator: evaluation.Evaluator, *,
+            eval_size: int) -> Predictions:
+  """The predictions for the first eval_size examples of the test split."""
   labels, logits = [], []
-  num_examples = 0
-  for tensors in dataset:
-    if num_examples >= eval_size:
-      break
-    size = min(int(tensors['images'].shape[0]), eval_size - num_examples)
-    tensors = {key: value[:size] for key, value in tensors.items()}
-    labels.append(_labels(tensors, shape.num_targets))
-    logits.append(logits_of(tensors).numpy())
-    num_examples += size
-  if not num_examples:
+  for tensors in evaluator.dataset.unbatch().take(eval_size).batch(
+      evaluator.config.eval_batch_size):
+    labels.append(_labels(tensors, evaluator.shape.num_targets))
+    logits.append(evaluator.logits(tensors).numpy())
+  if not labels:
     raise errors.DataError('the test data holds no examples')
   labels = np.concatenate(labels)
-  predictions = _top_classes(np.concatenate(logits), shape.num_targets)
+  predictions = _top_classes(np.concatenate(logits),
+                             evaluator.shape.num_targets)
   correct = np.all(np.sort(labels, axis=1) == np.sort(predictions, axis=1),
                    axis=1)
   return Predictions(labels, predictions, correct)
@@ -208,21 +155,12 @@ def predict(model: capsule_model.CapsuleModel, dataset: tf.data.Dataset, *,
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *,
                      num_classes: int) -> np.ndarray:
-  """Counts of (label, predicted class), one per digit of every example.
+  """Counts of (label row, predicted column), one per digit of each example.
 
-  With one target this is the usual matrix: it sums to the number of
-  examples and its trace is the number classified correctly. With two, each
-  label found among the predictions counts on the diagonal and the missed
-  labels pair with the wrong predictions in increasing order; the matrix sums
-  to twice the examples and its trace counts the digits found.
-
-  Args:
-    labels: int `[n, num_targets]`.
-    predictions: int `[n, num_targets]`.
-    num_classes: the number of classes.
-
-  Returns:
-    int64 `[num_classes, num_classes]`, rows labels, columns predictions.
+  labels and predictions are int `[n, num_targets]`. With one target this is
+  the usual matrix. With two, each label found among the predictions counts
+  on the diagonal and the missed labels pair with the wrong predictions in
+  increasing order; the trace counts the digits found.
   """
   matrix = np.zeros([num_classes, num_classes], np.int64)
   for label_row, prediction_row in zip(labels, predictions):
@@ -240,40 +178,24 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *,
 
 def select_examples(correct: np.ndarray, *, num_correct: int,
                     num_wrong: int) -> np.ndarray:
-  """Indices of the first num_correct right and the first num_wrong wrong.
-
-  Args:
-    correct: bool `[n]`.
-    num_correct: right examples wanted (fewer if there are fewer).
-    num_wrong: wrong examples wanted (fewer if there are fewer).
-
-  Returns:
-    int `[m]`: the right ones, then the wrong ones, each in order.
-  """
+  """Indices of the first num_correct right, then the first num_wrong wrong."""
   return np.concatenate([np.flatnonzero(correct)[:num_correct],
                          np.flatnonzero(~correct)[:num_wrong]])
 
 
 def take_examples(dataset: tf.data.Dataset,
                   indices: Sequence[int]) -> Dict[str, np.ndarray]:
-  """The examples at these positions of a dataset of batches, in this order.
+  """The examples at these positions of a dataset of batches, stacked.
 
-  Args:
-    dataset: batches of feature tensors, e.g. the test split (read once, in
-      order).
-    indices: positions in the dataset's sequence of examples.
-
-  Returns:
-    The tensors of the examples, stacked: `[len(indices), ...]` each.
+  The dataset is read once, in order; the examples come in indices' order.
 
   Raises:
     ValueError: no indices, or the dataset ends before the last one.
   """
-  indices = np.asarray(indices, np.int64)
-  if not indices.size:
+  if not len(indices):
     raise ValueError('no examples to take')
-  order = np.argsort(indices, kind='stable')
-  wanted = indices[order]
+  wanted, inverse = np.unique(np.asarray(indices, np.int64),
+                              return_inverse=True)
   pieces = collections.defaultdict(list)
   start = 0
   for tensors in dataset:
@@ -287,39 +209,33 @@ def take_examples(dataset: tf.data.Dataset,
   if start <= wanted[-1]:
     raise errors.DataError(f'the data holds {start} examples, fewer than '
                            f'the {wanted[-1] + 1} needed')
-  inverse = np.empty_like(order)
-  inverse[order] = np.arange(len(order))
   return {key: np.concatenate(value)[inverse] for key, value in pieces.items()}
 
 
 def _decode(model: capsule_model.CapsuleModel, capsule_output: tf.Tensor,
-            classes: np.ndarray, features: Mapping) -> np.ndarray:
-  """The decoder's `[n, height, width]` images of one class capsule each."""
-  mask = tf.one_hot(classes, features['num_classes'])
-  return _pictures(model.decode(capsule_output, mask), features)
+            classes: np.ndarray, like: tf.Tensor) -> np.ndarray:
+  """The decoder's images (`_pictures`) of one class capsule each."""
+  mask = tf.one_hot(classes, capsule_output.shape[1])
+  return _pictures(model.decode(capsule_output, mask), like)
 
 
+# The figures' functions take a model with a decoder and a batch's feature
+# dict (`model_lib.features`).
 def reconstruction_grid(model: capsule_model.CapsuleModel,
                         features: Mapping) -> Reconstructions:
-  """Fig. 3: inputs and their reconstructions from two capsules.
+  """Fig. 3: inputs and their reconstructions from two capsules (one target).
 
-  Args:
-    model: a built capsule model with a decoder.
-    features: the feature dict of the examples shown (one target).
-
-  Returns:
-    `Reconstructions`; for a correct example both reconstructions are the
-    same image.
+  For a correct example both reconstructions are the same image.
   """
   out = model.forward(features)
   predictions = _top_classes(out.logits, 1)[:, 0]
   labels = np.asarray(features['recons_label'])
+  images = features['images']
   return Reconstructions(
-      images=_pictures(features['images'], features), labels=labels,
+      images=_pictures(images, images), labels=labels,
       predictions=predictions,
-      from_prediction=_decode(model, out.capsule_output, predictions,
-                              features),
-      from_label=_decode(model, out.capsule_output, labels, features))
+      from_prediction=_decode(model, out.capsule_output, predictions, images),
+      from_label=_decode(model, out.capsule_output, labels, images))
 
 
 def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
@@ -327,15 +243,8 @@ def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
                      ) -> Perturbations:
   """Fig. 4: the label's capsule with one dimension tweaked at a time.
 
-  Args:
-    model: a built capsule model with a decoder.
-    features: the feature dict of the digits (one target).
-    offsets: `[k]` values added to one dimension; with a 0 among them that
-      column is the plain reconstruction.
-
-  Returns:
-    `Perturbations`: for digit i, `remakes[i, d, j]` decodes its label's
-    capsule with offsets[j] added to dimension d.
+  `offsets` `[k]` are added to one dimension; with a 0 among them that
+  column is the plain reconstruction. One target.
   """
   out = model.forward(features)
   classes = np.asarray(features['recons_label'])
@@ -348,10 +257,10 @@ def perturbation_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
                tweaks[None].astype(np.float32))  # [n, atoms, k, atoms]
   flat = perturbed.reshape(-1, atoms)  # [n * atoms * k, atoms]
   flat_classes = np.repeat(classes, atoms * len(offsets))
-  mask = tf.one_hot(flat_classes, features['num_classes'])
+  mask = tf.one_hot(flat_classes, out.capsule_output.shape[1])
   # Only the class capsule is set: the decoder masks all others anyway.
   embedding = mask[:, :, None] * flat[:, None, :]  # [n * atoms * k, C, atoms]
-  remakes = _pictures(model.decode(embedding, mask), features)
+  remakes = _pictures(model.decode(embedding, mask), features['images'])
   return Perturbations(
       classes=classes, offsets=np.asarray(offsets), capsules=perturbed,
       remakes=remakes.reshape((num_examples, atoms, len(offsets)) +
@@ -363,15 +272,9 @@ def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
                    ) -> MultiReconstructions:
   """Fig. 5: pairs and the reconstructions of their two predicted digits.
 
-  Args:
-    model: a built capsule model with a decoder.
-    features: the feature dict of the pairs (two targets).
-    num_absent: the first num_absent pairs get one more column each, which
-      decodes the first label and the strongest class that is neither a label
-      nor a prediction.
-
-  Returns:
-    `MultiReconstructions`: a column per pair, then the num_absent columns.
+  A column per pair, then one more for each of the first num_absent pairs:
+  its first label and the strongest class that is neither a label nor a
+  prediction.
   """
   out = model.forward(features)
   logits = out.logits.numpy()
@@ -387,11 +290,12 @@ def multimnist_grid(model: capsule_model.CapsuleModel, features: Mapping, *,
       predictions,
       np.stack([labels[extra, 0], strongest_absent[extra]], axis=1)])
   capsule_output = tf.gather(out.capsule_output, columns)
+  images = features['images']
   remakes = np.stack([
-      _decode(model, capsule_output, reconstructed[:, j], features)
+      _decode(model, capsule_output, reconstructed[:, j], images)
       for j in range(2)], axis=1)
   return MultiReconstructions(
-      images=_pictures(features['images'], features)[columns],
+      images=_pictures(images, images)[columns],
       labels=labels[columns], predictions=predictions[columns],
       reconstructed=reconstructed, remakes=remakes,
       absent=np.arange(len(columns)) >= len(logits))
@@ -415,17 +319,9 @@ def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
                        *, num_routing: Optional[int] = None) -> Routing:
   """Appendix A: how the routing logits settle, and where capsules route.
 
-  Runs `CapsuleModel.class_routing`, capsule2's routing iteration by
-  iteration (see `_logit_change`).
-
-  Args:
-    model: a built capsule model.
-    features: the feature dict of a batch.
-    num_routing: iterations to run; None: the model's. The couplings and
-      predictions are those of the model's own iterations.
-
-  Returns:
-    `Routing` of the batch.
+  Runs capsule2's routing iteration by iteration
+  (`CapsuleModel.class_routing`) for num_routing iterations (None: the
+  model's); the couplings and predictions are those of the model's own.
 
   Raises:
     errors.ConfigError: the primary capsules do not lie on a square grid.
@@ -448,26 +344,16 @@ def routing_statistics(model: capsule_model.CapsuleModel, features: Mapping,
                  couplings=couplings,
                  uniform=float(iterations[0].route[0, 0, 0]),
                  predictions=predictions,
-                 images=_pictures(features['images'], features),
+                 images=_pictures(features['images'], features['images']),
                  num_types=num_types)
 
 
 def routing_history(model: capsule_model.CapsuleModel, features: Mapping,
                     checkpoint_paths: Mapping[int, str]) -> RoutingHistory:
-  """Appendix A over training: the logit change of each of the model's
-  iterations at each checkpoint, on one batch.
+  """Appendix A over training: the model's iterations at each checkpoint.
 
-  Loads every checkpoint into the model in turn: reload the one you need
-  afterwards.
-
-  Args:
-    model: a built capsule model.
-    features: the feature dict of a batch.
-    checkpoint_paths: step to checkpoint prefix
-      (`checkpoints.list_steps(summary_dir/train)`).
-
-  Returns:
-    `RoutingHistory` by increasing step.
+  Loads every checkpoint of checkpoint_paths (`checkpoints.list_steps`)
+  into the model in turn: reload the one you need afterwards.
   """
   steps = sorted(checkpoint_paths)
   changes = []
@@ -477,27 +363,15 @@ def routing_history(model: capsule_model.CapsuleModel, features: Mapping,
   return RoutingHistory(np.array(steps), np.array(changes))
 
 
-def _scalar_value(value) -> float:
-  """A summary value's number: TF1's simple_value or TF2's scalar tensor."""
-  if value.WhichOneof('value') == 'simple_value':
-    return value.simple_value
-  return tf.make_ndarray(value.tensor).item()
+def read_events(log_dir: str, *, tags: Optional[Iterable[str]] = None
+               ) -> Dict[str, Dict[int, np.ndarray]]:
+  """{tag: {step: value}} of the summaries in a directory's event files.
 
-
-def read_scalars(log_dir: str, *, tags: Iterable[str]) -> Dict[str, Scalars]:
-  """The scalar summaries of some tags from a directory's event files.
-
-  Reads every `events.out.tfevents.*` file in log_dir in name (time) order;
-  when a step appears twice (a resumed run), the later file wins.
-
-  Args:
-    log_dir: a TensorBoard log directory, e.g. summary_dir/train.
-    tags: the scalar tags to read.
-
-  Returns:
-    A `Scalars` per tag, empty for a tag (or a directory) without events.
+  The files are read in name (time) order, so when a step appears twice (a
+  resumed run) the later file wins. A TF1 simple_value (the reference's
+  scalars) is read as a scalar array. tags: those to read; None: all.
   """
-  by_step = {tag: {} for tag in tags}
+  values = {}
   pattern = os.path.join(log_dir, 'events.out.tfevents.*')
   for path in sorted(tf.io.gfile.glob(pattern)):
     # Batches of records: one Python step per event, not one TF op each.
@@ -505,36 +379,36 @@ def read_scalars(log_dir: str, *, tags: Iterable[str]) -> Dict[str, Scalars]:
       for record in records.numpy():
         event = tf.compat.v1.Event.FromString(record)
         for value in event.summary.value:
-          if value.tag in by_step:
-            by_step[value.tag][event.step] = _scalar_value(value)
-  return {
-      tag: Scalars(np.array(sorted(values), np.int64),
-                   np.array([values[s] for s in sorted(values)], np.float64))
-      for tag, values in by_step.items()
-  }
+          if tags is None or value.tag in tags:
+            values.setdefault(value.tag, {})[event.step] = (
+                np.asarray(value.simple_value)
+                if value.WhichOneof('value') == 'simple_value' else
+                tf.make_ndarray(value.tensor))
+  return values
+
+
+def _scalars(values: Mapping[int, np.ndarray]) -> Scalars:
+  steps = sorted(values)
+  return Scalars(np.array(steps, np.int64),
+                 np.array([float(values[step]) for step in steps]))
 
 
 def training_curves(summary_dir: str) -> Curves:
-  """Training loss and accuracy and test error of an experiment directory.
+  """Training loss and accuracy and test error % of an experiment directory.
 
-  Args:
-    summary_dir: `experiment.py`'s summary_dir: total_loss and accuracy in
-      train/, correct_prediction and wrong_prediction in test/.
-
-  Returns:
-    `Curves`; the test error, 100 * wrong / (correct + wrong), at the steps
-    that have both counts.
+  Reads total_loss and accuracy in summary_dir/train/, correct_prediction
+  and wrong_prediction in test/; the test error at the steps with both.
 
   Raises:
     FileNotFoundError: none of these scalars is there.
   """
-  train = read_scalars(os.path.join(summary_dir, 'train'), tags=TRAIN_TAGS)
-  test = read_scalars(os.path.join(summary_dir, 'test'), tags=TEST_TAGS)
-  correct, wrong = test['correct_prediction'], test['wrong_prediction']
+  train = read_events(os.path.join(summary_dir, 'train'), tags=TRAIN_TAGS)
+  test = read_events(os.path.join(summary_dir, 'test'), tags=TEST_TAGS)
+  correct, wrong = (_scalars(test.get(tag, {})) for tag in TEST_TAGS)
   steps, in_correct, in_wrong = np.intersect1d(
       correct.steps, wrong.steps, return_indices=True)
   right, missed = correct.values[in_correct], wrong.values[in_wrong]
-  curves = Curves(train['total_loss'], train['accuracy'],
+  curves = Curves(*(_scalars(train.get(tag, {})) for tag in TRAIN_TAGS),
                   Scalars(steps, 100.0 * missed / (right + missed)))
   if not any(curve.steps.size for curve in curves):
     raise errors.MissingDataError(
@@ -718,28 +592,11 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
                  routing_iterations: int = ROUTING_ITERATIONS,
                  config: run_config_lib.RunConfig = run_config_lib.RunConfig()
                 ) -> List[str]:
-  """Writes the figures of a capsule model checkpoint.
+  """Writes the figures of a capsule model checkpoint; returns their paths.
 
-  Args:
-    checkpoint: prefix of a capsule model checkpoint, e.g.
-      `.../train/model.ckpt-300000`.
-    data_dir: the MNIST data directory (for two targets the MultiMNIST test
-      pairs are generated from its digits), or MultiMNIST test records'
-      sharded pattern `path/name.tfrecords@N`.
-    output_dir: where the PNG files go (made if missing).
-    num_targets: 1 (MNIST: Fig. 3 and 4) or 2 (MultiMNIST: Fig. 5).
-    summary_dir: `experiment.py`'s summary_dir, for `curves.png` and the
-      routing over training (the checkpoints of summary_dir/train/); None:
-      neither.
-    hparams: the model's hparams; None: `default_hparams()`.
-    eval_size: test examples evaluated for the confusion matrix and to find
-      the failures shown.
-    routing_iterations: routing iterations run at the checkpoint for
-      `routing.png` (at least the model's).
-    config: the evaluation batch size and how the model computes.
-
-  Returns:
-    The paths written.
+  The arguments mean what the command's flags of the same names do
+  (`_define_flags`); hparams None: `default_hparams()`; config: the
+  evaluation batch size and how the model computes.
 
   Raises:
     errors.UserError: a missing argument, a model without decoder, bad or
@@ -760,12 +617,13 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
     raise errors.ConfigError(f'eval_size must be positive, got {eval_size}')
   # Read first: a wrong summary_dir fails before the long evaluation.
   curves = training_curves(summary_dir) if summary_dir else None
-  input_fn = datasets.input_fn('mnist', data_dir=data_dir,
-                               num_targets=num_targets)
-  dataset = input_fn('test', config.eval_batch_size)
-  shape = model_lib.data_shape(dataset.element_spec, num_targets)
-  model = registry.build_model(hparams, model_type='capsule', shape=shape,
-                               config=config)
+  evaluator = evaluation.Evaluator(
+      hparams, model_type='capsule', num_targets=num_targets, config=config,
+      input_fn=datasets.input_fn('mnist', data_dir=data_dir,
+                                 num_targets=num_targets))
+  model, dataset = evaluator.model, evaluator.dataset
+  # The one place the figures join the data's shape ints to a batch.
+  features = lambda tensors: model_lib.features(tensors, evaluator.shape)
   step = checkpoints.load(model, checkpoint)
   tf.io.gfile.makedirs(output_dir)
   paths = []
@@ -777,27 +635,28 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
     print(f'Wrote {path}', flush=True)
 
   print(f'Evaluating {checkpoint} (step {step})', flush=True)
-  predictions = predict(model, dataset, shape=shape, eval_size=eval_size)
+  predictions = predict(evaluator, eval_size=eval_size)
   print(f'{int(np.sum(~predictions.correct))} of '
         f'{len(predictions.correct)} test examples wrong', flush=True)
   save(plot_confusion,
        confusion_matrix(predictions.labels, predictions.predictions,
-                        num_classes=shape.num_classes), 'confusion.png')
+                        num_classes=evaluator.shape.num_classes),
+       'confusion.png')
   # The right examples come first: Fig. 4 tweaks the first few of them.
   examples = take_examples(dataset, select_examples(
       predictions.correct, num_correct=NUM_CORRECT_SHOWN,
       num_wrong=NUM_WRONG_SHOWN))
-  shown = model_lib.features(examples, shape)
   if num_targets == 1:
-    save(plot_reconstructions, reconstruction_grid(model, shown),
+    save(plot_reconstructions, reconstruction_grid(model, features(examples)),
          'reconstructions.png')
-    perturbed = model_lib.features(
-        {key: value[:NUM_PERTURBED] for key, value in examples.items()}, shape)
+    perturbed = features(
+        {key: value[:NUM_PERTURBED] for key, value in examples.items()})
     save(plot_perturbations, perturbation_grid(model, perturbed),
          'perturbations.png')
   else:
-    save(plot_multimnist, multimnist_grid(model, shown), 'multimnist.png')
-  first_batch = model_lib.features(next(iter(dataset)), shape)
+    save(plot_multimnist, multimnist_grid(model, features(examples)),
+         'multimnist.png')
+  first_batch = features(next(iter(dataset)))
   routing = routing_statistics(model, first_batch,
                                num_routing=routing_iterations)
   history = None
@@ -826,8 +685,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer('num_targets', 1,
                        '1: MNIST figures (Fig. 3, 4); 2: MultiMNIST (Fig. 5).')
   flags.DEFINE_string('summary_dir', None,
-                      'experiment.py\'s summary_dir, for curves.png; unset: '
-                      'no curves.')
+                      'experiment.py\'s summary_dir, for curves.png and the '
+                      'routing over training; unset: neither.')
   flags.DEFINE_string('hparams_override', None,
                       'The model\'s key=value,key=value hparams, as given to '
                       'experiment.py.')

@@ -17,11 +17,13 @@ import numpy as np
 import tensorflow as tf
 
 import cli
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer as mnist_records
 from models import checkpoints
 from models import hparams as hparams_lib
 from models import model as model_lib
+from models import evaluation
 from models import registry
+from models import run_config
 from paper import figures
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,9 +120,15 @@ class FigureArraysTest(tf.test.TestCase):
     features = _features(self.images, labels)
     tensors = {key: features[key] for key in
                ('images', 'labels', 'recons_image', 'recons_label')}
-    dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(4)
-    predictions = figures.predict(self.model, dataset, shape=_SHAPE,
-                                  eval_size=5)
+    evaluator = evaluation.Evaluator(
+        hparams_lib.default_hparams().parse(_TINY), model_type='capsule',
+        input_fn=lambda split, batch_size: tf.data.Dataset.from_tensor_slices(
+            tensors).batch(batch_size),
+        config=run_config.RunConfig(eval_batch_size=4))
+    for variable, value in zip(evaluator.model.trainable_variables,
+                               self.model.trainable_variables):
+      variable.assign(value)
+    predictions = figures.predict(evaluator, eval_size=5)
     self.assertAllEqual(predictions.labels[:, 0], labels[:5])
     self.assertAllEqual(predictions.predictions[:, 0], self.predicted[:5])
     self.assertAllEqual(predictions.correct, [1, 0, 1, 0, 1])
@@ -264,7 +272,7 @@ class FigureArraysTest(tf.test.TestCase):
     self.assertNotAllClose(expected[0], expected[1])
 
 
-class ReadScalarsTest(tf.test.TestCase):
+class ReadEventsTest(tf.test.TestCase):
 
   def testCurvesReadBackTheScalarsWritten(self):
     summary_dir = self.get_temp_dir()
@@ -299,10 +307,8 @@ class ReadScalarsTest(tf.test.TestCase):
               tag='total_loss', simple_value=value)])
           tf.summary.experimental.write_raw_pb(
               summary.SerializeToString(), step=step)
-    scalars = figures.read_scalars(log_dir, tags=['total_loss', 'accuracy'])
-    self.assertAllEqual(scalars['total_loss'].steps, [5, 6])
-    self.assertAllClose(scalars['total_loss'].values, [3.0, 8.0])
-    self.assertEqual(scalars['accuracy'].steps.size, 0)
+    events = figures.read_events(log_dir, tags=['total_loss', 'accuracy'])
+    self.assertEqual(events, {'total_loss': {5: 3.0, 6: 8.0}})
 
   def testCurvesWithoutEventsRaise(self):
     with self.assertRaisesRegex(FileNotFoundError, 'summary_dir'):

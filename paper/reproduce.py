@@ -4,35 +4,26 @@ r"""Reproduces the paper's results by name: trains, evaluates, tabulates.
       --output_dir=O [--seeds=K] [--max_steps=N] [--eval_size=N]
   python -m paper.reproduce --list
 
-For each experiment of paper/experiments.py and each seed k < K (default:
-the paper's number of trials), `models.training.train` trains in
-`O/NAME/seed<k>/` with `seed=k`, `models.evaluation.evaluate` tests its last
-checkpoint (and on the further test sets the paper reports for it, such as
-expanded MNIST for the affNIST models), and `O/NAME/seed<k>/result.json`
-records the errors. Every file an experiment reads is made or checked
-before anything trains. Ensembles
-(cifar10_ensemble) are then evaluated together with
-`models.evaluation.evaluate_ensemble` (`O/NAME/ensemble.json`). `O/results.json`
-and `O/results.md` give, per experiment, the paper's number beside the
-measured mean +- std over the seeds, the steps done against the paper's, the
-data, the wall time and the device.
+Each seed k < K (default: the paper's trials) of each experiment of
+paper/experiments.py trains in `O/NAME/seed<k>/` with `seed=k`
+(`models.training.train`); its last checkpoint is tested on the experiment's
+test sets (`models.evaluation.evaluate`), and `result.json` there records the
+errors. An ensemble's seeds are then evaluated together
+(`evaluate_ensemble`, `O/NAME/ensemble.json`). `O/results.json` and
+`O/results.md` give the paper's number beside the measured mean +- std over
+the seeds, the steps done against the paper's, the data, the wall time and
+the device. Every file an experiment reads is made or checked before
+anything trains.
 
-Rerunning the same command resumes: a seed whose result file records the
-same settings is skipped, an unfinished one continues from its newest
-checkpoint (train's own resume); a larger `--max_steps` continues every seed.
-`--max_steps=N` trains to N steps instead of the paper's (the table says so),
-e.g. Table 1 at reduced scale:
+Rerunning resumes: a seed whose result file records the same settings is
+skipped, an unfinished one continues from its newest checkpoint, and a larger
+`--max_steps` (the table marks such runs reduced; paper/experiments.py has
+the commands) continues every seed.
 
-  python -m paper.reproduce --data_dir=D --output_dir=/tmp/table1 \
-      --max_steps=3000 --seeds=2 \
-      --experiment=mnist_baseline,mnist_r1,mnist_r1_recon,mnist_r3,mnist_r3_recon
-
-The command line makes TensorFlow's ops deterministic
-(`tf.config.experimental.enable_op_determinism`), so that a seed gives the
-same result on the same machine, GPUs and random distortions included; it
-is slower on GPUs. Generated data sets (MultiMNIST, expanded MNIST) use
-their data seed 0 in every trial: the same examples, in particular the same
-test set. From Python: `reproduce(['mnist_r3'], data_dir=..., output_dir=...)`.
+The command makes TensorFlow's ops deterministic, so that a seed gives the
+same result on the same machine (slower on GPUs). Generated data sets
+(MultiMNIST, expanded MNIST) use data seed 0 in every trial: the same test
+set. From Python: `reproduce(['mnist_r3'], data_dir=..., output_dir=...)`.
 """
 
 import os
@@ -53,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 import errors
+import files
 from input_data import datasets
 from input_data import prepare
 from models import checkpoints
@@ -77,26 +69,17 @@ def seed_dir(output_dir: str, name: str, seed: int) -> str:
   return os.path.join(output_dir, name, f'seed{seed}')
 
 
-def _write_json(path: str, value: object) -> None:
-  """Writes JSON atomically: a crash leaves the old file or the new one."""
-  with open(path + '.tmp', 'w') as file:
-    json.dump(value, file, indent=1)
-  os.replace(path + '.tmp', path)
-
-
 def _write_text(path: str, text: str) -> None:
-  with open(path + '.tmp', 'w') as file:
-    file.write(text)
-  os.replace(path + '.tmp', path)
+  def write(temp):
+    with open(temp, 'w') as file:
+      file.write(text)
+  files.write_atomically(path, write)
 
 
 def _cached(path: str, settings: Mapping[str, object],
             compute: Callable[[], Dict[str, object]]) -> Dict[str, object]:
-  """The result stored at path for these settings, else compute()'s, stored.
-
-  The file holds the settings it was computed with; one with other settings
-  (say a smaller max_steps) is recomputed and replaced.
-  """
+  """The result stored at path with these settings, else compute()'s, stored
+  with them (replacing one of other settings, say a smaller max_steps)."""
   if os.path.exists(path):
     with open(path) as file:
       stored = json.load(file)
@@ -104,25 +87,8 @@ def _cached(path: str, settings: Mapping[str, object],
       print(f'Done before, skipped: {path}', flush=True)
       return stored
   result = dict(compute(), settings=dict(settings))
-  _write_json(path, result)
+  _write_text(path, json.dumps(result, indent=1))
   return result
-
-
-def _device() -> str:
-  """The GPUs' names, or the CPU's model and core count."""
-  gpus = tf.config.list_physical_devices('GPU')
-  if gpus:
-    names = [tf.config.experimental.get_device_details(gpu).get(
-        'device_name', gpu.name) for gpu in gpus]
-    return ', '.join(names)
-  model = 'CPU'
-  if os.path.exists('/proc/cpuinfo'):
-    with open('/proc/cpuinfo') as cpuinfo:
-      for line in cpuinfo:
-        if line.startswith('model name'):
-          model = line.partition(':')[2].strip()
-          break
-  return f'{model}, {os.cpu_count()} cores'
 
 
 def _test_datasets(entry: experiments_lib.Experiment) -> List[str]:
@@ -131,23 +97,9 @@ def _test_datasets(entry: experiments_lib.Experiment) -> List[str]:
       other.dataset for other in entry.other_tests]
 
 
-def _check_available(entry: experiments_lib.Experiment) -> None:
-  """Raises ConfigError when datasets.py lacks a data set the entry needs."""
-  for dataset in [entry.dataset] + _test_datasets(entry):
-    if dataset not in datasets.DATASETS:
-      raise errors.ConfigError(
-          f'experiment {entry.name} needs the data set {dataset!r}, which '
-          f'input_data/datasets.py does not provide yet (it has '
-          f'{", ".join(datasets.DATASETS)})')
-
-
 def _prepare_data(entry: experiments_lib.Experiment, *, data_dir: str) -> None:
-  """Makes or checks every file the entry reads, before any training.
-
-  Raises:
-    FileNotFoundError: a file is missing and cannot be made (the affNIST
-      test set, say); the message names it.
-  """
+  """Makes or checks every file the entry reads (FileNotFoundError names one
+  that cannot be made, such as the affNIST test set)."""
   datasets.prepare_split(entry.dataset, 'train', data_dir=data_dir,
                    num_targets=entry.num_targets)
   for dataset in _test_datasets(entry):
@@ -189,24 +141,24 @@ def _run_seed(entry: experiments_lib.Experiment, seed: int, *,
   checkpoint = os.path.join(summary_dir, 'train',
                             f'{checkpoints.PREFIX}-{step}')
   start = time.monotonic()
-  [result] = evaluation.evaluate(
+  evaluate = lambda summary_dir, **kwargs: evaluation.evaluate(
       hparams, summary_dir=summary_dir, model_type=entry.model,
-      eval_size=eval_size, input_fn=test_fn, num_targets=entry.num_targets,
-      checkpoint=checkpoint, config=config)
+      checkpoint=checkpoint, config=config, **kwargs)[0]
+  result = evaluate(summary_dir, eval_size=eval_size, input_fn=test_fn,
+                    num_targets=entry.num_targets)
   other_errors = {}
   for other in entry.other_tests:
     print(f'Also on the {other.dataset} test set:', flush=True)
-    [other_result] = evaluation.evaluate(
-        hparams, summary_dir=os.path.join(summary_dir, other.dataset),
-        model_type=entry.model, eval_size=min(other.eval_size, eval_size),
+    size = min(other.eval_size, eval_size)
+    other_errors[other.dataset] = evaluate(
+        os.path.join(summary_dir, other.dataset), eval_size=size,
         input_fn=datasets.input_fn(other.dataset, data_dir=data_dir,
-                                   eval_size=min(other.eval_size, eval_size)),
-        checkpoint=checkpoint, config=config)
-    other_errors[other.dataset] = other_result.wrong_percent
+                                   eval_size=size)).wrong_percent
   return dict(seed=seed, error=result.wrong_percent, wrong=result.wrong,
               other_errors=other_errors, step=step, start_step=start_step,
               checkpoint=checkpoint, train_seconds=train_seconds,
-              eval_seconds=time.monotonic() - start, device=_device())
+              eval_seconds=time.monotonic() - start,
+              device=devices.describe(config).removeprefix('Devices: '))
 
 
 def _run_ensemble(entry: experiments_lib.Experiment, *, hparams,
@@ -268,7 +220,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
         dict(settings, seeds=num_seeds), lambda: _run_ensemble(
             entry, hparams=hparams, data_dir=data_dir, output_dir=output_dir,
             steps=steps, eval_size=eval_size, config=config))
-  errors = [run['error'] for run in runs]
+  seed_errors = [run['error'] for run in runs]
   other_tests = []
   for other in entry.other_tests:
     other_errors = [run['other_errors'][other.dataset] for run in runs]
@@ -279,9 +231,7 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
         eval_size=min(other.eval_size, eval_size)))
   steps_done = sorted({run['step'] for run in runs})
   summary = dict(
-      name=entry.name, paper=dict(error=entry.paper.error,
-                                  std=entry.paper.std,
-                                  source=entry.paper.source),
+      name=entry.name, paper=dataclasses.asdict(entry.paper),
       model=entry.model, hparams=entry.hparams,
       hparams_override=hparams_override or '', data=entry.data,
       dataset=entry.dataset, test_dataset=entry.test_dataset,
@@ -289,7 +239,8 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
       notes=entry.notes, eval_size=eval_size,
       seeds=[{key: value for key, value in run.items() if key != 'settings'}
              for run in runs],
-      errors=errors, mean=float(np.mean(errors)), std=float(np.std(errors)),
+      errors=seed_errors, mean=float(np.mean(seed_errors)),
+      std=float(np.std(seed_errors)),
       ensemble_error=ensemble['error'] if ensemble else None,
       other_tests=other_tests,
       steps=steps_done, paper_steps=entry.steps,
@@ -366,28 +317,18 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
   """Trains and evaluates experiments, writing results.json and results.md.
 
   Every name is checked, and every file the experiments read is made or
-  checked (`datasets.prepare_split`), before any training. After each experiment
-  the results files are rewritten, keeping the entries of experiments from
-  earlier runs into the same output_dir.
-
-  Args:
-    names: names of `experiments.EXPERIMENTS`.
-    data_dir: the data directory (see `input_data.datasets.input_fn`).
-    output_dir: where the runs and the results files go.
-    seeds: trials, seeds 0 .. seeds - 1; None: the experiment's.
-    max_steps: train to this step instead of the experiment's.
-    hparams_override: `key=value,...` over each experiment's hparams (e.g. a
-      tiny model for tests); it is recorded in the results.
-    eval_size: test examples instead of the experiment's.
-    config: batch sizes, cadence and how the models compute.
+  checked, before any training. After each experiment the results files are
+  rewritten, keeping the entries of experiments that earlier runs wrote to
+  the same output_dir. seeds, max_steps and eval_size replace the
+  experiment's when given; hparams_override (`key=value,...`, a tiny model
+  for tests, say) goes over each experiment's hparams and into the results.
 
   Returns:
     The summary of each experiment run, by name, as in results.json.
 
   Raises:
-    ValueError: unknown names, a missing data set or output_dir, or the
-      errors of `training.train` and `evaluation.evaluate`.
-    FileNotFoundError: a data file is missing and cannot be made.
+    errors.UserError: unknown names, a missing data set or output_dir, or
+      those of `training.train` and `evaluation.evaluate`.
   """
   if not output_dir:
     raise errors.ConfigError(
@@ -398,7 +339,12 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
         'no experiment given: pass --experiment=NAME[,NAME...] (--list '
         'shows them)')
   for entry in entries:
-    _check_available(entry)
+    for dataset in [entry.dataset] + _test_datasets(entry):
+      if dataset not in datasets.DATASETS:
+        raise errors.ConfigError(
+            f'experiment {entry.name} needs the data set {dataset!r}, which '
+            f'input_data/datasets.py does not provide yet (it has '
+            f'{", ".join(datasets.DATASETS)})')
   for entry in entries:
     _prepare_data(entry, data_dir=data_dir)
   os.makedirs(output_dir, exist_ok=True)
@@ -413,7 +359,7 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
         entry, data_dir=data_dir, output_dir=output_dir, seeds=seeds,
         max_steps=max_steps, hparams_override=hparams_override,
         eval_size=eval_size, config=config)
-    _write_json(json_path, dict(experiments=results))
+    _write_text(json_path, json.dumps(dict(experiments=results), indent=1))
     _write_text(os.path.join(output_dir, RESULTS_MD),
                 results_markdown(results))
   print(f'Results: {json_path}, {os.path.join(output_dir, RESULTS_MD)}',

@@ -22,7 +22,7 @@ import errors
 from input_data import datasets
 from input_data.mnist import idx_test
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer as mnist_records
 from input_data import records
 from models import evaluation
 from models import hparams as hparams_lib

@@ -39,24 +39,13 @@ DEFAULT_EVAL_SIZE = 10000
 
 
 class AffineDraws(NamedTuple):
-  """The transforms of the examples, one row each.
-
-  Attributes:
-    index: int32 `[n]`, the digit of each example.
-    rotation: float64 `[n]`, radians.
-    shear: float64 `[n]`.
-    scale: float64 `[n, 2]`, (x, y).
-    translation: float64 `[n, 2]`, (x, y) of the digit's centre from the
-      canvas's centre.
-    matrix: float64 `[n, 2, 3]`, the forward map from digit pixel (x, y, 1)
-      to canvas pixel (x, y).
-  """
-  index: np.ndarray
-  rotation: np.ndarray
-  shear: np.ndarray
-  scale: np.ndarray
-  translation: np.ndarray
-  matrix: np.ndarray
+  """The transforms of the examples, one row each (float64 but index)."""
+  index: np.ndarray  # int32 `[n]`, the digit of each example
+  rotation: np.ndarray  # `[n]`, radians
+  shear: np.ndarray  # `[n]`
+  scale: np.ndarray  # `[n, 2]`, (x, y)
+  translation: np.ndarray  # `[n, 2]`, the digit's centre from the canvas's
+  matrix: np.ndarray  # `[n, 2, 3]`, digit pixel (x, y, 1) -> canvas (x, y)
 
 
 def _linear(rotation: np.ndarray, shear: np.ndarray,
@@ -72,11 +61,9 @@ def _linear(rotation: np.ndarray, shear: np.ndarray,
 
 
 def _ink_corners(digits: np.ndarray) -> np.ndarray:
-  """`[n, 4, 2]`, the (x, y) corners of each digit's ink box, about its centre.
-
-  The box holds the non-zero pixels, to their outer edges; a blank digit
-  gets a box of one pixel at its centre.
-  """
+  """`[n, 4, 2]`: each ink box's (x, y) corners, from the digit's centre."""
+  # The box holds the non-zero pixels, to their outer edges; a blank digit
+  # gets a box of one pixel at its centre.
   size = digits.shape[1]
   centre = (size - 1) / 2
   corners = np.zeros((len(digits), 4, 2))
@@ -92,16 +79,10 @@ def _ink_corners(digits: np.ndarray) -> np.ndarray:
 
 
 def draw(digits: np.ndarray, *, seed: int, size: int) -> AffineDraws:
-  """Draws the transforms of `size` examples.
+  """The transforms of `size` examples of uint8 digits `[num_digits, h, h]`.
 
-  Args:
-    digits: uint8 `[num_digits, h, h]`.
-    seed: seed of the draws.
-    size: number of examples; example k transforms digit k % num_digits.
-
-  Returns:
-    The draws. The translation is uniform among those that keep the ink box
-    inside the canvas; a box too large for it is centred.
+  The translation is uniform among those that keep the ink box inside the
+  canvas; a box too large for it is centred.
   """
   rng = np.random.default_rng(seed)
   index = (np.arange(size) % len(digits)).astype(np.int32)
@@ -136,15 +117,7 @@ def _inverse_transforms(matrix: np.ndarray) -> np.ndarray:
 
 
 def transform(digits: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
-  """Maps digits onto the canvas.
-
-  Args:
-    digits: uint8 `[n, h, h]`.
-    transforms: float32 `[n, 8]`, the inverse maps (`image_ops.project`).
-
-  Returns:
-    uint8 `[n, 40, 40]`.
-  """
+  """uint8 `[n, 40, 40]`: digits `[n, h, h]` through inverse maps `[n, 8]`."""
   images = tf.cast(digits[..., None], tf.float32)
   canvas = image_ops.project(images, transforms, output_size=CANVAS_SIZE,
                              interpolation='BILINEAR')[..., 0]
@@ -155,25 +128,7 @@ def inputs(split: str, *, images: np.ndarray, labels: np.ndarray,
            batch_size: int, seed: int = 0, eval_size: int = DEFAULT_EVAL_SIZE,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """The affine_mnist test set: eval_size examples, once, in order.
-
-  Args:
-    split: 'test', the only split.
-    images: uint8 `[num_digits, 28, 28]`, the MNIST test digits.
-    labels: int `[num_digits]`.
-    batch_size: examples per batch; the last batch may be smaller.
-    seed: seed of the transforms; the same seed, the same test set.
-    eval_size: examples; example k transforms digit k % num_digits.
-    input_context: this input pipeline's place among several; it makes
-      every N-th example. None: all.
-
-  Returns:
-    A dataset of `mnist_input_record.digit_features` dictionaries, images
-    `[batch, 1, 40, 40]`.
-
-  Raises:
-    errors.ConfigError: for a split other than 'test'.
-  """
+  """The affine_mnist test set (module doc) of uint8 digits `[n, 28, 28]`."""
   if split != 'test':
     raise errors.ConfigError(
         f'affine_mnist has a test split only, got {split!r}')
@@ -188,5 +143,4 @@ def inputs(split: str, *, images: np.ndarray, labels: np.ndarray,
     pixels = transform(tf.gather(digits, index), transforms)
     return mnist_input_record.digit_features(
         mnist_input_record.to_images(pixels), tf.gather(labels, index))
-  return dataset.map(features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-      tf.data.AUTOTUNE)
+  return records.map_batches(dataset, features)

@@ -8,12 +8,6 @@ Training crops a random 24x24 window, flips it left-right at random, and
 changes its brightness (by up to 63 on the [0, 255] scale) and contrast (a
 factor in [0.2, 1.8]); testing crops the central 24x24 window. Both then
 standardize each image to mean 0 and variance 1.
-
-Each batch is a dictionary of tensors:
-  images: float32 `[batch, 3, 24, 24]`, channels first.
-  labels: float32 `[batch, 10]`, one-hot.
-  recons_image: the images again.
-  recons_label: int32 `[batch]`, the class.
 """
 
 import os
@@ -24,6 +18,7 @@ import tensorflow as tf
 import errors
 from input_data import image_ops
 from input_data import records
+from input_data import tfds_data
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -39,6 +34,7 @@ CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz'
 
 
 def _filenames(data_dir: str, split: str) -> List[str]:
+  """The binary batches of a split."""
   if split == 'train':
     return [os.path.join(data_dir, f'data_batch_{i}.bin')
             for i in range(1, NUM_TRAIN_FILES + 1)]
@@ -46,26 +42,16 @@ def _filenames(data_dir: str, split: str) -> List[str]:
 
 
 def _download_command(data_dir: str) -> str:
+  """The command that puts the binary batches in data_dir."""
   return (f'wget {CIFAR_URL} && tar -xzf cifar-10-binary.tar.gz -C '
           f'{os.path.dirname(os.path.normpath(data_dir))}   (extracts '
           'cifar-10-batches-bin/), or use source=\'tfds\'')
 
 
 def _check_binary_files(paths: Sequence[str], how_to_create: str) -> None:
-  """Raises unless every file holds a whole, non-zero number of records.
-
-  The records carry no checksum, so a truncated file is the damage that can
-  be detected; FixedLengthRecordDataset would silently drop its tail.
-
-  Args:
-    paths: the binary batches.
-    how_to_create: the command that downloads them, for error messages.
-
-  Raises:
-    errors.MissingDataError: if a file is missing.
-    errors.DataError: if a file's size is not a multiple of RECORD_BYTES
-      (or is zero).
-  """
+  """Raises unless every file holds a whole, non-zero number of records."""
+  # The records carry no checksum, so a truncated file is the damage that can
+  # be detected; FixedLengthRecordDataset would silently drop its tail.
   records.require_files(paths, how_to_create)
   for path in paths:
     size = tf.io.gfile.stat(path).length
@@ -77,36 +63,15 @@ def _check_binary_files(paths: Sequence[str], how_to_create: str) -> None:
 
 
 def _decode(records_batch: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Splits binary records into images and labels.
-
-  Args:
-    records_batch: string `[batch]`, RECORD_BYTES each.
-
-  Returns:
-    uint8 images `[batch, 32, 32, 3]` (channels last) and int32 labels
-    `[batch]`.
-  """
-  data = tf.io.decode_raw(records_batch, tf.uint8)
-  labels = tf.cast(data[:, 0], tf.int32)
+  """uint8 images `[batch, 32, 32, 3]` and int32 labels of binary records."""
+  data = records.decode_pixels(records_batch, [RECORD_BYTES])
   images = tf.reshape(data[:, LABEL_BYTES:],
                       [-1, DEPTH, IMAGE_SIZE, IMAGE_SIZE])
-  # Keeps the static batch size of training batches, which reshape loses.
-  images.set_shape(records_batch.shape.concatenate(
-      [DEPTH, IMAGE_SIZE, IMAGE_SIZE]))
-  return tf.transpose(images, [0, 2, 3, 1]), labels
+  return tf.transpose(images, [0, 2, 3, 1]), tf.cast(data[:, 0], tf.int32)
 
 
 def _sample_distortions(batch_size: tf.Tensor) -> Dict[str, tf.Tensor]:
-  """Draws the random training distortion of each image.
-
-  Args:
-    batch_size: number of images.
-
-  Returns:
-    offsets int32 `[batch, 2]` in [0, 8], flips bool `[batch]`, brightness
-    float32 `[batch]` in [-63, 63), contrast float32 `[batch]` in
-    [0.2, 1.8).
-  """
+  """The random training distortion of each image (offsets, flips, ...)."""
   return {
       'offsets': image_ops.random_offsets(batch_size, IMAGE_SIZE,
                                           CROPPED_SIZE),
@@ -119,15 +84,7 @@ def _sample_distortions(batch_size: tf.Tensor) -> Dict[str, tf.Tensor]:
 
 def _distort(images: tf.Tensor,
              distortions: Dict[str, tf.Tensor]) -> tf.Tensor:
-  """Crop, flip, brightness and contrast, in the reference's order.
-
-  Args:
-    images: float32 `[batch, 32, 32, 3]`, values in [0, 255].
-    distortions: see `_sample_distortions`.
-
-  Returns:
-    float32 `[batch, 24, 24, 3]`.
-  """
+  """Crop, flip, brightness and contrast, in the reference's order."""
   images = image_ops.crop(images, distortions['offsets'], CROPPED_SIZE)
   images = image_ops.flip_left_right(images, distortions['flips'])
   images = image_ops.adjust_brightness(images, distortions['brightness'])
@@ -136,16 +93,7 @@ def _distort(images: tf.Tensor,
 
 def _preprocess(images: tf.Tensor, labels: tf.Tensor,
                 train: bool) -> Dict[str, tf.Tensor]:
-  """Distorts or centre-crops, standardizes, and builds the features.
-
-  Args:
-    images: uint8 `[batch, 32, 32, 3]`.
-    labels: int32 `[batch]`.
-    train: random distortion, or the central crop.
-
-  Returns:
-    The feature dictionary (see the module doc).
-  """
+  """Distorts or centre-crops, standardizes, and builds the features."""
   images = tf.cast(images, tf.float32)
   if train:
     images = _distort(images, _sample_distortions(tf.shape(images)[0]))
@@ -163,38 +111,12 @@ def inputs(split: str, *,
            batch_capacity: int = SHUFFLE_BUFFER,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """Reads CIFAR-10 batches for training or testing.
+  """Reads CIFAR-10 batches, as every reader (`interface`).
 
-  Training batches are shuffled, endless and all of batch_size examples;
-  test batches hold every example once, in file order, the last one
-  possibly smaller.
-
-  Args:
-    split: 'train' or 'test'.
-    data_dir: directory of the binary batches (`.../cifar-10-batches-bin`);
-      unused with source='tfds'.
-    batch_size: examples per batch.
-    source: 'bin' for the binary batches, 'tfds' for tensorflow-datasets'
-      cifar10 (same preprocessing).
-    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
-    batch_capacity: examples in the training shuffle buffer.
-    input_context: this input pipeline's place among several (multi-worker
-      training): it reads only its share of the records, before parsing.
-      None: all of them.
-
-  Returns:
-    A dataset of feature dictionaries (see the module doc); every dimension
-    but the batch is static.
-
-  Raises:
-    errors.ConfigError: on a bad split or source.
-    errors.MissingDataError: if a file is missing (or tensorflow-datasets
-      cannot provide cifar10); the message says how to get it.
-    errors.DataError: if a binary file is truncated.
+  source: 'bin' for the binary batches in data_dir, 'tfds' for
+  tensorflow-datasets' cifar10. batch_capacity is the training shuffle buffer.
   """
-  if split not in ('train', 'test'):
-    raise errors.ConfigError(f'split must be train or test, got {split!r}')
-  train = split == 'train'
+  train = records.train_split(split)
   if source == 'bin':
     paths = _filenames(data_dir, split)
     _check_binary_files(paths, _download_command(data_dir))
@@ -205,16 +127,12 @@ def inputs(split: str, *,
         input_context=input_context)
     decode = _decode
   elif source == 'tfds':
-    dataset = records.shard(
-        records.load_tfds('cifar10', split, tfds_data_dir=tfds_data_dir),
-        input_context).map(lambda example: (example['image'],
-                                            example['label']))
+    dataset = tfds_data.tfds_images('cifar10', split,
+                                  tfds_data_dir=tfds_data_dir,
+                                  input_context=input_context)
     decode = lambda images, labels: (images, tf.cast(labels, tf.int32))
   else:
     raise errors.ConfigError(f'source must be bin or tfds, got {source!r}')
-  dataset = records.batch_dataset(dataset, batch_size=batch_size, train=train,
-                                  shuffle_buffer=batch_capacity)
-  dataset = dataset.map(
-      lambda *batch: _preprocess(*decode(*batch), train),
-      num_parallel_calls=tf.data.AUTOTUNE)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  return records.batch_dataset(
+      dataset, lambda *batch: _preprocess(*decode(*batch), train),
+      batch_size=batch_size, train=train, shuffle_buffer=batch_capacity)

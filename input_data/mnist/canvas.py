@@ -9,11 +9,10 @@ Two of the paper's data sets are MNIST digits on a larger zero background:
 Both are generated from a split's uint8 digits in rounds. A round is a plan
 (which digits, shifted how), a few integers per example, drawn with
 stateless random ops from the seed and the round's number only: any round
-can be made on its own, in any process and in any order, eagerly or inside
-tf.data, and comes out the same. So the paper's 60M training pairs are never
-held anywhere: the input pipelines (`generated_input`) make them round by
-round, and `mnist_shift --multi_targets` writes the rounds of one epoch to
-record files, the same examples in the same order for the same seed.
+can be made on its own, in any process and in any order, and comes out the
+same. So the paper's 60M training pairs are never held anywhere: the input
+pipelines (`generated_input`) make them round by round, and
+`mnist_shift --multi_targets` writes the same rounds to record files.
 
 Everything here is TensorFlow ops, no Python callbacks: a tf.data pipeline
 that calls back into Python (`tf.numpy_function`) can hang the process at
@@ -77,16 +76,9 @@ def place(digits: tf.Tensor, shifts: tf.Tensor, *, pad: int,
           shift: int) -> tf.Tensor:
   """Pads each digit by `pad` and shifts it by its own (row, column) shift.
 
+  digits: uint8 `[n, h, h]`, h static; shifts: int32 `[n, 2]`, each in
+  [-shift, shift]. Returns uint8 `[n, h + 2 * pad, h + 2 * pad]`,
   `out[r, c] = padded[r - row_shift, c - column_shift]`, zero outside.
-
-  Args:
-    digits: uint8 `[n, h, w]`, h and w static.
-    shifts: int32 `[n, 2]`, each in [-shift, shift].
-    pad: zero padding on every side.
-    shift: bound of the shifts.
-
-  Returns:
-    uint8 `[n, h + 2 * pad, h + 2 * pad]` (square digits).
   """
   margin = pad + shift
   padded = tf.pad(digits, [[0, 0], [margin, margin], [margin, margin]])
@@ -95,24 +87,37 @@ def place(digits: tf.Tensor, shifts: tf.Tensor, *, pad: int,
   return image_ops.crop(padded[..., None], shift - shifts, size)[..., 0]
 
 
-def _check(seed: int, shift: int, pad: int) -> None:
-  if seed < 0 or shift < 0 or pad < 0:
-    raise errors.ConfigError(
-        f'need seed, shift and pad >= 0, got {seed}, {shift} and {pad}')
+class _Canvas:
+  """The digits, labels and placement shared by both generators."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray, *, shift: int,
+               pad: int, seed: int):
+    """images: uint8 `[num_images, h, h]`; ConfigError for a negative int."""
+    if seed < 0 or shift < 0 or pad < 0:
+      raise errors.ConfigError(
+          f'need seed, shift and pad >= 0, got {seed}, {shift} and {pad}')
+    self.shift = shift
+    self.pad = pad
+    self.seed = seed
+    self.image_size = images.shape[1] + 2 * pad
+    self._images = tf.constant(images, tf.uint8)
+    self._labels = tf.constant(np.asarray(labels, np.int32))
+
+  @property
+  def num_images(self) -> int:
+    return int(self._labels.shape[0])
+
+  def _place(self, index: tf.Tensor, shifts: tf.Tensor) -> tf.Tensor:
+    """uint8 `[n, size, size]`, the digits of index placed by `place`."""
+    return place(tf.gather(self._images, index), shifts, pad=self.pad,
+                 shift=self.shift)
 
 
 class PairPlan(NamedTuple):
-  """The pairs of a round (or of a slice of one), one row per pair.
-
-  Attributes:
-    base: int32 `[n]`, index of the first digit (recons_image).
-    partner: int32 `[n]`, index of the second digit, of another class.
-    base_shift: int32 `[n, 2]`, (row, column) shift of the first digit.
-    partner_shift: int32 `[n, 2]`, shift of the second digit.
-  """
-  base: tf.Tensor
-  partner: tf.Tensor
-  base_shift: tf.Tensor
+  """The pairs of a round (or of a slice of one), one row per pair."""
+  base: tf.Tensor  # int32 `[n]`, the first digit (recons_image)
+  partner: tf.Tensor  # int32 `[n]`, the second digit, of another class
+  base_shift: tf.Tensor  # int32 `[n, 2]`, (row, column) shifts
   partner_shift: tf.Tensor
 
 
@@ -125,7 +130,7 @@ class Pairs(NamedTuple):
   merged: tf.Tensor
 
 
-class MultiMnist:
+class MultiMnist(_Canvas):
   """MultiMNIST pairs of one split's digits.
 
   An epoch is num_pairs rounds. In each round every digit is the first digit
@@ -143,22 +148,8 @@ class MultiMnist:
 
   def __init__(self, images: np.ndarray, labels: np.ndarray, *, shift: int,
                pad: int, num_pairs: int, seed: int):
-    """Checks the arguments and indexes the digits by class.
-
-    Args:
-      images: uint8 `[num_images, h, h]`, the split's digits.
-      labels: int `[num_images]`.
-      shift: maximum shift in each direction.
-      pad: zero padding on every side, before shifting.
-      num_pairs: pairs per digit and epoch (rounds per epoch).
-      seed: seed (>= 0) of every draw.
-
-    Raises:
-      errors.ConfigError: on a negative seed, shift or pad, num_pairs < 1,
-        or a class with fewer than num_pairs digits of other classes.
-    """
-    _check(seed, shift, pad)
-    labels = np.asarray(labels, np.int32)
+    """ConfigError also when a class has fewer than num_pairs partners."""
+    super().__init__(images, labels, shift=shift, pad=pad, seed=seed)
     classes, class_index, counts = np.unique(
         labels, return_inverse=True, return_counts=True)
     others = len(labels) - counts  # [num_classes]
@@ -167,21 +158,11 @@ class MultiMnist:
           f'num_pairs={num_pairs} must be >= 1 and no more than the '
           f'{others.min()} images of other digits that some digit has to '
           'pair with')
-    self.shift = shift
-    self.pad = pad
     self.num_pairs = num_pairs
-    self.seed = seed
-    self.image_size = images.shape[1] + 2 * pad
-    self._images = tf.constant(images, tf.uint8)
-    self._labels = tf.constant(labels)
     self._classes = classes.tolist()
     self._others = others.tolist()
     self._class_index = tf.constant(class_index, tf.int32)  # [num_images]
     self._digit_others = tf.constant(others[class_index], tf.int32)
-
-  @property
-  def num_images(self) -> int:
-    return int(self._labels.shape[0])
 
   def _partners(self, epoch: tf.Tensor, turn: tf.Tensor) -> tf.Tensor:
     """int32 `[num_images]`, each digit's partner in turn `turn` of `epoch`."""
@@ -203,14 +184,9 @@ class MultiMnist:
     return tf.gather_nd(others, tf.stack([self._class_index, position], 1))
 
   def plan(self, round_index: tf.Tensor) -> PairPlan:
-    """The pairs of round `round_index`: every digit once as the base.
+    """The pairs of a round (over all epochs), every digit once the base.
 
-    Args:
-      round_index: int scalar, the round counted from 0 over all epochs
-        (epoch = round_index // num_pairs).
-
-    Returns:
-      A PairPlan of num_images rows, in the round's random order.
+    round_index // num_pairs is the epoch; the rows come in a random order.
     """
     round_index = tf.cast(round_index, tf.int64)
     partners = self._partners(round_index // self.num_pairs,
@@ -222,19 +198,9 @@ class MultiMnist:
     return PairPlan(base, tf.gather(partners, base), shifts[0], shifts[1])
 
   def compose(self, plan: PairPlan) -> Pairs:
-    """Makes the pairs of a plan (or of a slice of one).
-
-    Args:
-      plan: the pairs to make, n rows.
-
-    Returns:
-      The pairs; `merged` is the pixelwise sum of the two shifted digits,
-      clipped at 255.
-    """
-    image_1 = place(tf.gather(self._images, plan.base), plan.base_shift,
-                    pad=self.pad, shift=self.shift)
-    image_2 = place(tf.gather(self._images, plan.partner), plan.partner_shift,
-                    pad=self.pad, shift=self.shift)
+    """The pairs of a plan (or a slice of one); merged clipped at 255."""
+    image_1 = self._place(plan.base, plan.base_shift)
+    image_2 = self._place(plan.partner, plan.partner_shift)
     merged = tf.minimum(tf.cast(image_1, tf.int32) + tf.cast(image_2, tf.int32),
                         MAX_PIXEL)
     return Pairs(tf.gather(self._labels, plan.base), image_1,
@@ -243,17 +209,12 @@ class MultiMnist:
 
 
 class PlacementPlan(NamedTuple):
-  """Digits of an expanded MNIST round and their (row, column) shifts.
-
-  Attributes:
-    index: int32 `[n]`, the digits.
-    shift: int32 `[n, 2]`, their shifts.
-  """
-  index: tf.Tensor
-  shift: tf.Tensor
+  """Digits of an expanded MNIST round and their (row, column) shifts."""
+  index: tf.Tensor  # int32 `[n]`
+  shift: tf.Tensor  # int32 `[n, 2]`
 
 
-class ExpandedMnist:
+class ExpandedMnist(_Canvas):
   """Expanded MNIST: each digit at a random position on a larger canvas.
 
   The reference wrote every one of the (2 * 6 + 1)^2 = 169 positions of
@@ -266,40 +227,10 @@ class ExpandedMnist:
   def __init__(self, images: np.ndarray, labels: np.ndarray, *,
                shift: int = EXPANDED_SHIFT, pad: int = EXPANDED_PAD,
                seed: int):
-    """Checks the arguments.
-
-    Args:
-      images: uint8 `[num_images, h, h]`, the split's digits.
-      labels: int `[num_images]`.
-      shift: maximum shift in each direction.
-      pad: zero padding on every side, before shifting.
-      seed: seed (>= 0) of every draw.
-
-    Raises:
-      errors.ConfigError: on a negative seed, shift or pad.
-    """
-    _check(seed, shift, pad)
-    self.shift = shift
-    self.pad = pad
-    self.seed = seed
-    self.image_size = images.shape[1] + 2 * pad
-    self._images = tf.constant(images, tf.uint8)
-    self._labels = tf.constant(np.asarray(labels, np.int32))
-
-  @property
-  def num_images(self) -> int:
-    return int(self._labels.shape[0])
+    super().__init__(images, labels, shift=shift, pad=pad, seed=seed)
 
   def plan(self, round_index: tf.Tensor, *, shuffle: bool) -> PlacementPlan:
-    """Places every digit once.
-
-    Args:
-      round_index: int scalar, the round (the epoch when training).
-      shuffle: a random order (training), or the digits' own order.
-
-    Returns:
-      A PlacementPlan of num_images rows.
-    """
+    """Places every digit once: in a random order (shuffle) or their own."""
     index = (_permutation(self.num_images,
                           _key(self.seed, round_index, _BASE_ORDER))
              if shuffle else tf.range(self.num_images))
@@ -309,6 +240,5 @@ class ExpandedMnist:
 
   def compose(self, plan: PlacementPlan) -> Tuple[tf.Tensor, tf.Tensor]:
     """The int32 labels `[n]` and uint8 images `[n, size, size]` of a plan."""
-    images = place(tf.gather(self._images, plan.index), plan.shift,
-                   pad=self.pad, shift=self.shift)
-    return tf.gather(self._labels, plan.index), images
+    return (tf.gather(self._labels, plan.index),
+            self._place(plan.index, plan.shift))

@@ -2,27 +2,18 @@
 
 The examples are made round by round by `canvas.MultiMnist` and
 `canvas.ExpandedMnist` from a split's uint8 digits. Training gets an endless
-stream, each round (each epoch for expanded MNIST) drawn anew; testing gets
-a fixed set of eval_size examples: the first eval_size pairs of the
-MultiMNIST stream, or for expanded MNIST digit k % num_digits k-th at a
-position fixed by the seed. The same seed gives the same examples in the
-same order, and the MultiMNIST pairs are the records that
-`mnist_shift --multi_targets` writes with that seed (its shards read in
-order).
+stream, each round drawn anew; testing gets a fixed set of eval_size
+examples: the first eval_size pairs of the MultiMNIST stream, or for
+expanded MNIST digit k % num_digits k-th at a position fixed by the seed.
 
-Each input pipeline of a multi-worker run generates only its own share,
-every N-th example of the stream (`records.shard`): it makes the plans of
-all examples, a few integers each, and the images of its own only. The
-batches are the feature dictionaries of `mnist_input_record`, channels
-first, pixels in [0, 1].
+Each input pipeline of a multi-worker run generates only its own share
+(`records.shard`): it makes the plans of all examples, a few integers each,
+and the images of its own only.
 
 On 2 CPU cores the MultiMNIST pipeline makes about 40,000 pairs/s from
 MNIST's 60,000 training digits (the paper's batch of 128; about 60,000/s on
 an otherwise idle machine):
   python -m benchmarks.input_benchmark   # the line 'MultiMNIST generated'
-
-Everything is TensorFlow ops (see `canvas`), so the pipelines run in
-tf.data's threads without calling back into Python.
 """
 
 import math
@@ -48,21 +39,7 @@ def _plan_batches(plan: Callable[[tf.Tensor], NamedTuple], num_images: int,
                   *, train: bool, eval_size: int, batch_size: int,
                   input_context: Optional[tf.distribute.InputContext]
                  ) -> tf.data.Dataset:
-  """Batches of plan rows: this pipeline's share of the examples.
-
-  Args:
-    plan: makes the plan of a round (a NamedTuple of tensors, one row per
-      example) from the round's number.
-    num_images: rows per round.
-    train: endless rounds and full batches, or the first eval_size rows and
-      a last partial batch.
-    eval_size: examples of the test set.
-    batch_size: examples per batch.
-    input_context: this input pipeline's place among several; None: all.
-
-  Returns:
-    A dataset of batched plans.
-  """
+  """This pipeline's batches of the rows of `plan(round)`, num_images each."""
   if train:
     rounds = tf.data.Dataset.counter()
   else:
@@ -81,35 +58,16 @@ def multi_mnist_inputs(split: str, *, images: np.ndarray,
                        eval_size: int = DEFAULT_EVAL_SIZE,
                        input_context: Optional[tf.distribute.InputContext]
                        = None) -> tf.data.Dataset:
-  """MultiMNIST pairs generated from a split's digits.
+  """MultiMNIST pairs (36x36) generated from a split's uint8 digits.
 
-  Args:
-    split: 'train' (endless, full batches, new pairs every round) or 'test'
-      (the first eval_size pairs, once, the last batch possibly smaller).
-    images: uint8 `[num_images, 28, 28]`, the split's digits.
-    labels: int `[num_images]`.
-    batch_size: pairs per batch.
-    shift: a name in `canvas.MULTI_MNIST_SHIFTS`; the canvas is 36x36.
-    num_pairs: pairs per digit and epoch: rounds per epoch, in which each
-      digit meets num_pairs distinct partners.
-    seed: seed (>= 0) of every draw.
-    eval_size: pairs of the test set.
-    input_context: this input pipeline's place among several (multi-worker
-      training): it makes only its share, every N-th pair. None: all.
-
-  Returns:
-    A dataset of `mnist_input_record.pair_features` dictionaries; every
-    dimension but the test batch is static.
-
-  Raises:
-    errors.ConfigError: on a bad split or shift name, or see
-      `canvas.MultiMnist`.
+  shift is a name in `canvas.MULTI_MNIST_SHIFTS`; num_pairs and seed as
+  `canvas.MultiMnist`.
   """
   if shift not in canvas.MULTI_MNIST_SHIFTS:
     raise errors.ConfigError(
         f'unknown MultiMNIST shift {shift!r}; use one of '
         f'{", ".join(canvas.MULTI_MNIST_SHIFTS)}')
-  train = _check_split(split)
+  train = records.train_split(split)
   generator = canvas.MultiMnist(
       images, labels, shift=canvas.MULTI_MNIST_SHIFTS[shift],
       pad=canvas.MULTI_MNIST_PAD, num_pairs=num_pairs, seed=seed)
@@ -123,8 +81,7 @@ def multi_mnist_inputs(split: str, *, images: np.ndarray,
         mnist_input_record.to_images(pairs.merged),
         mnist_input_record.to_images(pairs.image_1), pairs.label_1,
         mnist_input_record.to_images(pairs.image_2), pairs.label_2)
-  return batches.map(features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-      tf.data.AUTOTUNE)
+  return records.map_batches(batches, features)
 
 
 def expanded_mnist_inputs(split: str, *, images: np.ndarray,
@@ -132,28 +89,8 @@ def expanded_mnist_inputs(split: str, *, images: np.ndarray,
                           eval_size: int = DEFAULT_EVAL_SIZE,
                           input_context: Optional[tf.distribute.InputContext]
                           = None) -> tf.data.Dataset:
-  """Expanded MNIST (digits at random on a 40x40 canvas), generated.
-
-  Args:
-    split: 'train' (endless, full batches, new positions and order every
-      epoch) or 'test' (eval_size digits, digit k % num_images k-th, at
-      positions fixed by the seed; once, the last batch possibly smaller).
-    images: uint8 `[num_images, 28, 28]`, the split's digits.
-    labels: int `[num_images]`.
-    batch_size: digits per batch.
-    seed: seed (>= 0) of every draw.
-    eval_size: digits of the test set.
-    input_context: this input pipeline's place among several (multi-worker
-      training): it makes only its share, every N-th digit. None: all.
-
-  Returns:
-    A dataset of `mnist_input_record.digit_features` dictionaries; every
-    dimension but the test batch is static.
-
-  Raises:
-    errors.ConfigError: on a bad split, or see `canvas.ExpandedMnist`.
-  """
-  train = _check_split(split)
+  """Expanded MNIST (digits at random on a 40x40 canvas), generated."""
+  train = records.train_split(split)
   generator = canvas.ExpandedMnist(images, labels, seed=seed)
   batches = _plan_batches(
       lambda round_index: generator.plan(round_index, shuffle=train),
@@ -164,12 +101,4 @@ def expanded_mnist_inputs(split: str, *, images: np.ndarray,
     labels, pixels = generator.compose(plan)
     return mnist_input_record.digit_features(
         mnist_input_record.to_images(pixels), labels)
-  return batches.map(features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-      tf.data.AUTOTUNE)
-
-
-def _check_split(split: str) -> bool:
-  """Returns whether split is 'train'; raises unless it is train or test."""
-  if split not in ('train', 'test'):
-    raise errors.ConfigError(f'split must be train or test, got {split!r}')
-  return split == 'train'
+  return records.map_batches(batches, features)

@@ -10,7 +10,7 @@ import errors
 from input_data.mnist import canvas
 from input_data.mnist import generated_input
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer
 
 
 def _digits(num_images, num_classes):
@@ -99,7 +99,7 @@ class MultiMnistInputsTest(tf.test.TestCase):
     """The same seed: the same pairs in the same order as the records."""
     prefix = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()),
                           'multitest_6shifted_mnist.tfrecords')
-    filenames = mnist_records.shift_write_multi_mnist(
+    filenames = mnist_record_writer.shift_write_multi_mnist(
         self.images, labels=self.labels, file_prefix=prefix,
         shift=canvas.MULTI_MNIST_SHIFTS['reference'],
         pad=canvas.MULTI_MNIST_PAD, max_shard=25, num_pairs=3, seed=4)

@@ -13,7 +13,8 @@ from typing import BinaryIO, Optional, Tuple
 import numpy as np
 
 import errors
-from input_data import records
+from input_data import prepare
+from input_data import tfds_data
 
 # First rows of the training images held out by the validation splits.
 VALIDATION_SIZE = 10000
@@ -23,12 +24,6 @@ IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 _IDX_HEADER_WORD_BYTES = 4
 
-MNIST_FILES = {
-    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-    'valid_train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-    'valid_test': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
-}
 # Image index ranges [start, end) of each split; None: to the end of the file.
 MNIST_RANGE = {
     'train': (0, None),
@@ -36,32 +31,19 @@ MNIST_RANGE = {
     'valid_test': (0, VALIDATION_SIZE),
     'test': (0, None),
 }
-TFDS_SPLITS = {
-    'train': 'train',
-    'valid_train': 'train',
-    'valid_test': 'train',
-    'test': 'test',
-}
 MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
 
 _TFDS_READ_BATCH = 10000
 
 
+def mnist_files(split: str) -> Tuple[str, str]:
+  """The names of a split's image and label idx files."""
+  prefix = 't10k' if split == 'test' else 'train'
+  return f'{prefix}-images-idx3-ubyte', f'{prefix}-labels-idx1-ubyte'
+
+
 def parse_idx(data: bytes, *, expected_magic: int, name: str) -> np.ndarray:
-  """Decodes an idx file (big-endian header, then unsigned bytes).
-
-  Args:
-    data: the file's bytes.
-    expected_magic: IMAGES_MAGIC or LABELS_MAGIC.
-    name: the file's name, for error messages.
-
-  Returns:
-    uint8 array shaped by the header, e.g. `[num_images, 28, 28]`.
-
-  Raises:
-    errors.DataError: on a wrong magic number or a file shorter than its
-      header says.
-  """
+  """The uint8 array of an idx file's bytes, shaped by its header."""
   word = _IDX_HEADER_WORD_BYTES
   magic = int.from_bytes(data[:word], 'big')
   if magic != expected_magic:
@@ -82,20 +64,7 @@ def parse_idx(data: bytes, *, expected_magic: int, name: str) -> np.ndarray:
 
 def select_split(split: str, *, images: np.ndarray,
                  labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-  """Returns the images and labels of a split's index range.
-
-  Args:
-    split: one of SPLITS.
-    images: uint8 `[num_images, 28, 28]`, the whole train or test file.
-    labels: uint8 `[num_images]`.
-
-  Returns:
-    The split's images and labels.
-
-  Raises:
-    errors.DataError: if counts disagree or a validation split would be
-      empty.
-  """
+  """The images and labels of a split's range of a whole file's."""
   if len(images) != len(labels):
     raise errors.DataError(
         f'{len(images)} images but {len(labels)} labels for split {split}')
@@ -109,28 +78,15 @@ def select_split(split: str, *, images: np.ndarray,
 
 def _open_idx(data_dir: str, name: str) -> BinaryIO:
   """Opens the idx file `name` (or `name.gz`) in data_dir."""
-  return records.open_maybe_gzipped(
+  return prepare.open_maybe_gzipped(
       os.path.join(data_dir, name),
       f'wget -P {data_dir} {MNIST_URL}{name}.gz   (or pass --source=tfds)')
 
 
 def read_byte_data(split: str, *,
                    data_dir: str) -> Tuple[np.ndarray, np.ndarray]:
-  """Reads a split from the MNIST idx files (gzipped or not) in data_dir.
-
-  Args:
-    split: one of SPLITS.
-    data_dir: directory of the idx files.
-
-  Returns:
-    uint8 images `[num_images, 28, 28]` and uint8 labels `[num_images]`.
-
-  Raises:
-    errors.MissingDataError: an idx file is missing; the message gives the
-      command that downloads it.
-    errors.DataError: an idx file is damaged.
-  """
-  image_name, label_name = MNIST_FILES[split]
+  """uint8 images `[n, 28, 28]` and labels `[n]` of a split of SPLITS."""
+  image_name, label_name = mnist_files(split)
   with _open_idx(data_dir, image_name) as f:
     images = parse_idx(f.read(), expected_magic=IMAGES_MAGIC, name=image_name)
   with _open_idx(data_dir, label_name) as f:
@@ -140,23 +96,13 @@ def read_byte_data(split: str, *,
 
 def read_tfds_data(split: str, *, tfds_data_dir: Optional[str] = None
                   ) -> Tuple[np.ndarray, np.ndarray]:
-  """Reads a split from tensorflow-datasets' mnist.
+  """`read_byte_data` from tensorflow-datasets' mnist (`tfds_data.load_tfds`).
 
   The validation ranges index tensorflow-datasets' stored order, which is not
   the order of the idx files.
-
-  Args:
-    split: one of SPLITS.
-    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
-
-  Returns:
-    uint8 images `[num_images, 28, 28]` and uint8 labels `[num_images]`.
-
-  Raises:
-    errors.MissingDataError: see `records.load_tfds`.
   """
-  dataset = records.load_tfds('mnist', TFDS_SPLITS[split],
-                              tfds_data_dir=tfds_data_dir)
+  dataset = tfds_data.load_tfds('mnist', 'test' if split == 'test' else 'train',
+                                tfds_data_dir=tfds_data_dir)
   images, labels = [], []
   for batch in dataset.batch(_TFDS_READ_BATCH).as_numpy_iterator():
     images.append(batch['image'][..., 0])

@@ -1,4 +1,4 @@
-"""Tests for mnist_input_record on records written by mnist_records."""
+"""Tests for mnist_input_record on records written by mnist_record_writer."""
 
 import os
 import tempfile
@@ -9,15 +9,15 @@ import tensorflow as tf
 import errors
 from input_data.mnist import canvas
 from input_data.mnist import mnist_input_record
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer
 from input_data import records
 
 
 def _write_single(data_dir, split, shift, images, labels, pad=0):
-  path = os.path.join(data_dir,
-                      mnist_records.shifted_mnist_filename(split, shift=shift))
-  mnist_records.shift_write_mnist(images, labels=labels, filename=path,
-                                  shift=shift, pad=pad)
+  path = os.path.join(data_dir, mnist_record_writer.shifted_mnist_filename(
+      split, shift=shift))
+  mnist_record_writer.shift_write_mnist(images, labels=labels, filename=path,
+                                        shift=shift, pad=pad)
   return path
 
 
@@ -55,7 +55,7 @@ class MnistInputRecordTest(tf.test.TestCase):
     self.assertEqual([8, 1, 28, 28], spec['images'].shape.as_list())
     self.assertEqual([8, 10], spec['labels'].shape.as_list())
     self.assertEqual(tf.int32, spec['recons_label'].dtype)
-    shifts = mnist_records.all_shifts(2).astype(np.int32)
+    shifts = mnist_record_writer.all_shifts(2).astype(np.int32)
     copies = canvas.place(  # [4 * 25, 28, 28], image by image
         np.repeat(self.images, 25, axis=0), np.tile(shifts, (4, 1)), pad=0,
         shift=2).numpy().reshape(4, 25, 28, 28)
@@ -145,11 +145,12 @@ class MnistInputRecordTest(tf.test.TestCase):
     self.assertAllEqual(self.labels, batch['recons_label'])
 
   def _write_multi(self, split, num_images=6, num_pairs=2, max_shard=5):
-    prefix = os.path.join(self.data_dir, mnist_records.shifted_mnist_filename(
-        split, shift=2, multi_targets=True))
+    prefix = os.path.join(
+        self.data_dir, mnist_record_writer.shifted_mnist_filename(
+            split, shift=2, multi_targets=True))
     images = self.rng.integers(0, 256, (num_images, 28, 28), np.uint8)
     labels = (np.arange(num_images) % 3).astype(np.uint8)
-    filenames = mnist_records.shift_write_multi_mnist(
+    filenames = mnist_record_writer.shift_write_multi_mnist(
         images, labels=labels, file_prefix=prefix, shift=2, pad=4,
         max_shard=max_shard, num_pairs=num_pairs, seed=0)
     return f'{prefix}@{len(filenames)}', filenames

@@ -1,13 +1,8 @@
 r"""Writes shifted MNIST and MultiMNIST tfrecords from the MNIST idx files.
 
-The command line of `mnist_records`, which describes the records. The images
-of --split (train, test, valid_train or valid_test, see `idx`) are padded by
---pad and written once per shift within --shift to
-`{split}_{shift}shifted_mnist.tfrecords`. With --multi_targets, --num_pairs
-MultiMNIST pairs per image, drawn from --seed as the input pipelines draw
-them, go to the shards
-`multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N`, --max_shard
-records each.
+The command line of `mnist_record_writer`, which describes the records, of
+the images of --split (see `idx`). Each file is written whole
+(`files.write_atomically`).
 
 Usage (the records go to --output_dir, by default --data_dir):
   python -m input_data.mnist.mnist_shift --data_dir=DIR --split=train --shift=2
@@ -27,20 +22,19 @@ from typing import List
 
 from absl import flags
 
+import files
 from input_data.mnist import idx
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer as writer
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
 
 def _define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
-  """Defines the tool's flags in flag_values.
-
-  Only when run as a script: experiment.py defines a --data_dir too, and
-  absl refuses a flag defined twice in one process (e.g. one pytest run);
-  a test defines them in a FlagValues of its own.
-  """
+  """Defines the tool's flags in flag_values."""
+  # Only when run as a script: experiment.py defines a --data_dir too, and
+  # absl refuses a flag defined twice in one process (e.g. one pytest run);
+  # a test defines them in a FlagValues of its own.
   flags.DEFINE_string('data_dir', '/tmp/tensorflow/mnist/input_data',
                       'Directory of the MNIST idx files (gzipped or not).',
                       flag_values=flag_values)
@@ -89,21 +83,21 @@ def main(argv: List[str]) -> None:
                                         tfds_data_dir=FLAGS.tfds_data_dir)
   else:
     images, labels = idx.read_byte_data(FLAGS.split, data_dir=FLAGS.data_dir)
-  output_dir = FLAGS.output_dir or FLAGS.data_dir
-  os.makedirs(output_dir, exist_ok=True)
-  path = os.path.join(output_dir, mnist_records.shifted_mnist_filename(
-      FLAGS.split, shift=FLAGS.shift, multi_targets=FLAGS.multi_targets))
+  path = os.path.join(
+      FLAGS.output_dir or FLAGS.data_dir, writer.shifted_mnist_filename(
+          FLAGS.split, shift=FLAGS.shift, multi_targets=FLAGS.multi_targets))
   if FLAGS.multi_targets:
-    written = mnist_records.shift_write_multi_mnist(
+    written = writer.shift_write_multi_mnist(
         images, labels=labels, file_prefix=path, shift=FLAGS.shift,
         pad=FLAGS.pad, max_shard=FLAGS.max_shard, num_pairs=FLAGS.num_pairs,
         seed=FLAGS.seed)
     print(f'Wrote {len(images) * FLAGS.num_pairs} pairs to '
           f'{path}@{len(written)}')
   else:
-    count = mnist_records.shift_write_mnist(
-        images, labels=labels, filename=path, shift=FLAGS.shift,
-        pad=FLAGS.pad)
+    files.write_atomically(path, lambda temp: writer.shift_write_mnist(
+        images, labels=labels, filename=temp, shift=FLAGS.shift,
+        pad=FLAGS.pad))
+    count = len(images) * len(writer.all_shifts(FLAGS.shift))
     print(f'Wrote {count} records to {path}')
 
 

@@ -13,7 +13,7 @@ from input_data.mnist import generated_input
 from input_data.mnist import idx
 from input_data.mnist.idx_test import write_mnist_idx
 from input_data.mnist import mnist_input_record
-from input_data.mnist.mnist_records_test import read_records
+from input_data.mnist.mnist_record_writer_test import read_records
 from input_data.mnist import mnist_shift
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(

@@ -1,8 +1,7 @@
 """Writes smallNORB `{split}duo.tfrecords` from the original smallNORB files.
 
-The command line of `norb_records` (see there for the files and the
-records): the three `smallnorb-*-{dat,cat,info}.mat[.gz]` files of --split
-in --data_dir become one record per stereo pair, in file order.
+The command line of `norb_record_writer` (see there for the files and the
+records), of the files of --split in --data_dir.
 
 Usage (the records go to --output_dir, by default --data_dir):
   python -m input_data.norb.norb_convert --data_dir=DIR --split=train
@@ -20,7 +19,8 @@ from typing import List
 
 from absl import flags
 
-from input_data.norb import norb_records
+import files
+from input_data.norb import norb_record_writer as writer
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -32,19 +32,19 @@ def _define_flags() -> None:
                       'Directory of the smallnorb-*.mat files.')
   flags.DEFINE_string('output_dir', None,
                       'Directory for the records; default: --data_dir.')
-  flags.DEFINE_enum('split', 'train', list(norb_records.SPLITS),
+  flags.DEFINE_enum('split', 'train', list(writer.SPLITS),
                     'The split to convert.')
   flags.mark_flag_as_required('data_dir')
 
 
 def main(argv: List[str]) -> None:
   del argv  # Unused.
-  images, labels, info = norb_records.read_split(FLAGS.split,
-                                                 data_dir=FLAGS.data_dir)
-  output_dir = FLAGS.output_dir or FLAGS.data_dir
-  os.makedirs(output_dir, exist_ok=True)
-  path = os.path.join(output_dir, norb_records.records_filename(FLAGS.split))
-  norb_records.write_records(path, images=images, labels=labels, info=info)
+  images, labels, info = writer.read_split(FLAGS.split,
+                                           data_dir=FLAGS.data_dir)
+  path = os.path.join(FLAGS.output_dir or FLAGS.data_dir,
+                      writer.records_filename(FLAGS.split))
+  files.write_atomically(path, lambda temp: writer.write_records(
+      temp, images=images, labels=labels, info=info))
   print(f'Wrote {len(images)} records to {path}')
 
 

@@ -8,8 +8,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from input_data.norb import norb_records
-from input_data.norb.norb_records_test import write_norb_mat
+from input_data.norb import norb_record_writer
+from input_data.norb.norb_record_writer_test import write_norb_mat
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -44,8 +44,8 @@ class NorbConvertTest(tf.test.TestCase):
       self.assertEqual(
           f'Wrote 3 records to {output_dir}/testduo.tfrecords\n', stdout)
     expected = os.path.join(data_dir, 'testduo.tfrecords')
-    norb_records.write_records(expected, images=images, labels=labels,
-                               info=info)
+    norb_record_writer.write_records(expected, images=images, labels=labels,
+                                     info=info)
     written = []
     for path in [expected] + [os.path.join(output_dir, 'testduo.tfrecords')
                               for output_dir in output_dirs]:

@@ -1,31 +1,22 @@
 """Input pipeline for smallNORB stereo pairs stored as tfrecords.
 
-Reads `data_dir/{split}duo.tfrecords` (`norb_convert` writes them from the
-original smallNORB files, see `norb_records`): tf.train.Examples with
-image_raw (uint8 bytes, `[depth, height, width]`, the two stereo views),
-label (one of 5 object categories), height, width, depth and meta (4
-int64s).
+Reads `data_dir/{split}duo.tfrecords` (`norb_record_writer`: the two
+stereo views as depth, one of 5 object categories as label).
 
 The images are resized to `height` x `height` (48 by default); training then
 changes brightness (by up to 63 on the [0, 255] scale) and contrast (a factor
 in [0.2, 1.8]) and crops a random window (32x32 from 48), testing crops the
 central window; every image is then standardized to mean 0 and variance 1.
-
-Each batch is a dictionary of tensors:
-  images: float32 `[batch, 2, size, size]`, channels first.
-  labels: float32 `[batch, 5]`, one-hot.
-  recons_image: the images again.
-  recons_label: int32 `[batch]`, the category.
 """
 
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
 import errors
 from input_data import image_ops
-from input_data.norb import norb_records
+from input_data.norb import norb_record_writer
 from input_data import records
 
 NUM_CLASSES = 5
@@ -36,35 +27,18 @@ MAX_BRIGHTNESS_DELTA = 63.0
 CONTRAST_RANGE = (0.2, 1.8)
 SHUFFLE_BUFFER = 5000
 
-_FEATURES = {
-    'image_raw': tf.io.FixedLenFeature([], tf.string),
-    'label': tf.io.FixedLenFeature([], tf.int64),
-    'height': tf.io.FixedLenFeature([], tf.int64),
-    'width': tf.io.FixedLenFeature([], tf.int64),
-    'depth': tf.io.FixedLenFeature([], tf.int64),
-    'meta': tf.io.FixedLenFeature([4], tf.int64),
-}
+_INT = tf.io.FixedLenFeature([], tf.int64)
+_FEATURES = dict(image_raw=tf.io.FixedLenFeature([], tf.string), label=_INT,
+                 height=_INT, width=_INT, depth=_INT,
+                 meta=tf.io.FixedLenFeature([4], tf.int64))
 
 
 def _decode(serialized: tf.Tensor, record_size: int,
-            size: int) -> Dict[str, tf.Tensor]:
-  """Parses records and resizes their images.
-
-  Args:
-    serialized: string `[batch]`, tf.train.Example records.
-    record_size: height and width of the stored images.
-    size: height and width after resizing.
-
-  Returns:
-    images float32 `[batch, size, size, 2]` (channels last, values about
-    [0, 255]) and labels int32 `[batch]`.
-  """
+            size: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Float images `[batch, size, size, 2]` in about [0, 255], int32 labels."""
   parsed = tf.io.parse_example(serialized, _FEATURES)
-  pixels = tf.io.decode_raw(parsed['image_raw'], tf.uint8)
-  images = tf.reshape(pixels, [-1, DEPTH, record_size, record_size])
-  # Keeps the static batch size of training batches, which reshape loses.
-  images.set_shape(serialized.shape.concatenate(
-      [DEPTH, record_size, record_size]))
+  images = records.decode_pixels(parsed['image_raw'],
+                                 [DEPTH, record_size, record_size])
   images = tf.cast(tf.transpose(images, [0, 2, 3, 1]), tf.float32)
   if size != record_size:
     # TF1's resize_images, as the reference: without half-pixel centres, so
@@ -72,19 +46,11 @@ def _decode(serialized: tf.Tensor, record_size: int,
     images = tf.raw_ops.ResizeBilinear(
         images=images, size=[size, size], align_corners=False,
         half_pixel_centers=False)
-  return {'images': images, 'labels': tf.cast(parsed['label'], tf.int32)}
+  return images, tf.cast(parsed['label'], tf.int32)
 
 
 def _distort(images: tf.Tensor, distorted_size: int) -> tf.Tensor:
-  """Random brightness, contrast and crop, in the reference's order.
-
-  Args:
-    images: float32 `[batch, size, size, 2]`.
-    distorted_size: height and width of the crop.
-
-  Returns:
-    float32 `[batch, distorted_size, distorted_size, 2]`.
-  """
+  """Random brightness, contrast and crop, in the reference's order."""
   batch_size = tf.shape(images)[0]
   images = image_ops.adjust_brightness(
       images, tf.random.uniform([batch_size], -MAX_BRIGHTNESS_DELTA,
@@ -99,28 +65,14 @@ def _distort(images: tf.Tensor, distorted_size: int) -> tf.Tensor:
 def _preprocess(serialized: tf.Tensor, record_size: int, size: int,
                 distorted_size: int, distort: bool,
                 train: bool) -> Dict[str, tf.Tensor]:
-  """Decodes, distorts or crops, standardizes and builds the features.
-
-  Args:
-    serialized: string `[batch]`, tf.train.Example records.
-    record_size: height and width of the stored images.
-    size: height and width after resizing.
-    distorted_size: height and width after the distortion crop.
-    distort: crop (at random with brightness and contrast for train).
-    train: random distortion, or the central crop.
-
-  Returns:
-    The feature dictionary (see the module doc).
-  """
-  decoded = _decode(serialized, record_size, size)
-  images = decoded['images']
+  """Decodes, distorts or crops, standardizes and builds the features."""
+  images, labels = _decode(serialized, record_size, size)
   if distort and train:
     images = _distort(images, distorted_size)
   elif distort:
     images = tf.image.resize_with_crop_or_pad(images, distorted_size,
                                               distorted_size)
-  return image_ops.standardized_features(images, decoded['labels'],
-                                         NUM_CLASSES)
+  return image_ops.standardized_features(images, labels, NUM_CLASSES)
 
 
 def inputs(split: str, *,
@@ -131,52 +83,20 @@ def inputs(split: str, *,
            batch_capacity: int = SHUFFLE_BUFFER,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """Reads smallNORB batches for training or testing.
+  """Reads smallNORB batches, as every reader (`interface`).
 
-  Training batches are shuffled, endless and all of batch_size examples;
-  test batches hold every example once, in file order, the last one
-  possibly smaller. The file is read through once here so that a truncated
-  or corrupt file fails now, naming the file.
-
-  Args:
-    split: 'train' or 'test'.
-    data_dir: directory of `trainduo.tfrecords` and `testduo.tfrecords`.
-    batch_size: examples per batch.
-    height: size the images are resized to, 48 or 32 when distorting.
-    distort: crop to DISTORTED_SIZE[height] (random crop, brightness and
-      contrast for train, central crop for test).
-    batch_capacity: examples in the training shuffle buffer.
-    input_context: this input pipeline's place among several (multi-worker
-      training): it reads only its share of the records, before parsing.
-      None: all of them.
-
-  Returns:
-    A dataset of feature dictionaries (see the module doc); every dimension
-    but the batch is static.
-
-  Raises:
-    errors.ConfigError: on a bad split or height.
-    errors.MissingDataError: if the record file is missing; the message
-      gives the norb_convert command that writes it.
-    errors.DataError: if the record file is truncated or corrupt, empty, or
-      holds images that are not square stereo pairs.
+  The file is read through once here. distort crops to DISTORTED_SIZE[height]
+  (module doc); batch_capacity is the training shuffle buffer.
   """
-  if split not in ('train', 'test'):
-    raise errors.ConfigError(f'split must be train or test, got {split!r}')
+  train = records.train_split(split)
   if distort and height not in DISTORTED_SIZE:
     raise errors.ConfigError(f'height must be one of {sorted(DISTORTED_SIZE)} '
                              f'to distort, got {height}')
-  train = split == 'train'
-  path = os.path.join(data_dir, norb_records.records_filename(split))
+  path = os.path.join(data_dir, norb_record_writer.records_filename(split))
   command = ('python -m input_data.norb.norb_convert --data_dir=SMALLNORB_DIR '
              f'--output_dir={data_dir} --split={split}   (SMALLNORB_DIR holds '
              'the smallnorb-*.mat[.gz] files)')
-  if records.count_tfrecords([path], command) == [0]:
-    raise errors.DataError(f'{path} holds no records; recreate it with:\n'
-                           f'  {command}')
-  example = records.first_example(path)
-  record_size, width, depth = (records.example_int(example, key)
-                               for key in ('height', 'width', 'depth'))
+  record_size, width, depth = records.check_records([path], command)
   if (width, depth) != (record_size, DEPTH):
     raise errors.DataError(f'{path} holds {record_size}x{width}x{depth} '
                            f'images, expected square ones of depth {DEPTH}')
@@ -184,11 +104,8 @@ def inputs(split: str, *,
     raise errors.ConfigError(
         f'height must be at most the stored size {record_size}, got {height}')
 
-  dataset = records.read_files([path], train=train, input_context=input_context)
-  dataset = records.batch_dataset(dataset, batch_size=batch_size, train=train,
-                                  shuffle_buffer=batch_capacity)
-  dataset = dataset.map(
+  return records.batch_dataset(
+      records.read_files([path], train=train, input_context=input_context),
       lambda batch: _preprocess(batch, record_size, height,
                                 DISTORTED_SIZE.get(height), distort, train),
-      num_parallel_calls=tf.data.AUTOTUNE)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+      batch_size=batch_size, train=train, shuffle_buffer=batch_capacity)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import errors
 from input_data.norb import norb_input_record
-from input_data.norb import norb_records
+from input_data.norb import norb_record_writer
 
 
 def _standardize(image):
@@ -27,7 +27,7 @@ class NorbInputRecordTest(tf.test.TestCase):
     images = self.rng.integers(0, 256, (count, depth, size, size), np.uint8)
     labels = self.rng.integers(0, 5, count)
     info = self.rng.integers(0, 18, (count, 4))
-    norb_records.write_records(
+    norb_record_writer.write_records(
         os.path.join(self.data_dir, f'{split}duo.tfrecords'), images=images,
         labels=labels, info=info)
     return images, labels

@@ -1,4 +1,4 @@
-"""Tests for mnist_records: shifting, record layout, MultiMNIST shards."""
+"""Tests for mnist_record_writer: shifting, record layout, MultiMNIST shards."""
 
 import os
 import tempfile
@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_data.mnist import canvas
-from input_data.mnist import mnist_records
+from input_data.mnist import mnist_record_writer
 from input_data import records
 
 # The feature spec the reference's reader parsed single-digit records with.
@@ -50,43 +50,43 @@ class MnistRecordsTest(tf.test.TestCase):
 
   def testShiftedMnistFilename(self):
     self.assertEqual('valid_train_2shifted_mnist.tfrecords',
-                     mnist_records.shifted_mnist_filename('valid_train',
-                                                          shift=2))
+                     mnist_record_writer.shifted_mnist_filename('valid_train',
+                                                                shift=2))
     self.assertEqual('multitest_6shifted_mnist.tfrecords',
-                     mnist_records.shifted_mnist_filename(
+                     mnist_record_writer.shifted_mnist_filename(
                          'test', shift=6, multi_targets=True))
 
   def testShift2d(self):
     """Shifts in every direction, by positive and negative amounts."""
     image = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
     self.assertAllEqual([[0, 4, 5], [0, 7, 8], [0, 0, 0]],
-                        mnist_records.shift_2d(image, shift=(-1, 1),
-                                               max_shift=3))
+                        mnist_record_writer.shift_2d(image, shift=(-1, 1),
+                                                     max_shift=3))
     self.assertAllEqual([[0, 0, 0], [0, 0, 0], [3, 0, 0]],
-                        mnist_records.shift_2d(image, shift=(2, -2),
-                                               max_shift=2))
+                        mnist_record_writer.shift_2d(image, shift=(2, -2),
+                                                     max_shift=2))
 
   def testShift2dZero(self):
     image = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
-    self.assertAllEqual(image, mnist_records.shift_2d(image, shift=(0, 0),
-                                                      max_shift=0))
+    self.assertAllEqual(image, mnist_record_writer.shift_2d(image, shift=(0, 0),
+                                                            max_shift=0))
 
   def testAllShiftsOrder(self):
     self.assertAllEqual(
         [[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 0], [0, 1], [1, -1],
-         [1, 0], [1, 1]], mnist_records.all_shifts(1))
+         [1, 0], [1, 1]], mnist_record_writer.all_shifts(1))
 
   def testShiftWriteMnist(self):
     """Each image gives (2*shift+1)^2 padded, shifted, zero-filled records."""
     images = self.rng.integers(1, 256, (3, 28, 28), np.uint8)
     labels = np.array([5, 1, 8], np.uint8)
     path = os.path.join(self.tmp, 'train_1shifted_mnist.tfrecords')
-    self.assertEqual(27, mnist_records.shift_write_mnist(
+    self.assertEqual(27, mnist_record_writer.shift_write_mnist(
         images, labels=labels, filename=path, shift=1, pad=2))
     examples = read_records(path)
     self.assertLen(examples, 27)
     for n, example in enumerate(examples):
-      image_index, (row, col) = n // 9, mnist_records.all_shifts(1)[n % 9]
+      image_index, (row, col) = n // 9, mnist_record_writer.all_shifts(1)[n % 9]
       self.assertEqual(labels[image_index],
                        records.example_int(example, 'label'))
       for key, value in (('height', 32), ('width', 32), ('depth', 1)):
@@ -98,7 +98,8 @@ class MnistRecordsTest(tf.test.TestCase):
   def testRecordParsesWithReferenceSpec(self):
     image = self.rng.integers(0, 256, (28, 28), np.uint8)
     parsed = tf.io.parse_single_example(
-        mnist_records.single_example(image, label=3), REFERENCE_SINGLE_SPEC)
+        mnist_record_writer.single_example(image, label=3),
+        REFERENCE_SINGLE_SPEC)
     self.assertEqual(3, parsed['label'])
     self.assertEqual([28, 28, 1], [parsed['height'], parsed['width'],
                                    parsed['depth']])
@@ -106,8 +107,8 @@ class MnistRecordsTest(tf.test.TestCase):
                         tf.io.decode_raw(parsed['image_raw'], tf.uint8))
     merged = np.minimum(image.astype(int) + image.T, 255).astype(np.uint8)
     parsed = tf.io.parse_single_example(
-        mnist_records.multi_example(merged, image_1=image, label_1=1,
-                                    image_2=image.T, label_2=2),
+        mnist_record_writer.multi_example(merged, image_1=image, label_1=1,
+                                          image_2=image.T, label_2=2),
         REFERENCE_MULTI_SPEC)
     self.assertEqual([1, 2], [parsed['label_1'], parsed['label_2']])
     self.assertAllEqual(merged.ravel(),
@@ -123,7 +124,7 @@ class MnistRecordsTest(tf.test.TestCase):
     images = np.stack([np.full((28, 28), c, np.uint8) for c in colors])
     labels = np.array([3, 4], np.uint8)
     prefix = os.path.join(self.tmp, 'multitest_0shifted_mnist.tfrecords')
-    filenames = mnist_records.shift_write_multi_mnist(
+    filenames = mnist_record_writer.shift_write_multi_mnist(
         images, labels=labels, file_prefix=prefix, shift=0, pad=4,
         max_shard=1, num_pairs=1, seed=0)
     self.assertEqual(records.sharded_filenames(prefix, 2), filenames)
@@ -149,7 +150,7 @@ class MnistRecordsTest(tf.test.TestCase):
       prefix = os.path.join(self.tmp, run,
                             'multitrain_2shifted_mnist.tfrecords')
       os.makedirs(os.path.dirname(prefix))
-      filenames = mnist_records.shift_write_multi_mnist(
+      filenames = mnist_record_writer.shift_write_multi_mnist(
           images, labels=labels, file_prefix=prefix, shift=2, pad=1,
           max_shard=max_shard, num_pairs=num_pairs, seed=seed)
       written[run] = [open(f, 'rb').read() for f in filenames]
@@ -159,7 +160,7 @@ class MnistRecordsTest(tf.test.TestCase):
     shards = [read_records(f) for f in records.sharded_filenames(prefix, 4)]
     self.assertEqual([16, 16, 16, 12], [len(s) for s in shards])
     examples = [e for shard in shards for e in shard]
-    shifts = mnist_records.all_shifts(2).astype(np.int32)
+    shifts = mnist_record_writer.all_shifts(2).astype(np.int32)
     copies = canvas.place(np.repeat(images, len(shifts), axis=0),
                           np.tile(shifts, (20, 1)), pad=1, shift=2).numpy()
     # The bytes of every padded image shifted by at most 2 pixels.

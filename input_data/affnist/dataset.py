@@ -1,7 +1,8 @@
-"""The official affNIST test set, for evaluation only.
+"""affnist and affine_mnist, test sets only, see `interface`.
 
-affNIST (https://www.cs.toronto.edu/~tijmen/affNIST/) transforms each of the
-10,000 MNIST test digits 32 times by random affine maps onto a 40x40 canvas:
+affnist is the official affNIST test set. affNIST
+(https://www.cs.toronto.edu/~tijmen/affNIST/) transforms each of the 10,000
+MNIST test digits 32 times by random affine maps onto a 40x40 canvas:
 320,000 test images. The paper evaluates a model trained on expanded MNIST
 (`expanded_mnist`, never trained on affNIST) on them. The files are MATLAB
 .mat files, the whole set or in 32 batches; get one of them with
@@ -16,9 +17,9 @@ Each file holds a struct `affNISTdata` with, among others, the fields
 Within a column the 1600 pixels run row by row (40 rows of 40), which is
 how the public readers that display the digits read them.
 
-Each batch is the single-digit feature dictionary of `mnist_input_record`:
-images `[batch, 1, 40, 40]` in [0, 1], one-hot labels, recons_image,
-recons_label.
+The batches of both are the single-digit feature dictionaries of
+`mnist_input_record`, images `[batch, 1, 40, 40]`. affine_mnist is MNIST's
+test digits under affine maps of our own (`affine_mnist`), NOT affNIST.
 """
 
 import os
@@ -30,6 +31,9 @@ from scipy import io as scipy_io
 import tensorflow as tf
 
 import errors
+from input_data.affnist import affine_mnist
+from input_data import interface
+from input_data.mnist import dataset as mnist_dataset
 from input_data.mnist import mnist_input_record
 from input_data import records
 
@@ -38,18 +42,7 @@ AFFNIST_URL = 'https://www.cs.toronto.edu/~tijmen/affNIST/32x/transformed/'
 
 
 def test_files(data_dir: str) -> List[str]:
-  """The test set's .mat files in data_dir: test.mat, or the batches.
-
-  Args:
-    data_dir: holds test.mat or test_batches/{1..32}.mat.
-
-  Returns:
-    The paths, batches in their numeric order.
-
-  Raises:
-    errors.MissingDataError: if neither is there; the message says what to
-      get.
-  """
+  """data_dir's test.mat, or test_batches/{1..32}.mat in numeric order."""
   whole = os.path.join(data_dir, 'test.mat')
   if os.path.exists(whole):
     return [whole]
@@ -66,18 +59,7 @@ def test_files(data_dir: str) -> List[str]:
 
 
 def read_mat(path: str) -> Tuple[np.ndarray, np.ndarray]:
-  """Reads the images and labels of one affNIST .mat file.
-
-  Args:
-    path: a file holding the struct `affNISTdata`.
-
-  Returns:
-    uint8 images `[num_images, 40, 40]` and uint8 labels `[num_images]`.
-
-  Raises:
-    errors.DataError: if the struct is missing or its image and label
-      fields disagree with affNIST's layout.
-  """
+  """uint8 images `[n, 40, 40]` and labels `[n]` of one affNIST .mat file."""
   contents = scipy_io.loadmat(path)
   if 'affNISTdata' not in contents:
     raise errors.DataError(f'{path} holds no affNISTdata struct, only '
@@ -93,33 +75,31 @@ def read_mat(path: str) -> Tuple[np.ndarray, np.ndarray]:
   return images.astype(np.uint8), labels.astype(np.uint8)
 
 
-def inputs(split: str, *, data_dir: str, batch_size: int,
+def prepare(split: str, options: interface.Options) -> List[str]:
+  del split  # The test split is the only one.
+  return test_files(options.data_dir)
+
+
+def inputs(split: str, options: interface.Options, *, batch_size: int,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-  """The affNIST test set, in file order, once.
-
-  Args:
-    split: 'test', the only split.
-    data_dir: holds test.mat or test_batches/ (see `test_files`).
-    batch_size: images per batch; the last batch may be smaller.
-    input_context: this input pipeline's place among several; it reads
-      every N-th image. None: all.
-
-  Returns:
-    A dataset of `mnist_input_record.digit_features` dictionaries.
-
-  Raises:
-    errors.ConfigError: for a split other than 'test'.
-    errors.MissingDataError: see `test_files`.
-    errors.DataError: see `read_mat`.
-  """
   if split != 'test':
     raise errors.ConfigError(f'affNIST has a test split only, got {split!r}')
-  images, labels = zip(*(read_mat(path) for path in test_files(data_dir)))
+  images, labels = zip(*(read_mat(path)
+                         for path in test_files(options.data_dir)))
   dataset = tf.data.Dataset.from_tensor_slices(
       (np.concatenate(images), np.concatenate(labels).astype(np.int32)))
-  dataset = records.shard(dataset, input_context).batch(batch_size)
-  return dataset.map(
+  return records.map_batches(
+      records.shard(dataset, input_context).batch(batch_size),
       lambda pixels, label: mnist_input_record.digit_features(
-          mnist_input_record.to_images(pixels), label),
-      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+          mnist_input_record.to_images(pixels), label))
+
+
+def affine_inputs(split: str, options: interface.Options, *, batch_size: int,
+                  input_context: Optional[tf.distribute.InputContext] = None
+                 ) -> tf.data.Dataset:
+  images, labels = mnist_dataset.digits(split, options)
+  return affine_mnist.inputs(
+      split, images=images, labels=labels, batch_size=batch_size,
+      seed=options.seed, eval_size=options.eval_size,
+      input_context=input_context)

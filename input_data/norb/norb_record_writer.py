@@ -7,8 +7,8 @@ lighting of each pair (`-info.mat`, `[n, 4]`), gzipped or not. Each pair
 becomes one tf.train.Example with image_raw (the `[2, 96, 96]` bytes), label,
 height, width, depth and meta (the 4 info values), in file order, in
 `{split}duo.tfrecords`. `read_tfds_split` reads the same values from
-tensorflow-datasets' smallnorb (`prepare` uses it when the original files
-are not at hand).
+tensorflow-datasets' smallnorb (`dataset.prepare` uses it when the original
+files are not at hand).
 
 `norb_convert` is the command line of these functions.
 """
@@ -17,10 +17,11 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 
 import errors
+from input_data import prepare
 from input_data import records
+from input_data import tfds_data
 
 SPLITS = ('train', 'test')
 SMALLNORB_FILES = {
@@ -41,7 +42,7 @@ _TFDS_READ_BATCH = 1000
 
 
 def records_filename(split: str) -> str:
-  """Name of the record file of a split, the one norb_input_record reads."""
+  """The record file of a split."""
   return f'{split}duo.tfrecords'
 
 
@@ -51,19 +52,7 @@ def split_filenames(split: str) -> List[str]:
 
 
 def parse_matrix(data: bytes, *, name: str) -> np.ndarray:
-  """Decodes a smallNORB binary matrix (little-endian header, then data).
-
-  Args:
-    data: the file's bytes.
-    name: the file's name, for error messages.
-
-  Returns:
-    The matrix, uint8 or int32, shaped by the header.
-
-  Raises:
-    errors.DataError: on an unknown magic number or a file shorter than its
-      header says.
-  """
+  """The uint8 or int32 matrix of a smallNORB file's bytes (header first)."""
   words = np.frombuffer(data, '<i4', 2)
   magic, num_dims = int(words[0]), int(words[1])
   if magic not in MATRIX_DTYPES:
@@ -83,25 +72,11 @@ def parse_matrix(data: bytes, *, name: str) -> np.ndarray:
 
 def read_split(split: str, *,
                data_dir: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Reads a split's images, categories and info from data_dir.
-
-  Args:
-    split: 'train' or 'test'.
-    data_dir: directory of the smallnorb-*.mat files (gzipped or not).
-
-  Returns:
-    uint8 images `[n, 2, 96, 96]`, int labels `[n]` and int info `[n, 4]`.
-
-  Raises:
-    errors.MissingDataError: a file is missing; the message gives the
-      command that downloads it.
-    errors.DataError: a file is damaged, or the three files disagree on the
-      number of pairs.
-  """
+  """uint8 images `[n, 2, 96, 96]`, int labels `[n]` and info `[n, 4]`."""
   arrays = []
   for name in split_filenames(split):
     how_to_get = f'wget -P {data_dir} {SMALLNORB_URL}{name}.gz'
-    with records.open_maybe_gzipped(os.path.join(data_dir, name),
+    with prepare.open_maybe_gzipped(os.path.join(data_dir, name),
                                     how_to_get) as f:
       arrays.append(parse_matrix(f.read(), name=name))
   images, labels, info = arrays
@@ -113,24 +88,12 @@ def read_split(split: str, *,
 
 def read_tfds_split(split: str, *, tfds_data_dir: Optional[str] = None
                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Reads a split from tensorflow-datasets' smallnorb, as `read_split` does.
+  """`read_split` from tensorflow-datasets' smallnorb (in its own order).
 
-  tensorflow-datasets stores the pairs in an order of its own, and halves
-  the azimuth (0, 2, ..., 34 in the original files); it is doubled back here
-  so that the records hold the original values.
-
-  Args:
-    split: 'train' or 'test'.
-    tfds_data_dir: tensorflow-datasets' data directory (None: its default).
-
-  Returns:
-    uint8 images `[n, 2, 96, 96]`, int labels `[n]` and int info `[n, 4]`
-    (instance, elevation, azimuth, lighting).
-
-  Raises:
-    errors.MissingDataError: see `records.load_tfds`.
+  tensorflow-datasets halves the azimuth (0, 2, ..., 34 in the original
+  files); it is doubled back here so that the records hold the originals.
   """
-  dataset = records.load_tfds('smallnorb', split, tfds_data_dir=tfds_data_dir)
+  dataset = tfds_data.load_tfds('smallnorb', split, tfds_data_dir=tfds_data_dir)
   height, width, _ = dataset.element_spec['image'].shape
   # Filled in place: the training images alone take 450 MB.
   images = np.empty((len(dataset), 2, height, width), np.uint8)
@@ -151,42 +114,16 @@ def read_tfds_split(split: str, *, tfds_data_dir: Optional[str] = None
 
 def norb_example(image: np.ndarray, *, label: int,
                  meta: Sequence[int]) -> bytes:
-  """Serializes one stereo pair.
-
-  Args:
-    image: uint8 `[depth, height, width]`.
-    label: the category.
-    meta: instance, elevation, azimuth and lighting.
-
-  Returns:
-    A serialized tf.train.Example with image_raw, label, height, width,
-    depth and meta.
-  """
+  """One uint8 stereo pair `[depth, height, width]` and its label and meta."""
   depth, height, width = image.shape
-  feature = {
-      'image_raw': records.bytes_feature(image.tobytes()),
-      'label': records.int64_feature([int(label)]),
-      'height': records.int64_feature([height]),
-      'width': records.int64_feature([width]),
-      'depth': records.int64_feature([depth]),
-      'meta': records.int64_feature([int(m) for m in meta]),
-  }
-  example = tf.train.Example(features=tf.train.Features(feature=feature))
-  # Sorted map keys: protobuf otherwise orders the features differently in
-  # every process, and the same pair would not give the same bytes.
-  return example.SerializeToString(deterministic=True)
+  return records.serialize(dict(image_raw=image.tobytes(), label=label,
+                                height=height, width=width, depth=depth,
+                                meta=meta))
 
 
 def write_records(path: str, *, images: np.ndarray, labels: np.ndarray,
                   info: np.ndarray) -> None:
-  """Writes one record per stereo pair to `path`, in order.
-
-  Args:
-    path: the record file to write.
-    images: uint8 `[n, 2, height, width]`.
-    labels: int `[n]`.
-    info: int `[n, 4]`, each pair's meta.
-  """
-  with tf.io.TFRecordWriter(path) as writer:
-    for image, label, meta in zip(images, labels, info):
-      writer.write(norb_example(image, label=label, meta=meta))
+  """Writes one record per stereo pair to `path`, in order."""
+  records.write_tfrecords(path, (norb_example(image, label=label, meta=meta)
+                                 for image, label, meta in zip(images, labels,
+                                                               info)))

@@ -8,7 +8,8 @@ from scipy import io as scipy_io
 import tensorflow as tf
 
 import errors
-from input_data.affnist import affnist_input
+from input_data.affnist import dataset as affnist
+from input_data import interface
 
 
 def write_affnist_mat(path, images, labels):
@@ -38,7 +39,7 @@ class AffnistInputTest(tf.test.TestCase):
     write_affnist_mat(path, self.images, self.labels)
     # The file stores `image` column-major as MATLAB does: image 0 is the
     # first 1600 values on disk, and reading it transposed must fail.
-    images, labels = affnist_input.read_mat(path)
+    images, labels = affnist.read_mat(path)
     self.assertAllEqual(self.images, images)
     self.assertAllEqual(self.labels, labels)
     self.assertNotAllEqual(self.images, np.transpose(images, (0, 2, 1)))
@@ -51,40 +52,41 @@ class AffnistInputTest(tf.test.TestCase):
       write_affnist_mat(os.path.join(batch_dir, f'{name}.mat'),
                         self.images[rows], self.labels[rows])
     self.assertEqual([os.path.join(batch_dir, f'{n}.mat') for n in (1, 2, 10)],
-                     affnist_input.test_files(self.dir))
-    batches = list(affnist_input.inputs('test', data_dir=self.dir,
-                                        batch_size=4))
+                     affnist.test_files(self.dir))
+    batches = list(affnist.inputs(
+        'test', interface.Options(data_dir=self.dir), batch_size=4))
     self.assertEqual([4, 3], [len(b['labels']) for b in batches])
     self.assertAllClose(self.images[:4, None] / 255, batches[0]['images'])
     self.assertAllEqual(batches[0]['images'], batches[0]['recons_image'])
     self.assertAllEqual(
         self.labels, np.concatenate([b['recons_label'] for b in batches]))
     self.assertAllEqual(np.eye(10)[self.labels[:4]], batches[0]['labels'])
-    shares = [np.concatenate([b['recons_label'] for b in affnist_input.inputs(
-        'test', data_dir=self.dir, batch_size=4,
+    shares = [np.concatenate([b['recons_label'] for b in affnist.inputs(
+        'test', interface.Options(data_dir=self.dir), batch_size=4,
         input_context=tf.distribute.InputContext(
             num_input_pipelines=2, input_pipeline_id=i))]) for i in range(2)]
     self.assertAllEqual(self.labels[0::2], shares[0])
     self.assertAllEqual(self.labels[1::2], shares[1])
     with self.assertRaisesRegex(errors.ConfigError, 'test split only'):
-      affnist_input.inputs('train', data_dir=self.dir, batch_size=4)
+      affnist.inputs('train', interface.Options(data_dir=self.dir),
+                     batch_size=4)
 
   def testMissingFilesSayWhatToGet(self):
     with self.assertRaisesRegex(
         errors.MissingDataError,
         f'(?s){self.dir}/test.mat .*wget https://www.cs.toronto.edu/'
         '~tijmen/affNIST/32x/transformed/test.mat.zip'):
-      affnist_input.test_files(self.dir)
+      affnist.test_files(self.dir)
 
   def testWrongLayoutIsRejected(self):
     path = os.path.join(self.dir, 'test.mat')
     scipy_io.savemat(path, {'affNISTdata': {
         'image': self.images.reshape(7, -1), 'label_int': self.labels[None]}})
     with self.assertRaisesRegex(errors.DataError, r'image is \(7, 1600\)'):
-      affnist_input.read_mat(path)
+      affnist.read_mat(path)
     scipy_io.savemat(path, {'mnist': self.images})
     with self.assertRaisesRegex(errors.DataError, 'no affNISTdata'):
-      affnist_input.read_mat(path)
+      affnist.read_mat(path)
 
 
 if __name__ == '__main__':

@@ -5,15 +5,19 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import errors
-from input_data.svhn import svhn_input
+from input_data import interface
+from input_data.svhn import dataset as svhn
 
 
 class SvhnInputTest(tf.test.TestCase):
 
+  def _options(self):
+    return interface.Options(data_dir='unused',
+                             tfds_data_dir=self.get_temp_dir())
+
   def testTrain(self):
     with tfds.testing.mock_data(num_examples=20):
-      dataset = svhn_input.inputs('train', batch_size=8,
-                                  tfds_data_dir=self.get_temp_dir())
+      dataset = svhn.inputs('train', self._options(), batch_size=8)
       batches = list(dataset.take(4))  # 32 examples: more than one epoch
     spec = dataset.element_spec
     self.assertEqual([8, 3, 32, 32], spec['images'].shape.as_list())
@@ -30,10 +34,10 @@ class SvhnInputTest(tf.test.TestCase):
 
   def testTestOnceInOrderAndShared(self):
     with tfds.testing.mock_data(num_examples=10):
-      labels = np.concatenate([b['recons_label'] for b in svhn_input.inputs(
-          'test', batch_size=4, tfds_data_dir=self.get_temp_dir())])
-      shares = [np.concatenate([b['recons_label'] for b in svhn_input.inputs(
-          'test', batch_size=4, tfds_data_dir=self.get_temp_dir(),
+      labels = np.concatenate([b['recons_label'] for b in svhn.inputs(
+          'test', self._options(), batch_size=4)])
+      shares = [np.concatenate([b['recons_label'] for b in svhn.inputs(
+          'test', self._options(), batch_size=4,
           input_context=tf.distribute.InputContext(
               num_input_pipelines=2, input_pipeline_id=i))])
                 for i in range(2)]
@@ -42,7 +46,7 @@ class SvhnInputTest(tf.test.TestCase):
     self.assertAllEqual(labels[1::2], shares[1])
     with self.assertRaisesRegex(errors.ConfigError,
                                 'split must be train or test'):
-      svhn_input.inputs('extra', batch_size=4)
+      svhn.inputs('extra', self._options(), batch_size=4)
 
 
 if __name__ == '__main__':

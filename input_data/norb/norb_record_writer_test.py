@@ -1,4 +1,4 @@
-"""Tests for norb_records on tiny smallNORB-format files."""
+"""Tests for norb_record_writer on tiny smallNORB-format files."""
 
 import gzip
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 import errors
-from input_data.norb import norb_records
+from input_data.norb import norb_record_writer
 
 BYTE_MAGIC = 0x1E3D4C55
 INT_MAGIC = 0x1E3D4C54
@@ -25,7 +25,7 @@ def matrix_bytes(magic: int, array: np.ndarray) -> bytes:
 def write_norb_mat(data_dir: str, split: str, images: np.ndarray,
                    labels: np.ndarray, info: np.ndarray) -> None:
   """Writes a split's three .mat files, the categories gzipped."""
-  name = norb_records.SMALLNORB_FILES[split]
+  name = norb_record_writer.SMALLNORB_FILES[split]
   with open(os.path.join(data_dir, name.format('dat')), 'wb') as f:
     f.write(matrix_bytes(BYTE_MAGIC, images))
   with gzip.open(os.path.join(data_dir, name.format('cat') + '.gz'),
@@ -44,35 +44,35 @@ class NorbRecordsTest(tf.test.TestCase):
 
   def testParseMatrix(self):
     images = self.rng.integers(0, 256, (3, 2, 4, 4), np.uint8)
-    self.assertAllEqual(images, norb_records.parse_matrix(
+    self.assertAllEqual(images, norb_record_writer.parse_matrix(
         matrix_bytes(BYTE_MAGIC, images), name='dat'))
     labels = np.array([4, 0, 2])  # 1-D: the header still holds 3 dims
-    self.assertAllEqual(labels, norb_records.parse_matrix(
+    self.assertAllEqual(labels, norb_record_writer.parse_matrix(
         matrix_bytes(INT_MAGIC, labels), name='cat'))
     info = self.rng.integers(0, 18, (3, 4))
-    self.assertAllEqual(info, norb_records.parse_matrix(
+    self.assertAllEqual(info, norb_record_writer.parse_matrix(
         matrix_bytes(INT_MAGIC, info), name='info'))
 
   def testParseMatrixRejectsBadFiles(self):
     data = matrix_bytes(INT_MAGIC, np.arange(3))
     with self.assertRaisesRegex(errors.DataError, 'magic number 0x1e3d4c99'):
-      norb_records.parse_matrix(
+      norb_record_writer.parse_matrix(
           np.array([0x1E3D4C99], '<i4').tobytes() + data[4:], name='x')
     with self.assertRaisesRegex(errors.DataError, 'truncated'):
-      norb_records.parse_matrix(data[:-1], name='x')
+      norb_record_writer.parse_matrix(data[:-1], name='x')
 
   def testReadSplitAndWriteRecords(self):
     images = self.rng.integers(0, 256, (3, 2, 8, 8), np.uint8)
     labels = np.array([4, 0, 2])
     info = self.rng.integers(0, 18, (3, 4))
     write_norb_mat(self.data_dir, 'test', images, labels, info)
-    read = norb_records.read_split('test', data_dir=self.data_dir)
+    read = norb_record_writer.read_split('test', data_dir=self.data_dir)
     for expected, got in zip((images, labels, info), read):
       self.assertAllEqual(expected, got)
 
     path = os.path.join(self.data_dir, 'testduo.tfrecords')
-    norb_records.write_records(path, images=read[0], labels=read[1],
-                               info=read[2])
+    norb_record_writer.write_records(path, images=read[0], labels=read[1],
+                                     info=read[2])
     spec = {
         'image_raw': tf.io.FixedLenFeature([], tf.string),
         'label': tf.io.FixedLenFeature([], tf.int64),
@@ -98,15 +98,15 @@ class NorbRecordsTest(tf.test.TestCase):
                    np.array([4, 0]), self.rng.integers(0, 18, (3, 4)))
     with self.assertRaisesRegex(
         errors.DataError, 'test: 3 images, 2 labels and 3 info rows'):
-      norb_records.read_split('test', data_dir=self.data_dir)
+      norb_record_writer.read_split('test', data_dir=self.data_dir)
 
   def testMissingFile(self):
-    name = norb_records.SMALLNORB_FILES['train'].format('dat')
+    name = norb_record_writer.SMALLNORB_FILES['train'].format('dat')
     with self.assertRaisesRegex(
         errors.MissingDataError,
         f'(?s){name} .*wget -P {self.data_dir} '
         f'https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/{name}.gz'):
-      norb_records.read_split('train', data_dir=self.data_dir)
+      norb_record_writer.read_split('train', data_dir=self.data_dir)
 
 
 if __name__ == '__main__':
