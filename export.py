@@ -20,6 +20,7 @@ if __name__ == '__main__':
   cli.quiet_tensorflow_start()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import dataclasses
 from typing import List
 
 from absl import flags
@@ -45,7 +46,7 @@ def _define_flags() -> None:
   flags.DEFINE_enum('model', 'capsule', list(registry.MODELS),
                     'The checkpoint\'s model, as in experiment.py.')
   flags.DEFINE_enum('dataset', 'mnist',
-                    [name for name in export.INPUTS if name != 'multi_mnist'],
+                    list(export.INPUTS),
                     'The data set the model was trained for: the images the '
                     'export takes and its test-time preprocessing.')
   flags.DEFINE_integer('num_targets', 1,
@@ -57,22 +58,16 @@ def _define_flags() -> None:
   flags.DEFINE_list('formats', list(export.CONVERSIONS),
                     'Files written besides the SavedModel: tflite, onnx, or '
                     'none of them (empty).')
-  flags.DEFINE_integer('tflite_batch', 1,
-                       f'The batch size {export.TFLITE_FILE} takes. 0: any '
-                       'size, for models without capsules (TFLite cannot '
-                       'slice the routing\'s 6-D tensors at an unknown '
-                       'batch).', lower_bound=0)
 
 
 def main(argv: List[str]) -> None:
   del argv  # Unused.
   hparams = hparams_lib.default_hparams().parse(FLAGS.hparams_override or '')
-  print(devices.describe(export.RUN_CONFIG), flush=True)
+  devices.setup(xla=False, **dataclasses.asdict(export.MODEL_CONFIG))
   export.export(hparams, checkpoint=FLAGS.checkpoint,
                 export_dir=FLAGS.export_dir, model_type=FLAGS.model,
                 dataset=FLAGS.dataset, num_targets=FLAGS.num_targets,
                 conversions=FLAGS.formats,
-                tflite_batch=FLAGS.tflite_batch or None,
                 report=lambda line: print(line, flush=True))
 
 

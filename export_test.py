@@ -23,7 +23,6 @@ from input_data import datasets
 from models import checkpoints
 from models import evaluation
 from models import export
-from models import model as model_lib
 from models import run_config
 import test_utils
 
@@ -59,10 +58,8 @@ _RUN_EXPORTS = textwrap.dedent('''
         results[f'{case}/savedmodel/{name}'] = value.numpy()
       lite = tf.lite.Interpreter(model_path=folder + '/model.tflite')
       runner = lite.get_signature_runner('serving_default')
-      outputs = [runner(images=image[None]) for image in images]
-      for name in outputs[0]:
-        results[f'{case}/tflite/{name}'] = np.concatenate(
-            [output[name] for output in outputs])
+      for name, value in runner(images=images).items():
+        results[f'{case}/tflite/{name}'] = value
       session = onnxruntime.InferenceSession(folder + '/model.onnx')
       names = [output.name for output in session.get_outputs()]
       for name, value in zip(names, session.run(names, {'images': images})):
@@ -94,7 +91,7 @@ def exported(tmp_path_factory):
     folder = root / case
     hparams = test_utils.tiny_hparams(override)
     keras.utils.set_random_seed(seed)
-    model, _ = export.build_model(
+    model = export.build_model(
         hparams, model_type=model_type, num_targets=num_targets,
         inputs=export.inputs_of('mnist', num_targets))
     (folder / 'train').mkdir(parents=True)
@@ -144,7 +141,7 @@ def _evaluation(case, values, images):
   logits = evaluator.logits(arrays).numpy()
   top = np.argsort(-logits, axis=1)[:, :num_targets]
   arrays.update(recons_label=top[:, 0], spare_label=top[:, -1])
-  out = evaluator.model.forward(model_lib.features(arrays, evaluator.shape))
+  out = evaluator.model.forward(arrays)
   own = dict(logits=logits, classes=top if num_targets == 2 else top[:, 0])
   if out.capsule_output is not None:
     own['poses'] = out.capsule_output.numpy()
@@ -236,7 +233,7 @@ def test_failed_conversion_names_its_format_and_keeps_the_others(
     exported, tmp_path, monkeypatch):
   values = exported['cases']['capsule']
 
-  def fail(serving, batch):
+  def fail(serving, folder):
     raise RuntimeError('no converter for this op\nsecond line')
 
   converters = export._CONVERTERS  # pylint: disable=protected-access
@@ -256,18 +253,20 @@ def test_failed_conversion_names_its_format_and_keeps_the_others(
 
 
 def test_inputs_of_each_data_set_are_the_test_pipelines():
+  labels = tf.zeros([2], tf.int32)
   for dataset in datasets.DATASETS:
     inputs = export.inputs_of(dataset)
-    model_input = inputs.preprocess(tf.random.uniform(
-        [2, inputs.size, inputs.size, inputs.depth]))
-    assert model_input.shape[3] == inputs.depth
+    features = inputs.preprocess(tf.random.uniform(
+        [2, inputs.size, inputs.size, inputs.depth]), labels)
+    assert features['images'].shape[1] == inputs.depth  # Channels first.
   cifar = export.inputs_of('cifar10')
   images = tf.random.uniform([2, 32, 32, 3])
   np.testing.assert_allclose(
-      cifar.preprocess(images),
-      tf.image.per_image_standardization(255 * images[:, 4:28, 4:28]),
-      atol=1e-5)
+      cifar.preprocess(images, labels)['images'],
+      tf.transpose(tf.image.per_image_standardization(
+          255 * images[:, 4:28, 4:28]), [0, 3, 1, 2]), atol=1e-5)
   assert export.inputs_of('norb').preprocess(
-      tf.zeros([1, 96, 96, 2])).shape == [1, 32, 32, 2]
+      tf.zeros([2, 96, 96, 2]), labels)['images'].shape == [2, 2, 32, 32]
+  assert export.inputs_of('mnist', num_targets=2).size == 36
   with pytest.raises(errors.ConfigError, match='MultiMNIST'):
     export.inputs_of('cifar10', num_targets=2)
