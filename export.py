@@ -1,9 +1,5 @@
-r"""Exports a checkpoint as a SavedModel, a TFLite file and an ONNX file.
-
-The model runs without this code: `tf.saved_model.load(DIR)` in a process
-that has only TensorFlow, `DIR/model.tflite` in TFLite (builtin ops only),
-`DIR/model.onnx` in onnxruntime. The signature and its outputs are
-`models.export`'s; the model flags are experiment.py's.
+r"""Exports a checkpoint as a SavedModel, a TFLite file and an ONNX file that
+run without this code (docs/export.md); the model flags are experiment.py's.
 
 Examples:
 
@@ -45,13 +41,11 @@ def _define_flags() -> None:
                       f'{export.TFLITE_FILE} and {export.ONNX_FILE} in it.')
   flags.DEFINE_enum('model', 'capsule', list(registry.MODELS),
                     'The checkpoint\'s model, as in experiment.py.')
-  flags.DEFINE_enum('dataset', 'mnist',
-                    list(export.INPUTS),
+  flags.DEFINE_enum('dataset', 'mnist', list(export.INPUTS),
                     'The data set the model was trained for: the images the '
                     'export takes and its test-time preprocessing.')
   flags.DEFINE_integer('num_targets', 1,
-                       'Number of targets to detect (1, or 2 for '
-                       'MultiMNIST).')
+                       'Targets per image: 1, or 2 for MultiMNIST.')
   flags.DEFINE_string('hparams_override', None,
                       'The checkpoint\'s hparams, key=value,key=value, as in '
                       'experiment.py.')

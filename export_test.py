@@ -233,12 +233,11 @@ def test_failed_conversion_names_its_format_and_keeps_the_others(
     exported, tmp_path, monkeypatch):
   values = exported['cases']['capsule']
 
-  def fail(serving, folder):
+  def fail(serving, folder, probe):
     raise RuntimeError('no converter for this op\nsecond line')
 
   converters = export._CONVERTERS  # pylint: disable=protected-access
-  file_name, _, run = converters['onnx']
-  monkeypatch.setitem(converters, 'onnx', (file_name, fail, run))
+  monkeypatch.setitem(converters, 'onnx', (export.ONNX_FILE, fail))
   (tmp_path / 'export').mkdir()  # An empty folder is fine.
   with pytest.raises(export.ExportError) as raised:
     export.export(values['hparams'], checkpoint=values['checkpoint'],

@@ -1,16 +1,12 @@
-"""A checkpoint as a model that runs without this code: SavedModel, TFLite,
-ONNX (docs/export.md).
-
-The model is built with TensorFlow's own convolution and no XLA, so that the
-graph holds only ops every converter knows. The SavedModel's signature takes
-images as a user has them and runs the reference's test-time preprocessing
-(`INPUTS`) inside; each converted file is run on random images against it
-and kept only when it computes the same numbers.
+"""A checkpoint as SavedModel, TFLite and ONNX files that run without this
+code (docs/export.md): TensorFlow's own convolution and no XLA, ops every
+converter knows; a converted file is kept only if it computes the
+SavedModel's numbers on random images.
 """
 
 import collections
 import os
-from typing import Callable, Dict, List, Mapping, Sequence
+from typing import Callable, Dict, List, Sequence
 import warnings
 
 import numpy as np
@@ -37,7 +33,6 @@ CONVERSIONS = ('tflite', 'onnx')
 ONNX_OPSET = 17
 # The most a converted file's outputs may differ from the SavedModel's.
 TOLERANCE = 1e-4
-REQUIREMENTS = 'requirements-export.txt'
 _PROBE_BATCH = 2
 _DIGIT_SIZE = 28
 # smallNORB's stored 96x96 views are resized to this, then centre-cropped.
@@ -50,11 +45,6 @@ MODEL_CONFIG = model_lib.ModelConfig(conv_implementation='native',
 
 class ExportError(errors.UserError, OSError):
   """An export folder that cannot be written, or a conversion that failed."""
-
-
-def _digits(images: tf.Tensor, labels: tf.Tensor) -> Dict[str, tf.Tensor]:
-  return image_ops.features(tf.transpose(images, [0, 3, 1, 2]), labels,
-                            digits.NUM_CLASSES)
 
 
 def _cifar10(images: tf.Tensor, labels: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -74,16 +64,12 @@ def _norb(images: tf.Tensor, labels: tf.Tensor) -> Dict[str, tf.Tensor]:
       norb.NUM_CLASSES)
 
 
-def _svhn(images: tf.Tensor, labels: tf.Tensor) -> Dict[str, tf.Tensor]:
-  return image_ops.standardized_features(images * digits.MAX_PIXEL, labels,
-                                         svhn.NUM_CLASSES)
-
-
 # A data set's images as a user has them, `[batch, size, size, depth]` in
 # [0, 1], and `preprocess(images, labels)`: the reference's test-time input
 # pipeline, to the features (`input_data.interface`) the model reads.
 Inputs = collections.namedtuple('Inputs', ('size', 'depth', 'preprocess'))
-_MNIST = dict(depth=digits.DEPTH, preprocess=_digits)
+_MNIST = dict(depth=digits.DEPTH, preprocess=lambda images, labels: (
+    digits.digit_features(tf.transpose(images, [0, 3, 1, 2]), labels)))
 # The test pipelines of `input_data.datasets.DATASETS`.
 INPUTS: Dict[str, Inputs] = {
     'mnist': Inputs(_DIGIT_SIZE, **_MNIST),
@@ -93,32 +79,28 @@ INPUTS: Dict[str, Inputs] = {
     'norb': Inputs(NORB_SIZE, norb.DEPTH, _norb),
     'cifar10': Inputs(cifar10_input.IMAGE_SIZE, cifar10_input.DEPTH,
                       _cifar10),
-    'svhn': Inputs(svhn.IMAGE_SIZE, svhn.DEPTH, _svhn),
+    'svhn': Inputs(svhn.IMAGE_SIZE, svhn.DEPTH, lambda images, labels: (
+        image_ops.standardized_features(images * digits.MAX_PIXEL, labels,
+                                        svhn.NUM_CLASSES))),
 }
 
 
 def inputs_of(dataset: str, num_targets: int = 1) -> Inputs:
-  """`INPUTS` of a `--dataset` name; two targets: MultiMNIST's canvas.
-
-  Raises:
-    errors.ConfigError: an unknown data set, or two targets off MNIST.
-  """
-  if num_targets not in (1, 2):
-    raise errors.ConfigError(f'num_targets must be 1 or 2, got {num_targets}')
+  """`INPUTS` of a `--dataset`; two targets: MultiMNIST's (or ConfigError)."""
   if dataset not in INPUTS:
     raise errors.ConfigError(f'unknown dataset {dataset!r}; use one of '
                              f'{", ".join(INPUTS)}')
   if num_targets == 1:
     return INPUTS[dataset]
-  if dataset != 'mnist':
-    raise errors.ConfigError(f'num_targets=2 is MultiMNIST: use '
-                             f'--dataset=mnist, not {dataset}')
+  if (dataset, num_targets) != ('mnist', 2):
+    raise errors.ConfigError(f'num_targets must be 1, or 2 for MultiMNIST '
+                             f'(mnist); got {num_targets} for {dataset}')
   return Inputs(_DIGIT_SIZE + 2 * canvas.MULTI_MNIST_PAD, **_MNIST)
 
 
-def _features(inputs: Inputs, images: tf.Tensor,
-              labels: tf.Tensor) -> Dict[str, tf.Tensor]:
-  """The model's features of images; both targets' images are the input."""
+def _features(inputs: Inputs, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """The model's features of images, labels 0, the input both targets'."""
+  labels = tf.zeros([tf.shape(images)[0]], tf.int32)
   features = inputs.preprocess(images, labels)
   return dict(features, spare_image=features['recons_image'],
               spare_label=labels)
@@ -126,64 +108,53 @@ def _features(inputs: Inputs, images: tf.Tensor,
 
 def build_model(hparams: HParams, *, model_type: str, inputs: Inputs,
                 num_targets: int) -> model_lib.Model:
-  """The model of these inputs' features, with MODEL_CONFIG (ConfigError as
-  `registry.build_model`)."""
+  """The model of these inputs with MODEL_CONFIG; raises as registry's."""
   probe = _features(inputs, tf.zeros([1, inputs.size, inputs.size,
-                                      inputs.depth]), tf.zeros([1], tf.int32))
+                                      inputs.depth]))
   return registry.build_model(
       hparams, model_type=model_type, config=MODEL_CONFIG,
       shape=model_lib.data_shape(probe, num_targets))
 
 
-class Serving(tf.Module):
-  """The exported module: a model's weights and `serve`, its signature.
-
-  `serve(images)`: images float32 `[batch, size, size, depth]` in [0, 1] to
-  `scores`, `classes` (the top scores, as `layers.evaluate` counts them)
-  and, for capsule models, `poses` and `reconstructions`: docs/export.md.
+def _serving(model: model_lib.Model, inputs: Inputs) -> tf.Module:
+  """The exported module: the model's weights, and `serve` of images to
+  scores, classes (the top scores, as `layers.evaluate` counts them) and,
+  for capsule models, poses and reconstructions (docs/export.md).
   """
-
-  def __init__(self, model: model_lib.Model, inputs: Inputs):
-    super().__init__(name='capsules')
-    # Tracked, so the SavedModel holds them: the variables under Keras's.
-    self.weights = [variable.value for variable in model.trainable_variables]
-    self.inputs = inputs
-    self.serve = tf.function(
-        lambda images: _serve(model, inputs, images), autograph=False,
-        input_signature=[tf.TensorSpec(
-            [None, inputs.size, inputs.size, inputs.depth], tf.float32,
-            name='images')])
-
-
-def _serve(model: model_lib.Model, inputs: Inputs,
-           images: tf.Tensor) -> Dict[str, tf.Tensor]:
   shape = model.shape
-  out = model.forward(_features(inputs, images, tf.zeros(
-      [tf.shape(images)[0]], tf.int32)))
-  _, top = tf.nn.top_k(out.logits, k=shape.num_targets)  # [b, k]
-  classes = tf.cast(top, tf.int64)
-  result = {'classes': classes[:, 0] if shape.num_targets == 1 else classes}
-  if out.capsule_output is None:
-    return dict(result, scores=tf.nn.softmax(out.logits))
-  result.update(scores=out.logits, poses=out.capsule_output)
-  if out.remakes is not None:
-    # pylint: disable-next=protected-access
-    remakes = [model._channels_last(model.decode(
-        out.capsule_output, tf.one_hot(top[:, i], shape.num_classes)))
-               for i in range(shape.num_targets)]  # [b, height, width, depth]
-    result['reconstructions'] = (remakes[0] if shape.num_targets == 1
-                                 else tf.stack(remakes, axis=1))
-  return result
+  # `[batch, 1, ...]` to `[batch, ...]` for one target.
+  targets = lambda tensor: tensor[:, 0] if shape.num_targets == 1 else tensor
+
+  def serve(images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    out = model.forward(_features(inputs, images))
+    _, top = tf.nn.top_k(out.logits, k=shape.num_targets)  # [b, targets]
+    result = {'classes': targets(tf.cast(top, tf.int64))}
+    if out.capsule_output is None:
+      return dict(result, scores=tf.nn.softmax(out.logits))
+    result.update(scores=out.logits, poses=out.capsule_output)
+    if out.remakes is not None:
+      remakes = [model.decode(out.capsule_output,
+                              tf.one_hot(top[:, i], shape.num_classes))
+                 for i in range(shape.num_targets)]  # [b, pixels] each
+      result['reconstructions'] = targets(tf.stack(
+          # pylint: disable-next=protected-access
+          [model._channels_last(remake) for remake in remakes], axis=1))
+    return result
+
+  serving = tf.Module(name='capsules')
+  # Tracked, so the SavedModel holds them: the variables under Keras's.
+  serving.weights = [variable.value for variable in model.trainable_variables]
+  serving.serve = tf.function(serve, autograph=False, input_signature=[
+      tf.TensorSpec([None, inputs.size, inputs.size, inputs.depth],
+                    tf.float32, name='images')])
+  return serving
 
 
-def _tflite(serving: Serving, folder: str) -> bytes:
-  del serving  # The SavedModel's, with its signature.
+def _tflite(serving, folder, probe):
+  del serving  # Converted from the SavedModel in folder, its signature kept.
   converter = tf.lite.TFLiteConverter.from_saved_model(folder)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  return converter.convert()
-
-
-def _run_tflite(data: bytes, images: np.ndarray) -> Dict[str, np.ndarray]:
+  data = converter.convert()
   with warnings.catch_warnings():  # Its move to the ai-edge-litert package.
     warnings.simplefilter('ignore')
     # TFLite's own kernels: XNNPACK, the default, announces itself on stderr.
@@ -191,45 +162,39 @@ def _run_tflite(data: bytes, images: np.ndarray) -> Dict[str, np.ndarray]:
         model_content=data, experimental_op_resolver_type=(
             tf.lite.experimental.OpResolverType
             .BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-  return interpreter.get_signature_runner(SIGNATURE)(images=images)
+  return data, interpreter.get_signature_runner(SIGNATURE)(images=probe)
 
 
-def _onnx(serving: Serving, folder: str) -> bytes:
+def _onnx(serving, folder, probe):
   del folder  # Converted from the function.
   try:
-    import tf2onnx  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    import onnxruntime
+    import tf2onnx
   except ImportError as error:
-    raise ExportError(f'tf2onnx is missing ({error}): pip install -r '
-                      f'{REQUIREMENTS}') from None
+    raise ExportError(f'{error}: pip install -r '
+                      'requirements-export.txt') from None
   proto, _ = tf2onnx.convert.from_function(
       serving.serve, input_signature=serving.serve.input_signature,
       opset=ONNX_OPSET)
-  return proto.SerializeToString()
-
-
-def _run_onnx(data: bytes, images: np.ndarray) -> Dict[str, np.ndarray]:
-  import onnxruntime  # pylint: disable=g-import-not-at-top
+  data = proto.SerializeToString()
   session = onnxruntime.InferenceSession(
       data, providers=['CPUExecutionProvider'])
   names = [output.name for output in session.get_outputs()]
-  return dict(zip(names, session.run(names, {'images': images})))
+  return data, dict(zip(names, session.run(names, {'images': probe})))
 
 
-# Format: (file name, convert(serving, SavedModel folder), run(data, images)).
-_CONVERTERS = {
-    'tflite': (TFLITE_FILE, _tflite, _run_tflite),
-    'onnx': (ONNX_FILE, _onnx, _run_onnx),
-}
+# Format: (file, convert(serving, SavedModel folder, probe) to bytes, outputs).
+_CONVERTERS = {'tflite': (TFLITE_FILE, _tflite), 'onnx': (ONNX_FILE, _onnx)}
 
 
-def _differences(outputs: Mapping[str, np.ndarray],
-                 expected: Mapping[str, np.ndarray]) -> List[str]:
+def _differences(outputs, expected) -> List[str]:
   """What a converted file's outputs get wrong, empty when nothing."""
   if set(outputs) != set(expected):
     return [f'outputs {sorted(outputs)}, expected {sorted(expected)}']
   problems = []
   for name, value in expected.items():
-    got = np.asarray(outputs[name])
+    got, value = np.asarray(outputs[name]), value.numpy()
     if got.shape != value.shape or got.dtype != value.dtype:
       problems.append(f'{name} is {got.dtype} {list(got.shape)}, expected '
                       f'{value.dtype} {list(value.shape)}')
@@ -240,19 +205,15 @@ def _differences(outputs: Mapping[str, np.ndarray],
   return problems
 
 
-def _convert(serving: Serving, conversion: str, folder: str) -> str:
-  """Writes a converted file into the SavedModel's folder if it computes what
-  serve does; ExportError if the conversion fails or computes other numbers.
-  """
-  file_name, convert, run = _CONVERTERS[conversion]
-  inputs = serving.inputs
+def _convert(serving: tf.Module, conversion: str, folder: str) -> str:
+  """Writes a converted file into folder if it computes what serve does."""
+  file_name, convert = _CONVERTERS[conversion]
   probe = np.random.RandomState(0).uniform(size=(
-      _PROBE_BATCH, inputs.size, inputs.size, inputs.depth)).astype(np.float32)
-  expected = {name: value.numpy() for name, value in serving.serve(
-      tf.constant(probe)).items()}
+      _PROBE_BATCH, *serving.serve.input_signature[0].shape[1:])).astype(
+          np.float32)
   try:
-    data = convert(serving, folder)
-    problems = _differences(run(data, probe), expected)
+    data, outputs = convert(serving, folder, probe)
+    problems = _differences(outputs, serving.serve(tf.constant(probe)))
   except Exception as error:  # pylint: disable=broad-except
     # The converters' errors, of many types (and tf2onnx missing): the other
     # formats go on.
@@ -287,15 +248,13 @@ def export(hparams: HParams, *, checkpoint: str, export_dir: str,
   """Writes a checkpoint's model as a SavedModel and converted files.
 
   hparams, model_type, dataset and num_targets are the checkpoint's, as in
-  experiment.py; export_dir a new or empty folder: the files are written
-  into a temporary folder beside it, then renamed (`files.write_atomically`);
-  conversions, names of CONVERSIONS, the files besides the SavedModel; report
-  is called with one line per file written. Returns the paths written:
-  export_dir, then the converted files.
+  experiment.py; conversions names the files besides the SavedModel; report
+  gets one line per file written. The files go into a temporary folder
+  beside export_dir, then renamed to it (`files.write_atomically`). Returns
+  the paths written: export_dir, then the converted files.
 
   Raises:
-    errors.ConfigError: a bad or missing argument, or hparams the model
-      cannot use.
+    errors.ConfigError: a bad or missing argument, or bad hparams.
     checkpoints.CheckpointError, MissingCheckpointError: as
       `checkpoints.load`, e.g. a checkpoint of another architecture.
     ExportError: export_dir is a file, not empty or cannot be written
@@ -314,14 +273,15 @@ def export(hparams: HParams, *, checkpoint: str, export_dir: str,
   model = build_model(hparams, model_type=model_type, inputs=inputs,
                       num_targets=num_targets)
   step = checkpoints.load(model, checkpoint)
-  serving = Serving(model, inputs)
+  serving = _serving(model, inputs)
   written, failures = [], []
 
   def write(folder: str) -> None:
     tf.saved_model.save(serving, folder, signatures={SIGNATURE: serving.serve})
     for conversion in conversions:
       try:
-        written.append(_convert(serving, conversion, folder))
+        written.append(os.path.join(export_dir,
+                                    _convert(serving, conversion, folder)))
       except ExportError as error:
         failures.append(error)
 
@@ -331,11 +291,10 @@ def export(hparams: HParams, *, checkpoint: str, export_dir: str,
     raise ExportError(f'cannot write export_dir {export_dir}: '
                       f'{files.first_line(error)}') from None
   report(f'Wrote {export_dir} (SavedModel of {checkpoint}, step {step})')
-  paths = [export_dir] + [os.path.join(export_dir, name) for name in written]
-  for path in paths[1:]:
+  for path in written:
     report(f'Wrote {path} ({tf.io.gfile.stat(path).length / 1e6:.1f} MB)')
   if failures:
     raise ExportError(
         f'{"; ".join(str(failure) for failure in failures)} (the other '
         f'files are written in {export_dir})') from failures[0]
-  return paths
+  return [export_dir] + written
