@@ -114,7 +114,10 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
                                input_axis=input_axis)
   votes = tf.cast(votes, tf.float32)
   output_dim = votes.shape[2]
-  logits = tf.zeros_like(votes[:, :, :, 0])             # [b, in, out, ...]
+  # Zeros cut from the votes' shape, not from the votes: TFLite's
+  # StridedSlice takes at most 5-D tensors, and convolutional votes are 6-D.
+  logits = tf.zeros(tf.concat([tf.shape(votes)[:3], tf.shape(votes)[4:]],
+                              axis=0))                  # [b, in, out, ...]
   for i in range(num_routing):
     if i == 0:
       # The (leaky) softmax of the zero logits, exactly. Written out, XLA
