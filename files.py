@@ -21,7 +21,7 @@ def write_atomically(path: str, write: Callable[[str], object], *,
                      overwrite: bool = True) -> bool:
   """Calls `write(temp)` for a temporary file beside path, then renames it.
 
-  The temporary file is removed when `write` or the rename fails. With
+  `write` may make a folder instead. The temporary file or folder is removed when `write` or the rename fails. With
   overwrite=False an existing path is kept (another process wrote it
   meanwhile) and False returned; otherwise True.
   """
@@ -34,5 +34,7 @@ def write_atomically(path: str, write: Callable[[str], object], *,
   except tf.errors.AlreadyExistsError:
     return False
   finally:
-    if tf.io.gfile.exists(temp):
+    if tf.io.gfile.isdir(temp):
+      tf.io.gfile.rmtree(temp)
+    elif tf.io.gfile.exists(temp):
       tf.io.gfile.remove(temp)

@@ -38,3 +38,15 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
 def test_first_line():
   assert files.first_line(ValueError('a\nb')) == 'a'
   assert files.first_line(ValueError('')) == 'ValueError'
+
+
+def test_a_failed_folder_write_leaves_nothing(tmp_path):
+  path = str(tmp_path / 'export')
+
+  def fail(temp):
+    os.makedirs(os.path.join(temp, 'variables'))
+    raise OSError('disk full')
+
+  with pytest.raises(OSError, match='disk full'):
+    files.write_atomically(path, fail)
+  assert not os.listdir(tmp_path)

@@ -60,7 +60,7 @@ class CapsuleModel(model.Model):
     capsule2's weights are: P = num_prime_capsules types on the h x w grid
     of conv_capsule1 (6 x 6 for 28 x 28 MNIST).
     """
-    conv1 = self._conv1(self._channels_last(tensors['images']))
+    conv1 = self._conv1(self.channels_last(tensors['images']))
     # One input capsule type of 256 atoms, kept channels-last.
     capsule1 = self._conv_capsule1(tf.expand_dims(conv1, 3))  # [b, P, 8, h, w]
     capsule1_atom_last = tf.transpose(capsule1, [0, 1, 3, 4, 2])
@@ -130,7 +130,7 @@ class CapsuleModel(model.Model):
     super().summarize(losses, tensors, step=step, batch_size=batch_size)
     if not (self.hparams.verbose and losses.remakes):
       return
-    channels_last = self._channels_last
+    channels_last = self.channels_last
     targets = [tensors['recons_image']]
     if self.shape.num_targets == 2:
       targets.append(tensors['spare_image'])

@@ -47,7 +47,7 @@ class ConvModel(model.Model):
             for layer in self._convs + [self._fc1, self._softmax_layer]}
 
   def forward(self, tensors, *, training=False):
-    hidden = self._channels_last(tensors['images'])
+    hidden = self.channels_last(tensors['images'])
     for conv in self._convs:
       hidden = tf.nn.max_pool2d(conv(hidden), POOL_SIZE, POOL_SIZE, 'SAME')
     hidden = tf.transpose(hidden, [0, 3, 1, 2])
@@ -101,7 +101,7 @@ class PaperBaselineModel(model.Model):
             for layer in self._convs + self._fcs + [self._softmax_layer]}
 
   def forward(self, tensors, *, training=False):
-    hidden = self._channels_last(tensors['images'])
+    hidden = self.channels_last(tensors['images'])
     for conv in self._convs:
       hidden = conv(hidden)
     hidden = tf.reshape(

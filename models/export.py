@@ -49,7 +49,7 @@ class ExportError(errors.UserError, OSError):
 
 def _cifar10(images: tf.Tensor, labels: tf.Tensor) -> Dict[str, tf.Tensor]:
   # The reader's own test-time crop and standardization, of pixels as read.
-  return cifar10_input._preprocess(  # pylint: disable=protected-access
+  return cifar10_input.features(
       images * digits.MAX_PIXEL, labels, train=False)
 
 
@@ -137,8 +137,7 @@ def _serving(model: model_lib.Model, inputs: Inputs) -> tf.Module:
                               tf.one_hot(top[:, i], shape.num_classes))
                  for i in range(shape.num_targets)]  # [b, pixels] each
       result['reconstructions'] = targets(tf.stack(
-          # pylint: disable-next=protected-access
-          [model._channels_last(remake) for remake in remakes], axis=1))
+          [model.channels_last(remake) for remake in remakes], axis=1))
     return result
 
   serving = tf.Module(name='capsules')

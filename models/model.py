@@ -171,7 +171,7 @@ class Model(abc.ABC):
                       spare_image=image, spare_label=label))
     self.optimizer.build(self.trainable_variables)
 
-  def _channels_last(self, images: tf.Tensor) -> tf.Tensor:
+  def channels_last(self, images: tf.Tensor) -> tf.Tensor:
     """`[batch, height, width, depth]` images of any `[batch, ...]` layout."""
     shape = self.shape
     images = tf.reshape(images, [-1, shape.depth, shape.height, shape.height])

@@ -91,7 +91,7 @@ def _distort(images: tf.Tensor,
   return image_ops.adjust_contrast(images, distortions['contrast'])
 
 
-def _preprocess(images: tf.Tensor, labels: tf.Tensor,
+def features(images: tf.Tensor, labels: tf.Tensor,
                 train: bool) -> Dict[str, tf.Tensor]:
   """Distorts or centre-crops, standardizes, and builds the features."""
   images = tf.cast(images, tf.float32)
@@ -134,5 +134,5 @@ def inputs(split: str, *,
   else:
     raise errors.ConfigError(f'source must be bin or tfds, got {source!r}')
   return records.batch_dataset(
-      dataset, lambda *batch: _preprocess(*decode(*batch), train),
+      dataset, lambda *batch: features(*decode(*batch), train),
       batch_size=batch_size, train=train, shuffle_buffer=batch_capacity)
