@@ -1,9 +1,7 @@
 """Training and evaluation speed of the models against the machine's peak.
 
-The training step training runs and the evaluation step of each
-configuration on random data, in this machine's run configuration, against
-the float32 matmul peak and beside the load average; then the peak memory
-of an MNIST training step in a fresh process. docs/speed.md says what each
+Each configuration's training and evaluation step on random data, then an
+MNIST step's peak memory in a fresh process; docs/speed.md says what each
 figure counts.
 
   python -m benchmarks.benchmark

@@ -1,13 +1,11 @@
 r"""Speed timed alternately: against another commit, or variant against variant.
 
-A machine's speed drifts by tens of percent over minutes, and its matmul
-peak differs from other machines', so a speed-up is only measured against
-the other code on the same machine at the same time: round after round,
-each contender runs in a fresh Python, one after the other. The contenders:
-this checkout and `--against=REV` (`git archive`), or this checkout's
-`--variants` of the primary capsules' convolution. Timed: the MNIST
-CapsNet's steps by each tree's own `benchmarks.benchmark`, or with
-`--command`, `experiment.py` as users train it.
+Round after round, each contender runs in a fresh Python, one after the
+other (docs/speed.md says why): this checkout and `--against=REV` (`git
+archive`), or this checkout's `--variants` of the primary capsules'
+convolution. Timed: the MNIST CapsNet's steps by each tree's own
+`benchmarks.benchmark`, or with `--command`, `experiment.py` as users train
+it.
 
   python -m benchmarks.compare --against=ea7cf31
   python -m benchmarks.compare --against=22f4d69 --compute_dtype=bfloat16 \
@@ -31,11 +29,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)
-THIS = 'this checkout'
 BASELINE = 'native'  # The variant the others are compared with.
 # The command's progress lines of these steps time steps 101-300.
 COMMAND_STEPS = (200, 300)
-_GIB = 2**30
 
 Results = Dict[str, Dict[str, List[float]]]
 
@@ -75,7 +71,7 @@ def probe(compute_dtype: str, repeats: int, variant: Optional[str],
       benchmark.CONFIGS['mnist'], compute_dtype=compute_dtype,
       repeats=repeats, **settings)}
   if memory:  # Of this fresh process: the training step's peak.
-    result['GiB'] = benchmark.peak_rss() / _GIB
+    result['GiB'] = benchmark.peak_rss() / 2**30
   return result
 
 
@@ -199,8 +195,8 @@ def main(argv: Optional[List[str]] = None) -> None:
       subprocess.run(['tar', '-x', '-C', other], input=archive, check=True)
       reference = args.against
       measure = _command_in if args.command else _probe_in
-      measures = {name: functools.partial(measure, tree, args)
-                  for name, tree in ((THIS, _ROOT), (args.against, other))}
+      measures = {name: functools.partial(measure, tree, args) for name, tree
+                  in (('this checkout', _ROOT), (args.against, other))}
     results = alternate(measures, rounds=args.rounds)
   print(f'median over {args.rounds} rounds, [range], and its ratio to '
         f'{reference}\'s:')

@@ -6,10 +6,6 @@ says what each check compares and what the table and exit code mean:
   python -m benchmarks.device_check
   python -m benchmarks.device_check --checks goldens,dtypes,memory,replicas
   python -m benchmarks.device_check --dtypes bfloat16 --repeats 10
-
-Each check runs the training step training runs, in the configuration this
-machine resolves, at `models.goldens`' tolerances and with the speed and
-memory figures of `benchmarks.benchmark`.
 """
 
 if __name__ == '__main__':
@@ -53,7 +49,6 @@ BAND_BELOW_U = 1 / 64
 BAND_ABOVE_U = 16
 DEFAULT_REPEATS = 5
 SEED = 1
-_GIB = 2**30
 _WIDTHS = (44, 38, 38)
 
 
@@ -234,7 +229,7 @@ def memory_checks(limit: float = benchmark.MEMORY_LIMIT_BYTES
       benchmark.peak_memory_in_subprocess('float32'))
   yield Check(f'memory float32 (mnist, batch '
               f'{devices.resolve_run_config().train_batch_size})',
-              f'{value / _GIB:.2f} GiB {what}', f'<= {limit / _GIB:g} GiB',
+              f'{value / 2**30:.2f} GiB {what}', f'<= {limit / 2**30:g} GiB',
               value <= limit)
 
 

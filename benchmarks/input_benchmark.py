@@ -1,11 +1,9 @@
 """Throughput of the input pipelines, in examples per second.
 
-Writes random fixtures in the layout of each data set to a temporary
-directory (with the repository's own writers where there is one), then reads
-batches from each pipeline as a training or evaluation loop would (at
-`run_config.TRAIN_BATCH_SIZE` and `run_config.EVAL_BATCH_SIZE`) and prints
-one line per pipeline. The fixtures are small so that the pipelines read
-from the page cache, as they would on a machine with the real data cached.
+Reads batches from each pipeline, at the training and evaluation batch
+sizes, out of random fixtures in each data set's layout (written by the
+repository's own writers where there are some): small, so that they are
+read from the page cache, as cached real data would be.
 
   python -m benchmarks.input_benchmark
 """

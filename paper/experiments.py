@@ -6,19 +6,13 @@ data, steps), how to evaluate it, and the paper's number, those of
 `python -m paper.reproduce` runs them (`--list` prints this table);
 paper/released.py and benchmarks/ take their configurations from `get`.
 
-Table 1, MNIST (3 seeds each, the paper's mean +- std over 3 trials):
+Table 1 (MultiMNIST generated on the fly from the MNIST idx files in D),
+then the other results, one command each:
 
   python -m paper.reproduce --data_dir=D --output_dir=O \
       --experiment=mnist_baseline,mnist_r1,mnist_r1_recon,mnist_r3,mnist_r3_recon
-
-Table 1, MultiMNIST (MultiMNIST generated on the fly from the MNIST idx
-files in D):
-
   python -m paper.reproduce --data_dir=D --output_dir=O \
       --experiment=multimnist_baseline,multimnist_r1_recon,multimnist_r3_recon
-
-The other results, one command each:
-
   python -m paper.reproduce --data_dir=D --output_dir=O --experiment=cifar10_ensemble
   python -m paper.reproduce --data_dir=D --output_dir=O --experiment=smallnorb
   python -m paper.reproduce --data_dir=D --output_dir=O --experiment=svhn

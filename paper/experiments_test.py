@@ -96,7 +96,9 @@ def test_every_entry_names_a_model_data_set_and_steps():
   for entry in experiments.EXPERIMENTS.values():
     hparams_lib.default_hparams().parse(entry.hparams)  # Raises if unknown.
     assert entry.model in registry.MODELS, entry.name
-    assert entry.dataset in datasets.DATASETS, entry.name
+    for dataset in [entry.dataset, entry.test_dataset or entry.dataset] + [
+        other.dataset for other in entry.other_tests]:
+      assert dataset in datasets.DATASETS, entry.name
     assert entry.eval_size % run_config.EVAL_BATCH_SIZE == 0, entry.name
   assert experiments.EXPERIMENTS['mnist_r3'].steps == 300000
   assert experiments.EXPERIMENTS['cifar10_ensemble'].steps == 600000

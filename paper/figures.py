@@ -7,26 +7,13 @@ r"""The paper's figures from a trained CapsNet checkpoint, as PNG files.
       --checkpoint=/tmp/multi0/train/model.ckpt-N --data_dir=D/mnist_data/ \
       --output_dir=/tmp/multi_figures --eval_size=10000
 
-From the test split of --data_dir to --output_dir:
-- `reconstructions.png` (Fig. 3): test digits above their reconstructions,
-  titled (label, prediction, decoded class); failures twice, decoded from
-  the prediction's and from the label's capsule.
-- `perturbations.png` (Fig. 4): each of the 16 dimensions of the label's
-  capsule of a few digits tweaked by -0.25 ... +0.25 in steps of 0.05.
-- `multimnist.png` (Fig. 5, --num_targets=2): pairs above their two
-  predicted digits' reconstructions in red and green; columns marked *
-  decode a digit that is neither label nor prediction.
-- `routing.png` (Appendix A, Fig. A.1): the average change of the routing
-  logits b_ij per routing iteration, over training (the checkpoints in
-  summary_dir/train/) and at the checkpoint for up to --routing_iterations;
-  and for a few inputs the coupling of the primary capsules to the
-  predicted class on their grid.
-- `confusion.png`: the confusion matrix of the evaluated test examples.
-- `curves.png` (--summary_dir): training loss and accuracy and test error
-  against the step, from the event files in summary_dir/train/ and test/.
-
-From Python, `make_figures`; a function of its own makes the arrays behind
-each figure (`reconstruction_grid`, ..., `training_curves`), `plot_*` draws.
+From the test split of --data_dir to --output_dir: `reconstructions.png`
+(Fig. 3; a failure twice, decoded from the prediction's and the label's
+capsule), `perturbations.png` (Fig. 4), `multimnist.png` (Fig. 5), `routing.png`
+(Appendix A), `confusion.png` and `curves.png` (--summary_dir); README.md
+says what each shows, the named tuples below hold the arrays behind them.
+From Python, `make_figures`; a function of its own makes each figure's
+arrays (`reconstruction_grid`, ..., `training_curves`), `plot_*` draws.
 """
 
 import os
@@ -284,14 +271,8 @@ def multimnist_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
 
 def _logit_change(iterations: Sequence[layers.RoutingIteration]
                  ) -> np.ndarray:
-  """The mean |change of the routing logits| of each iteration.
-
-  Iteration i adds its agreement to the logits b_ij, so their change is
-  |agreement|, averaged over examples, primary and class capsules: the
-  paper's "average change of each routing logit (b_ij) by each routing
-  iteration". The last iteration's change is the one a further iteration
-  would route with.
-  """
+  """Each iteration's mean |agreement|: its change of the logits b_ij, the
+  paper's Fig. A.1 (docs/results.md, Appendix A)."""
   return np.array([float(tf.reduce_mean(tf.abs(iteration.agreement)))
                    for iteration in iterations])
 
@@ -327,10 +308,8 @@ def routing_statistics(model: capsule_model.CapsuleModel, tensors: Mapping,
 
 def routing_history(model: capsule_model.CapsuleModel, tensors: Mapping,
                     checkpoint_paths: Mapping[int, str]) -> RoutingHistory:
-  """Appendix A at each checkpoint (`checkpoints.list_steps`), loaded in turn.
-
-  Reload the checkpoint you need afterwards.
-  """
+  """Appendix A at each checkpoint (`checkpoints.list_steps`), loaded in turn:
+  reload the checkpoint you need afterwards."""
   steps = sorted(checkpoint_paths)
   changes = []
   for step in steps:
@@ -635,7 +614,6 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
 
 
 def _define_flags() -> None:
-  """Defines the tool's flags, only when run as a script."""
   flags.DEFINE_string('checkpoint', None,
                       'Prefix of the capsule model checkpoint, e.g. '
                       '/tmp/attempt0/train/model.ckpt-300000.')
@@ -664,14 +642,13 @@ def _define_flags() -> None:
 def main(argv: List[str]) -> None:
   del argv  # Unused.
   tf.get_logger().setLevel('ERROR')  # Retracing notices of the small batches.
-  config = devices.setup().config
   make_figures(
       FLAGS.checkpoint, data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir,
       num_targets=FLAGS.num_targets, summary_dir=FLAGS.summary_dir,
       hparams=hparams_lib.default_hparams().parse(
           FLAGS.hparams_override or ''),
       eval_size=FLAGS.eval_size, routing_iterations=FLAGS.routing_iterations,
-      config=config)
+      config=devices.setup().config)
 
 
 if __name__ == '__main__':

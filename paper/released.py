@@ -7,21 +7,11 @@ r"""The reference's released checkpoints: downloaded, checked and evaluated.
 
 The reference's README had users download its two tarballs of trained
 checkpoints (`RELEASES`), extract them and run `experiment.py --train=false`
-with the right flags. This command does all of it:
-1. makes or checks the test data in --data_dir, so that a missing data set
-   stops the command before a long download;
-2. downloads the tarball from the reference's bucket (or the base URL in
-   $CAPSULES_RELEASED_URL, a mirror holding the same file names) into
-   --cache_dir, once, keeping only a whole tarball; `--tarball=PATH` uses a
-   copy on disk instead (offline);
-3. extracts it into `cache_dir/extracted/<tarball name>-<sha256 prefix>/`:
-   an absolute path, a path with `..`, a link leading out of the folder or a
-   device file refuses the whole tarball before anything is extracted;
-4. loads every checkpoint into the model of the release's experiment
-   (paper/experiments.py), naming one that is missing or does not fit;
-5. evaluates with the experiment's hparams and eval size (the 7 CIFAR10
-   models as an ensemble), which prints the reference's `Total wrong
-   predictions: N, wrong percent: P%`, then the paper's number beside it.
+with the right flags. This command does all of it, in that order after
+making or checking the test data (a missing data set stops it before a long
+download): `download` (or `--tarball`), `extract` (refusing an unsafe
+tarball whole), `check_checkpoints`, and the evaluation, which prints the
+reference's `Total wrong predictions` line, then the paper's number.
 
 Nothing the user has is removed: a damaged cached tarball is named with what
 to do and left in place; reruns reuse the extracted folders. From Python:
@@ -64,7 +54,6 @@ from paper import experiments
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
-PROGRAM = 'released'
 
 # Where the reference's README pointed: the two tarballs side by side.
 DEFAULT_BASE_URL = 'https://storage.googleapis.com/capsule_toronto'
@@ -126,10 +115,6 @@ def release_url(release: Release, base_url: Optional[str] = None) -> str:
   """The tarball's URL, under base_url, $CAPSULES_RELEASED_URL or the bucket."""
   base = base_url or os.environ.get(URL_VARIABLE) or DEFAULT_BASE_URL
   return f'{base.rstrip("/")}/{release.file_name}'
-
-
-def _model_text(entry: experiments.Experiment) -> str:
-  return f'{entry.model}, {entry.hparams or "default hparams"}'
 
 
 def _open(path: str, *, label: str, remedy: str) -> tarfile.TarFile:
@@ -272,6 +257,7 @@ def check_checkpoints(release: Release, folder: str, *,
   checkpoint that is missing, damaged or does not fit the model.
   """
   entry = release.experiment
+  model_text = f'{entry.model}, {entry.hparams or "default hparams"}'
   model = evaluation.Evaluator(
       hparams_lib.default_hparams().parse(entry.hparams),
       model_type=entry.model, input_fn=input_fn,
@@ -283,9 +269,9 @@ def check_checkpoints(release: Release, folder: str, *,
     except checkpoints.CheckpointMismatchError as error:
       raise checkpoints.CheckpointMismatchError(
           f'the {release.name} release does not fit its model '
-          f'({_model_text(entry)}): {error}') from None
+          f'({model_text}): {error}') from None
   print(f'Checked {len(paths)} checkpoint(s): each holds every variable of '
-        f'the model ({_model_text(entry)}) in its shape', flush=True)
+        f'the model ({model_text}) in its shape', flush=True)
   return paths
 
 
@@ -303,11 +289,8 @@ def evaluate_release(release: Release, *, data_dir: Optional[str],
   do (`_define_flags`). base_url: the URL of the folder holding the tarball
   (None: `release_url`'s); input_fn: the test data instead of the
   experiment's in data_dir; config: batch size and how the model computes.
-
-  Raises:
-    errors.UserError: the test data or the tarball cannot be had, or the
-      tarball is damaged (see `fetch`).
-    checkpoints.CheckpointError: a checkpoint does not fit or is damaged.
+  Raises errors.UserError (the test data, `fetch`) and
+  checkpoints.CheckpointError (`check_checkpoints`).
   """
   entry = release.experiment
   if input_fn is None:
@@ -365,7 +348,6 @@ def release_list(*, cache_dir: str = DEFAULT_CACHE_DIR,
 
 
 def _define_flags() -> None:
-  """Defines the tool's flags, only when run as a script."""
   flags.DEFINE_string('data_dir', prepare.DEFAULT_DATA_DIR,
                       'The data directory, as for experiment.py (mnist: the '
                       'folder of the MNIST files; cifar10: the one holding '
@@ -386,7 +368,6 @@ def _define_flags() -> None:
 
 
 def main(argv: List[str]) -> None:
-  """Lists the releases, or evaluates the one argv names."""
   cache_dir = os.path.expanduser(FLAGS.cache_dir)
   if FLAGS.list:
     print(release_list(cache_dir=cache_dir))
@@ -398,12 +379,11 @@ def main(argv: List[str]) -> None:
         f'{" ".join(names) or "none"}); --list shows them')
   # get_file's connection has no timeout of its own: a stalled one gives up.
   socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
-  config = devices.setup().config
   evaluate_release(get(names[0]), data_dir=FLAGS.data_dir,
                    cache_dir=cache_dir, summary_dir=FLAGS.summary_dir,
-                   tarball=FLAGS.tarball, config=config)
+                   tarball=FLAGS.tarball, config=devices.setup().config)
 
 
 if __name__ == '__main__':
-  cli.run(main, program=PROGRAM, define_flags=_define_flags,
+  cli.run(main, program='released', define_flags=_define_flags,
           arguments=True)

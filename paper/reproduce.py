@@ -5,20 +5,12 @@ r"""Reproduces the paper's results by name: trains, evaluates, tabulates.
   python -m paper.reproduce --list
 
 Each seed k < K (default: the paper's trials) of each experiment of
-paper/experiments.py trains in `O/NAME/seed<k>/` with `seed=k`
-(`models.training.train`); its last checkpoint is tested on the experiment's
-test sets (`models.evaluation.evaluate`), and `result.json` there records the
-errors. An ensemble's seeds are then evaluated together
-(`evaluate_ensemble`, `O/NAME/ensemble.json`). `O/results.json` and
-`O/results.md` give the paper's number beside the measured mean +- std over
-the seeds, the steps done against the paper's, the data, the wall time and
-the device. Every file an experiment reads is made or checked before
-anything trains.
-
-Rerunning resumes: a seed whose result file records the same settings is
-skipped, an unfinished one continues from its newest checkpoint, and a larger
-`--max_steps` (the table marks such runs reduced; paper/experiments.py has
-the commands) continues every seed.
+paper/experiments.py trains in `O/NAME/seed<k>/` with `seed=k` and is tested
+there (`result.json`); an ensemble's seeds are then evaluated together
+(`O/NAME/ensemble.json`). `O/results.json` and `O/results.md` give the
+paper's number beside the mean +- std over the seeds. Every file an
+experiment reads is made or checked before anything trains. Rerunning
+resumes (`_cached`); a larger `--max_steps` continues every seed.
 
 The command makes TensorFlow's ops deterministic, so that a seed gives the
 same result on the same machine (slower on GPUs). Generated data sets
@@ -86,23 +78,6 @@ def _cached(path: str, settings: Mapping[str, object],
   result = dict(compute(), settings=dict(settings))
   _write_text(path, json.dumps(result, indent=1))
   return result
-
-
-def _test_datasets(entry: experiments_lib.Experiment) -> List[str]:
-  """Every data set whose test split the entry evaluates, the main one first."""
-  return [entry.test_dataset or entry.dataset] + [
-      other.dataset for other in entry.other_tests]
-
-
-def _prepare_data(entry: experiments_lib.Experiment, *, data_dir: str) -> None:
-  """Makes or checks every file the entry reads (FileNotFoundError names one
-  that cannot be made, such as the affNIST test set)."""
-  datasets.prepare_split(entry.dataset, 'train', data_dir=data_dir,
-                         num_targets=entry.num_targets)
-  for dataset in _test_datasets(entry):
-    datasets.prepare_split(dataset, 'test', data_dir=data_dir,
-                           num_targets=entry.num_targets if dataset == (
-                               entry.dataset) else 1)
 
 
 def _input_fns(entry: experiments_lib.Experiment, *, data_dir: str,
@@ -240,7 +215,6 @@ def _run_experiment(entry: experiments_lib.Experiment, *, data_dir: str,
 
 
 def _spread(errors: List[float]) -> Dict[str, object]:
-  """The errors of the seeds, their mean and std."""
   return dict(errors=errors, mean=float(np.mean(errors)),
               std=float(np.std(errors)))
 
@@ -306,11 +280,10 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
              ) -> Dict[str, Dict[str, object]]:
   """Trains and evaluates experiments as the command does (see above).
 
-  The results files are rewritten after each experiment, keeping the entries
-  that earlier runs wrote to the same output_dir. seeds, max_steps and
-  eval_size replace the experiment's when given; hparams_override
-  (`key=value,...`) goes over each experiment's hparams and into the results.
-  Returns the summary of each experiment run, by name, as in results.json.
+  The arguments mean what the command's flags do (`_define_flags`);
+  hparams_override (`key=value,...`) goes over each experiment's hparams and
+  into the results. Returns each experiment's summary, by name, as in
+  results.json, where the entries of earlier runs are kept.
 
   Raises:
     errors.UserError: unknown names, a missing data set or output_dir, or
@@ -324,17 +297,19 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
     raise errors.ConfigError(
         'no experiment given: pass --experiment=NAME[,NAME...] (--list '
         'shows them)')
+  # Every file each entry reads, made or checked before anything trains: a
+  # FileNotFoundError names one that cannot be made (the affNIST test set).
   for entry in entries:
-    for dataset in [entry.dataset] + _test_datasets(entry):
-      if dataset not in datasets.DATASETS:
-        raise errors.ConfigError(
-            f'experiment {entry.name} needs the data set {dataset!r}, which '
-            f'input_data/datasets.py does not provide yet (it has '
-            f'{", ".join(datasets.DATASETS)})')
-  for entry in entries:
-    _prepare_data(entry, data_dir=data_dir)
+    datasets.prepare_split(entry.dataset, 'train', data_dir=data_dir,
+                           num_targets=entry.num_targets)
+    for dataset in [entry.test_dataset or entry.dataset] + [
+        other.dataset for other in entry.other_tests]:
+      datasets.prepare_split(dataset, 'test', data_dir=data_dir,
+                             num_targets=entry.num_targets if dataset == (
+                                 entry.dataset) else 1)
   os.makedirs(output_dir, exist_ok=True)
   json_path = os.path.join(output_dir, RESULTS_JSON)
+  md_path = os.path.join(output_dir, RESULTS_MD)
   results = {}
   if os.path.exists(json_path):
     with open(json_path) as file:
@@ -346,10 +321,8 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
         max_steps=max_steps, hparams_override=hparams_override,
         eval_size=eval_size, config=config)
     _write_text(json_path, json.dumps(dict(experiments=results), indent=1))
-    _write_text(os.path.join(output_dir, RESULTS_MD),
-                results_markdown(results))
-  print(f'Results: {json_path}, {os.path.join(output_dir, RESULTS_MD)}',
-        flush=True)
+    _write_text(md_path, results_markdown(results))
+  print(f'Results: {json_path}, {md_path}', flush=True)
   return run
 
 
@@ -370,7 +343,6 @@ def experiment_list() -> str:
 
 
 def _define_flags() -> None:
-  """Defines the tool's flags, only when run as a script."""
   flags.DEFINE_list('experiment', [],
                     'Experiments to run, comma separated (--list shows '
                     'them).')
@@ -382,8 +354,7 @@ def _define_flags() -> None:
                       'results.md go; rerunning resumes.')
   flags.DEFINE_integer('seeds', None,
                        'Trials per experiment (seeds 0..K-1); unset: the '
-                       'paper\'s (3 for Table 1\'s MNIST, 7 ensemble members '
-                       'for CIFAR10, else 1).', lower_bound=1)
+                       'paper\'s (--list shows them).', lower_bound=1)
   flags.DEFINE_integer('max_steps', None,
                        'Train to this step instead of the paper\'s (the '
                        'table marks the runs reduced).', lower_bound=1)
@@ -400,11 +371,10 @@ def main(argv: List[str]) -> None:
   if FLAGS.list:
     print(experiment_list())
     return
-  config = devices.setup(seed=0).config
   reproduce(FLAGS.experiment, data_dir=FLAGS.data_dir,
             output_dir=FLAGS.output_dir, seeds=FLAGS.seeds,
             max_steps=FLAGS.max_steps, eval_size=FLAGS.eval_size,
-            config=config)
+            config=devices.setup(seed=0).config)
 
 
 if __name__ == '__main__':

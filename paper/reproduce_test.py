@@ -239,9 +239,7 @@ def test_missing_data_set_fails_before_any_training(
   monkeypatch.setitem(experiments.EXPERIMENTS, 'svhn', dataclasses.replace(
       experiments.EXPERIMENTS['svhn'], dataset='svhn_extra'))
   calls = _count_calls(monkeypatch)
-  with pytest.raises(ValueError, match=r'experiment svhn needs the data set '
-                     r"'svhn_extra', which input_data/datasets.py does not "
-                     r'provide yet'):
+  with pytest.raises(ValueError, match="unknown dataset 'svhn_extra'"):
     reproduce.reproduce(['mnist_r1', 'svhn'], data_dir=data_dir,
                         output_dir=str(tmp_path))
   assert not calls
