@@ -4,6 +4,7 @@ import contextlib
 import gzip
 import http.server
 import io
+import dataclasses
 import os
 import tempfile
 import threading
@@ -186,6 +187,17 @@ class PrepareTest(tf.test.TestCase):
         f'tensorflow-datasets has no prepared \'mnist\' in {self.tfds_dir} '
         r'.*cannot reach storage.googleapis.com.*download_and_prepare')
     self.assertEqual([], os.listdir(self.data_dir))
+
+  def testOfflineErrorSaysAFolderIsMissing(self):
+    missing = os.path.join(self.data_dir, 'no_such_folder')
+    with _offline():
+      with self.assertRaisesRegex(
+          errors.MissingDataError,
+          f'^the folder {missing} does not exist: make it and place '
+          r'train-images-idx3-ubyte\[.gz\] and .* in it\. Or else: '):
+        mnist_dataset.write_records(
+            'train', dataclasses.replace(self._options(), data_dir=missing))
+    self.assertFalse(os.path.exists(missing))
 
   def testOfflineErrorsOfNorbAndCifar10(self):
     with _offline():

@@ -79,9 +79,11 @@ def tfds_instead(name: str, options: interface.Options, *, server_url: str,
     prepare_tfds(name, tfds_data_dir=options.tfds_data_dir,
                  server_url=server_url)
   except FileNotFoundError as error:
-    raise errors.MissingDataError(
-        f'{options.data_dir} lacks {files_named}: place them there. Or else: '
-        f'{error}') from error
+    where = (f'{options.data_dir} lacks {files_named}: place them there'
+             if tf.io.gfile.isdir(options.data_dir) else
+             f'the folder {options.data_dir} does not exist: make it and '
+             f'place {files_named} in it')
+    raise errors.MissingDataError(f'{where}. Or else: {error}') from error
 
 
 def tfds_images(name: str, split: str, *, tfds_data_dir: Optional[str],
