@@ -7,6 +7,7 @@ that has only TensorFlow, TFLite and onnxruntime: no project folder on its
 path. Their outputs are checked against the checkpoint's evaluation.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +26,11 @@ from models import evaluation
 from models import export
 from models import run_config
 import test_utils
+
+if not all(importlib.util.find_spec(name)
+           for name in ('tf2onnx', 'onnx', 'onnxruntime')):
+  pytest.skip('the export tests need pip install -r requirements-export.txt',
+              allow_module_level=True)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _BATCH = 4
