@@ -17,6 +17,7 @@ from models import model as model_lib
 TRAIN_BATCH_SIZE = 128  # Global batch, split evenly across replicas.
 EVAL_BATCH_SIZE = 100
 LOG_EVERY_STEPS = 100
+LOG_EVERY_SECONDS = 60
 SAVE_STEP = 1500
 EVAL_POLL_SECONDS = 60  # Between looks for a new checkpoint to evaluate.
 EVAL_TIMEOUT_SECONDS = 360 * EVAL_POLL_SECONDS  # Idle time before it stops.
@@ -29,6 +30,8 @@ class RunConfig:
   Attributes:
     log_every_steps: training prints a progress line every so many steps;
       also the most steps one compiled call runs.
+    log_every_seconds: ... and at least this often (after the step under
+      way); the first line comes after the first step.
     keep_checkpoints: keep the newest so many checkpoints (and those an
       evaluation is reading); None: all.
     tf32: let float32 products run in TF32 on GPUs that have it (Ampere
@@ -46,6 +49,7 @@ class RunConfig:
   train_batch_size: int = TRAIN_BATCH_SIZE
   eval_batch_size: int = EVAL_BATCH_SIZE
   log_every_steps: int = LOG_EVERY_STEPS
+  log_every_seconds: float = LOG_EVERY_SECONDS
   save_step: int = SAVE_STEP
   keep_checkpoints: Optional[int] = None
   model: model_lib.ModelConfig = model_lib.ModelConfig()

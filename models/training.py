@@ -5,6 +5,8 @@ benchmarks and the tests, so the step measured is the step trained. It runs
 up to `log_every_steps` steps in one compiled call, each on one batch per
 replica: every replica's gradients, their sum over replicas, one Adam
 update, the summaries; the loss is checked for being finite once per call.
+Nothing in the call waits for a device between steps: every condition it
+branches on (the summaries' cadence, the stop flag) lives on the host.
 
 The library's commands (`train`, `evaluation.evaluate`,
 `evaluation.evaluate_ensemble`, `evaluation.Evaluator`) share these
@@ -24,11 +26,10 @@ that is missing, damaged or of another architecture.
 """
 
 import collections
-import functools
 import os
 import signal
 import time
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Tuple
 
 import keras
 import numpy as np
@@ -80,9 +81,9 @@ class Trainer:
     # Also here: the replicas of several workers, or of a caller's strategy.
     devices.check_replicas(self.strategy.num_replicas_in_sync,
                            config.train_batch_size)
-    # Read before every step: set (by `interrupts.stop_on_signals`), it
-    # ends the call after the step under way. On the host, so that reading
-    # it never waits for a GPU.
+    # Set by `interrupts.stop_on_signals`, it ends training after the step
+    # under way (several workers: after the call). On the host, so that
+    # reading it never waits for a GPU.
     with tf.init_scope(), tf.device('/cpu:0'):
       self.stop_requested = tf.Variable(False, trainable=False,
                                         name='stop_requested')
@@ -90,6 +91,7 @@ class Trainer:
         tf.function(self._gradients, jit_compile=True) if config.xla_step
         else self._gradients)
     self._run = tf.function(self._steps)
+    self._agree = None  # `agree`'s all-reduce, made on first use.
 
   @property
   def replica_batch_size(self) -> int:
@@ -111,14 +113,18 @@ class Trainer:
     dataset = tf.data.Dataset.from_tensors(dict(tensors)).repeat()
     return self.distribute(lambda _: dataset)
 
-  def run(self, iterator: Iterator, num_steps: int) -> StepsResult:
+  def run(self, iterator: Iterator, num_steps: int, *,
+          position: int = 0) -> StepsResult:
     """Runs num_steps training steps; see the module docstring.
 
     Summaries go to the default writer at the global step before the update
-    (the reference's numbering), every `config.summary_every_steps`.
+    (the reference's numbering), every `config.summary_every_steps` steps
+    counted on the host from `position`, the global step the call starts
+    at (they differ only after float16 skipped a step).
     """
     try:
-      return self._run(iterator, tf.constant(num_steps))
+      return self._run(iterator, tf.constant(num_steps),
+                       tf.constant(position, tf.int64))
     except tf.errors.InternalError as error:
       if 'libdevice' not in str(error) and 'XLA' not in str(error):
         raise
@@ -154,65 +160,87 @@ class Trainer:
           tf.distribute.ReduceOp.SUM, list(zip(grads, destinations)))
     self.model.apply_gradients(grads)
 
-    mean = functools.partial(strategy.reduce, tf.distribute.ReduceOp.MEAN,
-                             axis=None)
-    total = functools.partial(strategy.reduce, tf.distribute.ReduceOp.SUM,
-                              axis=None)
+    # The step's scalars in one reduction: one all-reduce across workers.
+    means = [result.total_loss, result.classification_loss,
+             *result.reconstruction_losses]
+    scalars = tf.unstack(strategy.reduce(
+        tf.distribute.ReduceOp.SUM, strategy.run(
+            lambda *values: tf.stack([tf.cast(value, tf.float32)
+                                      for value in values]),
+            args=(*means, result.correct, result.almost)), axis=None))
+    replicas = strategy.num_replicas_in_sync
+    means = [value / replicas for value in scalars[:len(means)]]
 
     def first(value):  # Of the first replica's batch, for summaries.
       return strategy.experimental_local_results(value)[0]
 
     return model_lib.Losses(
-        total_loss=mean(result.total_loss),
-        correct=total(result.correct), almost=total(result.almost),
-        classification_loss=mean(result.classification_loss),
-        reconstruction_losses=[mean(loss)
-                               for loss in result.reconstruction_losses],
-        logits=first(result.logits),
+        total_loss=means[0], classification_loss=means[1],
+        reconstruction_losses=means[2:], correct=scalars[-2],
+        almost=scalars[-1], logits=first(result.logits),
         remakes=[first(remake) for remake in result.remakes]), first
 
   @tf.autograph.experimental.do_not_convert
   def _summarize(self, result: model_lib.Losses,
-                 tensors: Mapping[str, tf.Tensor], step: tf.Tensor) -> None:
-    # The reference's tags, outside the loop's `while/` name scope.
-    with tf.name_scope(''), tf.summary.record_if(
-        step % self.config.summary_every_steps == 0):
+                 tensors: Mapping[str, tf.Tensor], step: tf.Tensor,
+                 position: tf.Tensor) -> None:
+    # The reference's tags, outside the loop's `while/` name scope. The
+    # cadence from the host's count: the global step may live on a GPU.
+    with tf.device('/cpu:0'):
+      record = position % self.config.summary_every_steps == 0
+    with tf.name_scope(''), tf.summary.record_if(record):
       self.model.summarize(result, tensors, step=step,
                            batch_size=self.config.train_batch_size)
 
-  def _stop(self) -> tf.Tensor:
-    """Whether a stop was asked for here or on any worker (flags summed)."""
-    if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      return self.stop_requested.read_value()
-    flags = self.strategy.run(
-        lambda: tf.cast(self.stop_requested.read_value(), tf.int32))
-    return self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags,
-                                axis=None) > 0
+  @property
+  def _workers(self) -> bool:
+    return isinstance(self.strategy,
+                      tf.distribute.MultiWorkerMirroredStrategy)
 
-  def _steps(self, iterator, num_steps):
+  def agree(self, num_steps: int) -> Tuple[bool, int]:
+    """Before a call of `run`: whether a stop was asked for, and the steps
+    the call runs (the workers' mean of num_steps), alike on every worker.
+
+    Several workers learn both in one all-reduce between calls, not one on
+    every step; one worker's compiled loop reads the stop flag (on the host)
+    before each step itself, and this returns `(False, num_steps)`.
+    """
+    if not self._workers:
+      return False, num_steps
+    if self._agree is None:
+      self._agree = tf.function(lambda values: self.strategy.reduce(
+          tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: values),
+          axis=None))
+    stop, total = self._agree(tf.constant(
+        [int(self.stop_requested.numpy()), num_steps])).numpy()
+    return stop > 0, max(1, total // self.strategy.num_replicas_in_sync)
+
+  def _steps(self, iterator, num_steps, position):
     """Up to num_steps steps, without a wait for the device between them.
 
     A non-finite loss does not stop the loop (testing it would wait for
     every step): the steps after it run on, and the first non-finite step
     is returned for the caller, who saves nothing after it. A stop request
-    does, before the next step.
+    does, before the next step (several workers: `agree`, between calls).
     """
     loss_sum = correct_sum = tf.constant(0.0)
     first_bad = tf.constant(-1, tf.int64)
     steps_run = tf.constant(0)
     stopped = tf.constant(False)
     for _ in tf.range(num_steps):
-      if self._stop():
+      if not self._workers and self.stop_requested.read_value():
         stopped = tf.constant(True)
         break
       step = tf.identity(self.model.global_step)
       tensors = next(iterator)
       with self.strategy.scope():
         result, first = self._step(tensors)
-      self._summarize(result, tf.nest.map_structure(first, tensors), step)
+      self._summarize(result, tf.nest.map_structure(first, tensors), step,
+                      position)
       loss_sum += result.total_loss
       correct_sum += result.correct
       steps_run += 1
+      position += 1
       first_bad = tf.where(
           (first_bad < 0) & ~tf.math.is_finite(result.total_loss),
           tf.cast(step, tf.int64), first_bad)
@@ -282,39 +310,45 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   writer = (tf.summary.create_file_writer(train_dir) if is_chief
             else tf.summary.create_noop_writer())
   intervals = []
+  progress = _Progress(max_steps=max_steps, config=config)
   with writer.as_default(), interrupts.stop_on_signals(
       trainer.stop_requested) as stop:
     while step < max_steps:
-      # To the next step at which training saves, logs or ends.
-      until = min([max_steps] + [(step // every + 1) * every for every in (
+      # To the next step at which training saves, logs or ends; the first
+      # call one step (it traces and compiles), then none much longer than
+      # log_every_seconds at the last call's speed.
+      num_steps = min([max_steps - step] + [every - step % every for every in (
           config.save_step, config.log_every_steps)])
-      start_time = time.time()
-      result = trainer.run(iterator, until - step)
-      seconds = time.time() - start_time
-      # Not step + steps_run: float16 skips the steps that overflow.
-      step = int(model.global_step.numpy())
-      intervals.append((step, int(result.steps_run), seconds))
-      if result.first_non_finite >= 0:
-        writer.flush()
-        saved = checkpoints.list_steps(train_dir)
-        last = os.path.basename(saved[max(saved)]) if saved else (
-            'no checkpoint')
-        raise NonFiniteLossError(
-            f'the loss became {float(result.loss):.4g} at step '
-            f'{int(result.first_non_finite)}; nothing was saved after '
-            f'{last}. Lower the learning rate '
-            f'(--hparams_override=learning_rate=...) and rerun to resume')
-      if result.stopped:
+      if intervals:
+        _, steps_run, seconds = intervals[-1]
+        num_steps = min(num_steps, max(1, int(
+            config.log_every_seconds * steps_run / max(seconds, 1e-6))))
+      stopped, num_steps = trainer.agree(num_steps if intervals else 1)
+      if not stopped:
+        start_time = time.time()
+        result = trainer.run(iterator, num_steps, position=step)
+        seconds = time.time() - start_time
+        # Not step + steps_run: float16 skips the steps that overflow.
+        step = int(model.global_step.numpy())
+        intervals.append((step, int(result.steps_run), seconds))
+        if result.first_non_finite >= 0:
+          writer.flush()
+          saved = checkpoints.list_steps(train_dir)
+          last = os.path.basename(saved[max(saved)]) if saved else (
+              'no checkpoint')
+          raise NonFiniteLossError(
+              f'the loss became {float(result.loss):.4g} at step '
+              f'{int(result.first_non_finite)}; nothing was saved after '
+              f'{last}. Lower the learning rate '
+              f'(--hparams_override=learning_rate=...) and rerun to resume')
+      if stopped or result.stopped:
         writer.flush()
         _stop(model, train_dir, is_chief=is_chief, signum=stop.signum,
               config=config)
       if is_chief and (step % config.save_step == 0 or step == max_steps):
         writer.flush()
         checkpoints.save(model, train_dir, keep=config.keep_checkpoints)
-      if step % config.log_every_steps == 0 or step == max_steps:
-        _print_progress(step, result, max_steps=max_steps,
-                        seconds_per_step=seconds / max(intervals[-1][1], 1),
-                        config=config)
+      progress.add(step, result, seconds=seconds)
   writer.close()
   return Trained(step, intervals)
 
@@ -337,11 +371,40 @@ def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,
       f'resume', signum=signal.SIGTERM if signum is None else signum)
 
 
-def _print_progress(step: int, result: StepsResult, *, max_steps: int,
-                    seconds_per_step: float,
-                    config: run_config_lib.RunConfig) -> None:
-  minutes, seconds = divmod(int((max_steps - step) * seconds_per_step), 60)
-  print(f'step {step}: loss {float(result.loss):.4f}, accuracy '
-        f'{float(result.accuracy):.4f}, '
-        f'{config.train_batch_size / seconds_per_step:.1f} examples/s, '
-        f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d} left', flush=True)
+class _Progress:
+  """Training's progress lines: after the first call (one step, with the
+  tracing and compiling), then at each multiple of log_every_steps, at
+  max_steps, and whenever log_every_seconds have passed since the last."""
+
+  def __init__(self, *, max_steps: int, config: run_config_lib.RunConfig):
+    self.max_steps, self.config = max_steps, config
+    self.first = True
+    self._reset()
+
+  def _reset(self) -> None:
+    self.steps_run, self.seconds, self.loss, self.correct = 0, 0.0, 0.0, 0.0
+
+  def add(self, step: int, result: StepsResult, *, seconds: float) -> None:
+    steps_run = int(result.steps_run)
+    self.steps_run += steps_run
+    self.seconds += seconds
+    self.loss += float(result.loss) * steps_run
+    self.correct += float(result.accuracy) * steps_run
+    if not (self.first or step % self.config.log_every_steps == 0 or
+            step == self.max_steps or
+            self.seconds >= self.config.log_every_seconds):
+      return
+    steps = max(self.steps_run, 1)
+    line = (f'step {step}: loss {self.loss / steps:.4f}, accuracy '
+            f'{self.correct / steps:.4f}')
+    if self.first:
+      line += (f' (the first step, with tracing and compiling: '
+               f'{self.seconds:.1f} s)')
+    else:
+      per_step = self.seconds / steps
+      minutes, seconds = divmod(int((self.max_steps - step) * per_step), 60)
+      line += (f', {self.config.train_batch_size / per_step:.1f} examples/s, '
+               f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d} left')
+    print(line, flush=True)
+    self.first = False
+    self._reset()

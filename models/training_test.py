@@ -39,9 +39,11 @@ def _train_golden_two_steps(summary_dir, strategy):
       hparams_lib.default_hparams().parse(config['hparams_override']),
       summary_dir=summary_dir, model_type='capsule', max_steps=2,
       input_fn=test_utils.array_input_fn(arrays), strategy=strategy)
-  # Both steps in one compiled call, timed.
-  [(step, steps_run, seconds)] = trained.intervals
-  assert (trained.step, step, steps_run) == (2, 2, 2) and seconds > 0
+  # The first step in a call of its own (it traces), then the second.
+  assert trained.step == 2
+  assert [(step, steps_run) for step, steps_run, _ in trained.intervals] == [
+      (1, 1), (2, 1)]
+  assert all(seconds > 0 for _, _, seconds in trained.intervals)
   return (test_utils.events(train_dir)['total_loss'],
           tf.train.load_checkpoint(os.path.join(train_dir, 'model.ckpt-2')))
 
@@ -357,3 +359,109 @@ def test_xla_compile_failure_is_one_line_naming_the_way_around():
   assert 'libdevice not found at ./libdevice.10.bc' in message
   assert '--xla=false' in message
   assert 'XLA_FLAGS=--xla_gpu_cuda_data_dir=' in message
+
+
+def _tiny_train(tmp_path, capsys, *, max_steps, **settings):
+  """training.train's tiny model; its progress lines and intervals."""
+  config = run_config.RunConfig(train_batch_size=4, **settings)
+  trained = training.train(
+      test_utils.tiny_hparams(), summary_dir=str(tmp_path),
+      model_type='capsule', max_steps=max_steps, config=config,
+      input_fn=test_utils.array_input_fn(_batch(4)))
+  lines = [line for line in capsys.readouterr().out.splitlines()
+           if line.startswith('step ')]
+  return lines, [steps_run for _, steps_run, _ in trained.intervals]
+
+
+def test_progress_after_the_first_step_then_by_steps(tmp_path, capsys):
+  lines, calls = _tiny_train(tmp_path, capsys, max_steps=7,
+                             log_every_steps=3, log_every_seconds=1e9)
+  assert calls == [1, 2, 3, 1]  # The first step alone: it traces.
+  assert [line.split(':')[0] for line in lines] == [
+      'step 1', 'step 3', 'step 6', 'step 7']
+  assert re.fullmatch(r'step 1: loss [\d.]+, accuracy [\d.]+ \(the first '
+                      r'step, with tracing and compiling: [\d.]+ s\)',
+                      lines[0]), lines[0]
+  for line in lines[1:]:
+    assert re.fullmatch(r'step \d+: loss [\d.]+, accuracy [\d.]+, [\d.]+ '
+                        r'examples/s, \d+:\d\d:\d\d left', line), line
+
+
+def test_progress_at_least_every_log_every_seconds(tmp_path, capsys):
+  """A slow machine: calls no longer than log_every_seconds, each printed."""
+  lines, calls = _tiny_train(tmp_path, capsys, max_steps=4,
+                             log_every_steps=100, log_every_seconds=1e-9)
+  assert calls == [1, 1, 1, 1]
+  assert [line.split(':')[0] for line in lines] == [
+      'step 1', 'step 2', 'step 3', 'step 4']
+
+
+def _device_reads_in_predicates(concrete, host_variables):
+  """The If/While predicates of a traced function that read a variable
+  other than host_variables (a GPU's, on a GPU: the host waits for it)."""
+  graph_def = concrete.graph.as_graph_def()
+  functions = {f.signature.name: f for f in graph_def.library.function}
+  host = {concrete.graph.captures[i][1].op.name
+          for i, (outer, _) in enumerate(concrete.graph.captures)
+          if any(outer is var.handle for var in host_variables)}
+  top = ({node.name: node for node in graph_def.node}, [], None)
+
+  def scope_of(function_name, caller):
+    nodes = {node.name: node for node in functions[function_name].node_def}
+    args = [arg.name for arg in functions[function_name].signature.input_arg]
+    return nodes, args, caller
+
+  def origin(scope, name):
+    """(scope, node name) of a tensor, through function arguments."""
+    nodes, args, caller = scope
+    name = name.lstrip('^').split(':')[0]
+    if name in args and caller is not None:
+      outer, call = caller
+      offset = 1 if call.op in ('If', 'StatelessIf') else 0
+      return origin(outer, call.input[args.index(name) + offset])
+    return scope, name
+
+  def reads(scope, name, seen):
+    scope, name = origin(scope, name)
+    if (id(scope[0]), name) in seen or name not in scope[0]:
+      return []
+    seen.add((id(scope[0]), name))
+    node = scope[0][name]
+    if node.op == 'ReadVariableOp':
+      _, handle = origin(scope, node.input[0])
+      return [] if handle in host else [handle]
+    return [read for input_name in node.input if not input_name.startswith('^')
+            for read in reads(scope, input_name, seen)]
+
+  found = []
+
+  def visit(scope):
+    for node in scope[0].values():
+      attrs = node.attr
+      if node.op in ('If', 'StatelessIf'):
+        found.extend(reads(scope, node.input[0], set()))
+      if node.op in ('While', 'StatelessWhile'):
+        cond = scope_of(attrs['cond'].func.name, (scope, node))
+        for output in functions[attrs['cond'].func.name].ret.values():
+          found.extend(reads(cond, output, set()))
+      if '_XlaMustCompile' in attrs and attrs['_XlaMustCompile'].b:
+        continue  # Compiled whole: its branches stay on the device.
+      for key in ('then_branch', 'else_branch', 'body', 'f'):
+        if key in attrs and attrs[key].func.name in functions:
+          visit(scope_of(attrs[key].func.name, (scope, node)))
+
+  visit(top)
+  return found
+
+
+def test_no_branch_of_the_training_loop_waits_for_a_device(tmp_path):
+  """Every condition the compiled loop branches on lives on the host: the
+  summaries' cadence, the stop flag (at d3ea3f2: six summary `If`s on the
+  global step)."""
+  trainer = _tiny_trainer(summary_every_steps=2)
+  iterator = trainer.repeat(_batch(4))
+  with tf.summary.create_file_writer(str(tmp_path)).as_default():
+    concrete = trainer._run.get_concrete_function(  # pylint: disable=protected-access
+        iterator, tf.constant(1), tf.constant(0, tf.int64))
+  assert _device_reads_in_predicates(
+      concrete, [trainer.stop_requested]) == []
