@@ -13,7 +13,8 @@ capsule), `perturbations.png` (Fig. 4), `multimnist.png` (Fig. 5), `routing.png`
 (Appendix A), `confusion.png` and `curves.png` (--summary_dir); README.md
 says what each shows, the named tuples below hold the arrays behind them.
 From Python, `make_figures`; a function of its own makes each figure's
-arrays (`reconstruction_grid`, ..., `training_curves`), `plot_*` draws.
+arrays (`reconstruction_grid`, ..., `training_curves`), `plot_*` draws,
+saves and returns the matplotlib Figure.
 """
 
 import os
@@ -24,6 +25,7 @@ if __name__ == '__main__':
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import collections
+import textwrap
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from absl import flags
@@ -59,6 +61,8 @@ NUM_ABSENT_SHOWN = 2  # Fig. 5: columns decoding a digit not in the image.
 NUM_ROUTING_SHOWN = 4  # Appendix A: inputs whose coupling grid is shown.
 ROUTING_ITERATIONS = 10  # Appendix A: iterations run at the checkpoint.
 DPI = 120
+TITLE_SIZE = 11  # Points: a figure's title, above the labels' 10.
+PERTURBATION_CELL = 0.42  # Inches per decoded digit of Fig. 4 (50 pixels).
 EVENTS_PER_READ = 4096
 
 TRAIN_TAGS = ('total_loss', 'accuracy')
@@ -375,15 +379,23 @@ def _new_figure(width: float, height: float) -> mpl_figure.Figure:
   return fig
 
 
+def _suptitle(fig: mpl_figure.Figure, text: str) -> None:
+  """The title, wrapped to the figure's width: a character is about 0.6 of
+  the font size wide."""
+  per_line = int(fig.get_figwidth() * 72 / (0.6 * TITLE_SIZE))
+  fig.suptitle(textwrap.fill(text, per_line), fontsize=TITLE_SIZE)
+
+
 def _show(ax, image: np.ndarray, title: str = '') -> None:
   """An image in [0, 1] without axes: `[h, w]` grey or `[h, w, 3]` RGB."""
   ax.imshow(np.clip(image, 0, 1), cmap='gray', vmin=0, vmax=1)
   ax.set_axis_off()
   if title:
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=10)
 
 
-def plot_reconstructions(recons: Reconstructions, path: str) -> None:
+def plot_reconstructions(recons: Reconstructions,
+                         path: str) -> mpl_figure.Figure:
   """Fig. 3: inputs above reconstructions, each column titled (l, p, r)."""
   columns = []
   for i, (label, prediction) in enumerate(zip(recons.labels,
@@ -398,34 +410,47 @@ def plot_reconstructions(recons: Reconstructions, path: str) -> None:
     _show(axes[0, column], recons.images[i],
           f'({label},{prediction},{decoded})')
     _show(axes[1, column], remake)
-  fig.suptitle('Input (top) and reconstruction (bottom): (label, '
-               'prediction, decoded capsule)', fontsize=9)
+  _suptitle(fig, 'Input (top) and reconstruction (bottom): (label, '
+            'prediction, decoded capsule)')
   fig.savefig(path)
+  return fig
 
 
-def plot_perturbations(perturbations: Perturbations, path: str) -> None:
+def plot_perturbations(perturbations: Perturbations,
+                       path: str) -> mpl_figure.Figure:
   """Fig. 4: per digit, a dimension per row and an offset per column."""
-  num_examples, atoms, num_offsets = perturbations.remakes.shape[:3]
-  height, width = perturbations.remakes.shape[3:5]
-  fig = _new_figure(3.6 * num_examples, 5.4)
+  remakes = perturbations.remakes  # [n, atoms, k, h, w(, 3)]
+  num_examples, atoms, num_offsets = remakes.shape[:3]
+  # A grey line around each digit sets the rows and columns apart.
+  grid = np.pad(np.clip(remakes, 0, 1),
+                [(0, 0)] * 3 + [(1, 1)] * 2 + [(0, 0)] * (remakes.ndim - 5),
+                constant_values=0.4)
+  height, width = grid.shape[3:5]
+  fig = _new_figure(num_examples * (num_offsets * PERTURBATION_CELL + 0.8),
+                    atoms * PERTURBATION_CELL + 2.2)
   axes = fig.subplots(1, num_examples, squeeze=False)[0]
   for i, ax in enumerate(axes):
-    grid = perturbations.remakes[i]  # [atoms, k, h, w]
-    mosaic = grid.swapaxes(1, 2).reshape(
-        (atoms * height, num_offsets * width) + grid.shape[4:])
-    ax.imshow(np.clip(mosaic, 0, 1), cmap='gray', vmin=0, vmax=1)
+    mosaic = grid[i].swapaxes(1, 2).reshape(
+        (atoms * height, num_offsets * width) + grid.shape[5:])
+    ax.imshow(mosaic, cmap='gray', vmin=0, vmax=1)
     ax.set_xticks(width * np.arange(num_offsets) + width / 2 - 0.5)
     ax.set_xticklabels([f'{o:+.2f}' for o in perturbations.offsets],
-                       rotation=90, fontsize=6)
+                       rotation=90, fontsize=9)
     ax.set_yticks(height * np.arange(atoms) + height / 2 - 0.5)
-    ax.set_yticklabels([str(d) for d in range(atoms)], fontsize=6)
-    ax.set_title(f'digit {perturbations.classes[i]}', fontsize=9)
-    ax.set_xlabel('offset', fontsize=8)
-    ax.set_ylabel('capsule dimension', fontsize=8)
+    ax.set_yticklabels([str(d) for d in range(atoms)], fontsize=9)
+    ax.set_title(f'digit {perturbations.classes[i]}')
+    ax.set(xlabel='offset added', ylabel='capsule dimension')
+  offsets = perturbations.offsets
+  _suptitle(fig, f'Each row adds {offsets[0]:+.2f} to {offsets[-1]:+.2f} '
+            f'(the columns) to one of the {atoms} dimensions of the digit\'s '
+            'class capsule and decodes it; offset +0.00 is the '
+            'reconstruction itself')
   fig.savefig(path)
+  return fig
 
 
-def plot_multimnist(multi: MultiReconstructions, path: str) -> None:
+def plot_multimnist(multi: MultiReconstructions,
+                    path: str) -> mpl_figure.Figure:
   """Fig. 5: pairs above their two reconstructions in red and green."""
   num_columns = len(multi.images)
   fig = _new_figure(1.2 * num_columns, 3.0)
@@ -439,18 +464,19 @@ def plot_multimnist(multi: MultiReconstructions, path: str) -> None:
     red, green = multi.remakes[i, 0], multi.remakes[i, 1]
     _show(axes[1, i], np.stack([red, green, np.zeros_like(red)], axis=-1),
           f'R:({decoded}){star}')
-  fig.suptitle('Input pairs (top); the two decoded digits in red and green '
-               '(bottom); * decodes a digit not in the image', fontsize=9)
+  _suptitle(fig, 'Input pairs (top); the two decoded digits in red and '
+            'green (bottom); * decodes a digit not in the image')
   fig.savefig(path)
+  return fig
 
 
 def plot_routing(routing: Routing, path: str, *,
                  history: Optional[RoutingHistory] = None,
-                 num_shown: int = NUM_ROUTING_SHOWN) -> None:
+                 num_shown: int = NUM_ROUTING_SHOWN) -> mpl_figure.Figure:
   """Appendix A; the change over training only with a history."""
   num_shown = min(num_shown, len(routing.images))
   panels = 2 if history is not None else 1
-  fig = _new_figure(3.2 * panels + 1.6 * num_shown, 3.8)
+  fig = _new_figure(3.2 * panels + 2.0 * num_shown, 5.0)
   grid = fig.add_gridspec(2, panels + num_shown,
                           width_ratios=[2] * panels + [1] * num_shown)
   if history is not None:
@@ -459,8 +485,8 @@ def plot_routing(routing: Routing, path: str, *,
       ax.semilogy(history.steps, history.logit_change[:, i], 'o-',
                   label=f'iteration {i + 1}')
     ax.set(xlabel='training step', ylabel='mean |change of routing logits|')
-    ax.set_title('over training', fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title('over training')
+    ax.legend(fontsize=8)
   ax = fig.add_subplot(grid[:, panels - 1])
   iterations = np.arange(1, len(routing.logit_change) + 1)
   trained = iterations <= routing.trained_routing
@@ -470,32 +496,40 @@ def plot_routing(routing: Routing, path: str, *,
     ax.semilogy(iterations[routing.trained_routing - 1:],
                 routing.logit_change[routing.trained_routing - 1:], 'o--',
                 color='gray', label='further iterations')
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
   ax.set(xticks=iterations, xlabel='routing iteration',
          ylabel='mean |change of routing logits|')
-  ax.set_title('at this checkpoint', fontsize=9)
+  ax.set_title('at this checkpoint')
   # Red: routed to the prediction more than uniformly, blue: less.
   spread = max(float(np.abs(routing.couplings[:num_shown] -
                             routing.uniform).max()), 1e-6)
+  side = routing.couplings.shape[1]
   coupling_axes = []
   for i in range(num_shown):
     _show(fig.add_subplot(grid[0, panels + i]), routing.images[i],
           f'predicted {routing.predictions[i]}')
-    coupling_axes.append(fig.add_subplot(grid[1, panels + i]))
-    shown = coupling_axes[-1].imshow(
+    ax = fig.add_subplot(grid[1, panels + i])
+    shown = ax.imshow(
         routing.couplings[i], cmap='RdBu_r', vmin=routing.uniform - spread,
         vmax=routing.uniform + spread)
-    coupling_axes[-1].set_axis_off()
+    ax.set(xticks=range(side), yticks=range(side))
+    ax.set_xlabel('primary capsule column', fontsize=8)
+    ax.tick_params(labelsize=8)
+    coupling_axes.append(ax)
+  coupling_axes[0].set_ylabel('primary capsule row', fontsize=8)
   fig.colorbar(shown, ax=coupling_axes,
                label=f'coupling (uniform {routing.uniform:.3f})')
-  fig.suptitle('Average change of the routing logits per iteration (left); '
-               'coupling to the predicted class after the model\'s '
-               f'iterations, mean over the {routing.num_types} primary '
-               'capsule types (bottom right)', fontsize=8)
+  _suptitle(fig, 'Mean |change of the routing logits| by each routing '
+            'iteration (left). Under each digit, its coupling to the '
+            f'predicted class after the model\'s {routing.trained_routing} '
+            f'iterations at each place of the {side}x{side} grid of primary '
+            f'capsules, mean over their {routing.num_types} types (red: '
+            'above uniform, blue: below)')
   fig.savefig(path)
+  return fig
 
 
-def plot_confusion(matrix: np.ndarray, path: str) -> None:
+def plot_confusion(matrix: np.ndarray, path: str) -> mpl_figure.Figure:
   """The confusion matrix, counts written in the cells."""
   num_classes = len(matrix)
   fig = _new_figure(5.2, 4.6)
@@ -508,25 +542,38 @@ def plot_confusion(matrix: np.ndarray, path: str) -> None:
   ax.set(xticks=range(num_classes), yticks=range(num_classes),
          xlabel='prediction', ylabel='label')
   wrong = int(matrix.sum() - np.trace(matrix))
-  ax.set_title(f'{int(matrix.sum())} digits, {wrong} wrong', fontsize=9)
+  ax.set_title(f'{int(matrix.sum())} digits, {wrong} wrong')
   fig.colorbar(shown, ax=ax, label='log(1 + count)')
   fig.savefig(path)
+  return fig
 
 
-def plot_curves(curves: Curves, path: str) -> None:
+def plot_curves(curves: Curves, path: str) -> mpl_figure.Figure:
   """Training loss, training accuracy and test error against the step."""
   fig = _new_figure(12, 3.4)
   panels = ((curves.total_loss, 'training loss (total_loss)', True),
             (curves.accuracy, 'training accuracy', False),
             (curves.test_error, 'test error %', True))
   for ax, (curve, title, log_scale) in zip(fig.subplots(1, 3), panels):
-    ax.plot(curve.steps, curve.values, '.-' if len(curve.steps) < 50 else '-')
-    # Loss and error fall by orders of magnitude; a zero forbids the log.
-    if log_scale and curve.values.size and np.all(curve.values > 0):
-      ax.set_yscale('log')
+    if len(curve.steps) == 1:
+      # One evaluation: its value written, on axes from 0 rather than
+      # matplotlib's 5% either side of the point.
+      step, value = int(curve.steps[0]), float(curve.values[0])
+      ax.plot(step, value, 'o')
+      ax.annotate(f'{value:.3g}', (step, value), xytext=(0, 8),
+                  textcoords='offset points', ha='center')
+      span = max(step, 1)
+      ax.set(xlim=(-0.05 * span, 1.1 * span), ylim=(0, 1.3 * value or 1))
+    else:
+      ax.plot(curve.steps, curve.values,
+              '.-' if len(curve.steps) < 50 else '-')
+      # Loss and error fall by orders of magnitude; a zero forbids the log.
+      if log_scale and curve.values.size and np.all(curve.values > 0):
+        ax.set_yscale('log')
     ax.set_xlabel('step')
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title)
   fig.savefig(path)
+  return fig
 
 
 def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,

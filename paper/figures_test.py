@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 
+import matplotlib
 from matplotlib import image as mpl_image
 import numpy as np
 import tensorflow as tf
@@ -68,6 +69,93 @@ def _softmax(logits):
 def _squash(vectors):
   norm_squared = np.sum(vectors**2, axis=-1, keepdims=True)
   return vectors * np.sqrt(norm_squared) / (1 + norm_squared)
+
+
+class PlotTest(tf.test.TestCase):
+  """The drawn figures, inspected before they become pixels."""
+
+  def _assert_readable_title(self, fig, *words):
+    """A title as large as the labels, inside the figure, saying words."""
+    title = fig.get_suptitle()
+    for word in words:
+      self.assertIn(word, title.replace('\n', ' '))
+    [text] = [text for text in fig.texts if text.get_text() == title]
+    self.assertGreaterEqual(text.get_fontsize(),
+                            matplotlib.rcParams['font.size'])
+    fig.canvas.draw()
+    extent = text.get_window_extent()
+    self.assertGreaterEqual(extent.x0, 0)
+    self.assertLessEqual(extent.x1, fig.bbox.width)
+
+  def testRoutingTitleIsReadableAndCouplingMapsLabelled(self):
+    rng = np.random.default_rng(0)
+    couplings = 0.1 + 0.01 * rng.normal(size=(3, 2, 2))
+    routing = figures.Routing(
+        logit_change=np.array([1e-3, 2e-3, 3e-3]), trained_routing=3,
+        couplings=couplings, uniform=0.1, predictions=np.array([4, 1, 7]),
+        images=rng.uniform(size=(3, 5, 5)), num_types=2)
+    fig = figures.plot_routing(
+        routing, os.path.join(self.get_temp_dir(), 'routing.png'),
+        num_shown=2)
+    # The long title wraps: unwrapped it is twice the figure's width.
+    self._assert_readable_title(fig, '2x2 grid of primary capsules',
+                                'mean over their 2 types')
+    maps = [ax for ax in fig.axes
+            if ax.images and ax.images[0].get_array().shape == (2, 2)]
+    self.assertLen(maps, 2)
+    for ax, coupling in zip(maps, couplings):
+      self.assertAllClose(ax.images[0].get_array(), coupling)
+      self.assertEqual(ax.get_xlabel(), 'primary capsule column')
+      self.assertAllEqual(ax.get_xticks(), [0, 1])
+      self.assertAllEqual(ax.get_yticks(), [0, 1])
+    self.assertEqual(maps[0].get_ylabel(), 'primary capsule row')
+
+  def testPerturbationRowsAreLargeAndTitled(self):
+    # Fig. 4's 16 capsule dimensions, 3 offsets, two digits.
+    remakes = np.random.default_rng(0).uniform(size=(2, 16, 3, 4, 4))
+    perturbations = figures.Perturbations(
+        classes=np.array([4, 9]), offsets=np.array([-0.25, 0.0, 0.25]),
+        capsules=None, remakes=remakes)
+    fig = figures.plot_perturbations(
+        perturbations, os.path.join(self.get_temp_dir(), 'perturbations.png'))
+    self._assert_readable_title(fig, 'Each row adds -0.25 to +0.25',
+                                '16 dimensions')
+    self.assertLen(fig.axes, 2)
+    for i, ax in enumerate(fig.axes):
+      self.assertEqual(ax.get_title(), f'digit {(4, 9)[i]}')
+      self.assertEqual(ax.get_ylabel(), 'capsule dimension')
+      # Each row at least 0.35 inch (42 pixels) high as drawn.
+      self.assertGreaterEqual(
+          ax.get_window_extent().height / fig.dpi / 16, 0.35)
+      # The digits, a grey line around each: [16 * (4 + 2), 3 * (4 + 2)].
+      mosaic = ax.images[0].get_array()
+      self.assertEqual(mosaic.shape, (96, 18))
+      self.assertAllClose(mosaic[1:5, 1:5], remakes[i, 0, 0])
+      self.assertAllClose(mosaic[7:11, 13:17], remakes[i, 1, 2])
+
+  def testCurveOfOnePointIsALabelledPoint(self):
+    curves = figures.Curves(
+        total_loss=figures.Scalars(np.array([0, 10, 20]),
+                                   np.array([2.5, 1.25, 0.5])),
+        accuracy=figures.Scalars(np.array([], np.int64), np.array([])),
+        test_error=figures.Scalars(np.array([150]), np.array([2.01])))
+    fig = figures.plot_curves(curves,
+                              os.path.join(self.get_temp_dir(), 'curves.png'))
+    loss, _, error = fig.axes
+    self.assertEqual(loss.get_yscale(), 'log')
+    [line] = error.get_lines()
+    self.assertNotIn(line.get_marker(), ('', 'None', None))
+    [label] = error.texts
+    self.assertEqual(label.get_text(), '2.01')
+    self.assertEqual(label.xy, (150, 2.01))
+    # Steps from 0, errors from 0, not matplotlib's 142.5-157.5 and 1-10.
+    self.assertEqual(error.get_yscale(), 'linear')
+    low, high = error.get_xlim()
+    self.assertLessEqual(low, 0)
+    self.assertGreater(high, 150)
+    low, high = error.get_ylim()
+    self.assertEqual(low, 0)
+    self.assertGreater(high, 2.01)
 
 
 class FigureArraysTest(tf.test.TestCase):
