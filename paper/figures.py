@@ -606,6 +606,7 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
         'the figures need the decoder: hparam remake=true')
   if eval_size < 1:
     raise errors.ConfigError(f'eval_size must be positive, got {eval_size}')
+  checkpoints.require(checkpoint)  # Before any data is read or prepared.
   # Read first: a wrong summary_dir fails before the long evaluation.
   curves = training_curves(summary_dir) if summary_dir else None
   evaluator = evaluation.Evaluator(

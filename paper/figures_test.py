@@ -483,6 +483,16 @@ class MakeFiguresTest(tf.test.TestCase):
     self.assertStartsWith(message, 'figures: error: checkpoint ')
     self.assertNotIn('\n', message)
 
+  def testMissingCheckpointIsNamedBeforeTheDataIsRead(self):
+    empty = os.path.join(self.root, 'no_data_here')
+    with self.assertRaisesRegex(checkpoints.MissingCheckpointError,
+                                'model.ckpt-9.index does not exist'):
+      figures.make_figures(
+          os.path.join(self.root, 'model.ckpt-9'), data_dir=empty,
+          output_dir=self.root,
+          hparams=hparams_lib.default_hparams().parse(_TINY))
+    self.assertFalse(os.path.exists(empty))
+
   def testModelWithoutDecoderIsRefused(self):
     with self.assertRaisesRegex(ValueError, 'remake=true'):
       figures.make_figures(
