@@ -225,16 +225,21 @@ def _free_ports(count):
   return ports
 
 
-def _workers(args, count=2):
-  """`experiment.py args` as `count` loopback workers of one cluster."""
+def _workers(args, count=2, own_args=None):
+  """`experiment.py args` as `count` loopback workers of one cluster.
+
+  own_args: a list of further arguments for each worker.
+  """
   workers = [f'localhost:{port}' for port in _free_ports(count)]
+  own_args = own_args or [[]] * count
   processes = []
   for index in range(count):
     env = dict(os.environ, TF_CONFIG=json.dumps(
         {'cluster': {'worker': workers},
          'task': {'type': 'worker', 'index': index}}))
     processes.append(subprocess.Popen(
-        [sys.executable, os.path.join(_HERE, 'experiment.py'), *args],
+        [sys.executable, os.path.join(_HERE, 'experiment.py'), *args,
+         *own_args[index]],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=_HERE,
         env=env))
   return processes
@@ -315,6 +320,35 @@ def test_multi_worker_preempted_then_resumed_on_loopback(mnist_dir, tmp_path):
   # ... and evaluates the final checkpoint.
   assert 'Total wrong predictions' in outputs[0][0]
   assert 'Total wrong predictions' not in outputs[1][0]
+
+
+def test_multi_worker_resumes_every_worker_from_the_chiefs_checkpoint(
+    mnist_dir, tmp_path):
+  """Each worker given its own local --summary_dir; only the chief's holds a
+  checkpoint (step 3). Every worker trains on from the chief's step and
+  weights: they run the same steps and print the same all-reduced loss."""
+  chief_dir, worker_dir = tmp_path / 'chief', tmp_path / 'worker'
+  model = registry.build_model(test_utils.tiny_hparams(),
+                               model_type='capsule', shape=_SHAPE,
+                               config=devices.resolve_run_config().model)
+  model.optimizer.set_step(3)
+  os.makedirs(chief_dir / 'train')
+  checkpoints.save(model, str(chief_dir / 'train'))
+  args = [f'--data_dir={mnist_dir[0]}', f'--hparams_override={test_utils.TINY}',
+          '--evaluate_after_training=false']
+  processes = _workers([*args, '--max_steps=6'], own_args=[
+      [f'--summary_dir={chief_dir}'], [f'--summary_dir={worker_dir}']])
+  outputs = _communicate(processes)
+  for process, (_, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+  chief_progress, worker_progress = [_PROGRESS.findall(stdout)
+                                     for stdout, _ in outputs]
+  assert chief_progress == worker_progress
+  assert [step for step, _, _ in chief_progress] == ['6']
+  checkpoint = os.path.join(chief_dir, 'train', 'model.ckpt-3')
+  assert f'Resumed from {checkpoint} at step 3' in outputs[0][0]
+  assert list(checkpoints.list_steps(str(chief_dir / 'train'))) == [3, 6]
+  assert not os.path.exists(worker_dir / 'train')
 
 
 # Each case: arguments, a part of the one-line error. The cases marked True

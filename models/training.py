@@ -260,7 +260,8 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
 
   Resumes from the newest loadable checkpoint in `summary_dir/train/`, saves
   there every `config.save_step` steps and at max_steps (none after a
-  non-finite loss). Under multi-worker training only the chief writes files.
+  non-finite loss). Under multi-worker training only the chief reads and
+  writes files; the others start from its step and weights.
 
   seed: seeds Python, NumPy, TensorFlow and Keras here (a process may train
   several seeds) and reads the input in a fixed order: the same initial
@@ -292,7 +293,9 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   trainer = Trainer(model, strategy=strategy, config=config)
   num_params = sum(int(np.prod(var.shape)) for var in model.trainable_variables)
   print(f'total_params: {num_params}', flush=True)
-  step = checkpoints.restore_latest(model, train_dir)
+  step = checkpoints.restore_latest(model, train_dir) if is_chief else 0
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    step = _broadcast_from_chief(model, strategy)
   # A seeded run resumes in its own data order: the batches of the steps
   # done are read and passed over (unseeded, the order is random anyway).
   done = step if seed is not None else 0
@@ -351,6 +354,35 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
       progress.add(step, result, seconds=seconds)
   writer.close()
   return Trained(step, intervals)
+
+
+def _broadcast_from_chief(model: model_lib.Model,
+                          strategy: tf.distribute.Strategy) -> int:
+  """Gives every worker the chief's restored state; the global step.
+
+  Workers may be given different folders (each machine a local path), and
+  only the chief's may hold a checkpoint: without this, the others would
+  train on from their own step and weights. Everything a checkpoint holds
+  is summed over the replicas, the first (the chief's) adding its value and
+  the others zeros: exact, as x + 0 is x.
+  """
+  variables = [var.value for var in dict(model.tf1_variable_map(),
+                                         **model.slot_map()).values()]
+
+  def chief_or_zeros(var):
+    first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+    return tf.where(first, var, tf.zeros_like(var))
+
+  @tf.function
+  def broadcast():
+    values = strategy.run(lambda: [chief_or_zeros(var) for var in variables])
+    for value, var in zip(values, variables):  # One dtype per collective.
+      var.assign(strategy.extended.reduce_to(tf.distribute.ReduceOp.SUM,
+                                             value, var))
+
+  with strategy.scope():
+    broadcast()
+  return int(model.global_step.numpy())
 
 
 def _stop(model: model_lib.Model, train_dir: str, *, is_chief: bool,

@@ -279,6 +279,28 @@ def test_replicas_must_split_the_batch(two_cpu_strategy):
     _tiny_trainer(two_cpu_strategy, train_batch_size=3)
 
 
+def test_broadcast_from_chief_gives_every_replica_the_first_ones_state(
+    two_cpu_strategy):
+  """What each worker trains on from, run here over two replicas: all a
+  checkpoint holds (weights, Adam moments, beta powers, global step) as the
+  first replica, the chief's, has it, bit for bit."""
+  model = _tiny_trainer(two_cpu_strategy).model
+  variables = dict(model.tf1_variable_map(), **model.slot_map())
+  rng = np.random.default_rng(5)
+  for var in variables.values():
+    for replica, part in enumerate(var.value.values):
+      part.assign(7 + replica if var.dtype == 'int64' else
+                  rng.normal(size=var.shape).astype(var.dtype))
+  chief = {name: var.value.values[0].numpy()
+           for name, var in variables.items()}
+  step = training._broadcast_from_chief(  # pylint: disable=protected-access
+      model, two_cpu_strategy)
+  assert step == 7
+  for name, var in variables.items():
+    for part in var.value.values:
+      np.testing.assert_array_equal(part.numpy(), chief[name], err_msg=name)
+
+
 def _batch(size, *, scale=1.0, seed=0):
   rng = np.random.default_rng(seed)
   images = (rng.uniform(size=(size, 1, 20, 20)) * scale).astype(np.float32)
