@@ -31,9 +31,8 @@ class Progress:
     self._start = self._last = clock()
 
   def each(self, items: Iterable[Item]) -> Iterator[Item]:
-    """Yields items, each counted as done when the next one is asked for."""
+    """Yields items, counting each as it goes (a consumer may stop short)."""
     for item in items:
-      yield item
       self._done += 1
       now = self._clock()
       due = now - self._last >= (_BAR_SECONDS if self._bar else LINE_SECONDS)
@@ -44,3 +43,4 @@ class Progress:
               f'{now - self._start:.0f} s', flush=True)
       if due:
         self._last = now
+      yield item

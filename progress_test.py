@@ -11,7 +11,7 @@ def _clock(*times):
 
 
 def test_lines_at_most_every_line_seconds(capsys):
-  # Read when made, then after each item.
+  # Read when made, then as each item goes.
   clock = _clock(0, 10, 31, 40, 61, 62)
   items = progress.Progress('Evaluating', total=5, unit='batches',
                             clock=clock).each('abcde')

@@ -25,6 +25,7 @@ import tensorflow as tf
 import files
 from input_data.mnist import canvas
 from input_data import records
+import progress
 
 # Records built per step of the writers: bounds the memory of the shifted
 # copies (a few tens of MB) while keeping numpy's work vectorised.
@@ -127,7 +128,8 @@ def shift_write_multi_mnist(images: np.ndarray, *, labels: np.ndarray,
                                 num_pairs=num_pairs, seed=seed)
   filenames = records.sharded_filenames(
       file_prefix, -(-len(images) * num_pairs // max_shard))  # rounded up
-  examples = _multi_records(generator)
+  examples = progress.Progress('Writing', total=len(images) * num_pairs,
+                               unit='pairs').each(_multi_records(generator))
   for filename in filenames:
     files.write_atomically(filename, lambda temp: records.write_tfrecords(
         temp, itertools.islice(examples, max_shard)))
