@@ -12,16 +12,16 @@ def _clock(*times):
 
 def test_lines_at_most_every_line_seconds(capsys):
   # Read when made, then as each item goes.
-  clock = _clock(0, 10, 31, 40, 61, 62)
+  clock = _clock(0, 10, 61, 80, 121, 122)
   items = progress.Progress('Evaluating', total=5, unit='batches',
                             clock=clock).each('abcde')
   assert list(items) == list('abcde')
   assert capsys.readouterr().out.splitlines() == [
-      'Evaluating: 2/5 batches, 31 s', 'Evaluating: 4/5 batches, 61 s']
+      'Evaluating: 2/5 batches, 61 s', 'Evaluating: 4/5 batches, 121 s']
 
 
 def test_short_run_prints_nothing(capsys):
-  clock = _clock(0, 1, 2, 29)
+  clock = _clock(0, 1, 2, 59)
   assert list(progress.Progress('Writing', total=3, unit='records',
                                 clock=clock).each(range(3))) == [0, 1, 2]
   assert capsys.readouterr().out == ''
