@@ -224,3 +224,17 @@ def test_mnist_input_takes_the_records_image_size(tmp_path):
       'test', 3)))
   assert batch['images'].shape == (3, 1, 32, 32)
   np.testing.assert_allclose(batch['images'][:, 0], padded / 255)
+
+
+def test_multi_mnist_reads_the_digits_once(tmp_path, capsys):
+  """Training builds its pipeline twice (first for the shapes) in a process."""
+  images, _ = test_utils.random_digits(4, seed=6)
+  write_mnist_idx(str(tmp_path), images, np.arange(4, dtype=np.uint8))
+  input_fn = datasets.input_fn('mnist', data_dir=str(tmp_path), num_targets=2,
+                               num_pairs=1)
+  first, again = (next(input_fn('train', 4).as_numpy_iterator())
+                  for _ in range(2))
+  for key in first:
+    np.testing.assert_array_equal(first[key], again[key])
+  assert capsys.readouterr().out.splitlines() == [
+      f'Reading MNIST train from the idx files in {tmp_path}']

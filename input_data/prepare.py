@@ -21,20 +21,19 @@ files):
 
 import gzip
 import os
-import threading
 import time
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Iterable, Sequence
 
 import tensorflow as tf
 
 import errors
 import files
+from input_data import records
+import progress
 
 # Where the data goes when no data_dir is given, beside tensorflow-datasets'
 # ~/tensorflow_datasets.
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser('~'), 'capsules_data')
-# Seconds between two progress lines while a file is written.
-PROGRESS_SECONDS = 10
 # A TFRecord frames each record with its length (8 bytes) and two CRCs.
 RECORD_FRAMING_BYTES = 16
 
@@ -56,38 +55,24 @@ def open_maybe_gzipped(path: str, how_to_get: str) -> BinaryIO:
       f'{path} (or {path}.gz) does not exist. Get it with:\n  {how_to_get}')
 
 
-def write_new(path: str, write: Callable[[str], object], *, num_records: int,
+def write_new(path: str, serialized: Iterable[bytes], *, num_records: int,
               record_bytes: int) -> str:
   """Writes `num_records` records of about record_bytes each to a new path.
 
-  `write(temp)` writes them, with a progress line every PROGRESS_SECONDS; a
-  file that another preparation wrote meanwhile is kept. Returns path.
+  Shows their progress (`progress`); a file that another preparation wrote
+  meanwhile is kept. Returns path.
   """
   num_bytes = num_records * (record_bytes + RECORD_FRAMING_BYTES)
   print(f'Writing {num_records:,} records ({num_bytes / 1e6:,.0f} MB) to '
         f'{path}', flush=True)
   start = time.monotonic()
-
-  def write_with_progress(temp: str) -> None:
-    done = threading.Event()
-
-    def report() -> None:
-      while not done.wait(PROGRESS_SECONDS):
-        if tf.io.gfile.exists(temp):
-          written = tf.io.gfile.stat(temp).length
-          print(f'  {written / num_bytes:.0%} ({written / 1e6:,.0f} MB) after '
-                f'{time.monotonic() - start:.0f} s', flush=True)
-    thread = threading.Thread(target=report, daemon=True)
-    thread.start()
-    try:
-      write(temp)
-    finally:
-      done.set()
-      thread.join()
-  if files.write_atomically(path, write_with_progress, overwrite=False):
+  serialized = progress.Progress('Writing', total=num_records,
+                                 unit='records').each(serialized)
+  if files.write_atomically(
+      path, lambda temp: records.write_tfrecords(temp, serialized),
+      overwrite=False):
     print(f'Wrote {path} in {time.monotonic() - start:.0f} s', flush=True)
   else:
     print(f'Another preparation wrote {path} meanwhile; using that one',
           flush=True)
   return path
-

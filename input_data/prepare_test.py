@@ -28,6 +28,7 @@ from input_data.norb import dataset as norb_dataset
 from input_data.norb.norb_record_writer_test import write_norb_mat
 from input_data import prepare
 from input_data import tfds_data
+import progress
 
 # Generous: the offline error takes well under a second after the imports.
 MAX_OFFLINE_SECONDS = 10
@@ -240,15 +241,15 @@ class PrepareTest(tf.test.TestCase):
   def testFileWrittenMeanwhileIsNotOverwritten(self):
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
     path = os.path.join(self.data_dir, 'test_0shifted_mnist.tfrecords')
-    write = mnist_record_writer.shift_write_mnist
+    examples = mnist_record_writer.shifted_examples
 
-    def write_while_another_writes(*args, **kwargs):
-      write(*args, **kwargs)
+    def written_while_another_writes(*args, **kwargs):
+      yield from examples(*args, **kwargs)
       with open(path, 'wb') as f:
         f.write(b'theirs')
 
-    with mock.patch.object(mnist_record_writer, 'shift_write_mnist',
-                           write_while_another_writes):
+    with mock.patch.object(mnist_record_writer, 'shifted_examples',
+                           written_while_another_writes):
       _, printed = self._write_mnist_records('test')
     self.assertEqual(b'theirs', _read(path))
     self.assertIn(f'Another preparation wrote {path} meanwhile', printed)
@@ -258,14 +259,13 @@ class PrepareTest(tf.test.TestCase):
 
   def testInterruptedPreparationLeavesNoFile(self):
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
+    examples = mnist_record_writer.shifted_examples
 
-    def interrupted(images, *, labels, filename, shift, pad):
-      del images, labels, shift, pad  # unused
-      with open(filename, 'wb') as f:
-        f.write(b'half')
+    def interrupted(*args, **kwargs):
+      yield next(examples(*args, **kwargs))
       raise KeyboardInterrupt
 
-    with mock.patch.object(mnist_record_writer, 'shift_write_mnist',
+    with mock.patch.object(mnist_record_writer, 'shifted_examples',
                            interrupted):
       with self.assertRaises(KeyboardInterrupt):
         self._write_mnist_records('test')
@@ -286,18 +286,13 @@ class PrepareTest(tf.test.TestCase):
     self.assertEqual(b'half', _read(leftover))
 
   def testProgressLines(self):
+    """A line per record when every record is late (progress' cadence)."""
     write_mnist_idx(self.data_dir, *self._digits(2), prefix='t10k')
-    write = mnist_record_writer.shift_write_mnist
-
-    def slow_write(*args, **kwargs):
-      write(*args, **kwargs)
-      time.sleep(0.5)
-
-    with mock.patch.object(prepare, 'PROGRESS_SECONDS', 0.1), \
-        mock.patch.object(mnist_record_writer, 'shift_write_mnist', slow_write):
-      _, printed = self._write_mnist_records('test')
-    # The whole file is written before the pause.
-    self.assertRegex(printed, r'\n  100% \(0 MB\) after 0 s\n')
+    with mock.patch.object(progress, 'LINE_SECONDS', 0):
+      path, printed = self._write_mnist_records('test')
+    self.assertEqual([f'Writing 2 records (0 MB) to {path}',
+                      'Writing: 1/2 records, 0 s', 'Writing: 2/2 records, 0 s',
+                      f'Wrote {path} in 0 s'], printed.splitlines()[1:])
 
   def testNorbFromMatEqualsNorbConvert(self):
     images = self.rng.integers(0, 256, (3, 2, 8, 8), np.uint8)

@@ -21,6 +21,7 @@ from models.hparams import HParams
 from models import model as model_lib
 from models import registry
 from models import run_config as run_config_lib
+import progress
 
 EvalResult = collections.namedtuple(
     'EvalResult', ('checkpoint', 'step', 'correct', 'almost', 'wrong',
@@ -95,8 +96,11 @@ def evaluate(hparams: HParams, *, summary_dir: str, model_type: str,
     with contextlib.nullcontext() if checkpoint else checkpoints.reading(path):
       step = checkpoints.load(evaluator.model, path)
     print(f'Evaluating {path} (step {step})', flush=True)
+    batches = progress.Progress(
+        'Evaluating', total=eval_size // config.eval_batch_size,
+        unit='batches').each(evaluator.batches(eval_size))
     counts = [[int(count) for count in evaluator.counts(tensors)]
-              for tensors in evaluator.batches(eval_size)]
+              for tensors in batches]
     correct, almost = map(int, np.sum(counts, axis=0))
     num_examples = len(counts) * config.eval_batch_size
     wrong = num_examples - correct
@@ -148,10 +152,12 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
              for tensors in evaluator.batches(eval_size)]
   logit_sum = np.zeros([len(batches) * config.eval_batch_size,
                         evaluator.model.shape.num_classes], np.float32)
+  members = progress.Progress('Evaluating the ensemble',
+                              total=len(paths) * len(batches), unit='batches')
   for path in paths:
     checkpoints.load(evaluator.model, path)
     logit_sum += np.concatenate([evaluator.logits(batch)
-                                 for batch in batches])
+                                 for batch in members.each(batches)])
   targets = np.concatenate([batch['recons_label'] for batch in batches])
   wrong = int(np.sum(np.argmax(logit_sum, axis=1) != targets))
   _print_wrong(wrong, wrong / eval_size * 100)

@@ -9,15 +9,25 @@ import pytest
 from models import evaluation
 from models import hparams as hparams_lib
 from models import run_config
+import progress
 import test_utils
 
 
-def test_ensemble_sums_member_logits(tmp_path, capsys):
+def _progress_lines(out, what):
+  """The progress lines of `what` in out, less their seconds."""
+  return [line.rsplit(',', 1)[0] for line in out.splitlines()
+          if line.startswith(what + ':')]
+
+
+def test_ensemble_sums_member_logits(tmp_path, capsys, monkeypatch):
   """The reference's ckpt-0 and ckpt-2 as an ensemble of two.
 
   The expected prediction comes from the reference's own logits of both
-  checkpoints on the golden batch (100 copies of its two examples).
+  checkpoints on the golden batch (100 copies of its two examples). A
+  progress line comes after each batch of each member when every batch is
+  late.
   """
+  monkeypatch.setattr(progress, 'LINE_SECONDS', 0)
   case = test_utils.CIFAR_CASE
   for trial, step in enumerate((0, 2)):
     test_utils.copy_checkpoint(
@@ -33,8 +43,11 @@ def test_ensemble_sums_member_logits(tmp_path, capsys):
   logit_sum = np.concatenate([golden['logits'] + golden['step2_logits']] * 100)
   expected = int(np.sum(np.argmax(logit_sum, axis=1) != arrays['recons_label']))
   assert wrong == expected
+  out = capsys.readouterr().out
   assert (test_utils.wrong_line(expected, expected / 200 * 100)
-          in capsys.readouterr().out.splitlines())
+          in out.splitlines())
+  assert _progress_lines(out, 'Evaluating the ensemble') == [
+      f'Evaluating the ensemble: {done}/4 batches' for done in range(1, 5)]
 
 
 def test_ensemble_missing_member_fails_before_reading_data(tmp_path):
@@ -52,8 +65,12 @@ def test_ensemble_missing_member_fails_before_reading_data(tmp_path):
 
 
 @pytest.mark.parametrize('case', [test_utils.CIFAR_CASE, 'capsule_tiny'])
-def test_evaluate_golden_checkpoints(case, tmp_path, capsys):
-  """Evaluates the reference's ckpt-0 and, once it appears, its ckpt-2."""
+def test_evaluate_golden_checkpoints(case, tmp_path, capsys, monkeypatch):
+  """Evaluates the reference's ckpt-0 and, once it appears, its ckpt-2.
+
+  Each shows its progress, when every batch is late.
+  """
+  monkeypatch.setattr(progress, 'LINE_SECONDS', 0)
   checkpoints = [test_utils.require(f'{case}/model.ckpt-{step}')
                  for step in (0, 2)]
   config = test_utils.load_config(case)
@@ -89,7 +106,9 @@ def test_evaluate_golden_checkpoints(case, tmp_path, capsys):
   assert 20 <= sum(sleeps[2:]) <= 21
   assert [result.step for result in results] == [0, 2]
   targets = np.argmax(arrays['labels'], axis=1)
-  lines = capsys.readouterr().out.splitlines()
+  out = capsys.readouterr().out
+  assert _progress_lines(out, 'Evaluating') == ['Evaluating: 1/1 batches'] * 2
+  lines = out.splitlines()
   for result, logits in zip(results, ('logits', 'step2_logits')):
     repeated = np.concatenate([golden[logits]] * 50)[:len(targets)]
     wrong = int(np.sum(np.argmax(repeated, axis=1) != targets))

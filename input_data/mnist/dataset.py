@@ -9,6 +9,7 @@ is. The digits come from data_dir's idx files (`train-images-idx3-ubyte`,
 ..., gzipped or not), else tensorflow-datasets' mnist (in its order).
 """
 
+import functools
 from typing import Optional, Tuple
 
 import numpy as np
@@ -41,9 +42,14 @@ def prepare_digits(split: str, options: interface.Options) -> bool:
   return False
 
 
+@functools.lru_cache(maxsize=None)
 def digits(split: str,
            options: interface.Options) -> Tuple[np.ndarray, np.ndarray]:
-  """uint8 digits `[n, 28, 28]` and labels `[n]`, from idx files or tfds."""
+  """uint8 digits `[n, 28, 28]` and labels `[n]`, from idx files or tfds.
+
+  Read once per process: training builds its pipeline twice, first for the
+  shapes alone.
+  """
   data_dir, file_split = options.data_dir, options.file_split(split)
   if prepare_digits(split, options):
     print(f'Reading MNIST {file_split} from the idx files in {data_dir}',
@@ -64,8 +70,8 @@ def write_records(split: str, options: interface.Options) -> str:
   images, labels = digits(split, options)
   return prepare_lib.write_new(
       path,
-      lambda temp: mnist_record_writer.shift_write_mnist(
-          images, labels=labels, filename=temp, shift=shift, pad=0),
+      mnist_record_writer.shifted_examples(images, labels=labels,
+                                           shift=shift, pad=0),
       num_records=len(images) * len(mnist_record_writer.all_shifts(shift)),
       record_bytes=len(mnist_record_writer.single_example(images[0],
                                                           label=labels[0])))

@@ -25,6 +25,7 @@ import tensorflow as tf
 import files
 from input_data.mnist import canvas
 from input_data import records
+import progress
 
 # Records built per step of the writers: bounds the memory of the shifted
 # copies (a few tens of MB) while keeping numpy's work vectorised.
@@ -74,25 +75,29 @@ def multi_example(merged: np.ndarray, *, image_1: np.ndarray, label_1: int,
       image_raw_2=image_2.tobytes(), merged_raw=merged.tobytes()))
 
 
-def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
-                      filename: str, shift: int, pad: int) -> int:
-  """Writes the shifted copies (module doc) to filename; their count.
+def shifted_examples(images: np.ndarray, *, labels: np.ndarray, shift: int,
+                     pad: int) -> Iterator[bytes]:
+  """The shifted copies (module doc), serialized, image by image.
 
-  Records come image by image, each image's copies in `all_shifts` order.
+  Each image's copies come in `all_shifts` order.
   """
   shifts = all_shifts(shift).astype(np.int32)
   chunk = max(1, _CHUNK_RECORDS // len(shifts))
+  for start in range(0, len(images), chunk):
+    digits = images[start:start + chunk]
+    copies = canvas.place(  # [chunk * k, h, w], image by image
+        np.repeat(digits, len(shifts), axis=0),
+        np.tile(shifts, (len(digits), 1)), pad=pad, shift=shift).numpy()
+    for image, label in zip(copies, np.repeat(labels[start:start + chunk],
+                                              len(shifts))):
+      yield single_example(image, label=label)
 
-  def examples() -> Iterator[bytes]:
-    for start in range(0, len(images), chunk):
-      digits = images[start:start + chunk]
-      copies = canvas.place(  # [chunk * k, h, w], image by image
-          np.repeat(digits, len(shifts), axis=0),
-          np.tile(shifts, (len(digits), 1)), pad=pad, shift=shift).numpy()
-      for image, label in zip(copies, np.repeat(labels[start:start + chunk],
-                                                len(shifts))):
-        yield single_example(image, label=label)
-  return records.write_tfrecords(filename, examples())
+
+def shift_write_mnist(images: np.ndarray, *, labels: np.ndarray,
+                      filename: str, shift: int, pad: int) -> int:
+  """Writes `shifted_examples` to filename; their count."""
+  return records.write_tfrecords(filename, shifted_examples(
+      images, labels=labels, shift=shift, pad=pad))
 
 
 def _multi_records(generator: canvas.MultiMnist) -> Iterator[bytes]:
@@ -123,7 +128,8 @@ def shift_write_multi_mnist(images: np.ndarray, *, labels: np.ndarray,
                                 num_pairs=num_pairs, seed=seed)
   filenames = records.sharded_filenames(
       file_prefix, -(-len(images) * num_pairs // max_shard))  # rounded up
-  examples = _multi_records(generator)
+  examples = progress.Progress('Writing', total=len(images) * num_pairs,
+                               unit='pairs').each(_multi_records(generator))
   for filename in filenames:
     files.write_atomically(filename, lambda temp: records.write_tfrecords(
         temp, itertools.islice(examples, max_shard)))

@@ -1,7 +1,10 @@
 """Tests for mnist_record_writer: shifting, record layout, MultiMNIST shards."""
 
+import contextlib
+import io
 import os
 import tempfile
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -9,6 +12,7 @@ import tensorflow as tf
 from input_data.mnist import canvas
 from input_data.mnist import mnist_record_writer
 from input_data import records
+import progress
 
 # The feature spec the reference's reader parsed single-digit records with.
 REFERENCE_SINGLE_SPEC = {
@@ -119,14 +123,23 @@ class MnistRecordsTest(tf.test.TestCase):
                         tf.io.decode_raw(parsed['image_raw_2'], tf.uint8))
 
   def testMultiShiftWrite(self):
-    """The reference's case: 2 flat images, pad 4, shift 0, 1 pair, 2 shards."""
+    """The reference's case: 2 flat images, pad 4, shift 0, 1 pair, 2 shards.
+
+    With a progress line per pair, when every pair is late.
+    """
     colors = [255, 128]
     images = np.stack([np.full((28, 28), c, np.uint8) for c in colors])
     labels = np.array([3, 4], np.uint8)
     prefix = os.path.join(self.tmp, 'multitest_0shifted_mnist.tfrecords')
-    filenames = mnist_record_writer.shift_write_multi_mnist(
-        images, labels=labels, file_prefix=prefix, shift=0, pad=4,
-        max_shard=1, num_pairs=1, seed=0)
+    out = io.StringIO()
+    with mock.patch.object(progress, 'LINE_SECONDS', 0), \
+        contextlib.redirect_stdout(out):
+      filenames = mnist_record_writer.shift_write_multi_mnist(
+          images, labels=labels, file_prefix=prefix, shift=0, pad=4,
+          max_shard=1, num_pairs=1, seed=0)
+    self.assertEqual(['Writing: 1/2 pairs', 'Writing: 2/2 pairs'],
+                     [line.rsplit(',', 1)[0]
+                      for line in out.getvalue().splitlines()])
     self.assertEqual(records.sharded_filenames(prefix, 2), filenames)
     examples = read_records(filenames[0]) + read_records(filenames[1])
     self.assertLen(examples, 2)

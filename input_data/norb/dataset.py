@@ -43,8 +43,7 @@ def prepare(split: str, options: interface.Options) -> str:
         split, tfds_data_dir=options.tfds_data_dir)
   return prepare_lib.write_new(
       path,
-      lambda temp: writer.write_records(temp, images=images, labels=labels,
-                                        info=info),
+      writer.norb_examples(images, labels=labels, info=info),
       num_records=len(images),
       record_bytes=len(writer.norb_example(images[0], label=labels[0],
                                            meta=info[0])))

@@ -14,7 +14,7 @@ files are not at hand).
 """
 
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -121,9 +121,15 @@ def norb_example(image: np.ndarray, *, label: int,
                                 meta=meta))
 
 
+def norb_examples(images: np.ndarray, *, labels: np.ndarray,
+                  info: np.ndarray) -> Iterator[bytes]:
+  """One serialized record per stereo pair, in order."""
+  for image, label, meta in zip(images, labels, info):
+    yield norb_example(image, label=label, meta=meta)
+
+
 def write_records(path: str, *, images: np.ndarray, labels: np.ndarray,
                   info: np.ndarray) -> None:
-  """Writes one record per stereo pair to `path`, in order."""
-  records.write_tfrecords(path, (norb_example(image, label=label, meta=meta)
-                                 for image, label, meta in zip(images, labels,
-                                                               info)))
+  """Writes `norb_examples` to `path`."""
+  records.write_tfrecords(path, norb_examples(images, labels=labels,
+                                              info=info))
