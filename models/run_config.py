@@ -12,12 +12,12 @@ import dataclasses
 from typing import Optional
 
 import errors
+import progress
 from models import model as model_lib
 
 TRAIN_BATCH_SIZE = 128  # Global batch, split evenly across replicas.
 EVAL_BATCH_SIZE = 100
 LOG_EVERY_STEPS = 100
-LOG_EVERY_SECONDS = 60
 SAVE_STEP = 1500
 EVAL_POLL_SECONDS = 60  # Between looks for a new checkpoint to evaluate.
 EVAL_TIMEOUT_SECONDS = 360 * EVAL_POLL_SECONDS  # Idle time before it stops.
@@ -49,7 +49,7 @@ class RunConfig:
   train_batch_size: int = TRAIN_BATCH_SIZE
   eval_batch_size: int = EVAL_BATCH_SIZE
   log_every_steps: int = LOG_EVERY_STEPS
-  log_every_seconds: float = LOG_EVERY_SECONDS
+  log_every_seconds: float = progress.LINE_SECONDS
   save_step: int = SAVE_STEP
   keep_checkpoints: Optional[int] = None
   model: model_lib.ModelConfig = model_lib.ModelConfig()
