@@ -4,10 +4,11 @@ Every tool's `__main__` block calls `quiet_tensorflow_start()` before anything
 imports TensorFlow, then `run(main, program=..., define_flags=...)`. A user of
 the command line then sees neither TensorFlow's start-up notices nor a
 traceback for a mistake of theirs: every such error (a flag absl refuses, an
-`errors.UserError` from the code, a record file TensorFlow finds truncated)
-is one line `<program>: error: <what to do>` on stderr with exit code 1.
-Anything else is a bug, in this code or in a researcher's new layer, and
-keeps its traceback; `CAPSULES_TRACEBACK=1` shows the traceback of the
+`errors.UserError` from the code, a record file TensorFlow finds truncated,
+an NVIDIA driver too old for TensorFlow's kernels) is one line
+`<program>: error: <what to do>` on stderr with exit code 1. Anything else
+is a bug, in this code or in a researcher's new layer, and keeps its
+traceback; `CAPSULES_TRACEBACK=1` shows the traceback of the
 user's mistakes too. Ctrl-C (SIGINT) and SIGTERM end a command with one
 line `<program>: interrupted ...` and the shell's exit code for the signal,
 130 or 143; training saves the step it reached first (`models.interrupts`).
@@ -17,6 +18,7 @@ This module imports no TensorFlow at import time.
 import os
 import signal
 import sys
+import tempfile
 from typing import Callable, List, Sequence
 
 from absl import app
@@ -30,25 +32,36 @@ TRACEBACK_VARIABLE = 'CAPSULES_TRACEBACK'
 
 
 def quiet_tensorflow_start() -> None:
-  """Imports TensorFlow and finds its devices with stderr closed.
+  """Imports TensorFlow and finds its devices with stderr diverted.
 
   TensorFlow 2.21 prints its start-up notices (CUDA stubs, oneDNN, CPU
   features) whatever TF_CPP_MIN_LOG_LEVEL says, so the file descriptor itself
-  is closed while TensorFlow loads; TF_CPP_MIN_LOG_LEVEL=2 silences the
-  rest. TF_CPP_MIN_LOG_LEVEL=0 shows everything.
+  goes to a temporary file while TensorFlow loads; TF_CPP_MIN_LOG_LEVEL=2
+  silences the rest. TF_CPP_MIN_LOG_LEVEL=0 shows everything. Where an
+  NVIDIA driver is installed, CUDA's reason for finding no GPU (the cuInit
+  failure) is shown: the `Devices:` line names the driver.
   """
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   if os.environ['TF_CPP_MIN_LOG_LEVEL'] == '0':
     return
   saved = os.dup(2)
-  with open(os.devnull, 'w') as devnull:
-    os.dup2(devnull.fileno(), 2)
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top
-    tensorflow.config.list_physical_devices()
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow  # pylint: disable=g-import-not-at-top
+      tensorflow.config.list_physical_devices()
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+    captured.seek(0)
+    kept = [line.split('] ', 1)[-1] for line in
+            captured.read().decode(errors='replace').splitlines()
+            if 'failed call to cuInit' in line]
+  if kept:
+    from models import devices  # pylint: disable=g-import-not-at-top
+    if devices.driver_version():
+      print('\n'.join(f'TensorFlow: {line}' for line in kept),
+            file=sys.stderr, flush=True)
 
 
 def user_errors() -> tuple:
@@ -98,6 +111,14 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
       main(argv)
     except caught as error:
       sys.exit(_one_line(program, error))
+    except Exception as error:  # pylint: disable=broad-except
+      if not caught or not type(error).__module__.startswith('tensorflow'):
+        raise
+      from models import devices  # pylint: disable=g-import-not-at-top
+      driver_error = devices.driver_error(error)
+      if driver_error is None:
+        raise
+      sys.exit(_one_line(program, driver_error))
   except errors.Interrupted as interruption:
     print(f'{program}: {interruption}', file=sys.stderr, flush=True)
     if process_ends:  # Stderr to /dev/null for the rest of the process.

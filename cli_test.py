@@ -95,3 +95,46 @@ def test_a_process_says_nothing_after_its_interruption_line():
                           timeout=60)
   assert (result.returncode, result.stderr) == (
       143, 'tool: interrupted at step 3\n')
+
+
+def test_quiet_start_shows_why_cuda_found_no_gpu_where_a_driver_is(
+    monkeypatch, capfd, tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from models import devices  # pylint: disable=g-import-not-at-top
+
+  def list_devices(*unused):  # What TensorFlow 2.21 writes as it starts.
+    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on.\n'
+             b'E0000 00:00:1 cuda_platform.cc:52] failed call to cuInit: '
+             b'INTERNAL: CUDA error: Failed call to cuInit: '
+             b'CUDA_ERROR_SYSTEM_DRIVER_MISMATCH\n')
+    return []
+
+  monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '2')
+  monkeypatch.setattr(tf.config, 'list_physical_devices', list_devices)
+  monkeypatch.setattr(devices, 'NVIDIA_PROC', str(tmp_path))
+  cli.quiet_tensorflow_start()
+  assert capfd.readouterr().err == ''  # No driver: nothing to say.
+  (tmp_path / 'version').write_text(
+      'NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82.01  Fri Oct\n')
+  cli.quiet_tensorflow_start()
+  assert capfd.readouterr().err == (
+      'TensorFlow: failed call to cuInit: INTERNAL: CUDA error: Failed call '
+      'to cuInit: CUDA_ERROR_SYSTEM_DRIVER_MISMATCH\n')
+
+
+def test_a_driver_too_old_for_the_kernels_is_one_line(monkeypatch, tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from models import devices  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(devices, 'NVIDIA_PROC', str(tmp_path))
+  (tmp_path / 'version').write_text(
+      'NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar\n')
+  code = _call(_fails_with(tf.errors.InternalError(
+      None, None, "'cuLaunchKernel(function, ...)' failed with "
+      "'CUDA_ERROR_UNSUPPORTED_PTX_VERSION'")))
+  assert code.startswith("tool: error: NVIDIA driver 550.54.15 cannot compile "
+                         "the PTX of TensorFlow's GPU kernels")
+  # Any other TensorFlow error is a bug: its traceback.
+  with pytest.raises(tf.errors.InternalError, match='cuBLAS failed'):
+    cli.call_main(_fails_with(tf.errors.InternalError(None, None,
+                                                      'cuBLAS failed')),
+                  ['tool'], program='tool')

@@ -110,9 +110,15 @@ def _define_flags() -> None:
                     'float32; float16 with a dynamic loss scale. mixed: the '
                     'one the devices in use run fast (bfloat16 on GPUs from '
                     'Ampere on and CPUs with bfloat16 instructions, float16 '
-                    'on older GPUs, else float32). tf32: float32 whose '
-                    'matrix products may run in TF32 on GPUs that have it '
-                    '(faster, about 1e-3 relative off); float32 never does.')
+                    'on Volta and Turing GPUs, else float32). tf32: float32 '
+                    'whose matrix products may run in TF32 on GPUs that have '
+                    'it (faster, about 1e-3 relative off); float32 never '
+                    'does.')
+  flags.DEFINE_enum('all_reduce', 'auto', list(devices.ALL_REDUCE_NAMES),
+                    'Not in the reference. How the GPUs sum gradients: auto '
+                    '(TensorFlow\'s choice), nccl; without NCCL: '
+                    'hierarchical_copy on one machine (through one GPU), '
+                    'ring across machines (TF_CONFIG). See docs/gpu.md.')
   flags.DEFINE_bool('xla', True,
                     'Not in the reference. Compile with XLA: the routing, '
                     'and on GPUs each replica\'s whole step. false: no XLA, '
@@ -139,6 +145,7 @@ def main(argv: List[str]) -> None:
       num_gpus=FLAGS.num_gpus, compute_dtype=FLAGS.compute_dtype,
       xla=FLAGS.xla, seed=FLAGS.seed if FLAGS.train else None,
       distribute=FLAGS.train, model_type=FLAGS.model,
+      all_reduce=FLAGS.all_reduce,
       save_step=FLAGS.save_step, keep_checkpoints=FLAGS.keep_checkpoints)
   print(f'Data: {FLAGS.data_dir}', flush=True)
   input_fn = datasets.input_fn(

@@ -83,8 +83,10 @@ def _probe_in(tree: str, args: argparse.Namespace,
        f'--compute_dtype={args.compute_dtype}', f'--repeats={args.repeats}']
       + ([f'--variants={variant}'] if variant else [])
       + (['--memory'] if args.memory else []),
+      # GPU memory as needed, as in every command, for any commit's tree.
       cwd=tree, env=dict(os.environ, PYTHONPATH=tree,
-                         TF_CPP_MIN_LOG_LEVEL='2'))
+                         TF_CPP_MIN_LOG_LEVEL='2',
+                         TF_FORCE_GPU_ALLOW_GROWTH='true'))
 
 
 def _command_in(tree: str, args: argparse.Namespace) -> Dict[str, float]:

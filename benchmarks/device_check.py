@@ -32,7 +32,7 @@ from models import devices
 from models import goldens
 from models import training
 
-CHECKS = ('goldens', 'dtypes', 'speed', 'memory', 'replicas')
+CHECKS = ('goldens', 'dtypes', 'speed', 'memory', 'replicas', 'driver')
 # Always in testdata/goldens: the replicated step starts from it.
 REPLICA_CASE = 'capsule_cifar_tiny'
 NARROW_DTYPES = tuple(dtype for dtype in layer_variables.COMPUTE_DTYPES
@@ -147,6 +147,17 @@ def finite_check(name: str, *, loss: float, weights: Sequence[np.ndarray],
                f'{"finite" if finite else "NOT finite"}, '
                f'{"applied" if applied else "skipped (overflow)"}',
                'finite loss and weights', finite)
+
+
+def driver_check() -> Check:
+  """The NVIDIA driver against the oldest for the GPUs in use; without a
+  driver: SKIP."""
+  version = devices.driver_version()
+  needed = devices.driver_needed(tf.config.get_visible_devices('GPU'))
+  return Check('NVIDIA driver', devices.dotted(version) if version else 'none',
+               f'>= {devices.dotted(needed)} (CUDA '
+               f'{tf.sysconfig.get_build_info().get("cuda_version")})',
+               version and version >= needed)
 
 
 def golden_checks(case: str) -> Iterator[Check]:
@@ -318,7 +329,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       1, len(tf.config.list_physical_devices('GPU'))))
   split_cpu()
   mnist = benchmark.CONFIGS['mnist']
-  steps = []
+  steps = [lambda: [driver_check()]] if 'driver' in args.checks else []
   if 'goldens' in args.checks:
     cases = goldens.present(args.cases)
     absent = [case for case in args.cases if case not in cases]

@@ -22,6 +22,7 @@ from input_data.mnist import mnist_input_record
 from input_data.mnist import mnist_record_writer
 from input_data.norb import norb_input_record
 from input_data.norb import norb_record_writer
+from models import devices
 from models import run_config
 
 WARMUP_BATCHES = 20
@@ -123,6 +124,7 @@ def run(root: str) -> List[Tuple[str, float]]:
 
 
 def main() -> None:
+  devices.allow_gpu_memory_growth()
   print(f'{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}')
   with tempfile.TemporaryDirectory() as root:
     results = run(root)

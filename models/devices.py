@@ -10,8 +10,11 @@ documentation and are tested on CPU by forcing each one (docs/gpu.md).
 """
 
 import collections
+import glob
+import importlib.util
 import os
-from typing import List, Optional
+import re
+from typing import List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -26,14 +29,29 @@ from models import run_config as run_config_lib
 # `--compute_dtype`'s values: a compute dtype, 'tf32' (float32 that may run
 # in TF32 on GPUs) or 'mixed' for the dtype the GPUs in use run fast.
 COMPUTE_DTYPE_NAMES = variables.COMPUTE_DTYPES + ('tf32', 'mixed')
-# GPUs of this compute capability and newer (Ampere) multiply bfloat16 fast.
+# GPUs of this compute capability and newer (Ampere) multiply bfloat16 fast;
+# from Volta on, float16 (tensor cores). Older GPUs gain nothing from either.
 BFLOAT16_COMPUTE_CAPABILITY = (8, 0)
+FLOAT16_COMPUTE_CAPABILITY = (7, 0)
 # CPU features (Linux /proc/cpuinfo flags) that multiply bfloat16 natively.
 BFLOAT16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
 GPU_REQUIREMENTS = 'requirements-gpu.txt'
+# NVIDIA's driver files: `version`, and `gpus/*/information` of every GPU.
+NVIDIA_PROC = '/proc/driver/nvidia'
+# The oldest drivers for TensorFlow's CUDA 12.5.1 (NVIDIA's CUDA compatibility
+# tables): any CUDA 12 driver, by minor version compatibility; CUDA 12.5.1's
+# own to compile the PTX that GPUs without machine code in the build run.
+OLDEST_DRIVER = (525, 60, 13)
+PTX_DRIVER = (555, 42, 6)
+# `--all_reduce`: TensorFlow's choice, or a named implementation.
+ALL_REDUCE_NAMES = ('auto', 'nccl', 'hierarchical_copy', 'ring')
 
 # What `setup` gives a command.
 Setup = collections.namedtuple('Setup', ('strategy', 'config'))
+
+
+class DriverError(errors.UserError, RuntimeError):
+  """The NVIDIA driver is too old for TensorFlow's GPU kernels."""
 
 
 def _gpus_in_use(num_gpus: Optional[int] = None) -> List:
@@ -68,9 +86,10 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
                           num_gpus: Optional[int] = None) -> str:
   """The compute dtype of mixed precision on the devices in use.
 
-  Older GPUs have fast float16 but no fast bfloat16; on CPUs without
-  bfloat16 instructions narrower types only add conversions. The slowest
-  GPU in use (the first num_gpus visible ones; None: all) decides.
+  Volta and Turing GPUs multiply float16 fast but not bfloat16, older GPUs
+  neither; on CPUs without bfloat16 instructions narrower types only add
+  conversions. The slowest GPU in use (the first num_gpus visible ones;
+  None: all) decides.
   """
   gpus = _gpus_in_use(num_gpus)
   if gpus:
@@ -78,7 +97,8 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
         'compute_capability', (0, 0)) for gpu in gpus]
     if min(capabilities) >= BFLOAT16_COMPUTE_CAPABILITY:
       return 'bfloat16'
-    return 'float16'
+    return ('float16' if min(capabilities) >= FLOAT16_COMPUTE_CAPABILITY
+            else 'float32')
   if set(BFLOAT16_CPU_FLAGS) & set(_cpu_flags(cpuinfo)):
     return 'bfloat16'
   return 'float32'
@@ -131,9 +151,23 @@ def allow_gpu_memory_growth() -> List[str]:
   return [gpu.name for gpu in gpus]
 
 
-def _make_strategy(num_gpus: int, *,
-                   global_batch_size: int) -> tf.distribute.Strategy:
-  """`setup`'s strategy: multi-worker with TF_CONFIG, else mirrored or one."""
+def _make_strategy(num_gpus: int, *, global_batch_size: int,
+                   all_reduce: str = 'auto') -> tf.distribute.Strategy:
+  """`setup`'s strategy: multi-worker with TF_CONFIG, else mirrored or one.
+
+  all_reduce: `ALL_REDUCE_NAMES`; on one machine `nccl` or
+  `hierarchical_copy`, over several `nccl` or `ring`.
+  """
+  multi_worker = 'TF_CONFIG' in os.environ
+  collective = tf.distribute.experimental.CommunicationImplementation
+  choices = ({'auto': collective.AUTO, 'nccl': collective.NCCL,
+              'ring': collective.RING} if multi_worker else
+             {'auto': None, 'nccl': tf.distribute.NcclAllReduce,
+              'hierarchical_copy': tf.distribute.HierarchicalCopyAllReduce})
+  if all_reduce not in choices:
+    raise errors.ConfigError(
+        f'all_reduce={all_reduce}: use one of {", ".join(choices)} '
+        f'{"with" if multi_worker else "without"} TF_CONFIG')
   if num_gpus < 0:
     raise errors.ConfigError(f'num_gpus={num_gpus}: use 0 for the CPU, or '
                              f'the number of GPUs per machine')
@@ -145,20 +179,25 @@ def _make_strategy(num_gpus: int, *,
   if num_gpus > 1 and num_gpus > len(gpus):
     raise errors.ConfigError(f'num_gpus={num_gpus} but this machine has '
                              f'{len(gpus)} GPUs')
-  if 'TF_CONFIG' in os.environ:
+  if multi_worker:
     if gpus:
       tf.config.set_visible_devices(gpus[:num_gpus], 'GPU')
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=choices[all_reduce]))
   if num_gpus > 1:
+    cross_device_ops = choices[all_reduce]
     return tf.distribute.MirroredStrategy(
-        [f'/gpu:{i}' for i in range(num_gpus)])
+        [f'/gpu:{i}' for i in range(num_gpus)],
+        cross_device_ops=cross_device_ops and cross_device_ops())
   return tf.distribute.get_strategy()
 
 
 def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
           xla: bool = True, seed: Optional[int] = None,
           distribute: bool = False, quiet: bool = False,
-          model_type: str = 'capsule', **settings) -> Setup:
+          model_type: str = 'capsule', all_reduce: str = 'auto',
+          **settings) -> Setup:
   """Prepares TensorFlow for a command: returns its strategy and RunConfig.
 
   In the one order that works: GPU memory as needed (before TensorFlow
@@ -173,6 +212,7 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
   to train (with `TF_CONFIG` set a `MultiWorkerMirroredStrategy` over the
   workers it lists, else a `MirroredStrategy` over num_gpus > 1 GPUs);
   False: the default strategy. model_type: for the `Devices:` line.
+  all_reduce: how the replicas sum gradients (`_make_strategy`).
   **settings: `RunConfig` and `ModelConfig` fields; by default the devices'
   (their convolution; on GPUs the XLA step, summaries once per log interval
   and, for one GPU, the input copied to it ahead).
@@ -180,8 +220,10 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
   allow_gpu_memory_growth()
   strategy = tf.distribute.get_strategy()
   if distribute or num_gpus == 0:
-    strategy = _make_strategy(num_gpus, global_batch_size=settings.get(
-        'train_batch_size', run_config_lib.TRAIN_BATCH_SIZE))
+    strategy = _make_strategy(num_gpus, all_reduce=all_reduce,
+                              global_batch_size=settings.get(
+                                  'train_batch_size',
+                                  run_config_lib.TRAIN_BATCH_SIZE))
   config = resolve_run_config(compute_dtype=compute_dtype, num_gpus=num_gpus,
                               xla=xla, **settings)
   tf.config.experimental.enable_tensor_float_32_execution(config.tf32)
@@ -194,6 +236,93 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
   return Setup(strategy, config)
 
 
+def driver_version() -> Optional[Tuple[int, ...]]:
+  """The NVIDIA kernel driver's version, e.g. (550, 54, 15); None: none."""
+  try:
+    with open(os.path.join(NVIDIA_PROC, 'version')) as version:
+      found = re.search(r'Kernel Module.*?\s(\d+)\.(\d+)\.?(\d*)\s',
+                        version.readline())
+  except OSError:
+    return None
+  return found and tuple(int(part) for part in found.groups() if part)
+
+
+def dotted(version: Tuple[int, ...]) -> str:
+  """As NVIDIA spells it: '555.42.06'."""
+  return '.'.join(f'{part:02d}' for part in version)
+
+
+def _machine_code() -> List[Tuple[int, int]]:
+  """The compute capabilities this TensorFlow has machine code for (2.21:
+  sm_60, sm_70, sm_80, sm_89; Hopper runs its compute_90 PTX)."""
+  return [(int(major), int(minor)) for major, minor in re.findall(
+      r'sm_(\d+)(\d)', ' '.join(tf.sysconfig.get_build_info().get(
+          'cuda_compute_capabilities', [])))]
+
+
+def driver_needed(gpus: List) -> Tuple[int, ...]:
+  """The oldest driver for gpus: `PTX_DRIVER` if one of them runs PTX."""
+  for gpu in gpus:
+    major, minor = tf.config.experimental.get_device_details(gpu).get(
+        'compute_capability', (0, 0))
+    if not any(built[0] == major and built[1] <= minor
+               for built in _machine_code()):
+      return PTX_DRIVER
+  return OLDEST_DRIVER
+
+
+def cuda_data_dir() -> str:
+  """XLA's `--xla_gpu_cuda_data_dir` (libdevice, ptxas): pip's
+  nvidia-cuda-nvcc (requirements-gpu.txt), else /usr/local/cuda."""
+  try:
+    return importlib.util.find_spec(
+        'nvidia.cuda_nvcc').submodule_search_locations[0]
+  except (ImportError, AttributeError, TypeError):
+    return '/usr/local/cuda'
+
+
+def driver_error(error: Exception) -> Optional[DriverError]:
+  """What to upgrade, for CUDA's error of PTX newer than the driver (before
+  `PTX_DRIVER`, on Hopper); None for any other error."""
+  if 'UNSUPPORTEDPTXVERSION' not in str(error).upper().replace('_', ''):
+    return None
+  version = driver_version()
+  return DriverError(
+      f'NVIDIA driver{" " + dotted(version) if version else ""} cannot compile '
+      f'the PTX of TensorFlow\'s GPU kernels (UNSUPPORTED_PTX_VERSION): '
+      f'upgrade it to {dotted(PTX_DRIVER)} or newer, the driver of CUDA '
+      f'{tf.sysconfig.get_build_info().get("cuda_version")}')
+
+
+def _driver_note(gpus: List) -> str:
+  """The NVIDIA driver, what to upgrade if too old for gpus, and the GPUs it
+  lists that TensorFlow leaves out; '' without a driver."""
+  version, needed = driver_version(), driver_needed(gpus)
+  if version is None:
+    return ''
+  note = f'NVIDIA driver {dotted(version)}'
+  if version < needed:
+    note += (f' (too old: CUDA '
+             f'{tf.sysconfig.get_build_info().get("cuda_version")} needs '
+             f'{dotted(needed)} or newer' +
+             (" for these GPUs' PTX" if needed == PTX_DRIVER else '') +
+             ', upgrade it)')
+  listed = collections.Counter()
+  for path in glob.glob(os.path.join(NVIDIA_PROC, 'gpus', '*', 'information')):
+    with open(path) as information:
+      listed.update(line.split(':', 1)[1].strip() for line in information
+                    if line.startswith('Model:'))
+  found = tf.config.list_physical_devices('GPU')
+  if sum(listed.values()) > len(found) and (
+      'CUDA_VISIBLE_DEVICES' not in os.environ):
+    listed.subtract(tf.config.experimental.get_device_details(gpu).get(
+        'device_name') for gpu in found)
+    major, minor = min(_machine_code())
+    note += (f'; TensorFlow leaves out {", ".join(listed.elements())}: it '
+             f'needs compute capability {major}.{minor} or newer')
+  return note
+
+
 def _no_gpu_reason() -> str:
   """Why a run sees no GPU, as far as this process can tell."""
   if tf.config.list_physical_devices('GPU'):
@@ -201,9 +330,10 @@ def _no_gpu_reason() -> str:
   build = tf.sysconfig.get_build_info()
   if build.get('is_cuda_build'):
     return (f'no GPU visible: this TensorFlow is built for CUDA '
-            f'{build.get("cuda_version", "")} but found no GPU (no NVIDIA '
-            f'driver, or its CUDA libraries are not installed: pip install '
-            f'-r {GPU_REQUIREMENTS})').replace('CUDA  ', 'CUDA ')
+            f'{build.get("cuda_version", "")} but found no GPU ('
+            f'{_driver_note([]) or "no NVIDIA driver"}, or its CUDA '
+            f'libraries are not installed: pip install -r {GPU_REQUIREMENTS})'
+            ).replace('CUDA  ', 'CUDA ')
   return 'no GPU visible (this TensorFlow is built without CUDA)'
 
 
@@ -227,8 +357,9 @@ def describe(config: run_config_lib.RunConfig, *, num_replicas: int = 1,
   """
   gpus = _gpus_in_use(num_replicas)
   if gpus:
+    driver = _driver_note(gpus)
     where = (f'{len(gpus)} GPU{"s" if len(gpus) > 1 else ""} '
-             f'({gpu_names(gpus)})')
+             f'({gpu_names(gpus)})' + (f', {driver}' if driver else ''))
   else:
     where = f'CPU ({os.cpu_count()} cores), {_no_gpu_reason()}'
   model = config.model

@@ -1,16 +1,46 @@
 """Tests for the device choices, each branch forced on this CPU."""
 
 import contextlib
+import pathlib
+import re
 from unittest import mock
 
 import keras
 import pytest
 import tensorflow as tf
 
+from benchmarks import device_check
 from models import devices
 
 _GPUS = [tf.config.PhysicalDevice(f'/physical_device:GPU:{i}', 'GPU')
          for i in range(2)]
+# TensorFlow 2.21's wheel.
+_BUILD = {'is_cuda_build': True, 'cuda_version': '12.5.1',
+          'cuda_compute_capabilities': ['sm_60', 'sm_70', 'sm_80', 'sm_89',
+                                        'compute_90']}
+
+
+@pytest.fixture(autouse=True)
+def nvidia_proc(tmp_path, monkeypatch):
+  """A stand-in for /proc/driver/nvidia, without a driver until `install`."""
+  monkeypatch.setattr(devices, 'NVIDIA_PROC', str(tmp_path / 'nvidia'),
+                      raising=False)
+  monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+
+  def install(version, models=(), *, open_module=False):
+    root = tmp_path / 'nvidia'
+    root.mkdir()
+    module = ('Open Kernel Module for x86_64' if open_module else
+              'Kernel Module')
+    (root / 'version').write_text(
+        f'NVRM version: NVIDIA UNIX x86_64 {module}  {version}  Release '
+        f'Build  (dvs-builder@U16)  Wed Feb 28 2024\nGCC version:  gcc 12\n')
+    for i, model in enumerate(models):
+      gpu = root / 'gpus' / f'0000:0{i}:00.0'
+      gpu.mkdir(parents=True)
+      (gpu / 'information').write_text(f'Model: \t\t {model}\nIRQ: \t\t 35\n')
+
+  return install
 
 
 @contextlib.contextmanager
@@ -39,6 +69,7 @@ def test_conv_implementation(gpus, expected):
 @pytest.mark.parametrize('gpus, capabilities, expected', [
     (_GPUS, [(8, 0), (9, 0)], 'bfloat16'),   # Ampere and Hopper.
     (_GPUS, [(8, 6), (7, 0)], 'float16'),    # One Volta: the slowest decides.
+    (_GPUS, [(7, 5), (6, 1)], 'float32'),    # Pascal: slow float16.
 ], indirect=['gpus'])
 def test_mixed_precision_on_gpus(gpus, capabilities, expected):
   details = dict(zip((gpu.name for gpu in gpus), capabilities))
@@ -202,3 +233,126 @@ def test_num_gpus_zero_hides_the_gpus():
                                             lambda kind=None: []):
     assert 'GPUs hidden (--num_gpus=0)' in devices.describe(
         devices.resolve_run_config(num_gpus=0), num_replicas=0)
+
+
+def _all_reduce(all_reduce, strategy_name):
+  """The arguments setup(all_reduce=...) builds strategy_name with, on two
+  stand-in GPUs."""
+  with _with_gpus(_GPUS), \
+       mock.patch.object(tf.config.experimental, 'set_memory_growth'), \
+       mock.patch.object(tf.config, 'set_visible_devices'), \
+       mock.patch.object(tf.distribute, strategy_name,
+                         autospec=True) as strategy:
+    devices.setup(num_gpus=2, distribute=True, all_reduce=all_reduce,
+                  quiet=True)
+  return strategy.call_args
+
+
+@pytest.mark.parametrize('all_reduce, cross_device_ops', [
+    ('auto', type(None)), ('nccl', tf.distribute.NcclAllReduce),
+    ('hierarchical_copy', tf.distribute.HierarchicalCopyAllReduce)])
+def test_all_reduce_on_one_machine(all_reduce, cross_device_ops,
+                                   monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  called = _all_reduce(all_reduce, 'MirroredStrategy')
+  assert called.args == (['/gpu:0', '/gpu:1'],)
+  assert type(called.kwargs['cross_device_ops']) is cross_device_ops
+  with pytest.raises(ValueError, match='all_reduce=ring: use one of auto, '
+                     'nccl, hierarchical_copy without TF_CONFIG'):
+    _all_reduce('ring', 'MirroredStrategy')
+
+
+@pytest.mark.parametrize('all_reduce', ['auto', 'nccl', 'ring'])
+def test_all_reduce_over_several_machines(all_reduce, monkeypatch):
+  monkeypatch.setenv('TF_CONFIG', '{}')
+  called = _all_reduce(all_reduce, 'MultiWorkerMirroredStrategy')
+  assert called.kwargs['communication_options'].implementation == getattr(
+      tf.distribute.experimental.CommunicationImplementation,
+      all_reduce.upper())
+  with pytest.raises(ValueError, match='use one of auto, nccl, ring with'):
+    _all_reduce('hierarchical_copy', 'MultiWorkerMirroredStrategy')
+
+
+@pytest.mark.parametrize('open_module', [False, True])
+def test_driver_version_of_either_kernel_module(nvidia_proc, open_module):
+  assert devices.driver_version() is None
+  nvidia_proc('550.54.15', open_module=open_module)
+  assert devices.driver_version() == (550, 54, 15)
+
+
+@pytest.mark.parametrize('gpu, version, expected', [
+    (('NVIDIA A100-SXM4-40GB', (8, 0)), '535.104.05',
+     'NVIDIA driver 535.104.05, '),
+    (('NVIDIA H100 80GB HBM3', (9, 0)), '550.54.15',
+     "NVIDIA driver 550.54.15 (too old: CUDA 12.5.1 needs 555.42.06 or newer "
+     "for these GPUs' PTX, upgrade it), "),
+    (('NVIDIA H100 80GB HBM3', (9, 0)), '555.42.06',
+     'NVIDIA driver 555.42.06, '),
+])
+def test_devices_line_names_the_driver_against_what_the_gpus_need(
+    nvidia_proc, gpu, version, expected):
+  nvidia_proc(version, [gpu[0]])
+  with _with_gpus(_GPUS[:1]), _details([gpu]), mock.patch.object(
+      tf.sysconfig, 'get_build_info', return_value=_BUILD):
+    line = devices.describe(devices.resolve_run_config())
+    row = device_check.driver_check()
+  assert line.startswith(f'Devices: 1 GPU ({gpu[0]}), {expected}float32')
+  assert (row.value, row.limit, row.passed) == (
+      version, f'>= {"555.42.06" if "H100" in gpu[0] else "525.60.13"} '
+      '(CUDA 12.5.1)', 'too old' not in expected)
+
+
+def test_devices_line_names_a_driver_too_old_for_any_gpu(nvidia_proc):
+  nvidia_proc('470.82.01', ['Tesla T4'])
+  with _with_gpus([]), mock.patch.object(tf.sysconfig, 'get_build_info',
+                                         return_value=_BUILD):
+    line = devices.describe(devices.resolve_run_config())
+    row = device_check.driver_check()
+  assert ('found no GPU (NVIDIA driver 470.82.01 (too old: CUDA 12.5.1 needs '
+          '525.60.13 or newer, upgrade it); TensorFlow leaves out Tesla T4: '
+          'it needs compute capability 6.0 or newer, or its CUDA libraries '
+          'are not installed') in line
+  assert (row.value, row.passed) == ('470.82.01', False)
+
+
+def test_devices_line_names_the_gpus_tensorflow_leaves_out(nvidia_proc):
+  nvidia_proc('560.35.03', ['NVIDIA A100-SXM4-40GB', 'Tesla K80',
+                            'NVIDIA A100-SXM4-40GB'])
+  with _with_gpus(_GPUS), _details([('NVIDIA A100-SXM4-40GB', (8, 0))] * 2), \
+       mock.patch.object(tf.sysconfig, 'get_build_info', return_value=_BUILD):
+    line = devices.describe(devices.resolve_run_config(num_gpus=2),
+                            num_replicas=2)
+  assert line.startswith(
+      'Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), NVIDIA driver 560.35.03; '
+      'TensorFlow leaves out Tesla K80: it needs compute capability 6.0 or '
+      'newer, float32')
+
+
+def test_a_ptx_error_names_the_driver_to_upgrade_to(nvidia_proc):
+  nvidia_proc('535.104.05')
+  error = tf.errors.InternalError(
+      None, None, "'cuModuleLoadData(&module, data)' failed with "
+      "'CUDA_ERROR_UNSUPPORTED_PTX_VERSION'")
+  with mock.patch.object(tf.sysconfig, 'get_build_info', return_value=_BUILD):
+    assert str(devices.driver_error(error)) == (
+        "NVIDIA driver 535.104.05 cannot compile the PTX of TensorFlow's GPU "
+        'kernels (UNSUPPORTED_PTX_VERSION): upgrade it to 555.42.06 or newer, '
+        'the driver of CUDA 12.5.1')
+  assert devices.driver_error(tf.errors.InternalError(
+      None, None, 'Failed to allocate memory')) is None
+
+
+def test_every_command_lets_gpu_memory_grow():
+  """Every tool (each module run as a script) starts as `setup` does, so a
+  converter or a benchmark shares a GPU with a training run."""
+  root = pathlib.Path(devices.__file__).parents[1]
+  scripts = {str(path.relative_to(root)): path.read_text()
+             for path in root.rglob('*.py')
+             if not path.name.endswith('_test.py') and
+             "if __name__ == '__main__':" in path.read_text()}
+  assert {'experiment.py', 'benchmarks/compare.py',
+          'input_data/norb/norb_convert.py'} <= set(scripts)
+  # compare.py's timed processes may run another commit's code.
+  assert [path for path, text in scripts.items() if not re.search(
+      r'devices\.(setup|allow_gpu_memory_growth)\(|'
+      r"TF_FORCE_GPU_ALLOW_GROWTH='true'", text)] == []

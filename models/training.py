@@ -67,6 +67,13 @@ class NonFiniteLossError(errors.UserError, ArithmeticError):
 class XlaError(errors.UserError, RuntimeError):
   """XLA could not compile the training step on this machine."""
 
+  # What TensorFlow 2.21's XLA GPU compiler says when it finds no CUDA tools
+  # (libdevice, ptxas, nvlink) or they fail; any other error is a bug.
+  COMPILE_FAILURES = ('libdevice not found', 'Failed to launch ptxas',
+                      "Couldn't find a suitable version of",
+                      "Couldn't get ptxas", 'ptxas exited with non-zero',
+                      'nvlink exited with non-zero')
+
 
 class Trainer:
   """The training step of a built model under a distribution strategy."""
@@ -125,14 +132,14 @@ class Trainer:
     try:
       return self._run(iterator, tf.constant(num_steps),
                        tf.constant(position, tf.int64))
-    except tf.errors.InternalError as error:
-      if 'libdevice' not in str(error) and 'XLA' not in str(error):
+    except tf.errors.OpError as error:
+      if not any(marker in str(error) for marker in XlaError.COMPILE_FAILURES):
         raise
       raise XlaError(
           f'XLA could not compile the training step '
           f'({files.first_line(error)}); rerun with --xla=false (routing op '
           f'by op, slower), or point XLA at CUDA: '
-          f'XLA_FLAGS=--xla_gpu_cuda_data_dir=/usr/local/cuda'
+          f'XLA_FLAGS=--xla_gpu_cuda_data_dir={devices.cuda_data_dir()}'
       ) from None
 
   def _gradients(self, tensors):

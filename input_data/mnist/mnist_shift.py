@@ -25,6 +25,7 @@ from absl import flags
 import files
 from input_data.mnist import idx
 from input_data.mnist import mnist_record_writer as writer
+from models import devices
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -78,6 +79,7 @@ def _define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def main(argv: List[str]) -> None:
   del argv  # Unused.
+  devices.allow_gpu_memory_growth()
   if FLAGS.source == 'tfds':
     images, labels = idx.read_tfds_data(FLAGS.split,
                                         tfds_data_dir=FLAGS.tfds_data_dir)

@@ -21,6 +21,7 @@ from absl import flags
 
 import files
 from input_data.norb import norb_record_writer as writer
+from models import devices
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -39,6 +40,7 @@ def _define_flags() -> None:
 
 def main(argv: List[str]) -> None:
   del argv  # Unused.
+  devices.allow_gpu_memory_growth()
   images, labels, info = writer.read_split(FLAGS.split,
                                            data_dir=FLAGS.data_dir)
   path = os.path.join(FLAGS.output_dir or FLAGS.data_dir,
