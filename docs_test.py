@@ -393,6 +393,8 @@ def _invocation_checks(piece: str) -> Iterator[Check]:
   """A command's module or script, its flags and their values."""
   invocation = _INVOCATION.search(piece)
   if not invocation:  # Flags outside a command: defined somewhere.
+    if piece.startswith('docker '):  # Docker's own.
+      return
     for flag in _FLAG.findall(piece):
       yield ('flags', None if flag in all_flags() else 'defined nowhere',
              f'--{flag}')
