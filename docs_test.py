@@ -579,3 +579,33 @@ def test_stale_references_are_found():
                '#title', 'in_a_comment', 'testSquashRankSix',
                'hparam routing', '--compute_dtype bfloat16', '--variants native']:
     assert fine not in text, (fine, text)
+
+
+def test_quick_start_sample_is_its_commands_output():
+  """README's quick start: the online and offline commands side by side,
+  and a sample output that the offline one, as written, prints."""
+  with open(os.path.join(ROOT, 'README.md')) as readme:
+    section = readme.read().split('## Quick start', 1)[1].split('\n## ', 1)[0]
+  blocks = _FENCE.findall(section)
+  commands = [line for line in blocks[0][1].splitlines() if line.strip()]
+  online, offline = commands
+  assert '--data_dir' not in online and '--data_dir=' in offline
+  summary_dir = {re.search(r'--summary_dir=(\S+)', command).group(1)
+                 for command in commands}
+  assert len(summary_dir) == 1, commands
+  data_dir = re.search(r'--data_dir=(\S+)', offline).group(1)
+  lines = blocks[1][1].splitlines()
+  assert blocks[1][0] == '' and lines[0].startswith('Devices: CPU')
+  assert lines[1] == f'Data: {data_dir}'
+  assert re.fullmatch(r'total_params: \d+', lines[2])
+  assert re.fullmatch(r'step 1: loss [\d.]+, accuracy [\d.]+ \(the first '
+                      r'step, with tracing and compiling: [\d.]+ s\)',
+                      lines[3]), lines[3]
+  progress = r'step (\d+): loss [\d.]+, accuracy [\d.]+, [\d.]+ examples/s, '
+  steps = [int(re.fullmatch(progress + r'\d+:\d\d:\d\d left', line).group(1))
+           for line in lines[4:-2] if line != '...']
+  assert steps == sorted(steps) and steps[-1] == 1000  # --max_steps' default.
+  assert lines[-2] == (f'Evaluating {summary_dir.pop()}/train/'
+                       f'model.ckpt-1000 (step 1000)')
+  assert re.fullmatch(r'Total wrong predictions: \d+, wrong percent: '
+                      r'[\d.]+%', lines[-1])

@@ -98,7 +98,9 @@ class Trainer:
         tf.function(self._gradients, jit_compile=True) if config.xla_step
         else self._gradients)
     self._run = tf.function(self._steps)
-    self._agree = None  # `agree`'s all-reduce, made on first use.
+    self._agree = tf.function(lambda values: self.strategy.reduce(
+        tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: values),
+        axis=None))
 
   @property
   def replica_batch_size(self) -> int:
@@ -214,10 +216,6 @@ class Trainer:
     """
     if not self._workers:
       return False, num_steps
-    if self._agree is None:
-      self._agree = tf.function(lambda values: self.strategy.reduce(
-          tf.distribute.ReduceOp.SUM, self.strategy.run(lambda: values),
-          axis=None))
     stop, total = self._agree(tf.constant(
         [int(self.stop_requested.numpy()), num_steps])).numpy()
     return stop > 0, max(1, total // self.strategy.num_replicas_in_sync)
