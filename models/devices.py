@@ -199,9 +199,8 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
   process-wide); the seeds; the `Devices:` line (unless quiet).
 
   The arguments are experiment.py's flags of those names, and: distribute:
-  to train (with `TF_CONFIG` set a `MultiWorkerMirroredStrategy` over the
-  workers it lists, else a `MirroredStrategy` over num_gpus > 1 GPUs);
-  False: the default strategy. model_type: for the `Devices:` line.
+  to train, on `_make_strategy`'s strategy (False: the default one);
+  model_type: for the `Devices:` line.
   **settings: `RunConfig` and `ModelConfig` fields; by default the devices'
   (their convolution; on GPUs the XLA step, summaries once per log interval
   and, for one GPU, the input copied to it ahead).
