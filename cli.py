@@ -64,12 +64,6 @@ def quiet_tensorflow_start() -> None:
             file=sys.stderr, flush=True)
 
 
-def user_errors() -> tuple:
-  """errors.UserError, and the DataLossError of a truncated record file."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return (errors.UserError, tf.errors.DataLossError)
-
-
 def _one_line(program: str, error: object) -> str:
   return f'{program}: error: ' + ' '.join(str(error).split())
 
@@ -105,7 +99,10 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
     logging.set_verbosity(logging.ERROR)
   previous = {signum: signal.signal(signum, _raise_interrupted)
               for signum in (signal.SIGINT, signal.SIGTERM)}
-  caught = () if os.environ.get(TRACEBACK_VARIABLE) == '1' else user_errors()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # The user's mistakes: also the DataLossError of a truncated record file.
+  caught = (() if os.environ.get(TRACEBACK_VARIABLE) == '1' else
+            (errors.UserError, tf.errors.DataLossError))
   try:
     try:
       main(argv)
@@ -132,10 +129,8 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
 
 def run(main: Callable[[List[str]], None], *, program: str,
         define_flags: Callable[[], None], arguments: bool = False) -> None:
-  """Defines the tool's flags and runs main as `absl.app.run` does.
-
-  With arguments, main gets the positional arguments in argv[1:].
-  """
+  """Defines the tool's flags and runs main as `absl.app.run` does; with
+  arguments, main gets the positional arguments in argv[1:]."""
   define_flags()
   app.run(lambda argv: call_main(main, argv, program=program,
                                  arguments=arguments, process_ends=True),

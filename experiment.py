@@ -92,10 +92,9 @@ def _define_flags() -> None:
                        'all.', lower_bound=1)
   flags.DEFINE_integer('seed', None,
                        'Not in the reference. Seed of the initial weights, '
-                       'the training input order and its random '
-                       'distortions, with deterministic ops: the same seed '
-                       'gives the same result on the same machine (slower '
-                       'on GPUs). Unset: unseeded.')
+                       'the input order and its distortions, with '
+                       'deterministic ops: the same seed gives the same '
+                       'result on the same machine (slower on GPUs).')
   flags.DEFINE_string('summary_dir', None,
                       'Main directory for the experiments: training writes '
                       'summary_dir/train/, evaluation summary_dir/test/.')
@@ -105,25 +104,18 @@ def _define_flags() -> None:
   flags.DEFINE_enum('compute_dtype', 'float32',
                     list(devices.COMPUTE_DTYPE_NAMES),
                     'Not in the reference. bfloat16, float16: mixed '
-                    'precision, the convolutions and matrix products in that '
-                    'dtype on float32 weights, squash, routing and losses in '
-                    'float32; float16 with a dynamic loss scale. mixed: the '
-                    'one the devices in use run fast (bfloat16 on GPUs from '
-                    'Ampere on and CPUs with bfloat16 instructions, float16 '
-                    'on Volta and Turing GPUs, else float32). tf32: float32 '
-                    'whose matrix products may run in TF32 on GPUs that have '
-                    'it (faster, about 1e-3 relative off); float32 never '
-                    'does.')
+                    'precision on float32 weights (float16 with a loss '
+                    'scale). mixed: the one the devices in use run fast '
+                    '(docs/gpu.md). tf32: float32 whose matrix products may '
+                    'run in TF32 on GPUs (about 1e-3 relative off).')
   flags.DEFINE_enum('all_reduce', 'auto', list(devices.ALL_REDUCE_NAMES),
                     'Not in the reference. How the GPUs sum gradients: auto '
-                    '(TensorFlow\'s choice), nccl; without NCCL: '
-                    'hierarchical_copy on one machine (through one GPU), '
-                    'ring across machines (TF_CONFIG). See docs/gpu.md.')
+                    '(TensorFlow\'s choice), nccl, hierarchical_copy (one '
+                    'machine) or ring (TF_CONFIG); docs/gpu.md.')
   flags.DEFINE_bool('xla', True,
                     'Not in the reference. Compile with XLA: the routing, '
-                    'and on GPUs each replica\'s whole step. false: no XLA, '
-                    'where it cannot compile (e.g. it finds no CUDA '
-                    'libdevice).')
+                    'and on GPUs each replica\'s whole step; false where it '
+                    'cannot compile (e.g. it finds no CUDA libdevice).')
   flags.DEFINE_bool('train', True, 'Either train the model or test the model.')
   flags.DEFINE_bool('validate', False,
                     'Use the train/validation split files for training and '

@@ -82,14 +82,6 @@ def require(path: str) -> str:
   return path
 
 
-def _reader(path: str):
-  require(path)
-  try:
-    return tf.train.load_checkpoint(path)
-  except (tf.errors.OpError, ValueError, IndexError) as error:
-    raise _damaged(path, error) from None
-
-
 def load(model: model_lib.Model, path: str, *,
          include_optimizer: bool = False) -> int:
   """Restores a built model's weights from a checkpoint; its global step.
@@ -100,7 +92,11 @@ def load(model: model_lib.Model, path: str, *,
   reference's at the restored step).
   """
   model.require_built()
-  reader = _reader(path)
+  require(path)
+  try:
+    reader = tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError, IndexError) as error:
+    raise _damaged(path, error) from None
   shapes = reader.get_variable_to_shape_map()
   wanted = model.tf1_variable_map()
   problems = []

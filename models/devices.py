@@ -61,11 +61,9 @@ def _gpus_in_use(num_gpus: Optional[int] = None) -> List:
 
 
 def conv_implementation(gpus: Optional[List] = None) -> str:
-  """'native' (TensorFlow's convolution) when a GPU is visible, else 'fourier'.
-
-  The Fourier convolution was measured faster on CPUs only (docs/speed.md);
-  on a GPU cuDNN's convolutions are the tuned ones, with FFT and Winograd
-  algorithms of their own.
+  """'native' (TensorFlow's convolution) when a GPU is visible, else 'fourier':
+  the Fourier one was measured faster on CPUs only (docs/speed.md); on a GPU
+  cuDNN's are the tuned ones, with FFT and Winograd algorithms of their own.
   """
   gpus = _gpus_in_use() if gpus is None else gpus
   return 'native' if gpus else 'fourier'
@@ -84,13 +82,10 @@ def _cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> List[str]:
 
 def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
                           num_gpus: Optional[int] = None) -> str:
-  """The compute dtype of mixed precision on the devices in use.
-
-  Volta and Turing GPUs multiply float16 fast but not bfloat16, older GPUs
-  neither; on CPUs without bfloat16 instructions narrower types only add
-  conversions. The slowest GPU in use (the first num_gpus visible ones;
-  None: all) decides.
-  """
+  """The compute dtype of mixed precision on the devices in use (see the
+  constants); the slowest GPU in use (the first num_gpus visible ones; None:
+  all) decides. On CPUs without bfloat16 instructions narrower types only
+  add conversions."""
   gpus = _gpus_in_use(num_gpus)
   if gpus:
     capabilities = [tf.config.experimental.get_device_details(gpu).get(
@@ -139,12 +134,10 @@ def check_replicas(num_replicas: int, global_batch_size: int) -> None:
 
 
 def allow_gpu_memory_growth() -> List[str]:
-  """Lets TensorFlow take GPU memory as it needs it, not all at start.
-
-  So a training and an evaluation process share one GPU (the reference
-  needed a second GPU or a memory cap for that). Must run before TensorFlow
-  first touches a GPU; a no-op without GPUs. Returns the GPUs' names.
-  """
+  """Lets TensorFlow take GPU memory as it needs it, not all at start, so a
+  training and an evaluation process share one GPU (the reference needed a
+  second GPU or a memory cap for that). Must run before TensorFlow first
+  touches a GPU. Returns the GPUs' names (none: a no-op)."""
   gpus = tf.config.list_physical_devices('GPU')
   for gpu in gpus:
     tf.config.experimental.set_memory_growth(gpu, True)
@@ -153,11 +146,8 @@ def allow_gpu_memory_growth() -> List[str]:
 
 def _make_strategy(num_gpus: int, *, global_batch_size: int,
                    all_reduce: str = 'auto') -> tf.distribute.Strategy:
-  """`setup`'s strategy: multi-worker with TF_CONFIG, else mirrored or one.
-
-  all_reduce: `ALL_REDUCE_NAMES`; on one machine `nccl` or
-  `hierarchical_copy`, over several `nccl` or `ring`.
-  """
+  """`setup`'s strategy: multi-worker with TF_CONFIG, else mirrored or one;
+  all_reduce: those of `ALL_REDUCE_NAMES` that strategy knows."""
   multi_worker = 'TF_CONFIG' in os.environ
   collective = tf.distribute.experimental.CommunicationImplementation
   choices = ({'auto': collective.AUTO, 'nccl': collective.NCCL,
@@ -209,10 +199,8 @@ def setup(*, num_gpus: int = 1, compute_dtype: str = 'float32',
   process-wide); the seeds; the `Devices:` line (unless quiet).
 
   The arguments are experiment.py's flags of those names, and: distribute:
-  to train (with `TF_CONFIG` set a `MultiWorkerMirroredStrategy` over the
-  workers it lists, else a `MirroredStrategy` over num_gpus > 1 GPUs);
-  False: the default strategy. model_type: for the `Devices:` line.
-  all_reduce: how the replicas sum gradients (`_make_strategy`).
+  to train, on `_make_strategy`'s strategy (False: the default one);
+  model_type: for the `Devices:` line.
   **settings: `RunConfig` and `ModelConfig` fields; by default the devices'
   (their convolution; on GPUs the XLA step, summaries once per log interval
   and, for one GPU, the input copied to it ahead).
@@ -337,29 +325,21 @@ def _no_gpu_reason() -> str:
   return 'no GPU visible (this TensorFlow is built without CUDA)'
 
 
-def gpu_names(gpus: Optional[List] = None) -> str:
-  """The GPUs' model names, each once, e.g. 'NVIDIA A100-SXM4-40GB'."""
-  gpus = _gpus_in_use() if gpus is None else gpus
-  names = [tf.config.experimental.get_device_details(gpu).get(
-      'device_name', gpu.name) for gpu in gpus]
-  return ', '.join(sorted(set(names), key=names.index))
-
-
 def describe(config: run_config_lib.RunConfig, *, num_replicas: int = 1,
              model_type: str = 'capsule') -> str:
-  """The `Devices: ...` line: what the run computes on, and how.
-
-  E.g. `Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), bfloat16, cuDNN
-  convolution, XLA step` or `Devices: CPU (2 cores), no GPU visible: ...,
-  float32, Fourier convolution, XLA routing`; num_replicas: the GPUs this
-  machine runs on. The convolution and the routing are named for capsule
-  models only (the CNNs' layers always use TensorFlow's convolution).
-  """
+  """The `Devices: ...` line: what the run computes on, and how, e.g.
+  `Devices: 2 GPUs (NVIDIA A100-SXM4-40GB), bfloat16, cuDNN convolution, XLA
+  step`; num_replicas: the GPUs this machine runs on. The convolution and
+  the routing are named for capsule models only (the CNNs' layers always use
+  TensorFlow's convolution)."""
   gpus = _gpus_in_use(num_replicas)
   if gpus:
+    names = [tf.config.experimental.get_device_details(gpu).get(
+        'device_name', gpu.name) for gpu in gpus]
     driver = _driver_note(gpus)
     where = (f'{len(gpus)} GPU{"s" if len(gpus) > 1 else ""} '
-             f'({gpu_names(gpus)})' + (f', {driver}' if driver else ''))
+             f'({", ".join(sorted(set(names), key=names.index))})' +
+             (f', {driver}' if driver else ''))
   else:
     where = f'CPU ({os.cpu_count()} cores), {_no_gpu_reason()}'
   model = config.model

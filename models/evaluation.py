@@ -140,11 +140,8 @@ def evaluate_ensemble(hparams: HParams, *, model_type: str, eval_size: int,
                       num_trials: int, num_targets: int = 1,
                       config: run_config_lib.RunConfig = (
                           run_config_lib.RunConfig())) -> int:
-  """The wrong predictions of the sum of the members' logits.
-
-  The members are `checkpoint_paths`'; wrong: the argmax differs from the
-  first label (`recons_label`), as in the reference.
-  """
+  """The wrong predictions of the sum of the members' (`checkpoint_paths`)
+  logits: the argmax differs from the first label, as in the reference."""
   paths = checkpoint_paths(checkpoint or '', num_trials)
   evaluator = Evaluator(hparams, model_type=model_type, input_fn=input_fn,
                         num_targets=num_targets, config=config)

@@ -119,8 +119,7 @@ def build_model(hparams: HParams, *, model_type: str, inputs: Inputs,
 def _serving(model: model_lib.Model, inputs: Inputs) -> tf.Module:
   """The exported module: the model's weights, and `serve` of images to
   scores, classes (the top scores, as `layers.evaluate` counts them) and,
-  for capsule models, poses and reconstructions (docs/export.md).
-  """
+  for capsule models, poses and reconstructions (docs/export.md)."""
   shape = model.shape
   # `[batch, 1, ...]` to `[batch, ...]` for one target.
   targets = lambda tensor: tensor[:, 0] if shape.num_targets == 1 else tensor
@@ -250,14 +249,10 @@ def export(hparams: HParams, *, checkpoint: str, export_dir: str,
   experiment.py; conversions names the files besides the SavedModel; report
   gets one line per file written. The files go into a temporary folder
   beside export_dir, then renamed to it (`files.write_atomically`). Returns
-  the paths written: export_dir, then the converted files.
-
-  Raises:
-    errors.ConfigError: a bad or missing argument, or bad hparams.
-    checkpoints.CheckpointError, MissingCheckpointError: as
-      `checkpoints.load`, e.g. a checkpoint of another architecture.
-    ExportError: export_dir is a file, not empty or cannot be written
-      (nothing is written), or a conversion failed (the others are written).
+  the paths written: export_dir, then the converted files. Raises
+  errors.ConfigError (bad arguments or hparams), `checkpoints.load`'s errors
+  and ExportError: export_dir is a file, not empty or cannot be written
+  (nothing is written), or a conversion failed (the others are written).
   """
   unknown = sorted(set(conversions) - set(CONVERSIONS))
   if unknown:

@@ -143,12 +143,10 @@ def predict(evaluator: evaluation.Evaluator, *,
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, *,
                      num_classes: int) -> np.ndarray:
-  """Counts of (label row, predicted column), one per digit of each example.
-
-  Of int `[n, num_targets]` labels and predictions. With two targets, each
-  label found among the predictions counts on the diagonal and the missed
-  labels pair with the wrong predictions in increasing order.
-  """
+  """Counts of (label row, predicted column) of int `[n, num_targets]` labels
+  and predictions: with two targets, each label found among the predictions
+  counts on the diagonal, the missed ones pair with the wrong predictions in
+  increasing order."""
   matrix = np.zeros([num_classes, num_classes], np.int64)
   for label_row, prediction_row in zip(labels, predictions):
     wanted = collections.Counter(label_row.tolist())
@@ -172,10 +170,8 @@ def select_examples(correct: np.ndarray, *, num_correct: int,
 
 def take_examples(dataset: tf.data.Dataset,
                   indices: Sequence[int]) -> Dict[str, np.ndarray]:
-  """The examples at these positions of a dataset of batches, in this order.
-
-  Reads the dataset once. Raises ValueError: no indices, or too few examples.
-  """
+  """The examples at these positions of a dataset of batches, in this order,
+  reading it once. Raises ValueError: no indices, or too few examples."""
   if not len(indices):
     raise ValueError('no examples to take')
   wanted, inverse = np.unique(np.asarray(indices, np.int64),
@@ -245,11 +241,8 @@ def perturbation_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
 def multimnist_grid(model: capsule_model.CapsuleModel, tensors: Mapping, *,
                     num_absent: int = NUM_ABSENT_SHOWN
                    ) -> MultiReconstructions:
-  """Fig. 5: a column per pair, then one for each of the first num_absent.
-
-  Those decode the pair's first label and the strongest class that is
-  neither a label nor a prediction.
-  """
+  """Fig. 5: a column per pair, then one for each of the first num_absent,
+  decoding its first label and the strongest class neither label nor guess."""
   out = model.forward(tensors)
   logits = out.logits.numpy()
   labels = _labels(tensors, 2)
@@ -283,11 +276,9 @@ def _logit_change(iterations: Sequence[layers.RoutingIteration]
 
 def routing_statistics(model: capsule_model.CapsuleModel, tensors: Mapping,
                        *, num_routing: Optional[int] = None) -> Routing:
-  """Appendix A over num_routing iterations (None: the model's own).
-
-  The couplings and predictions are those of the model's own iterations.
-  Raises errors.ConfigError: the primary capsules are not on a square grid.
-  """
+  """Appendix A over num_routing iterations (None: the model's own); the
+  couplings and predictions after the model's own. Raises errors.ConfigError:
+  the primary capsules are not on a square grid."""
   trained = model.hparams.routing
   iterations = model.class_routing(tensors,
                                    num_routing=max(num_routing or 0, trained))
@@ -324,11 +315,9 @@ def routing_history(model: capsule_model.CapsuleModel, tensors: Mapping,
 
 def read_events(log_dir: str, *, tags: Optional[Iterable[str]] = None
                ) -> Dict[str, Dict[int, np.ndarray]]:
-  """{tag: {step: value}} of the summaries in a directory's event files.
-
-  The files are read in name (time) order, so when a step appears twice (a
-  resumed run) the later file wins. A TF1 simple_value (the reference's
-  scalars) is read as a scalar array. tags: those to read; None: all.
+  """{tag: {step: value}} of the summaries (tags; None: all) in a directory's
+  event files, in name (time) order: a step written twice (a resumed run) is
+  the later file's. A TF1 simple_value (the reference's) is a scalar array.
   """
   values = {}
   pattern = os.path.join(log_dir, 'events.out.tfevents.*')
@@ -379,11 +368,15 @@ def _new_figure(width: float, height: float) -> mpl_figure.Figure:
   return fig
 
 
-def _suptitle(fig: mpl_figure.Figure, text: str) -> None:
-  """The title, wrapped to the figure's width: a character is about 0.6 of
-  the font size wide."""
-  per_line = int(fig.get_figwidth() * 72 / (0.6 * TITLE_SIZE))
-  fig.suptitle(textwrap.fill(text, per_line), fontsize=TITLE_SIZE)
+def _save(fig: mpl_figure.Figure, path: str,
+          title: str = '') -> mpl_figure.Figure:
+  """Titles, saves and returns fig; the title wrapped to the figure's width
+  (a character is about 0.6 of the font size wide)."""
+  if title:
+    per_line = int(fig.get_figwidth() * 72 / (0.6 * TITLE_SIZE))
+    fig.suptitle(textwrap.fill(title, per_line), fontsize=TITLE_SIZE)
+  fig.savefig(path)
+  return fig
 
 
 def _show(ax, image: np.ndarray, title: str = '') -> None:
@@ -410,10 +403,8 @@ def plot_reconstructions(recons: Reconstructions,
     _show(axes[0, column], recons.images[i],
           f'({label},{prediction},{decoded})')
     _show(axes[1, column], remake)
-  _suptitle(fig, 'Input (top) and reconstruction (bottom): (label, '
-            'prediction, decoded capsule)')
-  fig.savefig(path)
-  return fig
+  return _save(fig, path, 'Input (top) and reconstruction (bottom): (label, '
+               'prediction, decoded capsule)')
 
 
 def plot_perturbations(perturbations: Perturbations,
@@ -441,12 +432,10 @@ def plot_perturbations(perturbations: Perturbations,
     ax.set_title(f'digit {perturbations.classes[i]}')
     ax.set(xlabel='offset added', ylabel='capsule dimension')
   offsets = perturbations.offsets
-  _suptitle(fig, f'Each row adds {offsets[0]:+.2f} to {offsets[-1]:+.2f} '
-            f'(the columns) to one of the {atoms} dimensions of the digit\'s '
-            'class capsule and decodes it; offset +0.00 is the '
-            'reconstruction itself')
-  fig.savefig(path)
-  return fig
+  return _save(fig, path, f'Each row adds {offsets[0]:+.2f} to '
+               f'{offsets[-1]:+.2f} (the columns) to one of the {atoms} '
+               'dimensions of the digit\'s class capsule and decodes it; '
+               'offset +0.00 is the reconstruction itself')
 
 
 def plot_multimnist(multi: MultiReconstructions,
@@ -456,18 +445,15 @@ def plot_multimnist(multi: MultiReconstructions,
   fig = _new_figure(1.2 * num_columns, 3.0)
   axes = fig.subplots(2, num_columns, squeeze=False)
   for i in range(num_columns):
-    labels = ','.join(str(c) for c in multi.labels[i])
-    predictions = ','.join(str(c) for c in multi.predictions[i])
-    decoded = ','.join(str(c) for c in multi.reconstructed[i])
+    labels, predictions, decoded = (','.join(map(str, row)) for row in (
+        multi.labels[i], multi.predictions[i], multi.reconstructed[i]))
     star = '*' if multi.absent[i] else ''
     _show(axes[0, i], multi.images[i], f'L:({labels})\nP:({predictions})')
     red, green = multi.remakes[i, 0], multi.remakes[i, 1]
     _show(axes[1, i], np.stack([red, green, np.zeros_like(red)], axis=-1),
           f'R:({decoded}){star}')
-  _suptitle(fig, 'Input pairs (top); the two decoded digits in red and '
-            'green (bottom); * decodes a digit not in the image')
-  fig.savefig(path)
-  return fig
+  return _save(fig, path, 'Input pairs (top); the two decoded digits in red '
+               'and green (bottom); * decodes a digit not in the image')
 
 
 def plot_routing(routing: Routing, path: str, *,
@@ -519,14 +505,12 @@ def plot_routing(routing: Routing, path: str, *,
   coupling_axes[0].set_ylabel('primary capsule row', fontsize=8)
   fig.colorbar(shown, ax=coupling_axes,
                label=f'coupling (uniform {routing.uniform:.3f})')
-  _suptitle(fig, 'Mean |change of the routing logits| by each routing '
-            'iteration (left). Under each digit, its coupling to the '
-            f'predicted class after the model\'s {routing.trained_routing} '
-            f'iterations at each place of the {side}x{side} grid of primary '
-            f'capsules, mean over their {routing.num_types} types (red: '
-            'above uniform, blue: below)')
-  fig.savefig(path)
-  return fig
+  return _save(fig, path, 'Mean |change of the routing logits| by each '
+               'routing iteration (left). Under each digit, its coupling to '
+               'the predicted class after the model\'s '
+               f'{routing.trained_routing} iterations at each place of the '
+               f'{side}x{side} grid of primary capsules, mean over their '
+               f'{routing.num_types} types (red: above uniform, blue: below)')
 
 
 def plot_confusion(matrix: np.ndarray, path: str) -> mpl_figure.Figure:
@@ -544,8 +528,7 @@ def plot_confusion(matrix: np.ndarray, path: str) -> mpl_figure.Figure:
   wrong = int(matrix.sum() - np.trace(matrix))
   ax.set_title(f'{int(matrix.sum())} digits, {wrong} wrong')
   fig.colorbar(shown, ax=ax, label='log(1 + count)')
-  fig.savefig(path)
-  return fig
+  return _save(fig, path)
 
 
 def plot_curves(curves: Curves, path: str) -> mpl_figure.Figure:
@@ -572,8 +555,7 @@ def plot_curves(curves: Curves, path: str) -> mpl_figure.Figure:
         ax.set_yscale('log')
     ax.set_xlabel('step')
     ax.set_title(title)
-  fig.savefig(path)
-  return fig
+  return _save(fig, path)
 
 
 def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
@@ -587,11 +569,8 @@ def make_figures(checkpoint: str, *, data_dir: str, output_dir: str,
 
   The arguments mean what the command's flags of the same names do
   (`_define_flags`); hparams None: `default_hparams()`; config: the
-  evaluation batch size and how the model computes.
-
-  Raises:
-    errors.UserError: a missing argument, a model without decoder, bad or
-      missing data, an unreadable checkpoint or summaries.
+  evaluation batch size and how the model computes. Raises errors.UserError:
+  a missing argument, no decoder, bad data, checkpoint or summaries.
   """
   hparams = hparams or hparams_lib.default_hparams()
   for name, value in (('checkpoint', checkpoint), ('data_dir', data_dir),

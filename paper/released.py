@@ -137,10 +137,8 @@ def _open(path: str, *, label: str, remedy: str) -> tarfile.TarFile:
 def download(release: Release, *, cache_dir: str,
              base_url: Optional[str] = None) -> str:
   """The release's tarball, `cache_dir/<file_name>`, downloaded unless there.
-
-  Raises errors.MissingDataError when the server cannot be reached or lacks
-  the file, errors.DataError when the download broke off or is not a tarball.
-  """
+  Raises errors.MissingDataError: no server or file; errors.DataError: the
+  download broke off or is not a tarball."""
   path = os.path.join(cache_dir, release.file_name)
   if os.path.exists(path):
     print(f'Using {path}, downloaded before', flush=True)
@@ -179,12 +177,9 @@ def download(release: Release, *, cache_dir: str,
 
 def _refuse_unsafe(tar: tarfile.TarFile, dest: str, *, label: str,
                    remedy: str) -> None:
-  """Raises TarballError for any member that would land outside dest.
-
-  A name that is absolute or holds `..` is refused outright: tarfile's `data`
-  filter (which refuses the rest) would strip a leading `/` and extract the
-  member inside, hiding that the archive tried.
-  """
+  """Raises TarballError for any member that would land outside dest; one
+  absolute or holding `..` outright: tarfile's `data` filter (which refuses
+  the rest) would strip a leading `/` and hide that the archive tried."""
   for member in tar.getmembers():
     if os.path.isabs(member.name) or '..' in member.name.split('/'):
       reason = f'member {member.name!r} is absolute or climbs out with ..'
@@ -199,12 +194,9 @@ def _refuse_unsafe(tar: tarfile.TarFile, dest: str, *, label: str,
 
 
 def extract(tarball: str, *, cache_dir: str, remedy: str) -> str:
-  """The folder of the tarball's files in the cache, extracted once.
-
-  Named after the tarball's sha256, so that a rerun on the same tarball
-  reuses it and another tarball never mixes with it. A TarballError's
-  message ends with remedy.
-  """
+  """The folder of the tarball's files in the cache, extracted once; named
+  after the tarball's sha256, so that a rerun on the same tarball reuses it
+  and another tarball never mixes with it. TarballErrors end with remedy."""
   with open(tarball, 'rb') as file:
     digest = hashlib.file_digest(file, 'sha256').hexdigest()
   stem = re.sub(r'\.(tar\.gz|tgz|tar)$', '', os.path.basename(tarball))
@@ -251,11 +243,8 @@ def check_checkpoints(release: Release, folder: str, *,
                       input_fn: datasets.InputFn,
                       config: run_config_lib.RunConfig = (
                           run_config_lib.RunConfig())) -> List[str]:
-  """The checkpoints' prefixes, each loaded into the model, reading no data.
-
-  Raises checkpoints.CheckpointError (or MissingCheckpointError) naming a
-  checkpoint that is missing, damaged or does not fit the model.
-  """
+  """The checkpoints' prefixes, each loaded into the model, reading no data;
+  `checkpoints.load`'s errors name one missing, damaged or not fitting."""
   entry = release.experiment
   model_text = f'{entry.model}, {entry.hparams or "default hparams"}'
   model = evaluation.Evaluator(
@@ -285,12 +274,10 @@ def evaluate_release(release: Release, *, data_dir: Optional[str],
                          run_config_lib.RunConfig())) -> ReleaseResult:
   """Fetches, checks and evaluates a release as the reference README did.
 
-  data_dir, cache_dir, summary_dir and tarball mean what the command's flags
-  do (`_define_flags`). base_url: the URL of the folder holding the tarball
-  (None: `release_url`'s); input_fn: the test data instead of the
+  The arguments mean what the command's flags do (`_define_flags`), and:
+  base_url: `release_url`'s; input_fn: the test data instead of the
   experiment's in data_dir; config: batch size and how the model computes.
-  Raises errors.UserError (the test data, `fetch`) and
-  checkpoints.CheckpointError (`check_checkpoints`).
+  Raises the errors.UserError of the test data, `fetch`, `check_checkpoints`.
   """
   entry = release.experiment
   if input_fn is None:

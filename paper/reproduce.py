@@ -283,11 +283,9 @@ def reproduce(names: Sequence[str], *, data_dir: str, output_dir: str,
   The arguments mean what the command's flags do (`_define_flags`);
   hparams_override (`key=value,...`) goes over each experiment's hparams and
   into the results. Returns each experiment's summary, by name, as in
-  results.json, where the entries of earlier runs are kept.
-
-  Raises:
-    errors.UserError: unknown names, a missing data set or output_dir, or
-      those of `training.train` and `evaluation.evaluate`.
+  results.json, where the entries of earlier runs are kept. Raises
+  errors.UserError: unknown names, a missing data set or output_dir, or
+  those of `training.train` and `evaluation.evaluate`.
   """
   if not output_dir:
     raise errors.ConfigError(
