@@ -88,10 +88,10 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
 
   Libraries' warnings (tfds' among them) are hidden unless --verbosity is
   given. arguments: the tool takes positional arguments. process_ends: the
-  process ends when main does (`run`); after an interruption's line, what
-  TensorFlow's teardown writes to stderr is dropped (a worker that leaves
-  after the chief would otherwise log the lost connection to the chief's
-  service).
+  process ends when main does (`run`); once main has ended, or an
+  interruption's line is printed, what TensorFlow's teardown writes to
+  stderr is dropped (a worker that leaves after the chief would otherwise
+  log the lost connection to the chief's service).
   """
   if len(argv) > 1 and not arguments:
     sys.exit(_one_line(program, f'unexpected arguments: {" ".join(argv[1:])}'))
@@ -118,13 +118,18 @@ def call_main(main: Callable[[List[str]], None], argv: List[str], *,
       sys.exit(_one_line(program, driver_error))
   except errors.Interrupted as interruption:
     print(f'{program}: {interruption}', file=sys.stderr, flush=True)
-    if process_ends:  # Stderr to /dev/null for the rest of the process.
-      with open(os.devnull, 'w') as devnull:
-        os.dup2(devnull.fileno(), 2)
+    _end_quietly(process_ends)
     sys.exit(interruption.exit_code)
   finally:
     for signum, handler in previous.items():
       signal.signal(signum, handler)
+  _end_quietly(process_ends)
+
+
+def _end_quietly(process_ends: bool) -> None:
+  if process_ends:  # Stderr to /dev/null for the rest of the process.
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
 
 
 def run(main: Callable[[List[str]], None], *, program: str,

@@ -73,10 +73,12 @@ def test_positional_arguments_only_where_the_tool_takes_them():
   assert seen == [['tool', 'mnist']]
 
 
-def test_a_process_says_nothing_after_its_interruption_line():
-  """What TensorFlow's teardown writes after the line is dropped (a worker
-  that outlives the chief logs its lost coordination service)."""
-  script = textwrap.dedent('''
+@pytest.mark.parametrize('interrupted', [True, False])
+def test_a_process_says_nothing_after_it_ends(interrupted):
+  """What TensorFlow's teardown writes after main or the interruption's line
+  is dropped (a worker that outlives the chief logs its lost coordination
+  service)."""
+  script = textwrap.dedent(f'''
       import atexit, os, signal, sys, types
       # The tool has TensorFlow loaded; its import is not what is tested.
       sys.modules['tensorflow'] = types.SimpleNamespace(
@@ -85,8 +87,9 @@ def test_a_process_says_nothing_after_its_interruption_line():
 
       def main(argv):
         atexit.register(os.write, 2, b'teardown noise\\n')
-        raise errors.Interrupted('interrupted at step 3',
-                                 signum=signal.SIGTERM)
+        if {interrupted}:
+          raise errors.Interrupted('interrupted at step 3',
+                                   signum=signal.SIGTERM)
 
       cli.run(main, program='tool', define_flags=lambda: None)
       ''')
@@ -94,7 +97,7 @@ def test_a_process_says_nothing_after_its_interruption_line():
                           text=True, cwd=os.path.dirname(cli.__file__),
                           timeout=60)
   assert (result.returncode, result.stderr) == (
-      143, 'tool: interrupted at step 3\n')
+      (143, 'tool: interrupted at step 3\n') if interrupted else (0, ''))
 
 
 def test_quiet_start_shows_why_cuda_found_no_gpu_where_a_driver_is(
