@@ -14,7 +14,8 @@ powers, so a step here is the reference's step bit for bit; being a Keras
 optimizer, it keeps working under `tf.distribute`.
 """
 
-from typing import Tuple
+import functools
+from typing import Optional, Tuple
 
 import keras
 import numpy as np
@@ -94,12 +95,19 @@ class ReferenceAdam(keras.optimizers.Adam):
     if len(grads):  # Keras skips an empty update.
       self._finish()
 
-  def apply_summed(self, grads, trainable_variables) -> None:
+  def apply_summed(self, grads, trainable_variables, *,
+                   where: Optional[tf.Tensor] = None) -> None:
     """One update with gradients summed over replicas before.
 
     Keras' `apply` sums them itself, inside; these sums (under a strategy,
     `batch_reduce_to`'s on the variables' devices) are applied in
     cross-replica context, each variable on its devices, as Keras does.
+
+    where: a scalar bool (float16's finite gradients); where it is False,
+    every variable the update writes keeps its value. It is selected, not
+    branched on: a `tf.cond` on a GPU's tensor copies its predicate to the
+    host and the step waits for it. The cost is a copy of each weight and
+    its moments; the values kept are the kernel's own, bit for bit.
     """
     with tf.name_scope(self.name):
       learning_rate = self.learning_rate
@@ -107,14 +115,34 @@ class ReferenceAdam(keras.optimizers.Adam):
       for grad, variable in zip(grads, trainable_variables):
         strategy.extended.update(
             variable.value,
-            lambda var, grad: self.update_step(grad, var, learning_rate),
+            lambda var, grad: self._update_where(grad, var, learning_rate,
+                                                 where),
             args=(grad,), group=False)
-      self.iterations.assign_add(1)
-      self._finish()
+      self.iterations.assign_add(
+          1 if where is None else tf.cast(where, self.iterations.dtype))
+      self._finish(where)
 
-  def _finish(self) -> None:  # The reference's: the next step's powers.
-    self._beta1_power.assign(self._beta1_power * BETA1)
-    self._beta2_power.assign(self._beta2_power * BETA2)
+  def _update_where(self, gradient, variable, learning_rate, where) -> None:
+    """`update_step` on one device's variable, kept where `where` holds."""
+    if where is None:
+      self.update_step(gradient, variable, learning_rate)
+      return
+    m, v = self.slots(variable)
+    handles = (variable.handle, m.value.handle, v.value.handle)
+    read = functools.partial(tf.raw_ops.ReadVariableOp, dtype=variable.dtype)
+    old = [read(resource=handle) for handle in handles]
+    self.update_step(gradient, variable, learning_rate)
+    for handle, value in zip(handles, old):
+      tf.raw_ops.AssignVariableOp(resource=handle,
+                                  value=tf.where(where, read(resource=handle),
+                                                 value))
+
+  def _finish(self, where: Optional[tf.Tensor] = None) -> None:
+    """The reference's: the next step's powers (unchanged where not where)."""
+    for power, beta in ((self._beta1_power, BETA1),
+                        (self._beta2_power, BETA2)):
+      new = power * beta
+      power.assign(new if where is None else tf.where(where, new, power))
 
   def set_step(self, step: int) -> None:
     """Sets the step counter and the beta powers the reference has there.
@@ -150,16 +178,11 @@ class DynamicLossScale:
                                     name='finite_steps')
 
   def update(self, finite: tf.Tensor) -> None:
-    def grow():
-      self.finite_steps.assign(0)
-      self.scale.assign(self.scale * 2)
-
-    def count():
-      self.finite_steps.assign_add(1)
-
-    def shrink():
-      self.finite_steps.assign(0)
-      self.scale.assign(self.scale / 2)
-
-    tf.cond(finite, lambda: tf.cond(
-        self.finite_steps + 1 >= self.growth_steps, grow, count), shrink)
+    """Counts a finite step, doubling the scale at growth_steps of them;
+    halves it at an overflow. By selection, with no branch to wait for
+    (`ReferenceAdam.apply_summed`); the factors are powers of two: exact."""
+    grow = finite & (self.finite_steps + 1 >= self.growth_steps)
+    factor = tf.where(grow, 2.0, tf.where(finite, 1.0, 0.5))
+    self.finite_steps.assign(
+        tf.where(finite & ~grow, self.finite_steps + 1, 0))
+    self.scale.assign(self.scale * factor)

@@ -234,12 +234,8 @@ class Model(abc.ABC):
     finite = tf.reduce_all([
         tf.reduce_all(tf.math.is_finite(_first_local(grad)))
         for grad in grads])
-
-    def apply():
-      self.optimizer.apply_summed(grads, self.trainable_variables)
-      return tf.constant(True)
-
-    tf.cond(finite, apply, lambda: tf.constant(False))
+    self.optimizer.apply_summed(grads, self.trainable_variables,
+                                where=finite)
     self.loss_scale.update(finite)
 
   def summarize(self, losses: Losses, tensors: Mapping, *,

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import adam
 from models import capsule_model
 from models import checkpoints
 from models import conv_model
 from models import hparams as hparams_lib
 from models import model as model_lib
+from models import registry
 from models import run_config
 import test_utils
 
@@ -210,6 +212,43 @@ def test_bfloat16_is_close_to_reference(case):
   assert all(g.dtype == tf.float32 and np.all(np.isfinite(g)) for g in grads)
   model.apply_gradients(grads)
   assert all(v.dtype == 'float32' for v in model.trainable_variables)
+
+
+def _op_types(graph: tf.Graph) -> set:
+  """The op types of graph and of every function it calls."""
+  graph_def = graph.as_graph_def()
+  return {node.op for node in graph_def.node} | {
+      node.op for function in graph_def.library.function
+      for node in function.node_def}
+
+
+def test_float16_skips_a_step_by_selection_without_a_branch():
+  """A non-finite step changes nothing but the loss scale, and no `If`
+  decides it: on a GPU, the If's predicate is copied to the host and the
+  step waits for it."""
+  model = registry.build_model(
+      test_utils.tiny_hparams(), model_type='capsule',
+      shape=model_lib.DataShape(20, 1),
+      config=model_lib.ModelConfig(compute_dtype='float16'))
+  variables = model.trainable_variables
+  apply = tf.function(model.apply_gradients).get_concrete_function(
+      [tf.TensorSpec(var.shape) for var in variables])
+  ops = _op_types(apply.graph)
+  assert 'ResourceApplyAdam' in ops
+  assert not ops & {'If', 'StatelessIf'}
+
+  apply([tf.fill(var.shape, 0.5) for var in variables])
+  state = dict(model.tf1_variable_map(), **model.slot_map())
+  before = {name: var.numpy() for name, var in state.items()}
+  assert int(before['global_step']) == 1
+  np.testing.assert_allclose(before['conv1/weights/Adam'], 0.05, rtol=1e-6)
+  apply([tf.fill(var.shape, np.inf if i == 1 else 0.5)
+         for i, var in enumerate(variables)])
+  for name, var in state.items():
+    np.testing.assert_array_equal(var.numpy(), before[name], err_msg=name)
+  assert float(model.loss_scale.scale.numpy()) == adam.INITIAL_LOSS_SCALE / 2
+  apply([tf.fill(var.shape, 0.5) for var in variables])
+  assert int(model.global_step.numpy()) == 2
 
 
 def test_unknown_compute_dtype_is_rejected():
