@@ -476,11 +476,13 @@ def _device_reads_in_predicates(concrete, host_variables):
   return found
 
 
-def test_no_branch_of_the_training_loop_waits_for_a_device(tmp_path):
+@pytest.mark.parametrize('compute_dtype', ['float32', 'float16'])
+def test_no_branch_of_the_training_loop_waits_for_a_device(compute_dtype,
+                                                           tmp_path):
   """Every condition the compiled loop branches on lives on the host: the
   summaries' cadence, the stop flag (at d3ea3f2: six summary `If`s on the
-  global step)."""
-  trainer = _tiny_trainer(summary_every_steps=2)
+  global step; in float16 also the skip of a step that overflows)."""
+  trainer = _tiny_trainer(summary_every_steps=2, compute_dtype=compute_dtype)
   iterator = trainer.repeat(_batch(4))
   with tf.summary.create_file_writer(str(tmp_path)).as_default():
     concrete = trainer._run.get_concrete_function(  # pylint: disable=protected-access
