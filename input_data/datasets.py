@@ -43,9 +43,6 @@ DATASETS: Dict[str, DataSet] = {d.name: d for d in [
     DataSet(name='svhn', splits=_TRAIN_TEST, prepare=svhn.prepare,
             inputs=svhn.inputs),
 ]}
-# Evaluation only: models trained on expanded_mnist are tested on them.
-TEST_ONLY_DATASETS = tuple(name for name, data_set in DATASETS.items()
-                           if data_set.train_on)
 
 
 def input_fn(dataset: str, *, data_dir: Optional[str], num_targets: int = 1,

@@ -66,15 +66,11 @@ class Options:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataSet:
-  """A data set of `--dataset`: its splits, and how to make and read them.
+  """A data set of `--dataset`, a key of `datasets.DATASETS`.
 
-  Attributes:
-    name: the name, a key of `datasets.DATASETS`.
-    splits: train and test, or test only (models trained on `train_on` are
-      tested on it).
-    prepare, inputs: the functions of the module doc.
-    validate: whether `Options.validate` can read validation splits.
-    train_on: for a test set only, the data set its models train on.
+  Its splits are train and test, or test only for a set whose models train on
+  `train_on`; prepare and inputs are the functions of the module doc; validate
+  says whether `Options.validate` can read validation splits.
   """
   name: str
   splits: Tuple[str, ...]

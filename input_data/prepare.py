@@ -57,11 +57,8 @@ def open_maybe_gzipped(path: str, how_to_get: str) -> BinaryIO:
 
 def write_new(path: str, serialized: Iterable[bytes], *, num_records: int,
               record_bytes: int) -> str:
-  """Writes `num_records` records of about record_bytes each to a new path.
-
-  Shows their progress (`progress`); a file that another preparation wrote
-  meanwhile is kept. Returns path.
-  """
+  """Writes records of about record_bytes each to a new path, showing their
+  progress; keeps a file that another preparation wrote meanwhile."""
   num_bytes = num_records * (record_bytes + RECORD_FRAMING_BYTES)
   print(f'Writing {num_records:,} records ({num_bytes / 1e6:,.0f} MB) to '
         f'{path}', flush=True)

@@ -178,11 +178,7 @@ def batch_dataset(dataset: tf.data.Dataset,
                   features: Callable[..., Dict[str, tf.Tensor]], *,
                   batch_size: int, train: bool,
                   shuffle_buffer: int) -> tf.data.Dataset:
-  """The features of batches for training or testing, as `interface` says.
-
-  Training shuffles with `shuffle_buffer` examples; the features are made
-  after batching (`map_batches`).
-  """
+  """The features of batches for training or testing, as `interface` says."""
   if train:
     dataset = dataset.shuffle(shuffle_buffer, reshuffle_each_iteration=True)
     dataset = dataset.repeat().batch(batch_size, drop_remainder=True)

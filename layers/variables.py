@@ -25,11 +25,8 @@ def bias_initializer() -> keras.initializers.Initializer:
 
 
 def dtype_policy(compute_dtype: str) -> keras.DTypePolicy:
-  """Float32 weights, computing in `compute_dtype` (one of COMPUTE_DTYPES).
-
-  Raises:
-    ValueError: for another compute dtype.
-  """
+  """Float32 weights, computing in `compute_dtype` (of COMPUTE_DTYPES, else
+  ValueError)."""
   if compute_dtype not in COMPUTE_DTYPES:
     raise ValueError(f'compute_dtype={compute_dtype!r}: use one of '
                      f'{", ".join(COMPUTE_DTYPES)}')
