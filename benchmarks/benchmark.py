@@ -252,7 +252,6 @@ def time_step(config: Config, step: str, *, repeats: int,
 
 
 def benchmark(config: Config, **kwargs) -> List[Timing]:
-  """The training and the evaluation step's `time_step`."""
   return [time_step(config, step, **kwargs) for step in _STEPS]
 
 

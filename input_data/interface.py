@@ -60,7 +60,6 @@ class Options:
   tfds_data_dir: Optional[str] = None
 
   def file_split(self, split: str) -> str:
-    """The split of the files: `valid_{split}` when validating."""
     return f'valid_{split}' if self.validate else split
 
 

@@ -119,7 +119,6 @@ def first_example(path: str) -> tf.train.Example:
 
 
 def example_int(example: tf.train.Example, key: str) -> int:
-  """The single int64 value stored under `key` in `example`."""
   return int(example.features.feature[key].int64_list.value[0])
 
 

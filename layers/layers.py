@@ -69,10 +69,7 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
                     ) -> tf.Tensor:
   """Dynamic routing by agreement (Sabour et al., Procedure 1), in float32.
 
-  The reference's order: the logits start at zero; each iteration routes with
-  the softmax of the logits (or `_leaky_routing`), sums the routed votes over
-  input capsules plus the biases, squashes, and adds the agreement (the
-  reference's `distances`) of every vote with the activation to the logits.
+  In the reference's order of operations (`agreement` is its `distances`).
   Its `logit_shape`, `num_dims`, `input_dim` and `output_dim` arguments are
   read off `votes`; its loop is a Python loop, unrolled in the graph.
 
@@ -286,7 +283,6 @@ class _Tf1Layer(keras.layers.Layer):
         initializer=variables.bias_initializer())
 
   def _cast(self, tensor) -> tf.Tensor:
-    """`tensor` (or a weight) in the layer's compute dtype."""
     return tf.cast(tensor, self.compute_dtype)
 
   def tf1_variables(self) -> Dict[str, keras.Variable]:
@@ -349,7 +345,6 @@ class _CapsuleLayer(_Tf1Layer):
     self.xla_routing = xla_routing
 
   def _route(self, votes: tf.Tensor, input_axis: int = 1) -> tf.Tensor:
-    """`_update_routing` of `votes` with the layer's biases and settings."""
     return _update_routing(votes, tf.convert_to_tensor(self.biases),
                            self.num_routing, self.leaky, input_axis=input_axis,
                            xla=self.xla_routing)
@@ -362,8 +357,7 @@ class Capsule(_CapsuleLayer):
   `[batch, output_dim, output_atoms]`. Weights
   `[input_dim, input_atoms, output_dim * output_atoms]` (column j is output
   capsule `j // output_atoms`, atom `j % output_atoms`), biases
-  `[output_dim, output_atoms]`. The votes are computed in the compute dtype,
-  the routing in float32.
+  `[output_dim, output_atoms]`.
   """
 
   def build(self, input_shape):
@@ -403,8 +397,7 @@ class ConvSlimCapsule(_CapsuleLayer):
   `[batch, output_dim, output_atoms, out_height, out_width]`. One kernel
   `[k, k, input_atoms, output_dim * output_atoms]` is shared by all input
   capsule types and positions; biases `[output_dim, output_atoms, 1, 1]`.
-  The convolution runs in the compute dtype (`_conv2d` by
-  `conv_implementation`), the routing in float32.
+  The convolution is `_conv2d`'s by `conv_implementation`.
   """
 
   def __init__(self, output_dim: int, *, stride: int = 2,

@@ -15,12 +15,10 @@ COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 
 def weight_initializer(
     stddev: float = WEIGHT_STDDEV) -> keras.initializers.Initializer:
-  """Truncated normal initializer of the reference's weight variables."""
   return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
 def bias_initializer() -> keras.initializers.Initializer:
-  """Constant 0.1 initializer of the reference's bias variables."""
   return keras.initializers.Constant(BIAS_VALUE)
 
 
