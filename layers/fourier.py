@@ -89,10 +89,9 @@ class _Plan:
 def _plan(height: int, width: int, *, kernel_size: int, stride: int,
           padding: str) -> _Plan:
   """The `_Plan` of a convolution's geometry (docs/fourier.md, 2-6)."""
-  along_height = _axis(height, kernel_size=kernel_size, stride=stride,
-                       padding=padding)
-  along_width = _axis(width, kernel_size=kernel_size, stride=stride,
-                      padding=padding)
+  along_height, along_width = (
+      _axis(size, kernel_size=kernel_size, stride=stride, padding=padding)
+      for size in (height, width))
   length_h, length_w = along_height.dft_length, along_width.dft_length
   half_width = length_w // 2 + 1
 

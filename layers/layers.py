@@ -9,9 +9,7 @@ Capsule tensors keep the reference's layout: atoms on axis 2 after the batch
 and capsule axes (`[batch, capsules, atoms]`, or
 `[batch, capsules, atoms, height, width]` for convolutional capsules).
 Convolutions themselves run channels-last, which every TensorFlow device
-supports. The convolutional capsules' convolution is TensorFlow's, or on
-request the Fourier convolution of `fourier.py`, a CPU accelerator
-(`CONV_IMPLEMENTATIONS`).
+supports, by one of `CONV_IMPLEMENTATIONS` for the convolutional capsules.
 """
 
 import collections

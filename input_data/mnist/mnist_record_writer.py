@@ -5,8 +5,7 @@ written once per (row, column) shift in [-shift, shift], (2 * shift + 1)^2
 records in all, to `{split}_{shift}shifted_mnist.tfrecords`.
 
 MultiMNIST (`shift_write_multi_mnist`): the first epoch of `canvas.MultiMnist`
-with the seed, the pairs that the input pipelines generate on the fly from the
-same seed, in the same order, to the shards
+with the seed, in order, to the shards
 `multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N`, max_shard
 records each (the last possibly fewer).
 
