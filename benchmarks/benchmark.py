@@ -252,7 +252,6 @@ def time_step(config: Config, step: str, *, repeats: int,
 
 
 def benchmark(config: Config, **kwargs) -> List[Timing]:
-  """The training and the evaluation step's `time_step`."""
   return [time_step(config, step, **kwargs) for step in _STEPS]
 
 
@@ -305,11 +304,8 @@ def _format(timing: Timing, peak: float) -> str:
 
 
 def peak_rss() -> int:
-  """Peak resident set of this process in bytes.
-
-  Linux's `VmHWM` where there is one: `ru_maxrss` also counts the parent's
-  resident set at the fork that started this process.
-  """
+  """Peak resident set of this process in bytes, Linux's `VmHWM` where there
+  is one: `ru_maxrss` also counts the parent's at the fork that started it."""
   try:
     with open('/proc/self/status') as status:
       for line in status:
@@ -321,12 +317,8 @@ def peak_rss() -> int:
 
 
 def peak_memory(config: Config, **settings) -> Dict[str, int]:
-  """Runs training steps of `config` in this process; peak memory in bytes.
-
-  `rss` is the process's peak resident set (TensorFlow's own host memory
-  included, so run it in a fresh process), `device` the allocator's peak on a
-  GPU.
-  """
+  """Peak bytes of `config`'s training steps: `rss`, this process's resident
+  set (TensorFlow's own included: run it fresh), `device` a GPU allocator's."""
   time_calls(train_step(config, **settings), repeats=1)
   peak = {'rss': peak_rss()}
   if device_type() == 'GPU':

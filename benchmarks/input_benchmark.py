@@ -45,16 +45,12 @@ def _write_fixtures(root: str, rng: np.random.Generator) -> str:
   """Writes every fixture under root; returns the MultiMNIST pattern."""
   digits = rng.integers(0, 256, (_MNIST_TEST_IMAGES, 28, 28), np.uint8)
   labels = rng.integers(0, 10, _MNIST_TEST_IMAGES).astype(np.uint8)
-  mnist_record_writer.shift_write_mnist(
-      digits[:_MNIST_IMAGES], labels=labels[:_MNIST_IMAGES],
-      filename=os.path.join(
-          root, mnist_record_writer.shifted_mnist_filename('train', shift=2)),
-      shift=2, pad=0)
-  mnist_record_writer.shift_write_mnist(
-      digits, labels=labels,
-      filename=os.path.join(
-          root, mnist_record_writer.shifted_mnist_filename('test', shift=0)),
-      shift=0, pad=0)
+  for split, shift, count in (('train', 2, _MNIST_IMAGES), ('test', 0, None)):
+    mnist_record_writer.shift_write_mnist(
+        digits[:count], labels=labels[:count], filename=os.path.join(
+            root, mnist_record_writer.shifted_mnist_filename(split,
+                                                             shift=shift)),
+        shift=shift, pad=0)
   prefix = os.path.join(root, mnist_record_writer.shifted_mnist_filename(
       'train', shift=6, multi_targets=True))
   shards = mnist_record_writer.shift_write_multi_mnist(

@@ -43,9 +43,6 @@ DATASETS: Dict[str, DataSet] = {d.name: d for d in [
     DataSet(name='svhn', splits=_TRAIN_TEST, prepare=svhn.prepare,
             inputs=svhn.inputs),
 ]}
-# Evaluation only: models trained on expanded_mnist are tested on them.
-TEST_ONLY_DATASETS = tuple(name for name, data_set in DATASETS.items()
-                           if data_set.train_on)
 
 
 def input_fn(dataset: str, *, data_dir: Optional[str], num_targets: int = 1,
@@ -70,8 +67,7 @@ def input_fn(dataset: str, *, data_dir: Optional[str], num_targets: int = 1,
   def read(split: str, batch_size: int,
            input_context: Optional[tf.distribute.InputContext] = None
           ) -> tf.data.Dataset:
-    _check_split(data_set, split)
-    data_set.prepare(split, options)
+    _prepare(data_set, split, options)
     return data_set.inputs(split, options, batch_size=batch_size,
                            input_context=input_context)
   return read
@@ -87,10 +83,9 @@ def prepare_split(dataset: str, split: str, *, data_dir: Optional[str],
   stops it before training). Arguments and errors as `input_fn`'s, and
   ConfigError for a split the data set lacks.
   """
-  data_set = _data_set(dataset, data_dir=data_dir, validate=validate)
-  _check_split(data_set, split)
-  data_set.prepare(split, interface.Options(
-      data_dir=data_dir, num_targets=num_targets, validate=validate))
+  _prepare(_data_set(dataset, data_dir=data_dir, validate=validate), split,
+           interface.Options(data_dir=data_dir, num_targets=num_targets,
+                             validate=validate))
 
 
 def _data_set(dataset: str, *, data_dir: Optional[str],
@@ -112,9 +107,11 @@ def _data_set(dataset: str, *, data_dir: Optional[str],
   return data_set
 
 
-def _check_split(data_set: DataSet, split: str) -> None:
-  """ConfigError for a split the data set lacks, saying what to do."""
+def _prepare(data_set: DataSet, split: str,
+             options: interface.Options) -> None:
+  """Prepares a split of data_set; ConfigError saying what to do if none."""
   if split in data_set.splits:
+    data_set.prepare(split, options)
     return
   if data_set.train_on:
     raise errors.ConfigError(

@@ -40,10 +40,7 @@ def adjust_brightness(images: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
 
 
 def adjust_contrast(images: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
-  """`(x - mean) * factors[i] + mean` per channel of image i, unclipped.
-
-  Like tf.image's op, with the mean of each image's channel.
-  """
+  """`(x - mean) * factors[i] + mean` per channel of image i, unclipped."""
   means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
   return (images - means) * factors[:, None, None, None] + means
 

@@ -60,21 +60,16 @@ class Options:
   tfds_data_dir: Optional[str] = None
 
   def file_split(self, split: str) -> str:
-    """The split of the files: `valid_{split}` when validating."""
     return f'valid_{split}' if self.validate else split
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataSet:
-  """A data set of `--dataset`: its splits, and how to make and read them.
+  """A data set of `--dataset`, a key of `datasets.DATASETS`.
 
-  Attributes:
-    name: the name, a key of `datasets.DATASETS`.
-    splits: train and test, or test only (models trained on `train_on` are
-      tested on it).
-    prepare, inputs: the functions of the module doc.
-    validate: whether `Options.validate` can read validation splits.
-    train_on: for a test set only, the data set its models train on.
+  Its splits are train and test, or test only for a set whose models train on
+  `train_on`; prepare and inputs are the functions of the module doc; validate
+  says whether `Options.validate` can read validation splits.
   """
   name: str
   splits: Tuple[str, ...]

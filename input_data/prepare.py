@@ -20,6 +20,7 @@ files):
 """
 
 import gzip
+import itertools
 import os
 import time
 from typing import BinaryIO, Iterable, Sequence
@@ -55,14 +56,14 @@ def open_maybe_gzipped(path: str, how_to_get: str) -> BinaryIO:
       f'{path} (or {path}.gz) does not exist. Get it with:\n  {how_to_get}')
 
 
-def write_new(path: str, serialized: Iterable[bytes], *, num_records: int,
-              record_bytes: int) -> str:
-  """Writes `num_records` records of about record_bytes each to a new path.
-
-  Shows their progress (`progress`); a file that another preparation wrote
-  meanwhile is kept. Returns path.
-  """
-  num_bytes = num_records * (record_bytes + RECORD_FRAMING_BYTES)
+def write_new(path: str, serialized: Iterable[bytes], *,
+              num_records: int) -> str:
+  """Writes records, each about the first's size, to a new path, showing
+  their progress; keeps a file that another preparation wrote meanwhile."""
+  serialized = iter(serialized)
+  first = next(serialized)
+  serialized = itertools.chain([first], serialized)
+  num_bytes = num_records * (len(first) + RECORD_FRAMING_BYTES)
   print(f'Writing {num_records:,} records ({num_bytes / 1e6:,.0f} MB) to '
         f'{path}', flush=True)
   start = time.monotonic()

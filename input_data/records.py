@@ -119,7 +119,6 @@ def first_example(path: str) -> tf.train.Example:
 
 
 def example_int(example: tf.train.Example, key: str) -> int:
-  """The single int64 value stored under `key` in `example`."""
   return int(example.features.feature[key].int64_list.value[0])
 
 
@@ -178,11 +177,7 @@ def batch_dataset(dataset: tf.data.Dataset,
                   features: Callable[..., Dict[str, tf.Tensor]], *,
                   batch_size: int, train: bool,
                   shuffle_buffer: int) -> tf.data.Dataset:
-  """The features of batches for training or testing, as `interface` says.
-
-  Training shuffles with `shuffle_buffer` examples; the features are made
-  after batching (`map_batches`).
-  """
+  """The features of batches for training or testing, as `interface` says."""
   if train:
     dataset = dataset.shuffle(shuffle_buffer, reshuffle_each_iteration=True)
     dataset = dataset.repeat().batch(batch_size, drop_remainder=True)

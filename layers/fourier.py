@@ -89,10 +89,9 @@ class _Plan:
 def _plan(height: int, width: int, *, kernel_size: int, stride: int,
           padding: str) -> _Plan:
   """The `_Plan` of a convolution's geometry (docs/fourier.md, 2-6)."""
-  along_height = _axis(height, kernel_size=kernel_size, stride=stride,
-                       padding=padding)
-  along_width = _axis(width, kernel_size=kernel_size, stride=stride,
-                      padding=padding)
+  along_height, along_width = (
+      _axis(size, kernel_size=kernel_size, stride=stride, padding=padding)
+      for size in (height, width))
   length_h, length_w = along_height.dft_length, along_width.dft_length
   half_width = length_w // 2 + 1
 
@@ -186,18 +185,9 @@ def conv2d(images: tf.Tensor, kernel: tf.Tensor, *, stride: int,
            padding: str) -> tf.Tensor:
   """`tf.nn.conv2d(images, kernel, stride, padding)` by the DFT.
 
-  Args:
-    images: `[batch, height, width, in_channels]`, float32, bfloat16 or
-      float16.
-    kernel: `[k, k, in_channels, out_channels]`, same dtype.
-    stride: convolution stride, the same along both axes.
-    padding: 'SAME' or 'VALID'.
-
-  Returns:
-    `[batch, out_height, out_width, out_channels]` in the images' dtype.
-
-  Raises:
-    errors.ConfigError: for a padding other than SAME or VALID.
+  images `[batch, height, width, in_channels]` and kernel `[k, k, in_channels,
+  out_channels]` in float32, bfloat16 or float16; one stride for both axes;
+  ConfigError for a padding other than SAME or VALID.
   """
   _, height, width, in_channels = images.shape
   kernel_size, _, _, out_channels = kernel.shape

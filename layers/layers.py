@@ -9,9 +9,7 @@ Capsule tensors keep the reference's layout: atoms on axis 2 after the batch
 and capsule axes (`[batch, capsules, atoms]`, or
 `[batch, capsules, atoms, height, width]` for convolutional capsules).
 Convolutions themselves run channels-last, which every TensorFlow device
-supports. The convolutional capsules' convolution is TensorFlow's, or on
-request the Fourier convolution of `fourier.py`, a CPU accelerator
-(`CONV_IMPLEMENTATIONS`).
+supports, by one of `CONV_IMPLEMENTATIONS` for the convolutional capsules.
 """
 
 import collections
@@ -41,15 +39,10 @@ RoutingIteration = collections.namedtuple(
 
 
 def _squash(input_tensor: tf.Tensor) -> tf.Tensor:
-  """Squash nonlinearity `s / |s| * |s|^2 / (1 + |s|^2)` over the atoms axis.
+  """Squash `s / |s| * |s|^2 / (1 + |s|^2)` over the atoms axis (axis 2).
 
-  Args:
-    input_tensor: `[batch, num_capsules, num_atoms]` or
-      `[batch, num_capsules, num_atoms, height, width]`.
-
-  Returns:
-    Tensor of the input's shape whose atom vectors have norm below 1. The zero
-    vector maps to zero with a finite gradient.
+  input_tensor: `[batch, num_capsules, num_atoms, ...]`; the result has its
+  shape, norms below 1, and maps the zero vector to zero, gradient finite.
   """
   norm_squared = tf.reduce_sum(tf.square(input_tensor), axis=2, keepdims=True)
   norm = tf.sqrt(norm_squared + _SQUASH_EPSILON)
@@ -57,16 +50,10 @@ def _squash(input_tensor: tf.Tensor) -> tf.Tensor:
 
 
 def _leaky_routing(logits: tf.Tensor, output_dim: int) -> tf.Tensor:
-  """Softmax over output capsules with an extra all-zero 'leak' logit.
+  """Softmax over output capsules (axis 2) with an extra all-zero 'leak' logit.
 
-  The leak lets an input capsule route to none of the output capsules.
-
-  Args:
-    logits: `[batch, input_dim, output_dim, ...]` routing logits.
-    output_dim: number of output capsules, `logits.shape[2]`.
-
-  Returns:
-    Routing probabilities of the logits' shape (the leak slot dropped).
+  The leak lets an input capsule route to none of the output capsules. logits
+  `[batch, input_dim, output_dim, ...]`; returns their shape, the leak dropped.
   """
   leak = tf.zeros_like(logits[:, :, :1])               # [b, in, 1, ...]
   leaky_logits = tf.concat([leak, logits], axis=2)     # [b, in, 1 + out, ...]
@@ -80,10 +67,7 @@ def _update_routing(votes: tf.Tensor, biases: tf.Tensor, num_routing: int,
                     ) -> tf.Tensor:
   """Dynamic routing by agreement (Sabour et al., Procedure 1), in float32.
 
-  The reference's order: the logits start at zero; each iteration routes with
-  the softmax of the logits (or `_leaky_routing`), sums the routed votes over
-  input capsules plus the biases, squashes, and adds the agreement (the
-  reference's `distances`) of every vote with the activation to the logits.
+  In the reference's order of operations (`agreement` is its `distances`).
   Its `logit_shape`, `num_dims`, `input_dim` and `output_dim` arguments are
   read off `votes`; its loop is a Python loop, unrolled in the graph.
 
@@ -181,23 +165,11 @@ def _depthwise_conv3d(input_tensor: tf.Tensor, kernel: tf.Tensor, *,
   """Convolves every input capsule type with one shared kernel.
 
   The capsule-type axis is folded into the batch, the atoms become channels,
-  and the result is split back into output capsules and atoms.
-
-  Args:
-    input_tensor: `[batch, input_dim, input_atoms, height, width]`.
-    kernel: `[k, k, input_atoms, output_dim * output_atoms]`; output channel c
-      is capsule `c // output_atoms`, atom `c % output_atoms`.
-    input_dim: number of input capsule types.
-    output_dim: number of output capsule types.
-    input_atoms: atoms per input capsule.
-    output_atoms: atoms per output capsule.
-    stride: convolution stride.
-    padding: 'SAME' or 'VALID'.
-    implementation: of the convolution, one of `CONV_IMPLEMENTATIONS`.
-
-  Returns:
-    Votes `[batch, input_dim, output_dim, output_atoms, out_height,
-    out_width]` in the input's dtype.
+  and the result is split back into output capsules and atoms: input_tensor
+  `[batch, input_dim, input_atoms, height, width]` and kernel `[k, k,
+  input_atoms, output_dim * output_atoms]` (channel c is capsule
+  `c // output_atoms`, atom `c % output_atoms`) give votes `[batch, input_dim,
+  output_dim, output_atoms, out_height, out_width]` in the input's dtype.
   """
   height, width = input_tensor.shape[3], input_tensor.shape[4]
   flat = tf.reshape(input_tensor, [-1, input_atoms, height, width])
@@ -223,14 +195,9 @@ def _margin_loss(labels: tf.Tensor, raw_logits: tf.Tensor, margin: float = 0.4,
                  downweight: float = 0.5) -> tf.Tensor:
   """Margin loss of each logit (capsule length) against 0.9 / 0.1 targets.
 
-  Args:
-    labels: `[batch, num_classes]` one-hot or two-hot.
-    raw_logits: `[batch, num_classes]` capsule lengths in [0, 1].
-    margin: the margin after subtracting 0.5 from the lengths.
-    downweight: weight of the cost of absent classes.
-
-  Returns:
-    `[batch, num_classes]` cost of every logit (not reduced).
+  labels (one- or two-hot) and raw_logits (capsule lengths in [0, 1]) are
+  `[batch, num_classes]`; margin applies after subtracting 0.5 from the
+  lengths, downweight to absent classes. Returns the unreduced cost of each.
   """
   logits = raw_logits - 0.5
   positive_cost = labels * tf.cast(tf.less(logits, margin),
@@ -272,17 +239,10 @@ def evaluate(logits: tf.Tensor, labels: tf.Tensor, num_targets: int,
              extra_losses: Sequence[tf.Tensor] = ()) -> Evaluation:
   """Total loss and correct / almost-correct counts of a batch.
 
-  Args:
-    logits: `[batch, num_classes]` model outputs.
-    labels: `[batch, num_classes]` one-hot (or two-hot for two targets).
-    num_targets: number of objects per image (1 or 2).
-    loss_type: 'margin', 'softmax' or 'sigmoid'.
-    extra_losses: scalar losses added to the total, e.g. the balanced
-      reconstruction losses (the reference collected them on the side).
-
-  Returns:
-    `Evaluation(total_loss, correct, almost, classification_loss)`, scalars;
-    correct and almost are batch sums.
+  logits and labels (one-hot, two-hot for num_targets=2) are `[batch,
+  num_classes]`; extra_losses, scalars added to the total, are e.g. the
+  balanced reconstruction losses (the reference collected them on the side).
+  Returns scalars; correct and almost are batch sums.
   """
   classification_loss = tf.reduce_mean(
       _classification_loss(logits, labels, loss_type))
@@ -321,7 +281,6 @@ class _Tf1Layer(keras.layers.Layer):
         initializer=variables.bias_initializer())
 
   def _cast(self, tensor) -> tf.Tensor:
-    """`tensor` (or a weight) in the layer's compute dtype."""
     return tf.cast(tensor, self.compute_dtype)
 
   def tf1_variables(self) -> Dict[str, keras.Variable]:
@@ -384,7 +343,6 @@ class _CapsuleLayer(_Tf1Layer):
     self.xla_routing = xla_routing
 
   def _route(self, votes: tf.Tensor, input_axis: int = 1) -> tf.Tensor:
-    """`_update_routing` of `votes` with the layer's biases and settings."""
     return _update_routing(votes, tf.convert_to_tensor(self.biases),
                            self.num_routing, self.leaky, input_axis=input_axis,
                            xla=self.xla_routing)
@@ -397,8 +355,7 @@ class Capsule(_CapsuleLayer):
   `[batch, output_dim, output_atoms]`. Weights
   `[input_dim, input_atoms, output_dim * output_atoms]` (column j is output
   capsule `j // output_atoms`, atom `j % output_atoms`), biases
-  `[output_dim, output_atoms]`. The votes are computed in the compute dtype,
-  the routing in float32.
+  `[output_dim, output_atoms]`.
   """
 
   def build(self, input_shape):
@@ -411,18 +368,11 @@ class Capsule(_CapsuleLayer):
             input_major: bool = False) -> tf.Tensor:
     """The votes `call` routes: every input capsule's prediction of each output.
 
-    One matrix product per input capsule, batched over them.
-
-    Args:
-      input_tensor: `[batch, input_dim, input_atoms]`; the layer must be
-        built (called once).
-      input_major: return the votes input capsules first, as the products
-        make them and `call` routes them (the batch-first layout costs a
-        transpose of the votes, the biggest tensor of the model).
-
-    Returns:
-      `[batch, input_dim, output_dim, output_atoms]` votes in the compute
-      dtype, or `[input_dim, batch, ...]` with input_major.
+    One matrix product per input capsule, batched over them; the layer must be
+    built. Votes `[batch, input_dim, output_dim, output_atoms]` in the compute
+    dtype, or with input_major `[input_dim, batch, ...]`, as the products make
+    them and `call` routes them (the batch-first layout costs a transpose of
+    the votes, the biggest tensor of the model).
     """
     votes = tf.matmul(tf.transpose(self._cast(input_tensor), [1, 0, 2]),
                       self._cast(self.kernel))      # [in, b, out * atoms]
@@ -445,9 +395,7 @@ class ConvSlimCapsule(_CapsuleLayer):
   `[batch, output_dim, output_atoms, out_height, out_width]`. One kernel
   `[k, k, input_atoms, output_dim * output_atoms]` is shared by all input
   capsule types and positions; biases `[output_dim, output_atoms, 1, 1]`.
-  The convolution runs in the compute dtype (`_conv2d` by
-  `conv_implementation`: 'native', TensorFlow's, or 'fourier'), the routing
-  in float32.
+  The convolution is `_conv2d`'s by `conv_implementation`.
   """
 
   def __init__(self, output_dim: int, *, stride: int = 2,
@@ -474,28 +422,20 @@ class ConvSlimCapsule(_CapsuleLayer):
                       (self.output_dim, self.output_atoms, 1, 1))
 
   def votes(self, input_tensor: tf.Tensor) -> tf.Tensor:
-    """The votes `call` routes, `_depthwise_conv3d`'s, in the compute dtype.
-
-    The layer must be built (called once); `input_tensor` is in its
-    `data_format`.
-    """
+    """`_depthwise_conv3d`'s votes, as `call` routes them (layer built)."""
     input_tensor = self._cast(input_tensor)
     kernel = self._cast(self.kernel)
+    conv = dict(input_dim=self.input_dim, output_dim=self.output_dim,
+                output_atoms=self.output_atoms, stride=self.stride,
+                padding=self.padding, implementation=self.conv_implementation)
     if self.data_format == 'channels_first':
-      return _depthwise_conv3d(
-          input_tensor, kernel, input_dim=self.input_dim,
-          output_dim=self.output_dim, input_atoms=self.input_atoms,
-          output_atoms=self.output_atoms, stride=self.stride,
-          padding=self.padding, implementation=self.conv_implementation)
+      return _depthwise_conv3d(input_tensor, kernel,
+                               input_atoms=self.input_atoms, **conv)
     _, height, width, _, _ = input_tensor.shape
     if self.input_dim > 1:
       input_tensor = tf.transpose(input_tensor, [0, 3, 1, 2, 4])
     images = tf.reshape(input_tensor, [-1, height, width, self.input_atoms])
-    return _conv_votes(images, kernel, input_dim=self.input_dim,
-                       output_dim=self.output_dim,
-                       output_atoms=self.output_atoms, stride=self.stride,
-                       padding=self.padding,
-                       implementation=self.conv_implementation)
+    return _conv_votes(images, kernel, **conv)
 
   def call(self, input_tensor):
     return self._route(self.votes(input_tensor))
@@ -524,16 +464,12 @@ class Reconstruction(_Tf1Layer):
                                      (3, num_pixels, tf.sigmoid))]
 
   def call(self, capsule_embedding, capsule_mask, image):
-    """Reconstructs the target capsule's image.
+    """`(reconstruction, balanced_loss)` of the target capsule's image.
 
-    Args:
-      capsule_embedding: `[batch, num_classes, num_atoms]` capsule outputs.
-      capsule_mask: `[batch, num_classes]` one-hot of the target capsule.
-      image: target image, any shape with `num_pixels` values per example.
-
-    Returns:
-      `(reconstruction, balanced_loss)`: float32 `[batch, num_pixels]` and the
-      scalar `balance_factor * mean over batch of the summed squared error`.
+    capsule_embedding `[batch, num_classes, num_atoms]`, capsule_mask the
+    target's one-hot `[batch, num_classes]`, image `num_pixels` per example.
+    Returns float32 `[batch, num_pixels]` and the scalar `balance_factor *
+    mean over batch of the summed squared error`.
     """
     filtered = capsule_embedding * tf.expand_dims(capsule_mask, -1)
     hidden = tf.reshape(

@@ -15,21 +15,16 @@ COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 
 def weight_initializer(
     stddev: float = WEIGHT_STDDEV) -> keras.initializers.Initializer:
-  """Truncated normal initializer of the reference's weight variables."""
   return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
 def bias_initializer() -> keras.initializers.Initializer:
-  """Constant 0.1 initializer of the reference's bias variables."""
   return keras.initializers.Constant(BIAS_VALUE)
 
 
 def dtype_policy(compute_dtype: str) -> keras.DTypePolicy:
-  """Float32 weights, computing in `compute_dtype` (one of COMPUTE_DTYPES).
-
-  Raises:
-    ValueError: for another compute dtype.
-  """
+  """Float32 weights, computing in `compute_dtype` (of COMPUTE_DTYPES, else
+  ValueError)."""
   if compute_dtype not in COMPUTE_DTYPES:
     raise ValueError(f'compute_dtype={compute_dtype!r}: use one of '
                      f'{", ".join(COMPUTE_DTYPES)}')

@@ -41,13 +41,6 @@ def _filenames(data_dir: str, split: str) -> List[str]:
   return [os.path.join(data_dir, 'test_batch.bin')]
 
 
-def _download_command(data_dir: str) -> str:
-  """The command that puts the binary batches in data_dir."""
-  return (f'wget {CIFAR_URL} && tar -xzf cifar-10-binary.tar.gz -C '
-          f'{os.path.dirname(os.path.normpath(data_dir))}   (extracts '
-          'cifar-10-batches-bin/), or use source=\'tfds\'')
-
-
 def _check_binary_files(paths: Sequence[str], how_to_create: str) -> None:
   """Raises unless every file holds a whole, non-zero number of records."""
   # The records carry no checksum, so a truncated file is the damage that can
@@ -119,7 +112,10 @@ def inputs(split: str, *,
   train = records.train_split(split)
   if source == 'bin':
     paths = _filenames(data_dir, split)
-    _check_binary_files(paths, _download_command(data_dir))
+    _check_binary_files(paths, (
+        f'wget {CIFAR_URL} && tar -xzf cifar-10-binary.tar.gz -C '
+        f'{os.path.dirname(os.path.normpath(data_dir))}   (extracts '
+        'cifar-10-batches-bin/), or use source=\'tfds\''))
     dataset = records.read_files(
         paths, train=train,
         reader=lambda path: tf.data.FixedLengthRecordDataset(path,

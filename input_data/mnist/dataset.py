@@ -1,12 +1,10 @@
 """mnist (single digits, MultiMNIST) and expanded_mnist, see `interface`.
 
-mnist reads `{split}_{shift}shifted_mnist.tfrecords` (`mnist_input_record`),
-which `write_records` makes when missing with `mnist_shift`'s writer (the
-same records in the same order); MultiMNIST reads the shards of a
-`path@N` data_dir, or is generated on the fly from the digits
-(`generated_input`) when data_dir is a directory, as expanded_mnist always
-is. The digits come from data_dir's idx files (`train-images-idx3-ubyte`,
-..., gzipped or not), else tensorflow-datasets' mnist (in its order).
+mnist reads the records of `mnist_input_record`, which `write_records` makes
+when missing with `mnist_shift`'s writer; MultiMNIST reads the shards of a
+`path@N` data_dir, or is generated (`generated_input`) when data_dir is a
+directory, as expanded_mnist always is. The digits come from data_dir's idx
+files (`idx`), else tensorflow-datasets' mnist (in its order).
 """
 
 import functools
@@ -69,12 +67,9 @@ def write_records(split: str, options: interface.Options) -> str:
     return path
   images, labels = digits(split, options)
   return prepare_lib.write_new(
-      path,
-      mnist_record_writer.shifted_examples(images, labels=labels,
-                                           shift=shift, pad=0),
-      num_records=len(images) * len(mnist_record_writer.all_shifts(shift)),
-      record_bytes=len(mnist_record_writer.single_example(images[0],
-                                                          label=labels[0])))
+      path, mnist_record_writer.shifted_examples(images, labels=labels,
+                                                 shift=shift, pad=0),
+      num_records=len(images) * len(mnist_record_writer.all_shifts(shift)))
 
 
 def _generates_multi_mnist(options: interface.Options) -> bool:

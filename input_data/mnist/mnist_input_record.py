@@ -109,13 +109,6 @@ def _multi_features(serialized: tf.Tensor, height: int,
       tf.cast(parsed['label_2'], tf.int32))
 
 
-def _create_command(data_dir: str, split: str, shift: int) -> str:
-  """The mnist_shift command that writes a single-digit record file."""
-  return (f'python -m input_data.mnist.mnist_shift --data_dir={data_dir} '
-          f'--split={split} --shift={shift}   (--data_dir holds the MNIST '
-          f'idx files; add --output_dir={data_dir} if they are elsewhere)')
-
-
 def _multi_create_command(pattern: str) -> str:
   """The mnist_shift command that writes the shards of a pattern."""
   prefix = pattern.rpartition('@')[0]
@@ -167,7 +160,10 @@ def inputs(split: str, *,
   if num_targets == 1:
     path, file_split, shift = single_file(data_dir, split, validate=validate)
     paths: Sequence[str] = [path]
-    command = _create_command(data_dir, file_split, shift)
+    command = (f'python -m input_data.mnist.mnist_shift --data_dir={data_dir} '
+               f'--split={file_split} --shift={shift}   (--data_dir holds the '
+               f'MNIST idx files; add --output_dir={data_dir} if they are '
+               'elsewhere)')
   elif num_targets == 2:
     if distort or validate:
       raise errors.ConfigError(

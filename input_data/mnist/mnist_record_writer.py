@@ -4,13 +4,10 @@ Single digit (`shift_write_mnist`): every image is zero padded by `pad` and
 written once per (row, column) shift in [-shift, shift], (2 * shift + 1)^2
 records in all, to `{split}_{shift}shifted_mnist.tfrecords`.
 
-MultiMNIST (`shift_write_multi_mnist`): every image, shifted at random, is
-overlaid on num_pairs other images of a different digit (each shifted at
-random too) by a pixelwise sum clipped at 255: the first epoch of
-`canvas.MultiMnist` with the seed, the pairs that the input pipelines
-generate on the fly from the same seed, in the same order. They go to the
-shards `multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N` in that
-order, max_shard records each (the last possibly fewer).
+MultiMNIST (`shift_write_multi_mnist`): the first epoch of `canvas.MultiMnist`
+with the seed, in order, to the shards
+`multi{split}_{shift}shifted_mnist.tfrecords-0000i-of-0000N`, max_shard
+records each (the last possibly fewer).
 
 `mnist_shift` is the command line of these writers; `dataset.write_records`
 writes the single-digit records with them when a run needs them.
@@ -77,10 +74,7 @@ def multi_example(merged: np.ndarray, *, image_1: np.ndarray, label_1: int,
 
 def shifted_examples(images: np.ndarray, *, labels: np.ndarray, shift: int,
                      pad: int) -> Iterator[bytes]:
-  """The shifted copies (module doc), serialized, image by image.
-
-  Each image's copies come in `all_shifts` order.
-  """
+  """The shifted copies (module doc), serialized, each in `all_shifts` order."""
   shifts = all_shifts(shift).astype(np.int32)
   chunk = max(1, _CHUNK_RECORDS // len(shifts))
   for start in range(0, len(images), chunk):

@@ -42,11 +42,8 @@ def prepare(split: str, options: interface.Options) -> str:
     images, labels, info = writer.read_tfds_split(
         split, tfds_data_dir=options.tfds_data_dir)
   return prepare_lib.write_new(
-      path,
-      writer.norb_examples(images, labels=labels, info=info),
-      num_records=len(images),
-      record_bytes=len(writer.norb_example(images[0], label=labels[0],
-                                           meta=info[0])))
+      path, writer.norb_examples(images, labels=labels, info=info),
+      num_records=len(images))
 
 
 def inputs(split: str, options: interface.Options, *, batch_size: int,

@@ -42,7 +42,6 @@ _TFDS_READ_BATCH = 1000
 
 
 def records_filename(split: str) -> str:
-  """The record file of a split."""
   return f'{split}duo.tfrecords'
 
 
@@ -130,6 +129,5 @@ def norb_examples(images: np.ndarray, *, labels: np.ndarray,
 
 def write_records(path: str, *, images: np.ndarray, labels: np.ndarray,
                   info: np.ndarray) -> None:
-  """Writes `norb_examples` to `path`."""
   records.write_tfrecords(path, norb_examples(images, labels=labels,
                                               info=info))
