@@ -4,9 +4,9 @@ TensorFlow fixes its devices at first use, so the two logical CPU devices that
 the multi-replica tests need are made here, before any test touches TF.
 """
 
-import os
+import cli
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+cli.quiet_tensorflow_start()  # Also in each pytest-xdist worker.
 
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
