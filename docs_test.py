@@ -597,13 +597,14 @@ def test_quick_start_sample_is_its_commands_output():
   lines = blocks[1][1].splitlines()
   assert blocks[1][0] == '' and lines[0].startswith('Devices: CPU')
   assert lines[1] == f'Data: {data_dir}'
-  assert re.fullmatch(r'total_params: \d+', lines[2])
+  start = next(i for i, line in enumerate(lines)
+               if re.fullmatch(r'total_params: \d+', line))
   assert re.fullmatch(r'step 1: loss [\d.]+, accuracy [\d.]+ \(the first '
                       r'step, with tracing and compiling: [\d.]+ s\)',
-                      lines[3]), lines[3]
+                      lines[start + 1]), lines[start + 1]
   progress = r'step (\d+): loss [\d.]+, accuracy [\d.]+, [\d.]+ examples/s, '
   steps = [int(re.fullmatch(progress + r'\d+:\d\d:\d\d left', line).group(1))
-           for line in lines[4:-2] if line != '...']
+           for line in lines[start + 2:-2] if line != '...']
   assert steps == sorted(steps) and steps[-1] == 1000  # --max_steps' default.
   assert lines[-2] == (f'Evaluating {summary_dir.pop()}/train/'
                        f'model.ckpt-1000 (step 1000)')
