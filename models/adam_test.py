@@ -82,6 +82,22 @@ def test_steps_equal_the_reference_optimizer():
   assert max(errors) <= _TOLERANCE, errors
 
 
+def test_selected_steps_equal_the_reference_optimizer():
+  """float16's path, the update selected by a finite flag (here True),
+  takes the reference optimizer's steps too."""
+  features = _features()
+  model = _model()
+
+  def selected_step():
+    grads, _ = model.compute_gradients(features)
+    model.optimizer.apply_summed(grads, model.trainable_variables,
+                                 where=tf.constant(True))
+
+  errors = _max_errors(model, selected_step, _reference_weights(features))
+  assert max(errors) <= _TOLERANCE, errors
+  assert int(model.global_step.numpy()) == _STEPS
+
+
 def test_stock_keras_adam_drifts_at_this_setting():
   """The setting above separates the two: stock Keras Adam fails it."""
   features = _features()

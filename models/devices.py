@@ -54,6 +54,11 @@ class DriverError(errors.UserError, RuntimeError):
   """The NVIDIA driver is too old for TensorFlow's GPU kernels."""
 
 
+def _capability(gpu) -> Tuple[int, int]:
+  return tf.config.experimental.get_device_details(gpu).get(
+      'compute_capability', (0, 0))
+
+
 def _gpus_in_use(num_gpus: Optional[int] = None) -> List:
   """The visible GPUs a run of num_gpus replicas uses (None: all)."""
   gpus = tf.config.get_visible_devices('GPU')
@@ -88,12 +93,10 @@ def mixed_precision_dtype(cpuinfo: str = '/proc/cpuinfo', *,
   add conversions."""
   gpus = _gpus_in_use(num_gpus)
   if gpus:
-    capabilities = [tf.config.experimental.get_device_details(gpu).get(
-        'compute_capability', (0, 0)) for gpu in gpus]
-    if min(capabilities) >= BFLOAT16_COMPUTE_CAPABILITY:
+    slowest = min(_capability(gpu) for gpu in gpus)
+    if slowest >= BFLOAT16_COMPUTE_CAPABILITY:
       return 'bfloat16'
-    return ('float16' if min(capabilities) >= FLOAT16_COMPUTE_CAPABILITY
-            else 'float32')
+    return 'float16' if slowest >= FLOAT16_COMPUTE_CAPABILITY else 'float32'
   if set(BFLOAT16_CPU_FLAGS) & set(_cpu_flags(cpuinfo)):
     return 'bfloat16'
   return 'float32'
@@ -250,11 +253,10 @@ def _machine_code() -> List[Tuple[int, int]]:
 
 def driver_needed(gpus: List) -> Tuple[int, ...]:
   """The oldest driver for gpus: `PTX_DRIVER` if one of them runs PTX."""
+  built = _machine_code()
   for gpu in gpus:
-    major, minor = tf.config.experimental.get_device_details(gpu).get(
-        'compute_capability', (0, 0))
-    if not any(built[0] == major and built[1] <= minor
-               for built in _machine_code()):
+    major, minor = _capability(gpu)
+    if not any(code[0] == major and code[1] <= minor for code in built):
       return PTX_DRIVER
   return OLDEST_DRIVER
 

@@ -85,6 +85,8 @@ class Trainer:
     self.model = model
     self.strategy = strategy or tf.distribute.get_strategy()
     self.config = config
+    self.several_workers = isinstance(
+        self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # Also here: the replicas of several workers, or of a caller's strategy.
     devices.check_replicas(self.strategy.num_replicas_in_sync,
                            config.train_batch_size)
@@ -201,11 +203,6 @@ class Trainer:
       self.model.summarize(result, tensors, step=step,
                            batch_size=self.config.train_batch_size)
 
-  @property
-  def _workers(self) -> bool:
-    return isinstance(self.strategy,
-                      tf.distribute.MultiWorkerMirroredStrategy)
-
   def agree(self, num_steps: int) -> Tuple[bool, int]:
     """Before a call of `run`: whether a stop was asked for, and the steps
     the call runs (the workers' mean of num_steps), alike on every worker.
@@ -214,7 +211,7 @@ class Trainer:
     every step; one worker's compiled loop reads the stop flag (on the host)
     before each step itself, and this returns `(False, num_steps)`.
     """
-    if not self._workers:
+    if not self.several_workers:
       return False, num_steps
     stop, total = self._agree(tf.constant(
         [int(self.stop_requested.numpy()), num_steps])).numpy()
@@ -233,7 +230,7 @@ class Trainer:
     steps_run = tf.constant(0)
     stopped = tf.constant(False)
     for _ in tf.range(num_steps):
-      if not self._workers and self.stop_requested.read_value():
+      if not self.several_workers and self.stop_requested.read_value():
         stopped = tf.constant(True)
         break
       step = tf.identity(self.model.global_step)
@@ -299,7 +296,7 @@ def train(hparams: HParams, *, summary_dir: str, model_type: str,
   num_params = sum(int(np.prod(var.shape)) for var in model.trainable_variables)
   print(f'total_params: {num_params}', flush=True)
   step = checkpoints.restore_latest(model, train_dir) if is_chief else 0
-  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+  if trainer.several_workers:
     step = _broadcast_from_chief(model, strategy)
   # A seeded run resumes in its own data order: the batches of the steps
   # done are read and passed over (unseeded, the order is random anyway).
